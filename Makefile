@@ -1,0 +1,40 @@
+# Entry points. Each target does its own set-up on a fresh machine (Python 3.11, pip, git, gcc).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROTOS := $(wildcard proto/conductor/v1/*.proto)
+GENERATED := $(PROTOS:.proto=_pb2.py)
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: demo test bench proto venv clean lint
+
+demo: $(STAMP) proto
+	$(BIN)/python examples/demo.py $(ARGS)
+
+test: $(STAMP) proto
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP) proto
+	$(BIN)/python -m benchmarks $(ARGS)
+
+lint: $(STAMP) proto
+	$(BIN)/ruff check .
+
+proto: $(GENERATED)
+
+# One protoc call, rooted at the repository so generated imports read `from proto.conductor.v1 import ...`.
+proto/conductor/v1/%_pb2.py: proto/conductor/v1/%.proto $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --grpc_python_out=. --pyi_out=. $<
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) .demo-state .conductor-state proto/conductor/v1/*_pb2*.py proto/conductor/v1/*_pb2*.pyi

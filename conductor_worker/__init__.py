@@ -1,0 +1,1 @@
+"""The conductor process: Temporal worker, agent gateway, SQS intake, config and CLI."""

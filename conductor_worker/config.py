@@ -1,0 +1,99 @@
+"""Conductor configuration: environment variables prefixed `CONDUCTOR_`, optionally a TOML file.
+
+Precedence: explicit arguments > environment > the file named by `CONDUCTOR_CONFIG_FILE` > defaults.
+Nothing AWS-specific (account ids, queue URLs, regions) is hard-coded: it all comes from here.
+"""
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CONDUCTOR_", extra="ignore")
+
+    # Temporal
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "agent-conductor"
+    temporal_ui_url: str = "http://localhost:8233"
+
+    # Where the conductor keeps job files, uploaded bundles, secrets and the dev server's database.
+    state_dir: Path = Path(".conductor-state")
+
+    # Agent gateway (gRPC). `gateway_public_address` is what agents dial; defaults to the listen address.
+    gateway_listen: str = "127.0.0.1:50051"
+    gateway_public_address: str = ""
+    # Signs per-job agent tokens. Empty: a random secret is created once under state_dir.
+    token_secret: SecretStr = SecretStr("")
+    token_ttl_seconds: int = 6 * 3600
+    heartbeat_interval_seconds: int = 5
+
+    # Agent launch
+    launcher: Literal["local"] = "local"
+    # The coding agent the per-job agent runs: the deterministic built-in `demo`, or `codex`.
+    coding_agent: Literal["demo", "codex"] = "demo"
+    coding_agent_timeout_seconds: int = 1500
+    agent_timeout_seconds: int = 1800
+
+    # Ticket -> repository routes (YAML). See README "Routing".
+    routes_file: Path = Path("routes.yaml")
+
+    # SQS intake. Empty queue URL: intake is off.
+    sqs_queue_url: str = ""
+    # Where poison messages go; empty: found from the queue's RedrivePolicy.
+    sqs_dlq_url: str = ""
+    sqs_wait_seconds: int = Field(default=20, ge=0, le=20)
+    sqs_visibility_timeout_seconds: int = 60
+    aws_region: str = "us-east-1"
+    # Set for moto or LocalStack; empty means the real AWS endpoint.
+    aws_endpoint_url: str = ""
+
+    # GitHub publisher
+    github_token: SecretStr = SecretStr("")
+    github_api_url: str = "https://api.github.com"
+    github_web_url: str = "https://github.com"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("CONDUCTOR_CONFIG_FILE")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    @property
+    def agent_gateway_address(self) -> str:
+        return self.gateway_public_address or self.gateway_listen
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.state_dir / "jobs"
+
+    def signing_secret(self) -> bytes:
+        """The token secret: configured, or created once (0600) under state_dir."""
+        configured = self.token_secret.get_secret_value()
+        if configured:
+            return configured.encode()
+        path = self.state_dir / "token-secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(os.urandom(32).hex())
+        return path.read_text().strip().encode()

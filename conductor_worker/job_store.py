@@ -1,0 +1,130 @@
+"""The conductor's on-disk record of each job attempt, shared by activities and the gateway.
+
+Layout under `<state_dir>/jobs/<job id as a file name>/attempt-<n>/`:
+
+    files/...        task files staged for the agent (manifest.json lists path, size, sha256)
+    handshake.json   written when the agent handshakes
+    heartbeat        touched on every agent heartbeat (its mtime is the last beat)
+    work.bundle      the agent's git bundle, once uploaded and checked
+    result.json      the agent's structured result (contracts.jobs.AgentResult)
+
+Files are written atomically (temp file + rename) so a reader never sees half a result.
+Bulky data (bundles, logs) stays here, outside workflow history.
+"""
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from contracts.ids import safe_name
+from contracts.jobs import AgentResult, TaskFile
+from contracts.task_paths import check_relative_path
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class JobAttemptDir:
+    """One job attempt's directory."""
+
+    def __init__(self, jobs_dir: Path, job_id: str, attempt: int) -> None:
+        self.job_id = job_id
+        self.attempt = attempt
+        self.root = jobs_dir / safe_name(job_id) / f"attempt-{attempt}"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.root / "files"
+
+    @property
+    def bundle_path(self) -> Path:
+        return self.root / "work.bundle"
+
+    @property
+    def result_path(self) -> Path:
+        return self.root / "result.json"
+
+    @property
+    def heartbeat_path(self) -> Path:
+        return self.root / "heartbeat"
+
+    @property
+    def handshake_path(self) -> Path:
+        return self.root / "handshake.json"
+
+    @property
+    def agent_log_path(self) -> Path:
+        return self.root / "agent.log"
+
+    # Task files ---------------------------------------------------------------------------
+
+    def stage_files(self, files: list[TaskFile]) -> list[dict]:
+        """Write the task files and their manifest; rewriting the same files is a no-op in effect."""
+        manifest = []
+        for task_file in files:
+            rel = check_relative_path(task_file.path)
+            data = task_file.content.encode()
+            write_atomic(self.files_dir / rel, data)
+            manifest.append(
+                {"path": str(rel), "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+            )
+        write_atomic(self.root / "manifest.json", json.dumps(manifest, indent=2).encode())
+        return manifest
+
+    def manifest(self) -> list[dict]:
+        path = self.root / "manifest.json"
+        return json.loads(path.read_text()) if path.exists() else []
+
+    def staged_file(self, path: str) -> Path:
+        """The staged file for a manifest path; anything not in the manifest is refused."""
+        if path not in {entry["path"] for entry in self.manifest()}:
+            raise FileNotFoundError(f"no task file {path!r} for {self.job_id} attempt {self.attempt}")
+        return self.files_dir / check_relative_path(path)
+
+    # Agent progress -----------------------------------------------------------------------
+
+    def record_handshake(self, info: dict) -> None:
+        write_atomic(self.handshake_path, json.dumps({**info, "at": time.time()}).encode())
+        self.record_heartbeat("handshake")
+
+    def handshaken(self) -> bool:
+        return self.handshake_path.exists()
+
+    def record_heartbeat(self, phase: str) -> None:
+        write_atomic(self.heartbeat_path, phase.encode())
+
+    def last_heartbeat(self) -> tuple[float, str] | None:
+        try:
+            return self.heartbeat_path.stat().st_mtime, self.heartbeat_path.read_text()
+        except FileNotFoundError:
+            return None
+
+    # Result -------------------------------------------------------------------------------
+
+    def store_result(self, result: AgentResult) -> None:
+        write_atomic(self.result_path, result.model_dump_json(indent=2).encode())
+
+    def result(self) -> AgentResult | None:
+        if not self.result_path.exists():
+            return None
+        return AgentResult.model_validate_json(self.result_path.read_text())

@@ -1,0 +1,4 @@
+"""Task-queue names."""
+
+# The shared queue every conductor process polls.
+CONDUCTOR_TASK_QUEUE = "agent-conductor"

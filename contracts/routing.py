@@ -1,0 +1,29 @@
+"""Where a job's work goes: repository, base branch, and how it is published."""
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class RepoRoute(BaseModel):
+    # Clone URL handed to the agent, and push URL for the publisher.
+    repo_url: str
+    base_branch: str = "main"
+    publisher: Literal["local", "github"] = "local"
+    # `owner/name` on GitHub; required by the github publisher.
+    github_repo: str | None = None
+    # Readable name used in search attributes and logs.
+    name: str = ""
+
+
+class TicketRouteRule(BaseModel):
+    """First rule whose every given criterion matches a ticket wins."""
+
+    project: str | None = None
+    component: str | None = None
+    label: str | None = None
+    route: RepoRoute
+
+
+class RoutesConfig(BaseModel):
+    tickets: list[TicketRouteRule] = Field(default_factory=list)
