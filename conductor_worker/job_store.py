@@ -85,9 +85,7 @@ class JobAttemptDir:
             rel = check_relative_path(task_file.path)
             data = task_file.content.encode()
             write_atomic(self.files_dir / rel, data)
-            manifest.append(
-                {"path": str(rel), "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-            )
+            manifest.append({"path": str(rel), "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
         write_atomic(self.root / "manifest.json", json.dumps(manifest, indent=2).encode())
         return manifest
 

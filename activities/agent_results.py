@@ -1,0 +1,73 @@
+"""Await an agent's result durably: poll the job store, relay liveness as activity heartbeats.
+
+The activity fails (and the workflow decides what that means) when the agent never handshakes,
+falls silent for three heartbeat intervals, or exits without reporting.
+"""
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Protocol
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from conductor_worker.job_store import JobAttemptDir
+from contracts.activity_io import AwaitAgentInput
+from contracts.jobs import AgentResult
+
+POLL_SECONDS = 0.5
+# An agent that exits may still be finishing its upload on the gateway side.
+EXIT_GRACE_SECONDS = 3.0
+
+
+class AgentProbe(Protocol):
+    def is_alive(self, agent_id: str) -> bool: ...
+
+
+class AgentResultWatcher:
+    def __init__(
+        self,
+        jobs_dir: Path,
+        probe: AgentProbe,
+        heartbeat_interval_seconds: float = 5.0,
+        handshake_timeout_seconds: float = 120.0,
+    ) -> None:
+        self._jobs_dir = jobs_dir
+        self._probe = probe
+        self._silence_limit = 3 * heartbeat_interval_seconds
+        self._handshake_timeout = handshake_timeout_seconds
+
+    @activity.defn(name="await_agent_result")
+    async def await_agent_result(self, input: AwaitAgentInput) -> AgentResult:
+        job = JobAttemptDir(self._jobs_dir, input.job_id, input.attempt)
+        started = time.time()
+        exited_at: float | None = None
+        while True:
+            result = job.result()
+            if result is not None:
+                return result
+            beat = job.last_heartbeat()
+            activity.heartbeat({"phase": beat[1] if beat else "launching"})
+            now = time.time()
+            if beat is None and now - started > self._handshake_timeout:
+                raise _crash(
+                    "AgentHandshakeTimeout",
+                    f"agent {input.agent_id} did not handshake within {self._handshake_timeout:.0f}s",
+                )
+            if beat is not None and now - beat[0] > self._silence_limit:
+                raise _crash(
+                    "AgentSilent",
+                    f"agent {input.agent_id} sent no heartbeat for "
+                    f"{now - beat[0]:.0f}s (limit {self._silence_limit:.0f}s)",
+                )
+            if not self._probe.is_alive(input.agent_id):
+                exited_at = exited_at or now
+                if now - exited_at > EXIT_GRACE_SECONDS:
+                    raise _crash("AgentCrashed", f"agent {input.agent_id} exited without reporting a result")
+            await asyncio.sleep(POLL_SECONDS)
+
+
+def _crash(kind: str, message: str) -> ApplicationError:
+    # Non-retryable here: the workflow owns the decision to relaunch with a new attempt and token.
+    return ApplicationError(message, type=kind, non_retryable=True)

@@ -1,0 +1,35 @@
+"""Pull-request title and body, kept within GitHub's limits. Pure functions, no I/O."""
+
+from contracts.tickets import TicketMessage
+
+# GitHub rejects longer titles and bodies with 422 "Validation Failed".
+TITLE_LIMIT = 256
+BODY_LIMIT = 65536
+TRUNCATION_MARKER = "\n\n… (truncated by Agent Conductor: {omitted} characters omitted)"
+
+
+def pr_title(ticket: TicketMessage) -> str:
+    """`ENG-123: Fix the login page`, on one line, at most TITLE_LIMIT characters."""
+    title = " ".join(f"{ticket.key}: {ticket.summary}".split())
+    if len(title) <= TITLE_LIMIT:
+        return title
+    return title[: TITLE_LIMIT - 1] + "…"
+
+
+def pr_body(ticket: TicketMessage, job_id: str, summary: str, limit: int = BODY_LIMIT) -> str:
+    """Ticket link, the agent's summary and a footer naming the job, at most `limit` characters.
+
+    Only the summary is cut: the link and the footer are what a reviewer needs to trace the PR
+    back to its ticket and job, so they always survive.
+    """
+    link = f"Ticket: [{ticket.key}]({ticket.url})" if ticket.url else f"Ticket: {ticket.key}"
+    head = f"{link}\n\n"
+    foot = f"\n\n---\nOpened by Agent Conductor for job {job_id}\n"
+    text = summary.strip() or "_The agent gave no summary._"
+    room = limit - len(head) - len(foot)
+    if len(text) > room:
+        # The marker's length depends on the count it reports; size it for the worst case.
+        marker_room = len(TRUNCATION_MARKER.format(omitted=len(text)))
+        kept = max(room - marker_room, 0)
+        text = text[:kept] + TRUNCATION_MARKER.format(omitted=len(text) - kept)
+    return head + text + foot

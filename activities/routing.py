@@ -1,0 +1,54 @@
+"""Ticket -> repository routing from a YAML file (re-read on every call, so edits need no restart)."""
+
+from pathlib import Path
+
+import yaml
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from contracts.activity_io import RouteTicketInput, RouteTicketResult
+from contracts.routing import RoutesConfig, TicketRouteRule
+from contracts.tickets import TicketMessage
+
+
+def load_routes(path: Path) -> RoutesConfig:
+    if not path.exists():
+        return RoutesConfig()
+    return RoutesConfig.model_validate(yaml.safe_load(path.read_text()) or {})
+
+
+def rule_matches(rule: TicketRouteRule, ticket: TicketMessage) -> bool:
+    """Every criterion the rule gives must match; a rule with none matches everything (a default)."""
+    if rule.project is not None and rule.project != ticket.project:
+        return False
+    if rule.component is not None and rule.component not in ticket.components:
+        return False
+    return rule.label is None or rule.label in ticket.labels
+
+
+def route_for(config: RoutesConfig, ticket: TicketMessage) -> TicketRouteRule | None:
+    return next((rule for rule in config.tickets if rule_matches(rule, ticket)), None)
+
+
+class TicketRouter:
+    def __init__(self, routes_file: Path) -> None:
+        self._routes_file = routes_file
+
+    @activity.defn(name="route_ticket")
+    async def route_ticket(self, input: RouteTicketInput) -> RouteTicketResult:
+        ticket = input.ticket
+        try:
+            config = load_routes(self._routes_file)
+        except (yaml.YAMLError, ValueError) as err:
+            # Retryable: an operator can fix the file and the ticket then proceeds.
+            raise ApplicationError(f"routes file {self._routes_file} is invalid: {err}") from err
+        rule = route_for(config, ticket)
+        if rule is None:
+            raise ApplicationError(
+                f"no route for ticket {ticket.key} (project {ticket.project or '-'}, "
+                f"components {ticket.components or '-'}, labels {ticket.labels or '-'}); "
+                f"add a rule to {self._routes_file}",
+                type="NoRoute",
+                non_retryable=True,
+            )
+        return RouteTicketResult(route=rule.route)

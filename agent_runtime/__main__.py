@@ -1,0 +1,5 @@
+"""`python -m agent_runtime`: the same as the `conductor-agent` console script."""
+
+from agent_runtime.cli import main
+
+main()

@@ -1,0 +1,254 @@
+"""The agent's one gRPC connection to the conductor gateway, and the heartbeat thread that uses it.
+
+Protobuf stays at this edge: callers pass and receive `contracts` models, except for the handshake's
+`TaskFileInfo` list, which is only ever handed back to `download_file`.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import grpc
+
+import agent_runtime
+from contracts.jobs import AgentResult
+from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+UPLOAD_CHUNK_BYTES = 256 * 1024
+# Transfers get a deadline that grows with their size; below this rate something is wrong.
+_MIN_TRANSFER_BYTES_PER_SECOND = 256 * 1024
+# grpc's own retry: a gateway that restarts between calls answers UNAVAILABLE for a moment.
+# Streams are retried only until their first response (or within grpc's retry buffer).
+_SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{"service": "conductor.v1.AgentService"}],
+                "retryPolicy": {
+                    "maxAttempts": 5,
+                    "initialBackoff": "0.2s",
+                    "maxBackoff": "5s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+_REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+_UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+class GatewayError(Exception):
+    """A gateway call failed; the message is one line fit for the operator."""
+
+
+class GatewayRefused(GatewayError):
+    """The gateway refused our token (forged, expired or superseded by a newer attempt)."""
+
+
+class GatewayUnavailable(GatewayError):
+    """The gateway could not be reached within the call's deadline."""
+
+
+class TaskFileIntegrityError(Exception):
+    """A downloaded task file does not match the size or sha256 the handshake announced."""
+
+
+class GatewayConnection:
+    """A sync channel to the gateway; every call carries the per-job token."""
+
+    def __init__(
+        self,
+        address: str,
+        token: str,
+        *,
+        call_timeout: float = 30.0,
+        connect_timeout: float = 60.0,
+    ) -> None:
+        self.address = address
+        self._call_timeout = call_timeout
+        self._connect_timeout = connect_timeout
+        self._metadata = (("authorization", f"Bearer {token}"),)
+        self._channel = grpc.insecure_channel(
+            address,
+            options=[("grpc.enable_retries", 1), ("grpc.service_config", _SERVICE_CONFIG)],
+        )
+        self._stub = agent_pb2_grpc.AgentServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "GatewayConnection":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def handshake(self) -> agent_pb2.HandshakeResponse:
+        request = agent_pb2.HandshakeRequest(
+            agent_version=agent_runtime.__version__, hostname=socket.gethostname()
+        )
+        # The launcher may start us before the gateway listens (or while it restarts): wait for it,
+        # but not forever, so a wrong address ends as a clear error.
+        with self._translate("handshake"):
+            return self._stub.Handshake(
+                request,
+                metadata=self._metadata,
+                timeout=self._connect_timeout,
+                wait_for_ready=True,
+            )
+
+    def download_file(self, info: agent_pb2.TaskFileInfo, dest: Path) -> Path:
+        """Stream one task file to `dest`; on any mismatch nothing is left at `dest`."""
+        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        tmp = Path(tmp_name)
+        try:
+            digest = hashlib.sha256()
+            size = 0
+            with os.fdopen(fd, "wb") as out, self._translate(f"download of {info.path}"):
+                chunks = self._stub.DownloadFile(
+                    agent_pb2.DownloadFileRequest(path=info.path),
+                    metadata=self._metadata,
+                    timeout=self._transfer_timeout(info.size),
+                )
+                try:
+                    for chunk in chunks:
+                        if chunk.offset != size:
+                            raise TaskFileIntegrityError(
+                                f"{info.path}: chunk at offset {chunk.offset}, expected {size}"
+                            )
+                        size += len(chunk.data)
+                        if size > info.size:
+                            raise TaskFileIntegrityError(
+                                f"{info.path}: more than the announced {info.size} bytes"
+                            )
+                        digest.update(chunk.data)
+                        out.write(chunk.data)
+                finally:
+                    chunks.cancel()  # a no-op once the stream ended; frees it when we stop early
+            if size != info.size:
+                raise TaskFileIntegrityError(f"{info.path}: got {size} bytes, expected {info.size}")
+            if digest.hexdigest() != info.sha256.lower():
+                raise TaskFileIntegrityError(f"{info.path}: sha256 does not match the handshake")
+            os.replace(tmp, dest)
+            return dest
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def upload_result(
+        self, result: AgentResult, bundle: Path | None
+    ) -> agent_pb2.UploadResultResponse:
+        """Send the bundle's chunks, then the result carrying the bundle's sha256."""
+        size = bundle.stat().st_size if bundle is not None else 0
+        # wait_for_ready: a report is the job's whole point, so ride out a short gateway restart.
+        with self._translate("result upload"):
+            return self._stub.UploadResult(
+                _upload_requests(result, bundle),
+                metadata=self._metadata,
+                timeout=self._transfer_timeout(size),
+                wait_for_ready=True,
+            )
+
+    def heartbeat(self, phase: str, *, timeout: float | None = None) -> agent_pb2.HeartbeatResponse:
+        with self._translate("heartbeat"):
+            return self._stub.Heartbeat(
+                agent_pb2.HeartbeatRequest(phase=phase),
+                metadata=self._metadata,
+                timeout=timeout or self._call_timeout,
+            )
+
+    def _transfer_timeout(self, size: int) -> float:
+        return self._call_timeout + size / _MIN_TRANSFER_BYTES_PER_SECOND
+
+    @contextmanager
+    def _translate(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except grpc.RpcError as err:
+            code, details = err.code(), err.details()  # type: ignore[attr-defined]
+            if code in _REFUSED:
+                raise GatewayRefused(f"gateway refused the token: {details}") from err
+            if code in _UNREACHABLE:
+                raise GatewayUnavailable(
+                    f"cannot reach the gateway at {self.address} ({what}): {details}"
+                ) from err
+            raise GatewayError(f"gateway {what} failed: {code.name}: {details}") from err
+
+
+def _upload_requests(
+    result: AgentResult, bundle: Path | None
+) -> Iterator[agent_pb2.UploadResultRequest]:
+    digest = hashlib.sha256()
+    if bundle is not None:
+        with bundle.open("rb") as chunks:
+            while chunk := chunks.read(UPLOAD_CHUNK_BYTES):
+                digest.update(chunk)
+                yield agent_pb2.UploadResultRequest(bundle_chunk=chunk)
+    bundle_sha256 = digest.hexdigest() if bundle is not None else ""
+    yield agent_pb2.UploadResultRequest(result=to_proto_result(result, bundle_sha256))
+
+
+def to_proto_result(result: AgentResult, bundle_sha256: str) -> agent_pb2.AgentResult:
+    # bundle_path is the conductor's to fill in: it is where the gateway stored the bundle.
+    return agent_pb2.AgentResult(
+        status=result.status.value,
+        exit_code=result.exit_code,
+        stdout_tail=result.stdout_tail,
+        stderr_tail=result.stderr_tail,
+        summary=result.summary,
+        failure_class=result.failure_class.value,
+        bundle_sha256=bundle_sha256,
+        branch=result.branch,
+        commit_sha=result.commit_sha,
+        duration_seconds=result.duration_seconds,
+    )
+
+
+class Heartbeater:
+    """A daemon thread beating every interval with the current phase, riding out outages."""
+
+    def __init__(self, conn: GatewayConnection, interval_seconds: float, phase: str = "starting"):
+        # A plain attribute: the job thread writes it, the beat thread reads it (atomic str swap).
+        self.phase = phase
+        self.cancel_requested = False
+        self._conn = conn
+        self._interval = interval_seconds if interval_seconds > 0 else 5.0
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        failing = False
+        while not self._stopped.is_set():
+            try:
+                # No longer than a beat: a hung call must not delay the next beat or stop().
+                response = self._conn.heartbeat(self.phase, timeout=self._interval)
+            except GatewayError as err:
+                # The conductor notices silence through its own heartbeat timeout; we keep working.
+                if not failing:
+                    log.warning("heartbeat failed, retrying every %.0fs: %s", self._interval, err)
+                failing = True
+            else:
+                if failing:
+                    log.info("heartbeat: gateway reachable again")
+                failing = False
+                if response.cancel_requested and not self.cancel_requested:
+                    log.warning("heartbeat: the conductor asked this job to stop")
+                    self.cancel_requested = True
+            self._stopped.wait(self._interval)

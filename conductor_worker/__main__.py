@@ -1,0 +1,3 @@
+from conductor_worker.cli import main
+
+main()

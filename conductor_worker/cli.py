@@ -1,0 +1,85 @@
+"""`conductor`: run the conductor (`dev`, `serve`) and feed it (`send`)."""
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from conductor_worker.config import Settings
+
+app = typer.Typer(
+    help="Agent Conductor: tickets -> durable coding-agent jobs on Temporal.", no_args_is_help=True
+)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+async def _serve_until_signalled(settings: Settings) -> None:
+    from conductor_worker.app import run_conductor
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await run_conductor(settings, stop)
+
+
+@app.command()
+def dev(
+    temporal_port: Annotated[int, typer.Option(help="Temporal frontend port.")] = 7233,
+    ui_port: Annotated[int, typer.Option(help="Temporal Web UI port.")] = 8233,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Start a Temporal dev server (SQLite under the state dir, Web UI), worker, gateway and launcher."""
+    from conductor_worker.devserver import DevServer
+
+    _setup_logging(verbose)
+    settings = Settings()
+    server = DevServer(settings.state_dir, port=temporal_port, ui_port=ui_port)
+    server.start()
+    settings = settings.model_copy(
+        update={
+            "temporal_address": server.address,
+            "temporal_ui_url": f"http://localhost:{ui_port}",
+        }
+    )
+    typer.echo(f"Temporal dev server on {server.address}, Web UI {settings.temporal_ui_url}")
+    try:
+        asyncio.run(_serve_until_signalled(settings))
+    finally:
+        server.stop()
+
+
+@app.command()
+def serve(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    """Run worker, gateway and intake against the configured Temporal cluster (production)."""
+    _setup_logging(verbose)
+    asyncio.run(_serve_until_signalled(Settings()))
+
+
+@app.command()
+def send(
+    files: Annotated[list[Path], typer.Argument(help="JSON message bodies to send.", exists=True)],
+) -> None:
+    """Send message bodies (e.g. Jira issue JSON) to the configured SQS queue."""
+    from conductor_worker.app import sqs_client
+
+    settings = Settings()
+    if not settings.sqs_queue_url:
+        raise typer.BadParameter("set CONDUCTOR_SQS_QUEUE_URL to the intake queue's URL")
+    sqs = sqs_client(settings)
+    for path in files:
+        sent = sqs.send_message(QueueUrl=settings.sqs_queue_url, MessageBody=path.read_text())
+        typer.echo(f"sent {path} as message {sent['MessageId']}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,161 @@
+"""The agent gateway: gRPC `AgentService` over the job store.
+
+Agents hold only a per-job token. Each call is checked against it (signature, expiry, and that the job
+attempt was staged by this conductor) before anything is read or written. Bulky data (task files,
+bundles) moves through here and the job store, never through workflow history.
+"""
+
+import hashlib
+import logging
+import os
+import tempfile
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from conductor_worker.config import Settings
+from conductor_worker.job_store import JobAttemptDir, sha256_file
+from conductor_worker.tokens import TokenClaims, TokenError, verify_token
+from contracts.jobs import AgentResult, AgentStatus, FailureClass
+from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 256 * 1024
+SERVICE_NAME = "conductor.v1.AgentService"
+
+
+class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._secret = settings.signing_secret()
+
+    async def _authorize(self, context: grpc.aio.ServicerContext) -> tuple[TokenClaims, JobAttemptDir]:
+        metadata = dict(context.invocation_metadata() or ())
+        scheme, _, token = str(metadata.get("authorization", "")).partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing bearer token")
+        try:
+            claims = verify_token(self._secret, token)
+        except TokenError as err:
+            log.warning("gateway refused a token: %s", err)
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(err))
+        job = JobAttemptDir(self._settings.jobs_dir, claims.job_id, claims.attempt)
+        if not job.root.is_dir():
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "token names an unknown job attempt")
+        return claims, job
+
+    async def Handshake(self, request, context):
+        claims, job = await self._authorize(context)
+        job.record_handshake({"agent_version": request.agent_version, "hostname": request.hostname})
+        log.info(
+            "agent handshake: %s attempt %d from %s",
+            claims.job_id,
+            claims.attempt,
+            request.hostname,
+        )
+        return agent_pb2.HandshakeResponse(
+            job_id=claims.job_id,
+            attempt=claims.attempt,
+            files=[agent_pb2.TaskFileInfo(**entry) for entry in job.manifest()],
+            heartbeat_interval_seconds=self._settings.heartbeat_interval_seconds,
+        )
+
+    async def DownloadFile(self, request, context):
+        _, job = await self._authorize(context)
+        try:
+            path = job.staged_file(request.path)
+        except (FileNotFoundError, ValueError) as err:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(err))
+        job.record_heartbeat("streaming-files")
+        offset = 0
+        with path.open("rb") as f:
+            while chunk := f.read(CHUNK_SIZE):
+                yield agent_pb2.FileChunk(offset=offset, data=chunk)
+                offset += len(chunk)
+
+    async def Heartbeat(self, request, context):
+        _, job = await self._authorize(context)
+        job.record_heartbeat(request.phase or "running")
+        return agent_pb2.HeartbeatResponse(cancel_requested=False)
+
+    async def UploadResult(self, request_iterator, context):
+        claims, job = await self._authorize(context)
+        existing = job.result()
+        job.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=job.root, prefix=".upload-")
+        digest, size, result_msg = hashlib.sha256(), 0, None
+        try:
+            with os.fdopen(fd, "wb") as tmp:
+                async for message in request_iterator:
+                    if message.HasField("bundle_chunk"):
+                        if result_msg is not None:
+                            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "bundle after result")
+                        tmp.write(message.bundle_chunk)
+                        digest.update(message.bundle_chunk)
+                        size += len(message.bundle_chunk)
+                    elif message.HasField("result"):
+                        result_msg = message.result
+            if result_msg is None:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "upload ended without a result")
+            if existing is not None:
+                # A retried upload of the same attempt: the first report stands.
+                return agent_pb2.UploadResultResponse(accepted=True, bundle_size=size, duplicate=True)
+            if size and digest.hexdigest() != result_msg.bundle_sha256:
+                await context.abort(grpc.StatusCode.DATA_LOSS, "bundle sha256 does not match")
+            if size:
+                os.replace(tmp_name, job.bundle_path)
+            result = _result_from_proto(result_msg, job, has_bundle=bool(size))
+        finally:
+            if os.path.exists(tmp_name):
+                os.unlink(tmp_name)
+        job.store_result(result)
+        log.info(
+            "agent result: %s attempt %d %s (%d bundle bytes)",
+            claims.job_id,
+            claims.attempt,
+            result.status,
+            size,
+        )
+        return agent_pb2.UploadResultResponse(accepted=True, bundle_size=size)
+
+
+def _result_from_proto(msg: agent_pb2.AgentResult, job: JobAttemptDir, has_bundle: bool) -> AgentResult:
+    """Protobuf stays at this edge: the rest of the conductor sees the contract."""
+    try:
+        status = AgentStatus(msg.status)
+    except ValueError:
+        status = AgentStatus.FAILED
+    try:
+        failure_class = FailureClass(msg.failure_class or "none")
+    except ValueError:
+        failure_class = FailureClass.INFRASTRUCTURE
+    return AgentResult(
+        status=status,
+        exit_code=msg.exit_code,
+        stdout_tail=msg.stdout_tail,
+        stderr_tail=msg.stderr_tail,
+        summary=msg.summary,
+        failure_class=failure_class,
+        branch=msg.branch,
+        commit_sha=msg.commit_sha,
+        duration_seconds=msg.duration_seconds,
+        bundle_path=str(job.bundle_path.resolve()) if has_bundle else "",
+        bundle_sha256=sha256_file(job.bundle_path) if has_bundle else "",
+    )
+
+
+async def start_gateway(settings: Settings) -> tuple[grpc.aio.Server, int]:
+    """Start the gRPC gateway with health checking; returns the server and its bound port."""
+    server = grpc.aio.server()
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentGateway(settings), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port(settings.gateway_listen)
+    if port == 0:
+        raise RuntimeError(f"gateway could not bind {settings.gateway_listen}")
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("agent gateway listening on %s", settings.gateway_listen.rsplit(":", 1)[0] + f":{port}")
+    return server, port

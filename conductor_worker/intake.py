@@ -1,0 +1,145 @@
+"""SQS intake: long-poll batches, start one workflow per ticket, delete only after Temporal acknowledged.
+
+A message is deleted only once its workflow start was acknowledged (or found already done), so a crash
+at any point means a redelivery, never a lost ticket; the workflow id makes the redelivery harmless.
+A poison message goes to the dead-letter queue with one log line and is deleted from the work queue.
+"""
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from conductor_worker.config import Settings
+from conductor_worker.messages import PoisonMessage, parse_message
+from contracts.ids import ticket_workflow_id
+from contracts.tickets import TicketMessage
+from workflows.ticket import TicketWorkflow
+
+log = logging.getLogger(__name__)
+
+
+class SqsIntake:
+    def __init__(self, client: Client, settings: Settings, sqs: Any) -> None:
+        self._client = client
+        self._settings = settings
+        self._sqs = sqs
+        self._queue_url = settings.sqs_queue_url
+        self._dlq_url = settings.sqs_dlq_url or None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        log.info("SQS intake polling %s", self._queue_url)
+        while not stop.is_set():
+            poll = asyncio.ensure_future(self.poll_once())
+            stopped = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({poll, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            stopped.cancel()
+            if not poll.done():
+                # Messages received by an abandoned poll are not deleted: SQS redelivers them.
+                poll.cancel()
+                break
+            try:
+                poll.result()
+            except Exception:  # the intake must keep serving: log, back off, poll again
+                log.exception("SQS intake poll failed; retrying in 5 s")
+                await asyncio.sleep(5)
+        log.info("SQS intake stopped; unread messages wait in the queue")
+
+    async def poll_once(self) -> int:
+        response = await asyncio.to_thread(
+            self._sqs.receive_message,
+            QueueUrl=self._queue_url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=self._settings.sqs_wait_seconds,
+            VisibilityTimeout=self._settings.sqs_visibility_timeout_seconds,
+        )
+        messages = response.get("Messages", [])
+        await asyncio.gather(*(self.handle(message) for message in messages))
+        return len(messages)
+
+    async def handle(self, message: dict) -> None:
+        message_id = message["MessageId"]
+        try:
+            ticket = parse_message(message["Body"])
+        except PoisonMessage as err:
+            await self._dead_letter(message, err.reason)
+            return
+        try:
+            await self.start_ticket(ticket)
+        except Exception as err:
+            # Not deleted: the message becomes visible again and is retried after the timeout.
+            log.warning(
+                "message %s (%s): workflow start failed, will retry: %s",
+                message_id,
+                ticket.key,
+                err,
+            )
+            return
+        await self._delete(message)
+
+    async def start_ticket(self, ticket: TicketMessage) -> None:
+        workflow_id = ticket_workflow_id(ticket.source, ticket.key)
+        try:
+            await self._client.start_workflow(
+                TicketWorkflow.run,
+                ticket,
+                id=workflow_id,
+                task_queue=self._settings.task_queue,
+                # A duplicate of a running ticket joins it; a finished ticket is not redone.
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            )
+        except WorkflowAlreadyStartedError:
+            log.info(
+                "ticket %s already handled by %s; duplicate message dropped",
+                ticket.key,
+                workflow_id,
+            )
+
+    async def _delete(self, message: dict) -> None:
+        await asyncio.to_thread(
+            self._sqs.delete_message,
+            QueueUrl=self._queue_url,
+            ReceiptHandle=message["ReceiptHandle"],
+        )
+
+    async def _dead_letter(self, message: dict, reason: str) -> None:
+        message_id = message["MessageId"]
+        dlq_url = await self._find_dlq()
+        if dlq_url is None:
+            log.error(
+                "poison message %s: %s; no DLQ configured, leaving it to the queue's redrive",
+                message_id,
+                reason,
+            )
+            return
+        await asyncio.to_thread(
+            self._sqs.send_message,
+            QueueUrl=dlq_url,
+            MessageBody=message["Body"],
+            MessageAttributes={
+                "ConductorRejectReason": {"DataType": "String", "StringValue": reason[:1024]},
+                "SourceMessageId": {"DataType": "String", "StringValue": message_id},
+            },
+        )
+        await self._delete(message)
+        log.error("poison message %s moved to the DLQ: %s", message_id, reason)
+
+    async def _find_dlq(self) -> str | None:
+        """The configured DLQ, else the one named by the queue's RedrivePolicy."""
+        if self._dlq_url is None:
+            attrs = await asyncio.to_thread(
+                self._sqs.get_queue_attributes,
+                QueueUrl=self._queue_url,
+                AttributeNames=["RedrivePolicy"],
+            )
+            policy = attrs.get("Attributes", {}).get("RedrivePolicy")
+            if policy:
+                dlq_name = json.loads(policy)["deadLetterTargetArn"].rsplit(":", 1)[-1]
+                found = await asyncio.to_thread(self._sqs.get_queue_url, QueueName=dlq_name)
+                self._dlq_url = found["QueueUrl"]
+        return self._dlq_url

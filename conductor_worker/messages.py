@@ -1,0 +1,90 @@
+"""SQS message bodies -> contracts. One parser per shape; anything else is a poison message."""
+
+import json
+import re
+from typing import Any
+
+from pydantic import ValidationError
+
+from contracts.tickets import TicketMessage
+
+
+class PoisonMessage(ValueError):
+    """A message the conductor can never act on; `reason` is one readable line for the log and DLQ."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def parse_message(body: str) -> TicketMessage:
+    try:
+        doc = json.loads(body)
+    except (json.JSONDecodeError, TypeError) as err:
+        raise PoisonMessage(f"body is not JSON ({err.msg if hasattr(err, 'msg') else err})") from err
+    if not isinstance(doc, dict):
+        raise PoisonMessage(f"body is JSON {type(doc).__name__}, expected an object")
+    if isinstance(doc.get("issue"), dict) and "webhookEvent" in doc:
+        return parse_jira_issue(doc["issue"])
+    if "key" in doc and isinstance(doc.get("fields"), dict):
+        return parse_jira_issue(doc)
+    if doc.get("source") == "aws.cloudwatch" or "AlarmName" in doc or doc.get("Type") == "Notification":
+        raise PoisonMessage("CloudWatch alarm messages are not handled yet (incident chains)")
+    raise PoisonMessage(f"unknown message shape (top-level keys: {', '.join(sorted(doc)[:8]) or 'none'})")
+
+
+def parse_jira_issue(issue: dict[str, Any]) -> TicketMessage:
+    fields = issue.get("fields")
+    if not isinstance(fields, dict):
+        raise PoisonMessage("Jira issue has no 'fields' object")
+    try:
+        return TicketMessage(
+            source="jira",
+            key=issue.get("key"),
+            summary=fields.get("summary"),
+            description=_description_text(fields.get("description")),
+            url=_browse_url(issue),
+            project=_name(fields.get("project"), "key"),
+            issue_type=_name(fields.get("issuetype"), "name"),
+            priority=_name(fields.get("priority"), "name"),
+            components=[_name(c, "name") for c in fields.get("components") or []],
+            labels=[str(label) for label in fields.get("labels") or []],
+        )
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
+        raise PoisonMessage(f"Jira issue {issue.get('key')!r} is invalid: {problems}") from err
+
+
+def _name(obj: Any, attr: str) -> str:
+    return str(obj.get(attr, "")) if isinstance(obj, dict) else ""
+
+
+def _browse_url(issue: dict[str, Any]) -> str:
+    """`https://x.atlassian.net/rest/api/3/issue/10002` -> `https://x.atlassian.net/browse/ENG-123`."""
+    match = re.match(r"^(https?://[^/]+)/rest/api/", str(issue.get("self", "")))
+    return f"{match.group(1)}/browse/{issue.get('key')}" if match else ""
+
+
+def _description_text(description: Any) -> str:
+    """Jira API v2 sends a string; v3 sends an Atlassian Document Format tree."""
+    if description is None:
+        return ""
+    if isinstance(description, str):
+        return description
+    blocks: list[str] = []
+
+    def walk(node: Any, out: list[str]) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "text":
+                out.append(str(node.get("text", "")))
+            elif node.get("type") == "hardBreak":
+                out.append("\n")
+            for child in node.get("content") or []:
+                walk(child, out)
+
+    top_level = description.get("content") if isinstance(description, dict) else None
+    for block in top_level or []:
+        parts: list[str] = []
+        walk(block, parts)
+        blocks.append("".join(parts))
+    return "\n\n".join(b for b in blocks if b)

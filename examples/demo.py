@@ -1,0 +1,155 @@
+"""`make demo`: the whole spine on this machine, through real parts.
+
+moto's server stands in for SQS (over real HTTP), a bare git repository for the remote. The conductor
+itself runs exactly as `conductor dev` runs it: Temporal dev server, worker, gRPC gateway, local launcher.
+
+    make demo                 # send the sample ticket, print the branch it produced, stop
+    make demo ARGS=--serve    # same, then leave everything running to explore (Ctrl-C stops)
+"""
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+from conductor_worker.client import connect
+from conductor_worker.config import Settings
+from contracts.ids import ticket_workflow_id
+from contracts.jobs import JobResult
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE = ROOT / ".demo-state"
+TICKET = ROOT / "examples" / "tickets" / "ENG-123.json"
+GIT_ENV = {
+    **os.environ,
+    "GIT_AUTHOR_NAME": "Demo",
+    "GIT_AUTHOR_EMAIL": "demo@example.invalid",
+    "GIT_COMMITTER_NAME": "Demo",
+    "GIT_COMMITTER_EMAIL": "demo@example.invalid",
+}
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=GIT_ENV, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def make_remote() -> Path:
+    seed, bare = STATE / "greeter-seed", STATE / "remotes" / "greeter.git"
+    shutil.copytree(ROOT / "examples" / "sample-repo", seed)
+    git("init", "-q", "-b", "main", cwd=seed)
+    git("add", "-A", cwd=seed)
+    git("commit", "-q", "-m", "Initial commit", cwd=seed)
+    git("init", "-q", "--bare", "-b", "main", str(bare))
+    git("push", "-q", str(bare), "main", cwd=seed)
+    return bare
+
+
+def make_queues(endpoint: str) -> str:
+    sqs = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1")
+    dlq = sqs.create_queue(QueueName="conductor-intake-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return sqs.create_queue(
+        QueueName="conductor-intake",
+        Attributes={"RedrivePolicy": f'{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"3"}}'},
+    )["QueueUrl"]
+
+
+async def await_ticket(settings: Settings, key: str, timeout: float) -> JobResult:
+    deadline = time.monotonic() + timeout
+    while True:  # the dev server comes up in the child process; keep knocking until it answers
+        try:
+            client = await connect(settings)
+            break
+        except RuntimeError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+    handle = client.get_workflow_handle(ticket_workflow_id("jira", key), result_type=JobResult)
+    while True:
+        try:
+            return await asyncio.wait_for(handle.result(), timeout=max(1, deadline - time.monotonic()))
+        except Exception as err:  # not started yet: the intake has not polled the message
+            if "not found" not in str(err).lower() or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--serve", action="store_true", help="leave the stack running afterwards")
+    parser.add_argument("--timeout", type=float, default=180, help="seconds to wait for the job")
+    args = parser.parse_args()
+
+    shutil.rmtree(STATE, ignore_errors=True)
+    STATE.mkdir(parents=True)
+    os.environ.update(AWS_ACCESS_KEY_ID="demo", AWS_SECRET_ACCESS_KEY="demo", AWS_DEFAULT_REGION="us-east-1")
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    host, port = moto.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    remote = make_remote()
+    (STATE / "routes.yaml").write_text(
+        f"tickets:\n  - project: ENG\n    route:\n      repo_url: {remote}\n"
+        "      base_branch: main\n      publisher: local\n      name: examples/greeter\n"
+    )
+    conductor_env = {
+        **os.environ,
+        "CONDUCTOR_STATE_DIR": str(STATE / "conductor"),
+        "CONDUCTOR_ROUTES_FILE": str(STATE / "routes.yaml"),
+        "CONDUCTOR_SQS_QUEUE_URL": make_queues(endpoint),
+        "CONDUCTOR_AWS_ENDPOINT_URL": endpoint,
+        "CONDUCTOR_SQS_WAIT_SECONDS": "2",
+    }
+    settings = Settings(temporal_address="127.0.0.1:7233")
+    print(f"== starting `conductor dev` (logs: {STATE / 'conductor.log'})", flush=True)
+    log = (STATE / "conductor.log").open("w")
+    conductor = subprocess.Popen(
+        [sys.executable, "-m", "conductor_worker", "dev"],
+        env=conductor_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        sqs = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1")
+        sent = sqs.send_message(
+            QueueUrl=conductor_env["CONDUCTOR_SQS_QUEUE_URL"], MessageBody=TICKET.read_text()
+        )
+        print(f"== sent ticket ENG-123 to SQS (message {sent['MessageId']})", flush=True)
+        result = asyncio.run(await_ticket(settings, "ENG-123", args.timeout))
+        workflow_id = ticket_workflow_id("jira", "ENG-123")
+        print(f"== job {result.job_id}: {result.state}")
+        print(f"branch {result.branch} @ {result.commit_sha[:12]} in {remote}")
+        print(git("diff", "--stat", "main", result.branch, cwd=remote))
+        print(f"summary: {result.summary}")
+        print(
+            "Web UI: http://localhost:8233/namespaces/default/workflows/"
+            + urllib.parse.quote(workflow_id, safe="")
+        )
+        if args.serve:
+            print("== serving; Ctrl-C stops everything", flush=True)
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        return 0
+    finally:
+        conductor.send_signal(signal.SIGTERM)
+        try:
+            conductor.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            conductor.kill()
+        moto.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

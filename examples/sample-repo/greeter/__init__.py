@@ -1,0 +1,5 @@
+"""A tiny library for the demo agent to change."""
+
+
+def greet(name: str) -> str:
+    return f"Hello, {name}!"

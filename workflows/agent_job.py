@@ -1,0 +1,159 @@
+"""One agent job: stage task files, launch a sandboxed agent, await its result, publish its branch."""
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.agent_results import AgentResultWatcher
+    from activities.launch_local import LocalLauncher
+    from activities.publish_git import LocalGitPublisher
+    from activities.publish_github import GithubPublisher
+    from activities.task_files import TaskFileStager
+    from contracts import search_attributes as sa
+    from contracts.activity_io import (
+        AwaitAgentInput,
+        LaunchAgentInput,
+        LaunchAgentResult,
+        PublishInput,
+        PublishResult,
+        StageTaskFilesInput,
+        StopAgentInput,
+    )
+    from contracts.jobs import AgentResult, AgentStatus, JobResult, JobSpec, JobState, JobStatus
+
+# Quick local side effects: retried a few times, then the job fails with the activity's reason.
+SHORT = dict(
+    start_to_close_timeout=timedelta(seconds=60),
+    retry_policy=RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=10)),
+)
+AGENT_HEARTBEAT_TIMEOUT = timedelta(seconds=15)
+CRASH_TYPES = {"AgentCrashed", "AgentSilent", "AgentHandshakeTimeout"}
+
+
+@workflow.defn
+class AgentJobWorkflow:
+    def __init__(self) -> None:
+        self._state = JobState.QUEUED
+        self._attempt = 1
+        self._spec: JobSpec | None = None
+        self._agent_id = ""
+        self._pr_url: str | None = None
+        self._reason = ""
+        self._history: list[str] = []
+
+    @workflow.run
+    async def run(self, spec: JobSpec) -> JobResult:
+        self._spec = spec
+        workflow.upsert_search_attributes(
+            [
+                sa.JOB_KIND.value_set(spec.kind),
+                sa.TICKET_KEY.value_set(spec.ticket.key),
+                sa.REPOSITORY.value_set(spec.route.name or spec.route.repo_url),
+            ]
+        )
+        self._set_state(JobState.LAUNCHING)
+        await workflow.execute_activity_method(
+            TaskFileStager.stage_task_files,
+            StageTaskFilesInput(spec=spec, attempt=self._attempt),
+            **SHORT,
+        )
+        agent = await workflow.execute_activity_method(
+            LocalLauncher.launch_agent,
+            LaunchAgentInput(job_id=spec.job_id, attempt=self._attempt),
+            **SHORT,
+        )
+        self._agent_id = agent.agent_id
+        try:
+            self._set_state(JobState.RUNNING)
+            result = await self._await_result(spec, agent)
+        finally:
+            # Orphan kill on every exit path: success, failure, timeout, cancel.
+            await workflow.execute_activity_method(
+                LocalLauncher.stop_agent,
+                StopAgentInput(job_id=spec.job_id, attempt=self._attempt, agent_id=agent.agent_id),
+                **SHORT,
+            )
+        if result.status != AgentStatus.SUCCEEDED:
+            self._fail(
+                JobState.FAILED,
+                f"agent reported {result.failure_class} failure: "
+                f"{result.summary or 'no summary'} (exit code {result.exit_code})",
+            )
+        self._set_state(JobState.PUBLISHING)
+        published = await self._publish(spec, result)
+        self._pr_url = published.pr_url
+        self._set_state(JobState.SUCCEEDED)
+        return JobResult(
+            job_id=spec.job_id,
+            state=self._state,
+            attempt=self._attempt,
+            branch=published.branch,
+            commit_sha=published.commit_sha,
+            pr_url=published.pr_url,
+            summary=result.summary,
+            agent=result,
+        )
+
+    @workflow.query
+    def status(self) -> JobStatus:
+        return JobStatus(
+            job_id=self._spec.job_id if self._spec else workflow.info().workflow_id,
+            state=self._state,
+            attempt=self._attempt,
+            agent_id=self._agent_id,
+            branch=self._spec.branch if self._spec else "",
+            pr_url=self._pr_url,
+            reason=self._reason,
+            history=list(self._history),
+        )
+
+    async def _await_result(self, spec: JobSpec, agent: LaunchAgentResult) -> AgentResult:
+        try:
+            return await workflow.execute_activity_method(
+                AgentResultWatcher.await_agent_result,
+                AwaitAgentInput(job_id=spec.job_id, attempt=self._attempt, agent_id=agent.agent_id),
+                start_to_close_timeout=timedelta(seconds=spec.agent_timeout_seconds),
+                heartbeat_timeout=AGENT_HEARTBEAT_TIMEOUT,
+                # The watcher itself may move to another conductor process; the agent keeps working.
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
+        except ActivityError as err:
+            cause = err.cause
+            if isinstance(cause, TimeoutError):
+                self._fail(
+                    JobState.TIMED_OUT,
+                    f"agent did not finish within {spec.agent_timeout_seconds}s ({cause.type.name})",
+                )
+            if isinstance(cause, ApplicationError) and cause.type in CRASH_TYPES:
+                self._fail(JobState.CRASHED, cause.message)
+            raise
+
+    async def _publish(self, spec: JobSpec, result: AgentResult) -> PublishResult:
+        publisher = (
+            GithubPublisher.publish_github
+            if spec.route.publisher == "github"
+            else LocalGitPublisher.publish_local
+        )
+        try:
+            return await workflow.execute_activity_method(
+                publisher,
+                PublishInput(spec=spec, result=result),
+                start_to_close_timeout=timedelta(minutes=5),
+                retry_policy=RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=30)),
+            )
+        except ActivityError as err:
+            self._fail(JobState.FAILED, f"publishing failed: {err.cause or err}")
+
+    def _set_state(self, state: JobState) -> None:
+        self._state = state
+        self._history.append(f"{workflow.now().isoformat()} {state}")
+        workflow.upsert_search_attributes([sa.JOB_STATE.value_set(state.value)])
+
+    def _fail(self, state: JobState, reason: str):
+        """Record the terminal state and fail the workflow with a reason a person can read."""
+        self._reason = reason
+        self._set_state(state)
+        raise ApplicationError(f"{state}: {reason}", type=state.value, non_retryable=True)
