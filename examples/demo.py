@@ -9,6 +9,7 @@ itself runs exactly as `conductor dev` runs it: Temporal dev server, worker, gRP
 
 import argparse
 import asyncio
+import logging
 import os
 import shutil
 import signal
@@ -41,7 +42,7 @@ GIT_ENV = {
 def git(*args: str, cwd: Path | None = None) -> str:
     return subprocess.run(
         ["git", *args], cwd=cwd, env=GIT_ENV, check=True, capture_output=True, text=True
-    ).stdout.strip()
+    ).stdout.rstrip()
 
 
 def make_remote() -> Path:
@@ -65,7 +66,7 @@ def make_queues(endpoint: str) -> str:
     )["QueueUrl"]
 
 
-async def await_ticket(settings: Settings, key: str, timeout: float) -> JobResult:
+async def await_ticket(settings: Settings, key: str, timeout: float) -> tuple[JobResult, str]:
     deadline = time.monotonic() + timeout
     while True:  # the dev server comes up in the child process; keep knocking until it answers
         try:
@@ -78,7 +79,8 @@ async def await_ticket(settings: Settings, key: str, timeout: float) -> JobResul
     handle = client.get_workflow_handle(ticket_workflow_id("jira", key), result_type=JobResult)
     while True:
         try:
-            return await asyncio.wait_for(handle.result(), timeout=max(1, deadline - time.monotonic()))
+            result = await asyncio.wait_for(handle.result(), timeout=max(1, deadline - time.monotonic()))
+            return result, (await handle.describe()).run_id
         except Exception as err:  # not started yet: the intake has not polled the message
             if "not found" not in str(err).lower() or time.monotonic() > deadline:
                 raise
@@ -91,6 +93,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=180, help="seconds to wait for the job")
     args = parser.parse_args()
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
     shutil.rmtree(STATE, ignore_errors=True)
     STATE.mkdir(parents=True)
     os.environ.update(AWS_ACCESS_KEY_ID="demo", AWS_SECRET_ACCESS_KEY="demo", AWS_DEFAULT_REGION="us-east-1")
@@ -127,7 +130,7 @@ def main() -> int:
             QueueUrl=conductor_env["CONDUCTOR_SQS_QUEUE_URL"], MessageBody=TICKET.read_text()
         )
         print(f"== sent ticket ENG-123 to SQS (message {sent['MessageId']})", flush=True)
-        result = asyncio.run(await_ticket(settings, "ENG-123", args.timeout))
+        result, run_id = asyncio.run(await_ticket(settings, "ENG-123", args.timeout))
         workflow_id = ticket_workflow_id("jira", "ENG-123")
         print(f"== job {result.job_id}: {result.state}")
         print(f"branch {result.branch} @ {result.commit_sha[:12]} in {remote}")
@@ -136,6 +139,7 @@ def main() -> int:
         print(
             "Web UI: http://localhost:8233/namespaces/default/workflows/"
             + urllib.parse.quote(workflow_id, safe="")
+            + f"/{run_id}/history"
         )
         if args.serve:
             print("== serving; Ctrl-C stops everything", flush=True)

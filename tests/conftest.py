@@ -21,8 +21,7 @@ from conductor_worker.config import Settings
 from conductor_worker.devserver import temporal_executable
 from contracts import search_attributes
 from tests.git_helpers import make_bare_repo_from
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+from tests.helpers import EXAMPLES
 
 
 @pytest.fixture(scope="session")

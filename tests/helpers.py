@@ -1,9 +1,20 @@
 """Small shared test tools (git tools live in tests/git_helpers.py)."""
 
 import asyncio
+import json
+import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
+
+import boto3
+from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
+
+from conductor_worker.config import Settings
+from contracts.ids import ticket_workflow_id
+from contracts.jobs import JobResult
 
 T = TypeVar("T")
 
@@ -20,3 +31,56 @@ async def wait_for(
         if time.monotonic() > deadline:
             raise TimeoutError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+# Tickets and the intake queue -------------------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def ticket_body(key: str, **fields: Any) -> str:
+    """The fixture ticket under a fresh key: the dev server outlives each test, ids must not collide."""
+    issue = json.loads((EXAMPLES / "tickets" / "ENG-123.json").read_text())
+    issue["key"] = key
+    issue["fields"].update(fields)
+    return json.dumps(issue)
+
+
+def fresh_key(project: str = "ENG") -> str:
+    return f"{project}-{random.randrange(10**6, 10**7)}"
+
+
+def sqs_client(settings: Settings):
+    return boto3.client("sqs", endpoint_url=settings.aws_endpoint_url, region_name="us-east-1")
+
+
+def queue_depth(settings: Settings, queue_url: str) -> int:
+    attrs = sqs_client(settings).get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+async def ticket_handle(client: Client, key: str, timeout: float = 60) -> WorkflowHandle:
+    """The ticket's workflow handle, once the intake has started it."""
+    handle = client.get_workflow_handle(ticket_workflow_id("jira", key), result_type=JobResult)
+
+    async def started() -> bool:
+        try:
+            await handle.describe()
+            return True
+        except RPCError:
+            return False
+
+    await wait_for(started, timeout=timeout)
+    return handle
+
+
+async def ticket_result(client: Client, key: str, timeout: float = 120) -> JobResult:
+    handle = await ticket_handle(client, key)
+    return await asyncio.wait_for(handle.result(), timeout=timeout)
+
+
+async def count_workflows(client: Client, query: str) -> int:
+    return (await client.count_workflows(query)).count

@@ -30,9 +30,7 @@ class RecordingConn:
 
 
 def info_for(path: str, data: bytes = b"x") -> agent_pb2.TaskFileInfo:
-    return agent_pb2.TaskFileInfo(
-        path=path, size=len(data), sha256=hashlib.sha256(data).hexdigest()
-    )
+    return agent_pb2.TaskFileInfo(path=path, size=len(data), sha256=hashlib.sha256(data).hexdigest())
 
 
 @pytest.mark.parametrize(

@@ -83,10 +83,7 @@ def test_demo_agent_is_deterministic(remote: Path, tmp_path: Path):
         workspace = clone(str(remote), "main", tmp_path / name)
         run_demo_agent(workspace.path, instructions, PROMPT)
         trees.append(
-            {
-                rel: (workspace.path / rel).read_text()
-                for rel in ("CHANGELOG.md", "docs/tickets/ENG-123.md")
-            }
+            {rel: (workspace.path / rel).read_text() for rel in ("CHANGELOG.md", "docs/tickets/ENG-123.md")}
         )
 
     assert trees[0] == trees[1]

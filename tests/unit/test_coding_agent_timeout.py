@@ -58,9 +58,7 @@ def test_timeout_kills_the_process_group(tmp_path: Path, monkeypatch: pytest.Mon
         assert gone_soon(pid), f"{name} ({pid}) survived the timeout"
 
 
-def test_stdin_is_empty_and_the_prompt_is_the_last_argument(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
+def test_stdin_is_empty_and_the_prompt_is_the_last_argument(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     install_fake_codex(
         tmp_path,
         monkeypatch,
@@ -100,9 +98,7 @@ def test_nonzero_exit_is_a_script_failure(tmp_path: Path, monkeypatch: pytest.Mo
     assert outcome.stderr_tail == "boom\n"
 
 
-def test_missing_codex_is_an_infrastructure_failure(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
+def test_missing_codex_is_an_infrastructure_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     outcome = run_codex(tmp_path, "p", timeout=10)
     assert outcome.failure_class is FailureClass.INFRASTRUCTURE

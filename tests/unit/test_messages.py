@@ -5,7 +5,7 @@ import json
 import pytest
 
 from conductor_worker.messages import PoisonMessage, parse_message
-from tests.conftest import EXAMPLES
+from tests.helpers import EXAMPLES
 
 ISSUE = json.loads((EXAMPLES / "tickets" / "ENG-123.json").read_text())
 

@@ -1,0 +1,52 @@
+"""What the local launcher really hands a live agent process, and that stopping it leaves nothing."""
+
+import os
+from pathlib import Path
+
+from temporalio.testing import ActivityEnvironment
+
+from activities.launch_local import LocalLauncher
+from contracts.activity_io import LaunchAgentInput, StopAgentInput
+
+CREDENTIALS = {
+    "GITHUB_TOKEN": "ghp_x",
+    "CONDUCTOR_GITHUB_TOKEN": "ghp_x",
+    "AWS_ACCESS_KEY_ID": "AKIA",
+    "AWS_SECRET_ACCESS_KEY": "x",
+    "TEMPORAL_ADDRESS": "t:7233",
+}
+
+
+def process_environment(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+async def test_live_agent_environment_holds_no_credentials(settings, monkeypatch):
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    launcher = LocalLauncher(settings)
+    env = ActivityEnvironment()
+    launched = await env.run(launcher.launch_agent, LaunchAgentInput(job_id="job/t/ENG-1", attempt=1))
+    pid = int(launched.agent_id.removeprefix("local:"))
+    try:
+        seen = process_environment(pid)
+        assert not set(CREDENTIALS) & set(seen)
+        assert "ghp_x" not in seen.values() and settings.temporal_address not in seen.values()
+        assert seen["CONDUCTOR_AGENT_GATEWAY"] == settings.agent_gateway_address
+        assert set(seen) - {"PATH", "LANG", "LC_ALL", "TZ", "HOME"} == {
+            "CONDUCTOR_AGENT_GATEWAY",
+            "CONDUCTOR_AGENT_TOKEN",
+            "CONDUCTOR_AGENT_WORKDIR",
+            "CONDUCTOR_AGENT_CODING_AGENT",
+            "CONDUCTOR_AGENT_CODING_AGENT_TIMEOUT",
+        }
+        # A retried launch of the same attempt finds the live agent instead of starting another.
+        again = await env.run(launcher.launch_agent, LaunchAgentInput(job_id="job/t/ENG-1", attempt=1))
+        assert again.agent_id == launched.agent_id
+    finally:
+        await env.run(
+            launcher.stop_agent, StopAgentInput(job_id="job/t/ENG-1", attempt=1, agent_id=launched.agent_id)
+        )
+    assert not launcher.is_alive(launched.agent_id)
+    assert not os.path.exists(f"/proc/{pid}")
