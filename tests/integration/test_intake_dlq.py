@@ -35,8 +35,11 @@ async def test_poison_message_goes_to_dlq_and_the_next_ticket_still_runs(
     assert dead["Body"] == POISON[kind]  # nothing lost: the body is kept as it arrived
     assert dead["MessageAttributes"]["SourceMessageId"]["StringValue"] == poison_id
     reason = dead["MessageAttributes"]["ConductorRejectReason"]["StringValue"]
-    lines = [r.getMessage() for r in caplog.records if poison_id in r.getMessage()]
-    assert lines == [f"poison message {poison_id} moved to the DLQ: {reason}"]
+
+    async def log_lines():
+        return [r.getMessage() for r in caplog.records if poison_id in r.getMessage()]
+
+    assert await wait_for(log_lines, timeout=10) == [f"poison message {poison_id} moved to the DLQ: {reason}"]
 
     # The conductor is still serving: the next good message gets its job.
     key = fresh_key()
