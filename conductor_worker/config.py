@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     sqs_dlq_url: str = ""
     sqs_wait_seconds: int = Field(default=20, ge=0, le=20)
     sqs_visibility_timeout_seconds: int = 60
+    # Concurrent long polls; each handles a batch of up to 10 messages at once.
+    sqs_pollers: int = Field(default=4, ge=1, le=32)
     aws_region: str = "us-east-1"
     # Set for moto or LocalStack; empty means the real AWS endpoint.
     aws_endpoint_url: str = ""

