@@ -1,6 +1,15 @@
 """Pull-request title and body, kept within GitHub's limits. Pure functions, no I/O."""
 
-from contracts.tickets import TicketMessage
+from typing import Protocol
+
+
+class Titled(Protocol):
+    """A ticket or any work item: what a PR needs to name and link its origin."""
+
+    key: str
+    summary: str
+    url: str
+
 
 # GitHub rejects longer titles and bodies with 422 "Validation Failed".
 TITLE_LIMIT = 256
@@ -8,7 +17,7 @@ BODY_LIMIT = 65536
 TRUNCATION_MARKER = "\n\n… (truncated by Agent Conductor: {omitted} characters omitted)"
 
 
-def pr_title(ticket: TicketMessage) -> str:
+def pr_title(ticket: Titled) -> str:
     """`ENG-123: Fix the login page`, on one line, at most TITLE_LIMIT characters."""
     title = " ".join(f"{ticket.key}: {ticket.summary}".split())
     if len(title) <= TITLE_LIMIT:
@@ -16,7 +25,7 @@ def pr_title(ticket: TicketMessage) -> str:
     return title[: TITLE_LIMIT - 1] + "…"
 
 
-def pr_body(ticket: TicketMessage, job_id: str, summary: str, limit: int = BODY_LIMIT) -> str:
+def pr_body(ticket: Titled, job_id: str, summary: str, limit: int = BODY_LIMIT) -> str:
     """Ticket link, the agent's summary and a footer naming the job, at most `limit` characters.
 
     Only the summary is cut: the link and the footer are what a reviewer needs to trace the PR

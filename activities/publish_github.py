@@ -51,8 +51,8 @@ class GithubPublisher:
             )
         auth = basic_auth_header_config(self._token) if self._token else None
         sha = await push_agent_branch(input, auth)
-        title = pr_title(spec.ticket)
-        body = pr_body(spec.ticket, spec.job_id, input.result.summary)
+        title = pr_title(spec.work)
+        body = pr_body(spec.work, spec.job_id, input.result.summary)
         try:
             pr = await asyncio.to_thread(
                 self._open_or_update, repo_name, spec.branch, spec.route.base_branch, title, body

@@ -7,19 +7,26 @@ from temporalio import activity
 
 from conductor_worker.job_store import JobAttemptDir
 from contracts.activity_io import StageTaskFilesInput, StageTaskFilesResult
+from contracts.alarms import AlarmBatch
 from contracts.jobs import JobSpec, TaskFile, TaskInstructions
+
+_ASKS = {
+    "ticket": "Make the change the ticket asks for, keep the tests passing, and summarise what you did.",
+    "incident": "Investigate the incident from its alarms (incident/alarms.json), make the fix or mitigation "
+    "the repository needs, keep the tests passing, and summarise your findings.",
+}
 
 
 def prompt_for(spec: JobSpec) -> str:
-    ticket = spec.ticket
-    lines = [f"# {ticket.key}: {ticket.summary}", ""]
-    if ticket.url:
-        lines += [f"Ticket: {ticket.url}", ""]
-    if ticket.description:
-        lines += [ticket.description.strip(), ""]
+    work = spec.work
+    lines = [f"# {work.key}: {work.summary}", ""]
+    if work.url:
+        lines += [f"Link: {work.url}", ""]
+    if work.description:
+        lines += [work.description.strip(), ""]
     lines += [
         f"Work in the repository checked out for you (base branch `{spec.route.base_branch}`).",
-        "Make the change the ticket asks for, keep the tests passing, and summarise what you did.",
+        _ASKS[work.kind],
     ]
     return "\n".join(lines) + "\n"
 
@@ -27,16 +34,20 @@ def prompt_for(spec: JobSpec) -> str:
 def task_files_for(spec: JobSpec) -> list[TaskFile]:
     instructions = TaskInstructions(
         job_id=spec.job_id,
-        ticket_key=spec.ticket.key,
+        ticket_key=spec.work.key,
         repo_url=spec.route.repo_url,
         base_branch=spec.route.base_branch,
         branch=spec.branch,
-        commit_message=f"{spec.ticket.key}: {spec.ticket.summary}"[:200],
+        commit_message=f"{spec.work.key}: {spec.work.summary}"[:200],
     )
-    return [
+    files = [
         TaskFile(path="job.json", content=instructions.model_dump_json(indent=2)),
         TaskFile(path=instructions.prompt_file, content=prompt_for(spec)),
     ]
+    if spec.alarms:
+        alarms = AlarmBatch(alarms=spec.alarms).model_dump_json(indent=2)
+        files.append(TaskFile(path="incident/alarms.json", content=alarms))
+    return files
 
 
 class TaskFileStager:

@@ -25,9 +25,7 @@ class CodingAgentOutcome:
     failure_class: FailureClass = FailureClass.NONE
 
 
-def run_demo_agent(
-    repo_dir: Path, instructions: TaskInstructions, prompt: str
-) -> CodingAgentOutcome:
+def run_demo_agent(repo_dir: Path, instructions: TaskInstructions, prompt: str) -> CodingAgentOutcome:
     """Make a small, real, repeatable change: a changelog line and the prompt under docs/."""
     key = instructions.ticket_key
     # The key names a file: refuse anything that is not one plain path component.

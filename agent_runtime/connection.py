@@ -145,9 +145,7 @@ class GatewayConnection:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def upload_result(
-        self, result: AgentResult, bundle: Path | None
-    ) -> agent_pb2.UploadResultResponse:
+    def upload_result(self, result: AgentResult, bundle: Path | None) -> agent_pb2.UploadResultResponse:
         """Send the bundle's chunks, then the result carrying the bundle's sha256."""
         size = bundle.stat().st_size if bundle is not None else 0
         # wait_for_ready: a report is the job's whole point, so ride out a short gateway restart.
@@ -185,9 +183,7 @@ class GatewayConnection:
             raise GatewayError(f"gateway {what} failed: {code.name}: {details}") from err
 
 
-def _upload_requests(
-    result: AgentResult, bundle: Path | None
-) -> Iterator[agent_pb2.UploadResultRequest]:
+def _upload_requests(result: AgentResult, bundle: Path | None) -> Iterator[agent_pb2.UploadResultRequest]:
     digest = hashlib.sha256()
     if bundle is not None:
         with bundle.open("rb") as chunks:

@@ -98,9 +98,7 @@ def run_job(
         heartbeater = Heartbeater(conn, hello.heartbeat_interval_seconds)
         heartbeater.start()
         try:
-            result, bundle = _work_or_failure(
-                conn, hello, workdir, coding_agent, timeout, heartbeater
-            )
+            result, bundle = _work_or_failure(conn, hello, workdir, coding_agent, timeout, heartbeater)
             result.duration_seconds = time.monotonic() - started
             heartbeater.phase = "uploading"
             log.info(
@@ -178,9 +176,7 @@ def _work(
         raise JobFailed(FailureClass.SCRIPT, "the coding agent made no change", outcome)
 
     heartbeater.phase = "bundling"
-    bundle = workspace.create_bundle(
-        job_dir / "work.bundle", instructions.base_branch, instructions.branch
-    )
+    bundle = workspace.create_bundle(job_dir / "work.bundle", instructions.base_branch, instructions.branch)
     commit_sha = workspace.head()
     log.info("bundled: %s at %s", instructions.branch, commit_sha)
     return AgentResult(

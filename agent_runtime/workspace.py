@@ -99,9 +99,7 @@ class Workspace:
 
     def commits_ahead(self, base_branch: str) -> int:
         """Commits on HEAD that `origin/<base_branch>` lacks (a coding agent may commit itself)."""
-        out = _git(
-            ["rev-list", "--count", f"refs/remotes/origin/{base_branch}..HEAD"], cwd=self.path
-        )
+        out = _git(["rev-list", "--count", f"refs/remotes/origin/{base_branch}..HEAD"], cwd=self.path)
         return int(out.strip())
 
     def create_bundle(self, dest_bundle: Path, base_branch: str, branch: str) -> Path:

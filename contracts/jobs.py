@@ -1,9 +1,11 @@
 """Agent jobs: their spec, states, the agent's result and the job's result."""
 
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from contracts.alarms import Alarm
 from contracts.routing import RepoRoute
 from contracts.tickets import TicketMessage
 
@@ -34,16 +36,38 @@ class FailureClass(StrEnum):
     INFRASTRUCTURE = "infrastructure"
 
 
+class WorkItem(BaseModel):
+    """What a job is about, in the words a person (and a PR) needs: a ticket or an incident chain."""
+
+    kind: Literal["ticket", "incident"]
+    # `ENG-123`, or an incident's short key such as `incident-204772699175-20260512T200000Z`.
+    key: str
+    summary: str
+    url: str = ""
+    description: str = ""
+
+
+def ticket_work_item(ticket: TicketMessage) -> WorkItem:
+    return WorkItem(
+        kind="ticket", key=ticket.key, summary=ticket.summary, url=ticket.url, description=ticket.description
+    )
+
+
 class JobSpec(BaseModel):
-    """Everything an agent job needs; built by the ticket (or incident) workflow."""
+    """Everything an agent job needs; built by the ticket workflow or the incident chain workflow."""
 
     job_id: str
-    kind: str = "ticket"
-    ticket: TicketMessage
+    work: WorkItem
     route: RepoRoute
     branch: str
     # How long the agent may work before the job is TIMED_OUT.
     agent_timeout_seconds: int = 1800
+    ticket: TicketMessage | None = None
+    # Incidents: the account and the alarms known when the job was launched (its dossier grows later).
+    account: str = ""
+    alarms: list[Alarm] = Field(default_factory=list)
+    # Where the job reports its end (incident chains track their job's outcome); empty for tickets.
+    notify_workflow_id: str = ""
 
 
 class TaskFile(BaseModel):

@@ -49,8 +49,8 @@ class AgentJobWorkflow:
         self._spec = spec
         workflow.upsert_search_attributes(
             [
-                sa.JOB_KIND.value_set(spec.kind),
-                sa.TICKET_KEY.value_set(spec.ticket.key),
+                sa.JOB_KIND.value_set(spec.work.kind),
+                sa.TICKET_KEY.value_set(spec.work.key),
                 sa.REPOSITORY.value_set(spec.route.name or spec.route.repo_url),
             ]
         )

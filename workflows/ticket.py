@@ -11,7 +11,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts import search_attributes as sa
     from contracts.activity_io import RouteTicketInput
     from contracts.ids import ticket_branch, ticket_job_id
-    from contracts.jobs import JobResult, JobSpec
+    from contracts.jobs import JobResult, JobSpec, ticket_work_item
     from contracts.tickets import TicketMessage
     from workflows.agent_job import AgentJobWorkflow
 
@@ -37,6 +37,7 @@ class TicketWorkflow:
             raise _readable(err) from err
         spec = JobSpec(
             job_id=ticket_job_id(ticket.source, ticket.key),
+            work=ticket_work_item(ticket),
             ticket=ticket,
             route=routed.route,
             branch=ticket_branch(ticket.key),

@@ -12,7 +12,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.git_push import GitCommandError, basic_auth_header_config, push_bundle_branch
 from activities.publish_git import LocalGitPublisher
 from contracts.activity_io import PublishInput
-from contracts.jobs import AgentResult, AgentStatus, JobSpec
+from contracts.jobs import AgentResult, AgentStatus, JobSpec, ticket_work_item
 from contracts.routing import RepoRoute
 from contracts.tickets import TicketMessage
 from tests.git_helpers import make_bare_repo_from, make_branch_bundle, rev_parse
@@ -29,7 +29,7 @@ def bare(tmp_path: Path) -> Path:
 def publish_input(repo_url: str, bundle: Path | None, sha: str = "") -> PublishInput:
     spec = JobSpec(
         job_id="job/ticket/jira/ENG-123",
-        ticket=TicketMessage(key="ENG-123", summary="Fix the login page"),
+        work=ticket_work_item(TicketMessage(key="ENG-123", summary="Fix the login page")),
         route=RepoRoute(repo_url=repo_url, publisher="local"),
         branch=BRANCH,
     )

@@ -11,7 +11,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.pr_text import BODY_LIMIT
 from activities.publish_github import GithubPublisher
 from contracts.activity_io import PublishInput, PublishResult
-from contracts.jobs import AgentResult, AgentStatus, JobSpec
+from contracts.jobs import AgentResult, AgentStatus, JobSpec, ticket_work_item
 from contracts.routing import RepoRoute
 from contracts.tickets import TicketMessage
 from tests.git_helpers import make_bare_repo_from, make_branch_bundle, rev_parse
@@ -36,10 +36,10 @@ def bare(tmp_path: Path) -> Path:
 def publish_input(bare: Path, bundle: Path, sha: str, summary: str, github_repo=REPO):
     spec = JobSpec(
         job_id=JOB_ID,
-        ticket=TicketMessage(
-            key="ENG-123",
-            summary="Fix the login page",
-            url="https://jira.example.com/browse/ENG-123",
+        work=ticket_work_item(
+            TicketMessage(
+                key="ENG-123", summary="Fix the login page", url="https://jira.example.com/browse/ENG-123"
+            )
         ),
         route=RepoRoute(repo_url=bare.as_uri(), publisher="github", github_repo=github_repo),
         branch=BRANCH,
