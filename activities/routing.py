@@ -1,4 +1,4 @@
-"""Ticket -> repository routing from a YAML file (re-read on every call, so edits need no restart)."""
+"""Ticket and incident -> repository routing from a YAML file (re-read on every call)."""
 
 from pathlib import Path
 
@@ -6,8 +6,13 @@ import yaml
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from contracts.activity_io import RouteTicketInput, RouteTicketResult
-from contracts.routing import RoutesConfig, TicketRouteRule
+from contracts.activity_io import (
+    RouteIncidentInput,
+    RouteIncidentResult,
+    RouteTicketInput,
+    RouteTicketResult,
+)
+from contracts.routing import AccountRouteRule, RoutesConfig, TicketRouteRule
 from contracts.tickets import TicketMessage
 
 
@@ -30,18 +35,40 @@ def route_for(config: RoutesConfig, ticket: TicketMessage) -> TicketRouteRule | 
     return next((rule for rule in config.tickets if rule_matches(rule, ticket)), None)
 
 
-class TicketRouter:
+def account_route_for(config: RoutesConfig, account: str) -> AccountRouteRule | None:
+    """The account's own rule wins over the catch-all `*`, wherever they stand in the file."""
+    exact = [rule for rule in config.accounts if rule.account == account]
+    return (exact or [rule for rule in config.accounts if rule.account == "*"] or [None])[0]
+
+
+class Router:
+    """Routing decisions, read from the routes file on every call so edits need no restart."""
+
     def __init__(self, routes_file: Path) -> None:
         self._routes_file = routes_file
+
+    def _load(self) -> RoutesConfig:
+        try:
+            return load_routes(self._routes_file)
+        except (yaml.YAMLError, ValueError) as err:
+            # Retryable: an operator can fix the file and the work then proceeds.
+            raise ApplicationError(f"routes file {self._routes_file} is invalid: {err}") from err
+
+    @activity.defn(name="route_incident")
+    async def route_incident(self, input: RouteIncidentInput) -> RouteIncidentResult:
+        rule = account_route_for(self._load(), input.account)
+        if rule is None:
+            raise ApplicationError(
+                f"no route for AWS account {input.account}; add it under `accounts:` in {self._routes_file}",
+                type="NoRoute",
+                non_retryable=True,
+            )
+        return RouteIncidentResult(route=rule.route)
 
     @activity.defn(name="route_ticket")
     async def route_ticket(self, input: RouteTicketInput) -> RouteTicketResult:
         ticket = input.ticket
-        try:
-            config = load_routes(self._routes_file)
-        except (yaml.YAMLError, ValueError) as err:
-            # Retryable: an operator can fix the file and the ticket then proceeds.
-            raise ApplicationError(f"routes file {self._routes_file} is invalid: {err}") from err
+        config = self._load()
         rule = route_for(config, ticket)
         if rule is None:
             raise ApplicationError(

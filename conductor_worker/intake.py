@@ -1,4 +1,4 @@
-"""SQS intake: long-poll batches, start one workflow per ticket, delete only after Temporal acknowledged.
+"""SQS intake: long-poll batches; tickets start their workflow, alarms signal their account's workflow.
 
 A message is deleted only once its workflow start was acknowledged (or found already done), so a crash
 at any point means a redelivery, never a lost ticket; the workflow id makes the redelivery harmless.
@@ -16,8 +16,11 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from conductor_worker.config import Settings
 from conductor_worker.messages import PoisonMessage, parse_message
-from contracts.ids import ticket_workflow_id
+from contracts.alarms import Alarm
+from contracts.ids import account_workflow_id, ticket_workflow_id
+from contracts.incidents import IncidentChainInput
 from contracts.tickets import TicketMessage
+from workflows.incident_chain import IncidentChainWorkflow
 from workflows.ticket import TicketWorkflow
 
 log = logging.getLogger(__name__)
@@ -70,16 +73,35 @@ class SqsIntake:
         """Act on one message; True when it may be deleted (started, duplicate, or dead-lettered)."""
         message_id = message["MessageId"]
         try:
-            ticket = parse_message(message["Body"])
+            work = parse_message(message["Body"])
         except PoisonMessage as err:
             return await self._dead_letter(message, err.reason)
         try:
-            await self.start_ticket(ticket)
+            if isinstance(work, Alarm):
+                await self.deliver_alarm(work)
+            else:
+                await self.start_ticket(work)
         except Exception as err:
             # Not deleted: the message becomes visible again and is retried after the timeout.
-            log.warning("message %s (%s): workflow start failed, will retry: %s", message_id, ticket.key, err)
+            log.warning("message %s: workflow start failed, will retry: %s", message_id, err)
             return False
         return True
+
+    async def deliver_alarm(self, alarm: Alarm) -> None:
+        """Signal-with-start the account's workflow; it decides (durably) what the alarm means."""
+        await self._client.start_workflow(
+            IncidentChainWorkflow.run,
+            IncidentChainInput(
+                account=alarm.account,
+                policy=self._settings.chain_policy(),
+                task_queue=self._settings.task_queue,
+            ),
+            id=account_workflow_id(alarm.account),
+            task_queue=self._settings.task_queue,
+            start_signal="alarm",
+            start_signal_args=[alarm],
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
 
     async def start_ticket(self, ticket: TicketMessage) -> None:
         workflow_id = ticket_workflow_id(ticket.source, ticket.key)

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from contracts.alarms import Alarm
 from contracts.tickets import TicketMessage
 
 
@@ -17,26 +18,47 @@ class PoisonMessage(ValueError):
         self.reason = reason
 
 
-def parse_message(body: str) -> TicketMessage:
+def parse_message(body: str) -> TicketMessage | Alarm:
     try:
         doc = json.loads(body)
     except (json.JSONDecodeError, TypeError) as err:
         raise PoisonMessage(f"body is not JSON ({err.msg if hasattr(err, 'msg') else err})") from err
     if not isinstance(doc, dict):
         raise PoisonMessage(f"body is JSON {type(doc).__name__}, expected an object")
+    return _parse_document(doc)
+
+
+def _parse_document(doc: dict[str, Any], unknown: str = "unknown message shape") -> TicketMessage | Alarm:
+    """One JSON object, bare or unwrapped from SNS -> the parser for its shape."""
+    # Imported here because alarm_messages imports PoisonMessage from this module.
+    from conductor_worker import alarm_messages
+
+    if doc.get("Type") == "Notification":  # unwrap_sns rejects a second envelope, so this recurses once
+        return _parse_document(
+            alarm_messages.unwrap_sns(doc), "SNS notification: Message has an unknown shape"
+        )
     if isinstance(doc.get("issue"), dict) and "webhookEvent" in doc:
         return parse_jira_issue(doc["issue"])
     if "key" in doc and isinstance(doc.get("fields"), dict):
         return parse_jira_issue(doc)
-    if doc.get("source") == "aws.cloudwatch" or "AlarmName" in doc or doc.get("Type") == "Notification":
-        raise PoisonMessage("CloudWatch alarm messages are not handled yet (incident chains)")
-    raise PoisonMessage(f"unknown message shape (top-level keys: {', '.join(sorted(doc)[:8]) or 'none'})")
+    # By source alone, so a CloudWatch event of another detail-type is rejected for that reason.
+    if doc.get("source") == "aws.cloudwatch":
+        return alarm_messages.parse_eventbridge_alarm(doc)
+    if "AlarmName" in doc and "NewStateValue" in doc:
+        return alarm_messages.parse_classic_sns_alarm(doc)
+    if "AlarmName" in doc:
+        raise PoisonMessage("classic SNS alarm: NewStateValue is missing")
+    raise PoisonMessage(f"{unknown} (top-level keys: {', '.join(sorted(doc)[:8]) or 'none'})")
 
 
 def parse_jira_issue(issue: dict[str, Any]) -> TicketMessage:
     fields = issue.get("fields")
     if not isinstance(fields, dict):
         raise PoisonMessage("Jira issue has no 'fields' object")
+    for name in ("components", "labels"):
+        if not isinstance(fields.get(name) or [], list):
+            kind = type(fields[name]).__name__
+            raise PoisonMessage(f"Jira issue {issue.get('key')!r}: fields.{name} is {kind}, expected a list")
     try:
         return TicketMessage(
             source="jira",
@@ -53,6 +75,11 @@ def parse_jira_issue(issue: dict[str, Any]) -> TicketMessage:
     except ValidationError as err:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
         raise PoisonMessage(f"Jira issue {issue.get('key')!r} is invalid: {problems}") from err
+
+
+def _list(value: Any) -> list[Any]:
+    """The description is display text: a malformed node is skipped rather than costing the ticket."""
+    return value if isinstance(value, list) else []
 
 
 def _name(obj: Any, attr: str) -> str:
@@ -79,11 +106,11 @@ def _description_text(description: Any) -> str:
                 out.append(str(node.get("text", "")))
             elif node.get("type") == "hardBreak":
                 out.append("\n")
-            for child in node.get("content") or []:
+            for child in _list(node.get("content")):
                 walk(child, out)
 
     top_level = description.get("content") if isinstance(description, dict) else None
-    for block in top_level or []:
+    for block in _list(top_level):
         parts: list[str] = []
         walk(block, parts)
         blocks.append("".join(parts))

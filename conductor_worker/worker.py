@@ -8,13 +8,14 @@ from activities.agent_results import AgentResultWatcher
 from activities.launch_local import LocalLauncher
 from activities.publish_git import LocalGitPublisher
 from activities.publish_github import GithubPublisher
-from activities.routing import TicketRouter
+from activities.routing import Router
 from activities.task_files import TaskFileStager
 from conductor_worker.config import Settings
 from workflows.agent_job import AgentJobWorkflow
+from workflows.incident_chain import IncidentChainWorkflow
 from workflows.ticket import TicketWorkflow
 
-WORKFLOWS = [TicketWorkflow, AgentJobWorkflow]
+WORKFLOWS = [TicketWorkflow, IncidentChainWorkflow, AgentJobWorkflow]
 
 
 def github_factory(settings: Settings):
@@ -34,8 +35,10 @@ def build_activities(settings: Settings) -> list:
         settings.jobs_dir, launcher, heartbeat_interval_seconds=settings.heartbeat_interval_seconds
     )
     github_publisher = GithubPublisher(github_factory(settings), settings.github_token.get_secret_value())
+    router = Router(settings.routes_file)
     return [
-        TicketRouter(settings.routes_file).route_ticket,
+        router.route_ticket,
+        router.route_incident,
         TaskFileStager(settings.jobs_dir).stage_task_files,
         launcher.launch_agent,
         launcher.stop_agent,

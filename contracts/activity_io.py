@@ -15,6 +15,14 @@ class RouteTicketResult(BaseModel):
     route: RepoRoute
 
 
+class RouteIncidentInput(BaseModel):
+    account: str
+
+
+class RouteIncidentResult(BaseModel):
+    route: RepoRoute
+
+
 class StageTaskFilesInput(BaseModel):
     spec: JobSpec
     attempt: int

@@ -23,3 +23,29 @@ def ticket_branch(key: str) -> str:
 def safe_name(job_id: str) -> str:
     """A job id as one file-system path component (`job/ticket/jira/ENG-1` -> `job_ticket_jira_ENG-1`)."""
     return _UNSAFE.sub("_", job_id).strip("._") or "_"
+
+
+def account_workflow_id(account: str) -> str:
+    """The per-account workflow that receives every alarm of the account and owns its chains."""
+    return f"alarms/{account}"
+
+
+def _stamp(chain_id: str) -> str:
+    # `incident/204772699175/2026-05-12T20:00:00Z` -> `204772699175-20260512T200000Z`
+    _, account, opened = chain_id.split("/", 2)
+    return f"{account}-{opened.replace('-', '').replace(':', '').replace('/', '-')}"
+
+
+def incident_job_id(chain_id: str, job_number: int) -> str:
+    """A chain's first job is the chain id itself; a respawn after a failure gets `/job-<n>`."""
+    return chain_id if job_number == 1 else f"{chain_id}/job-{job_number}"
+
+
+def incident_key(chain_id: str) -> str:
+    return f"incident-{_stamp(chain_id)}"
+
+
+def incident_branch(chain_id: str, job_number: int) -> str:
+    """Git refs may not hold `:`; the branch carries the chain's account and opening time instead."""
+    suffix = "" if job_number == 1 else f"-{job_number}"
+    return f"conductor/{incident_key(chain_id)}{suffix}"

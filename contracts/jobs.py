@@ -58,7 +58,8 @@ class JobSpec(BaseModel):
 
     job_id: str
     work: WorkItem
-    route: RepoRoute
+    # None for incidents: the job routes itself by account, so an unroutable account fails visibly here.
+    route: RepoRoute | None = None
     branch: str
     # How long the agent may work before the job is TIMED_OUT.
     agent_timeout_seconds: int = 1800
@@ -68,6 +69,7 @@ class JobSpec(BaseModel):
     alarms: list[Alarm] = Field(default_factory=list)
     # Where the job reports its end (incident chains track their job's outcome); empty for tickets.
     notify_workflow_id: str = ""
+    chain_id: str = ""
 
 
 class TaskFile(BaseModel):
@@ -131,3 +133,6 @@ class JobStatus(BaseModel):
     pr_url: str | None = None
     reason: str = ""
     history: list[str] = Field(default_factory=list)
+    # Incidents: how many alarms the job has been given, and the most recent of them.
+    dossier_count: int = 0
+    dossier_recent: list[Alarm] = Field(default_factory=list)

@@ -14,6 +14,8 @@ class RepoRoute(BaseModel):
     github_repo: str | None = None
     # Readable name used in search attributes and logs.
     name: str = ""
+    # The dev-container map: image (local) or task definition (fargate) the agent runs in; empty = default.
+    agent_image: str = ""
 
 
 class TicketRouteRule(BaseModel):
@@ -25,5 +27,13 @@ class TicketRouteRule(BaseModel):
     route: RepoRoute
 
 
+class AccountRouteRule(BaseModel):
+    """Incidents of an AWS account go to this repository; `account: "*"` is a catch-all."""
+
+    account: str = Field(pattern=r"^([0-9]{12}|\*)$")
+    route: RepoRoute
+
+
 class RoutesConfig(BaseModel):
     tickets: list[TicketRouteRule] = Field(default_factory=list)
+    accounts: list[AccountRouteRule] = Field(default_factory=list)

@@ -1,4 +1,4 @@
-"""One agent job: stage task files, launch a sandboxed agent, await its result, publish its branch."""
+"""One agent job: route (incidents), stage task files, launch a sandboxed agent, await it, publish."""
 
 from datetime import timedelta
 
@@ -11,6 +11,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.launch_local import LocalLauncher
     from activities.publish_git import LocalGitPublisher
     from activities.publish_github import GithubPublisher
+    from activities.routing import Router
     from activities.task_files import TaskFileStager
     from contracts import search_attributes as sa
     from contracts.activity_io import (
@@ -19,10 +20,14 @@ with workflow.unsafe.imports_passed_through():
         LaunchAgentResult,
         PublishInput,
         PublishResult,
+        RouteIncidentInput,
         StageTaskFilesInput,
         StopAgentInput,
     )
+    from contracts.alarms import Alarm, AlarmBatch
+    from contracts.incidents import JobFinished
     from contracts.jobs import AgentResult, AgentStatus, JobResult, JobSpec, JobState, JobStatus
+    from contracts.routing import RepoRoute
 
 # Quick local side effects: retried a few times, then the job fails with the activity's reason.
 SHORT = dict(
@@ -31,6 +36,8 @@ SHORT = dict(
 )
 AGENT_HEARTBEAT_TIMEOUT = timedelta(seconds=15)
 CRASH_TYPES = {"AgentCrashed", "AgentSilent", "AgentHandshakeTimeout"}
+# Alarms kept in the job's state (and history payloads); the count stays exact beyond it.
+DOSSIER_LIMIT = 100
 
 
 @workflow.defn
@@ -43,27 +50,36 @@ class AgentJobWorkflow:
         self._pr_url: str | None = None
         self._reason = ""
         self._history: list[str] = []
+        self._dossier: list[Alarm] = []
+        self._dossier_count = 0
 
     @workflow.run
     async def run(self, spec: JobSpec) -> JobResult:
         self._spec = spec
+        self._add_to_dossier(spec.alarms)
         workflow.upsert_search_attributes(
-            [
-                sa.JOB_KIND.value_set(spec.work.kind),
-                sa.TICKET_KEY.value_set(spec.work.key),
-                sa.REPOSITORY.value_set(spec.route.name or spec.route.repo_url),
-            ]
+            [sa.JOB_KIND.value_set(spec.work.kind), sa.TICKET_KEY.value_set(spec.work.key)]
+            + ([sa.AWS_ACCOUNT.value_set(spec.account)] if spec.account else [])
         )
+        try:
+            route = spec.route or await self._route_incident(spec.account)
+            spec = spec.model_copy(update={"route": route})
+            workflow.upsert_search_attributes([sa.REPOSITORY.value_set(route.name or route.repo_url)])
+            return await self._run_agent(spec)
+        finally:
+            await self._report_to(spec.notify_workflow_id)
+
+    async def _run_agent(self, spec: JobSpec) -> JobResult:
         self._set_state(JobState.LAUNCHING)
         await workflow.execute_activity_method(
             TaskFileStager.stage_task_files,
-            StageTaskFilesInput(spec=spec, attempt=self._attempt),
+            StageTaskFilesInput(
+                spec=spec.model_copy(update={"alarms": self._dossier}), attempt=self._attempt
+            ),
             **SHORT,
         )
         agent = await workflow.execute_activity_method(
-            LocalLauncher.launch_agent,
-            LaunchAgentInput(job_id=spec.job_id, attempt=self._attempt),
-            **SHORT,
+            LocalLauncher.launch_agent, LaunchAgentInput(job_id=spec.job_id, attempt=self._attempt), **SHORT
         )
         self._agent_id = agent.agent_id
         try:
@@ -97,6 +113,11 @@ class AgentJobWorkflow:
             agent=result,
         )
 
+    @workflow.signal
+    def add_alarms(self, batch: AlarmBatch) -> None:
+        """Later alarms of this job's incident chain: extra context for the running job."""
+        self._add_to_dossier(batch.alarms)
+
     @workflow.query
     def status(self) -> JobStatus:
         return JobStatus(
@@ -108,7 +129,19 @@ class AgentJobWorkflow:
             pr_url=self._pr_url,
             reason=self._reason,
             history=list(self._history),
+            dossier_count=self._dossier_count,
+            dossier_recent=list(self._dossier),
         )
+
+    async def _route_incident(self, account: str) -> RepoRoute:
+        try:
+            routed = await workflow.execute_activity_method(
+                Router.route_incident, RouteIncidentInput(account=account), **SHORT
+            )
+        except ActivityError as err:
+            cause = err.cause
+            self._fail(JobState.FAILED, cause.message if isinstance(cause, ApplicationError) else str(err))
+        return routed.route
 
     async def _await_result(self, spec: JobSpec, agent: LaunchAgentResult) -> AgentResult:
         try:
@@ -147,6 +180,23 @@ class AgentJobWorkflow:
         except ActivityError as err:
             self._fail(JobState.FAILED, f"publishing failed: {err.cause or err}")
 
+    async def _report_to(self, workflow_id: str) -> None:
+        """Tell the incident chain how its job ended, so its failed-job policy can act."""
+        if not workflow_id or self._spec is None:
+            return
+        state = self._state if self._state in _TERMINAL else JobState.FAILED
+        finished = JobFinished(
+            chain_id=self._spec.chain_id, job_id=self._spec.job_id, state=state, reason=self._reason
+        )
+        try:
+            await workflow.get_external_workflow_handle(workflow_id).signal("job_finished", finished)
+        except Exception as err:  # the account workflow may have ended (idle); nothing waits for us then
+            workflow.logger.info("could not report to %s: %s", workflow_id, err)
+
+    def _add_to_dossier(self, alarms: list[Alarm]) -> None:
+        self._dossier_count += len(alarms)
+        self._dossier = (self._dossier + alarms)[-DOSSIER_LIMIT:]
+
     def _set_state(self, state: JobState) -> None:
         self._state = state
         self._history.append(f"{workflow.now().isoformat()} {state}")
@@ -157,3 +207,6 @@ class AgentJobWorkflow:
         self._reason = reason
         self._set_state(state)
         raise ApplicationError(f"{state}: {reason}", type=state.value, non_retryable=True)
+
+
+_TERMINAL = {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.CRASHED, JobState.TIMED_OUT}

@@ -7,7 +7,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.routing import TicketRouter
+    from activities.routing import Router
     from contracts import search_attributes as sa
     from contracts.activity_io import RouteTicketInput
     from contracts.ids import ticket_branch, ticket_job_id
@@ -28,7 +28,7 @@ class TicketWorkflow:
         )
         try:
             routed = await workflow.execute_activity_method(
-                TicketRouter.route_ticket,
+                Router.route_ticket,
                 RouteTicketInput(ticket=ticket),
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),

@@ -2,7 +2,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.routing import TicketRouter, load_routes, route_for
+from activities.routing import Router, load_routes, route_for
 from contracts.activity_io import RouteTicketInput
 from contracts.tickets import TicketMessage
 
@@ -43,7 +43,7 @@ def test_first_matching_rule_wins(routes_file, fields, expected):
 
 
 async def test_no_route_fails_with_a_readable_reason(routes_file):
-    router = TicketRouter(routes_file)
+    router = Router(routes_file)
     with pytest.raises(ApplicationError) as info:
         await ActivityEnvironment().run(
             router.route_ticket, RouteTicketInput(ticket=ticket(project="OPS", labels=["x"]))
@@ -57,6 +57,6 @@ async def test_invalid_routes_file_is_reported_and_retryable(tmp_path):
     bad.write_text("tickets: [{project: ENG}]\n")  # no route
     with pytest.raises(ApplicationError) as info:
         await ActivityEnvironment().run(
-            TicketRouter(bad).route_ticket, RouteTicketInput(ticket=ticket(project="ENG"))
+            Router(bad).route_ticket, RouteTicketInput(ticket=ticket(project="ENG"))
         )
     assert not info.value.non_retryable and "is invalid" in info.value.message

@@ -1,0 +1,228 @@
+"""`alarms/<account>`: every alarm of one AWS account arrives here; this workflow owns the chain decisions.
+
+Alarms come in by signal-with-start. Each is placed by the chain rule (`workflows/chaining.py`); a chain
+that wants a job gets an `AgentJobWorkflow` with id `incident/<account>/<chain start>`, and later alarms
+of a live chain reach that job's dossier in batches. State lives in one model carried across
+continue-as-new, so an alarm storm never grows one run's history without bound.
+"""
+
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from contracts import search_attributes as sa
+    from contracts.alarms import AccountChains, Alarm, AlarmBatch, Chain, PlacementKind
+    from contracts.ids import incident_branch, incident_job_id, incident_key
+    from contracts.incidents import Decision, IncidentChainInput, IncidentChainStatus, JobFinished
+    from contracts.jobs import JobSpec, WorkItem
+    from workflows.agent_job import DOSSIER_LIMIT, AgentJobWorkflow
+    from workflows.chaining import find_chain, place_alarm, prune, wants_job
+
+# Later alarms are forwarded to a running job at most this often (or once this many have queued up),
+# so a storm costs the job a few signals, not one per alarm.
+FORWARD_EVERY = timedelta(seconds=5)
+FORWARD_BATCH = 100
+# Continue-as-new after this many alarms even if the server has not suggested it yet.
+ALARMS_PER_RUN = 1000
+DECISIONS_KEPT = 200
+
+
+@workflow.defn
+class IncidentChainWorkflow:
+    def __init__(self) -> None:
+        self._pending: list[Alarm] = []
+        self._finished: list[JobFinished] = []
+        self._outbox: dict[str, list[Alarm]] = {}
+        self._outbox_since: datetime | None = None
+        self._decisions: list[Decision] = []
+        self._input: IncidentChainInput | None = None
+        self._chains: AccountChains | None = None
+        self._placed_this_run = 0
+
+    @workflow.run
+    async def run(self, input: IncidentChainInput) -> None:
+        self._input = input
+        self._chains = input.chains or AccountChains(account=input.account)
+        self._pending = input.pending + self._pending
+        workflow.upsert_search_attributes(
+            [sa.JOB_KIND.value_set("alarms"), sa.AWS_ACCOUNT.value_set(input.account)]
+        )
+        idle_limit = input.policy.max_age + input.policy.window
+        while True:
+            try:
+                await workflow.wait_condition(self._has_work, timeout=self._next_wakeup(idle_limit))
+            except TimeoutError:
+                if self._may_end():
+                    return  # idle past every chain's horizon: a new alarm starts a fresh run
+            self._take_job_reports()
+            await self._place_pending()
+            await self._forward(force=False)
+            if self._should_continue_as_new():
+                await self._forward(force=True)
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                if not self._pending and not self._finished:
+                    workflow.continue_as_new(self._carry_over())
+
+    @workflow.signal
+    def alarm(self, alarm: Alarm) -> None:
+        self._pending.append(alarm)
+
+    @workflow.signal
+    def alarms(self, batch: AlarmBatch) -> None:
+        self._pending.extend(batch.alarms)
+
+    @workflow.signal
+    def job_finished(self, finished: JobFinished) -> None:
+        self._finished.append(finished)
+
+    @workflow.query
+    def status(self) -> IncidentChainStatus:
+        return IncidentChainStatus(
+            account=self._input.account if self._input else "",
+            chains=self._chains or AccountChains(account=""),
+            pending=len(self._pending),
+            runs=self._input.runs if self._input else 0,
+            recent_decisions=list(self._decisions),
+        )
+
+    # The steps of one turn ---------------------------------------------------------------------
+
+    def _take_job_reports(self) -> None:
+        reports, self._finished = self._finished, []
+        for report in reports:
+            chain = find_chain(self._chains, report.chain_id)
+            if chain is not None and chain.last_job_id == report.job_id:
+                chain.last_job_state = report.state
+
+    async def _place_pending(self) -> None:
+        batch, self._pending = self._pending, []
+        policy = self._input.policy
+        # Alarms delivered together are placed in event-time order: chains never merge, so placing a
+        # 10:40 alarm after 11:30 would split what its event times make one incident.
+        for alarm in sorted(batch, key=lambda a: (a.event_time, a.event_id)):
+            placement = place_alarm(self._chains, alarm, policy)
+            decision = Decision(
+                event_id=alarm.event_id,
+                alarm_name=alarm.alarm_name,
+                state=alarm.state,
+                event_time=alarm.event_time.isoformat(),
+                placement=placement,
+            )
+            if placement.kind in (PlacementKind.JOINED, PlacementKind.OPENED):
+                chain = find_chain(self._chains, placement.chain_id)
+                self._add_to_dossier(chain.chain_id, alarm)
+                if wants_job(chain, policy):
+                    decision.spawned_job_id = await self._spawn(chain)
+                elif chain.last_job_state == "RUNNING":
+                    self._queue_forward(chain.last_job_id, alarm)
+            self._decisions = (self._decisions + [decision])[-DECISIONS_KEPT:]
+            self._placed_this_run += 1
+        for dropped in prune(self._chains, policy):
+            self._input.dossiers.pop(dropped.chain_id, None)
+
+    async def _spawn(self, chain: Chain) -> str:
+        number = chain.jobs_started + 1
+        job_id = incident_job_id(chain.chain_id, number)
+        dossier = self._input.dossiers.get(chain.chain_id, [])
+        names = sorted({a.alarm_name for a in dossier})
+        spec = JobSpec(
+            job_id=job_id,
+            work=WorkItem(
+                kind="incident",
+                key=incident_key(chain.chain_id),
+                summary=f"{chain.alarm_count} alarm(s) in AWS account {chain.account}: {', '.join(names)}"[
+                    :200
+                ],
+                description=_dossier_text(chain, dossier),
+            ),
+            branch=incident_branch(chain.chain_id, number),
+            account=chain.account,
+            alarms=dossier,
+            notify_workflow_id=workflow.info().workflow_id,
+            chain_id=chain.chain_id,
+        )
+        try:
+            await workflow.start_child_workflow(
+                AgentJobWorkflow.run,
+                spec,
+                id=job_id,
+                task_queue=self._input.task_queue or None,
+                # The job outlives this run: continue-as-new must not cancel it.
+                parent_close_policy=ParentClosePolicy.ABANDON,
+            )
+        except WorkflowAlreadyStartedError:
+            pass  # started by an earlier turn whose bookkeeping was lost; the job is running
+        chain.jobs_started = number
+        chain.last_job_id = job_id
+        chain.last_job_state = "RUNNING"
+        return job_id
+
+    def _queue_forward(self, job_id: str, alarm: Alarm) -> None:
+        self._outbox.setdefault(job_id, []).append(alarm)
+        self._outbox_since = self._outbox_since or workflow.now()
+
+    async def _forward(self, force: bool) -> None:
+        if not self._outbox or not (force or self._forward_due()):
+            return
+        outbox, self._outbox, self._outbox_since = self._outbox, {}, None
+        for job_id, alarms in outbox.items():
+            try:
+                await workflow.get_external_workflow_handle(job_id).signal(
+                    AgentJobWorkflow.add_alarms, AlarmBatch(alarms=alarms)
+                )
+            except Exception as err:  # the job ended meanwhile; its chain's dossier still has them
+                workflow.logger.info("could not forward %d alarm(s) to %s: %s", len(alarms), job_id, err)
+
+    # Conditions ------------------------------------------------------------------------------
+
+    def _has_work(self) -> bool:
+        return bool(self._pending or self._finished) or self._forward_due() or self._should_continue_as_new()
+
+    def _forward_due(self) -> bool:
+        if not self._outbox:
+            return False
+        queued = sum(len(alarms) for alarms in self._outbox.values())
+        return queued >= FORWARD_BATCH or workflow.now() - self._outbox_since >= FORWARD_EVERY
+
+    def _next_wakeup(self, idle_limit: timedelta) -> timedelta:
+        if self._outbox_since is not None:
+            return max(FORWARD_EVERY - (workflow.now() - self._outbox_since), timedelta(milliseconds=1))
+        return idle_limit
+
+    def _may_end(self) -> bool:
+        running = any(chain.last_job_state == "RUNNING" for chain in self._chains.chains)
+        return not (self._pending or self._finished or self._outbox or running)
+
+    def _should_continue_as_new(self) -> bool:
+        return self._placed_this_run >= ALARMS_PER_RUN or workflow.info().is_continue_as_new_suggested()
+
+    def _add_to_dossier(self, chain_id: str, alarm: Alarm) -> None:
+        dossier = self._input.dossiers.setdefault(chain_id, [])
+        dossier.append(alarm)
+        del dossier[:-DOSSIER_LIMIT]
+
+    def _carry_over(self) -> IncidentChainInput:
+        return self._input.model_copy(
+            update={"chains": self._chains, "pending": [], "runs": self._input.runs + 1}
+        )
+
+
+def _dossier_text(chain: Chain, dossier: list[Alarm]) -> str:
+    lines = [
+        f"Incident chain `{chain.chain_id}`: {chain.alarm_count} ALARM transition(s) in account {chain.account} "
+        f"between {chain.earliest_at.isoformat()} and {chain.latest_at.isoformat()}.",
+        "",
+        "| event time | alarm | region | state | reason |",
+        "|---|---|---|---|---|",
+    ]
+    for alarm in dossier[-20:]:
+        reason = alarm.reason.replace("|", "/")[:160]
+        lines.append(
+            f"| {alarm.event_time.isoformat()} | {alarm.alarm_name} | {alarm.region} | {alarm.state} | {reason} |"
+        )
+    if len(dossier) > 20:
+        lines.append(f"\n(the last 20 of {len(dossier)} listed; all are in incident/alarms.json)")
+    return "\n".join(lines)
