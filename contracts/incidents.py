@@ -13,6 +13,7 @@ class IncidentChainInput(BaseModel):
     chains: AccountChains | None = None
     pending: list[Alarm] = Field(default_factory=list)
     dossiers: dict[str, list[Alarm]] = Field(default_factory=dict)
+    decisions: list["Decision"] = Field(default_factory=list)
     runs: int = 0
 
 

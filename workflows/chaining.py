@@ -62,6 +62,10 @@ def place_alarm(state: AccountChains, alarm: Alarm, policy: ChainPolicy) -> Plac
     return Placement(kind=PlacementKind.OPENED, chain_id=chain.chain_id)
 
 
+# Event ids remembered for dedup; ~5,000 ids keep the carried state well under Temporal's payload limit.
+SEEN_LIMIT = 5000
+
+
 def prune(state: AccountChains, policy: ChainPolicy) -> list[Chain]:
     """Forget chains and event ids older than the horizon; returns the chains removed.
 
@@ -79,6 +83,12 @@ def prune(state: AccountChains, policy: ChainPolicy) -> list[Chain]:
     # Rebuilt only when something expired: the workflow calls this after every batch.
     if any(t < horizon for t in state.seen.values()):
         state.seen = {event_id: t for event_id, t in state.seen.items() if t >= horizon}
+    if len(state.seen) > SEEN_LIMIT:
+        # The state rides in a continue-as-new payload (2 MB limit), so a storm may not grow it without
+        # bound: keep the newest ids. A redelivery older than these is counted again (never re-spawned:
+        # its chain already has its job).
+        newest = sorted(state.seen.items(), key=lambda item: (item[1], item[0]))[-SEEN_LIMIT:]
+        state.seen = dict(newest)
     return dropped
 
 

@@ -47,6 +47,7 @@ class IncidentChainWorkflow:
         self._input = input
         self._chains = input.chains or AccountChains(account=input.account)
         self._pending = input.pending + self._pending
+        self._decisions = input.decisions
         workflow.upsert_search_attributes(
             [sa.JOB_KIND.value_set("alarms"), sa.AWS_ACCOUNT.value_set(input.account)]
         )
@@ -63,8 +64,9 @@ class IncidentChainWorkflow:
             if self._should_continue_as_new():
                 await self._forward(force=True)
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                if not self._pending and not self._finished:
-                    workflow.continue_as_new(self._carry_over())
+                self._take_job_reports()
+                # Alarms still pending ride along: under a sustained storm there is never a quiet moment.
+                workflow.continue_as_new(self._carry_over())
 
     @workflow.signal
     def alarm(self, alarm: Alarm) -> None:
@@ -145,7 +147,7 @@ class IncidentChainWorkflow:
             chain_id=chain.chain_id,
         )
         try:
-            await workflow.start_child_workflow(
+            handle = await workflow.start_child_workflow(
                 AgentJobWorkflow.run,
                 spec,
                 id=job_id,
@@ -153,6 +155,9 @@ class IncidentChainWorkflow:
                 # The job outlives this run: continue-as-new must not cancel it.
                 parent_close_policy=ParentClosePolicy.ABANDON,
             )
+            # The job reports its end by the `job_finished` signal (which survives continue-as-new);
+            # its result future is read here only so asyncio does not warn it was never retrieved.
+            handle.add_done_callback(lambda done: done.cancelled() or done.exception())
         except WorkflowAlreadyStartedError:
             pass  # started by an earlier turn whose bookkeeping was lost; the job is running
         chain.jobs_started = number
@@ -206,7 +211,12 @@ class IncidentChainWorkflow:
 
     def _carry_over(self) -> IncidentChainInput:
         return self._input.model_copy(
-            update={"chains": self._chains, "pending": [], "runs": self._input.runs + 1}
+            update={
+                "chains": self._chains,
+                "pending": self._pending,
+                "decisions": self._decisions,
+                "runs": self._input.runs + 1,
+            }
         )
 
 
