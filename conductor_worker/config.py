@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     token_ttl_seconds: int = 6 * 3600
     heartbeat_interval_seconds: int = 5
 
+    # Activities one conductor process runs at once; an agent holds one slot (its result watcher) while it
+    # works, so this also caps the agents one process supervises.
+    max_concurrent_activities: int = Field(default=50, ge=4)
+
     # Agent launch
     launcher: Literal["local"] = "local"
     # The coding agent the per-job agent runs: the deterministic built-in `demo`, or `codex`.

@@ -54,4 +54,5 @@ def build_worker(client: Client, settings: Settings, task_queue: str | None = No
         task_queue=task_queue or settings.task_queue,
         workflows=WORKFLOWS,
         activities=build_activities(settings),
+        max_concurrent_activities=settings.max_concurrent_activities,
     )

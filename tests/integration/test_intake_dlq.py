@@ -7,6 +7,7 @@ import pytest
 
 from contracts.jobs import JobState
 from tests.helpers import fresh_key, queue_depth, sqs_client, ticket_body, ticket_result, wait_for
+from tests.malformed_messages import MALFORMED_ALARMS, MALFORMED_TICKETS
 
 POISON = {
     "not-json": "{this is not json",
@@ -63,3 +64,33 @@ async def test_without_a_redrive_policy_the_configured_dlq_is_used(
 
 async def _depth(settings, url) -> int:
     return queue_depth(settings, url)
+
+
+async def test_every_malformed_shape_lands_in_the_dlq_with_one_line_each(
+    client, intake_settings, queues, start_conductor, caplog
+):
+    caplog.set_level(logging.INFO, logger="conductor_worker.intake")
+    sqs = sqs_client(intake_settings)
+    bodies = {
+        **{f"alarm:{k}": v for k, v in MALFORMED_ALARMS.items()},
+        **{f"ticket:{k}": v for k, v in MALFORMED_TICKETS.items()},
+    }
+    sent = {
+        sqs.send_message(QueueUrl=queues["queue"], MessageBody=body)["MessageId"]: name
+        for name, body in bodies.items()
+    }
+    await start_conductor(intake_settings)
+
+    async def all_logged():
+        lines = [r.getMessage() for r in caplog.records if "moved to the DLQ" in r.getMessage()]
+        return lines if len(lines) >= len(sent) else None
+
+    lines = await wait_for(all_logged, timeout=60)
+    for message_id, name in sent.items():
+        mine = [line for line in lines if f"poison message {message_id} moved to the DLQ: " in line]
+        assert len(mine) == 1, (name, mine)
+    assert queue_depth(intake_settings, queues["dlq"]) == len(sent)
+    # Still serving after all of them.
+    key = fresh_key()
+    sqs.send_message(QueueUrl=queues["queue"], MessageBody=ticket_body(key))
+    assert (await ticket_result(client, key)).state == JobState.SUCCEEDED
