@@ -2,7 +2,7 @@
 
 Pure and deterministic (no I/O, no clock, no randomness): the incident chain workflow imports it through
 `imports_passed_through`, so it uses only the stdlib and `contracts`. The rule in prose, with a worked
-example, is in `workflows/CHAINING.md`.
+example, is in the README, "Incident chains".
 """
 
 from datetime import UTC, datetime
@@ -35,7 +35,7 @@ def place_alarm(state: AccountChains, alarm: Alarm, policy: ChainPolicy) -> Plac
     state.seen[alarm.event_id] = t
     state.latest_event_at = t if state.latest_event_at is None else max(state.latest_event_at, t)
     # Of several chains that could take the event, the most recent one; chains are never merged, because
-    # each may already have a job working on it (CHAINING.md, "Late and out-of-order alarms").
+    # each may already have a job working on it (README, "Late and out-of-order alarms").
     chain = max(_candidates(state, t, policy), key=lambda c: c.latest_at, default=None)
 
     if alarm.state != AlarmState.ALARM:
