@@ -22,6 +22,11 @@ bench: $(STAMP) proto
 lint: $(STAMP) proto
 	$(BIN)/ruff check .
 
+# Re-record tests/histories/ from real runs (own dev server, agents, git); about 25 s. See tests/replay/README.md.
+.PHONY: histories
+histories: $(STAMP) proto
+	$(BIN)/python -m tests.histories.record $(ARGS)
+
 proto: $(GENERATED)
 
 # One protoc call, rooted at the repository so generated imports read `from proto.conductor.v1 import ...`.

@@ -1,4 +1,4 @@
-"""`conductor`: run the conductor (`dev`, `serve`) and feed it (`send`)."""
+"""`conductor`: run the conductor (`dev`, `serve`), feed it (`send`), and rehearse it (`simulate`)."""
 
 import asyncio
 import logging
@@ -79,6 +79,40 @@ def send(
     for path in files:
         sent = sqs.send_message(QueueUrl=settings.sqs_queue_url, MessageBody=path.read_text())
         typer.echo(f"sent {path} as message {sent['MessageId']}")
+
+
+@app.command()
+def simulate(
+    scenario: Annotated[
+        Path,
+        typer.Argument(help="Scenario: .yaml/.json (timed messages) or .jsonl.", exists=True, dir_okay=False),
+    ],
+    routes: Annotated[
+        Path | None,
+        typer.Option(
+            help="Routes file (default: the scenario's `routes`, else one catch-all route).", exists=True
+        ),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Run a scenario through the real workflows in simulated time; print each job the conductor starts.
+
+    SCENARIO .yaml/.json: timed messages, raw SQS bodies or ticket/alarm shorthand (examples/scenarios/).
+    SCENARIO .jsonl: one SQS message body per line, delivered in file order 100 ms of simulated time apart.
+    No agent starts: a recorder stands in for the launcher and the publishers.
+    """
+    from conductor_worker.scenario import ScenarioError, load_scenario
+    from conductor_worker.simulate import simulate as run_scenario
+    from conductor_worker.simulation_report import render_table
+
+    # A job failing (no route, a failing agent) is a decision to report, not a traceback to print.
+    logging.getLogger("temporalio").setLevel(logging.ERROR)
+    try:
+        report = asyncio.run(run_scenario(load_scenario(scenario), routes, Settings()))
+    except (ScenarioError, FileNotFoundError) as err:  # a bad file, or no temporal-test-server installed
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    typer.echo(report.model_dump_json(indent=2) if json_output else render_table(report))
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from activities.agent_results import AgentResultWatcher
 from activities.launch_local import LocalLauncher
 from activities.publish_git import LocalGitPublisher
 from activities.publish_github import GithubPublisher
+from activities.recorder import Recorder
 from activities.routing import Router
 from activities.task_files import TaskFileStager
 from conductor_worker.config import Settings
@@ -46,6 +47,20 @@ def build_activities(settings: Settings) -> list:
         LocalGitPublisher().publish_local,
         github_publisher.publish_github,
     ]
+
+
+def build_recording_worker(client: Client, settings: Settings, recorder: Recorder) -> Worker:
+    """The real workflows and routing, with the recorder in place of launcher and publishers.
+
+    `conductor simulate` and the time-skipping tests run this: every decision is real, no agent starts.
+    """
+    router = Router(settings.routes_file)
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=WORKFLOWS,
+        activities=[router.route_ticket, router.route_incident, *recorder.activities()],
+    )
 
 
 def build_worker(client: Client, settings: Settings, task_queue: str | None = None) -> Worker:

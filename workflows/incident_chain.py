@@ -113,6 +113,9 @@ class IncidentChainWorkflow:
                 event_time=alarm.event_time.isoformat(),
                 placement=placement,
             )
+            # Logged before any await, so a query never sees an alarm counted but not yet decided.
+            self._decisions = (self._decisions + [decision])[-DECISIONS_KEPT:]
+            self._placed_this_run += 1
             if placement.kind in (PlacementKind.JOINED, PlacementKind.OPENED):
                 chain = find_chain(self._chains, placement.chain_id)
                 self._add_to_dossier(chain.chain_id, alarm)
@@ -120,8 +123,6 @@ class IncidentChainWorkflow:
                     decision.spawned_job_id = await self._spawn(chain)
                 elif chain.last_job_state == "RUNNING":
                     self._queue_forward(chain.last_job_id, alarm)
-            self._decisions = (self._decisions + [decision])[-DECISIONS_KEPT:]
-            self._placed_this_run += 1
         for dropped in prune(self._chains, policy):
             self._input.dossiers.pop(dropped.chain_id, None)
 

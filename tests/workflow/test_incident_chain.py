@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError
-from temporalio.worker import Worker
 
 from activities.recorder import Recorder
-from activities.routing import Router
 from conductor_worker.config import Settings
 from conductor_worker.intake import SqsIntake
+from conductor_worker.worker import build_recording_worker
 from contracts.alarms import Alarm, AlarmState
 from contracts.incidents import IncidentChainStatus
 from contracts.jobs import AgentStatus, JobStatus
@@ -22,7 +21,6 @@ from tests.helpers import wait_for
 from workflows.agent_job import AgentJobWorkflow
 from workflows.chaining import chain_id_for
 from workflows.incident_chain import IncidentChainWorkflow
-from workflows.ticket import TicketWorkflow
 
 T0 = datetime(2026, 5, 12, 20, 0, tzinfo=UTC)
 
@@ -65,11 +63,8 @@ async def conductor(
 
 
 async def _worker(ts_env, settings: Settings, recorder: Recorder, routes: Path):
-    worker = Worker(
-        ts_env.client,
-        task_queue=settings.task_queue,
-        workflows=[TicketWorkflow, IncidentChainWorkflow, AgentJobWorkflow],
-        activities=[Router(routes).route_incident, Router(routes).route_ticket, *recorder.activities()],
+    worker = build_recording_worker(
+        ts_env.client, settings.model_copy(update={"routes_file": routes}), recorder
     )
     task = asyncio.create_task(worker.run())
     _RUNNING.append((worker, task))

@@ -1,0 +1,260 @@
+"""`make histories`: record workflow histories from real runs into tests/histories/<type>/<scenario>.json.
+
+Everything is real: a fresh Temporal dev server on free ports, the conductor in this process (worker,
+gateway, local launcher), `conductor-agent` subprocesses and a bare git remote made from
+examples/sample-repo. Keys, accounts and alarm times are fixed, so a re-recording differs only in
+timestamps, run ids and how the server batched workflow tasks. tests/replay replays every file.
+
+    python -m tests.histories.record              # all scenarios, into tests/histories/
+    python -m tests.histories.record --out DIR
+"""
+
+import argparse
+import asyncio
+import json
+import logging
+import socket
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from temporalio.client import Client, WorkflowFailureError
+
+from conductor_worker.app import run_conductor
+from conductor_worker.client import connect
+from conductor_worker.config import Settings
+from conductor_worker.devserver import DevServer
+from conductor_worker.intake import SqsIntake
+from conductor_worker.messages import parse_message
+from contracts.alarms import Alarm, AlarmState
+from contracts.ids import account_workflow_id, ticket_job_id, ticket_workflow_id
+from contracts.tickets import TicketMessage
+from tests.git_helpers import make_bare_repo_from
+from tests.helpers import EXAMPLES, ticket_body, wait_for
+from workflows.chaining import chain_id_for
+from workflows.incident_chain import ALARMS_PER_RUN
+
+HISTORIES = Path(__file__).resolve().parent
+T0 = datetime(2026, 5, 12, 20, 0, tzinfo=UTC)
+CHAIN_ACCOUNT = "204772699175"
+STORM_ACCOUNT = "111122223333"
+BROKEN_REMOTE_ACCOUNT = "999999999999"  # routed to a remote that does not exist: its agent fails
+STORM_ALARMS = ALARMS_PER_RUN + 100  # so the chain workflow continues as new once
+SCENARIO_TIMEOUT = 180
+
+
+class Recording:
+    """Collects (workflow type, scenario, workflow id) and writes each run's history at the end."""
+
+    def __init__(self, client: Client, intake: SqsIntake) -> None:
+        self.client = client
+        self.intake = intake
+        self.wanted: list[tuple[str, str, str, str | None]] = []
+
+    def add(self, workflow_type: str, scenario: str, workflow_id: str, run_id: str | None = None) -> None:
+        """Record this run (the latest one when `run_id` is None) once every scenario has ended."""
+        self.wanted.append((workflow_type, scenario, workflow_id, run_id))
+
+    async def write(self, out: Path) -> list[tuple[Path, int]]:
+        written = []
+        for workflow_type, scenario, workflow_id, run_id in self.wanted:
+            history = await self.client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+            path = out / workflow_type / f"{scenario}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # to_json() leaves out the workflow id; keep it (WorkflowHistory.from_json ignores the extra key).
+            doc = {"workflowId": workflow_id, **history.to_json_dict()}
+            path.write_text(json.dumps(doc, indent=1) + "\n")
+            written.append((path, len(history.events)))
+        return written
+
+
+# Scenarios -------------------------------------------------------------------------------------
+
+
+async def ticket_succeeds(rec: Recording) -> None:
+    """ENG-123 end to end: route, agent subprocess, branch pushed to the bare remote."""
+    ticket = _ticket("ENG-123")
+    await rec.intake.start_ticket(ticket)
+    await rec.client.get_workflow_handle(ticket_workflow_id("jira", ticket.key)).result()
+    rec.add("TicketWorkflow", "succeeds", ticket_workflow_id("jira", ticket.key))
+    rec.add("AgentJobWorkflow", "ticket_succeeds", ticket_job_id("jira", ticket.key))
+
+
+async def ticket_without_route(rec: Recording) -> None:
+    ticket = _ticket("OPS-7", project={"key": "OPS"}, components=[], labels=["billing"])
+    await rec.intake.start_ticket(ticket)
+    await _expect_failure(rec.client, ticket_workflow_id("jira", ticket.key))
+    rec.add("TicketWorkflow", "no_route", ticket_workflow_id("jira", ticket.key))
+
+
+async def incident_chain(rec: Recording) -> None:
+    """A chain whose job succeeds; later ALARMs, an OK and a duplicate arrive while the job runs.
+
+    The later ALARMs are forwarded 5 s after they arrive; the demo agent is usually done by then, so the
+    chain's history usually shows a failed external signal (which it logs and moves past).
+    """
+    job_id = chain_id_for(CHAIN_ACCOUNT, T0)
+    await rec.intake.deliver_alarm(_alarm(CHAIN_ACCOUNT, 0, "cpu-high"))
+    await wait_for(lambda: _exists(rec.client, job_id), timeout=30)
+    for alarm in (
+        _alarm(CHAIN_ACCOUNT, 2, "api-5xx"),
+        _alarm(CHAIN_ACCOUNT, 3, "cpu-high", AlarmState.OK),
+        _alarm(CHAIN_ACCOUNT, 0, "cpu-high"),  # the first one again: a duplicate
+        _alarm(CHAIN_ACCOUNT, 4, "db-latency"),
+    ):
+        await rec.intake.deliver_alarm(alarm)
+    await rec.client.get_workflow_handle(job_id).result()
+    # The chain ends once idle past max_age + window (15 s here), after its job reported back.
+    await rec.client.get_workflow_handle(account_workflow_id(CHAIN_ACCOUNT)).result()
+    rec.add("IncidentChainWorkflow", "chain_job_succeeds", account_workflow_id(CHAIN_ACCOUNT))
+    rec.add("AgentJobWorkflow", "incident_succeeds", job_id)
+
+
+async def incident_agent_fails(rec: Recording) -> None:
+    """An account routed to a remote that does not exist: the agent fails, the job reports FAILED."""
+    job_id = chain_id_for(BROKEN_REMOTE_ACCOUNT, T0)
+    await rec.intake.deliver_alarm(_alarm(BROKEN_REMOTE_ACCOUNT, 0, "disk-full"))
+    await wait_for(lambda: _exists(rec.client, job_id), timeout=30)
+    await _expect_failure(rec.client, job_id)
+    await rec.client.get_workflow_handle(account_workflow_id(BROKEN_REMOTE_ACCOUNT)).result()
+    rec.add("IncidentChainWorkflow", "chain_job_fails", account_workflow_id(BROKEN_REMOTE_ACCOUNT))
+    rec.add("AgentJobWorkflow", "incident_agent_fails", job_id)
+
+
+async def alarm_storm(rec: Recording) -> None:
+    """1,100 ALARMs, one signal each as the intake sends them: the first run continues as new."""
+    gate = asyncio.Semaphore(50)  # concurrent like the intake's pollers: fewer, larger workflow tasks
+
+    async def deliver(i: int) -> None:
+        # Bare alarms (no reason, region or ARN): 1,100 signal payloads are most of this history's size.
+        alarm = Alarm(
+            account=STORM_ACCOUNT,
+            alarm_name=f"alarm-{i % 7}",
+            state=AlarmState.ALARM,
+            event_time=T0 + timedelta(milliseconds=4 * i),
+        )
+        async with gate:
+            await rec.intake.deliver_alarm(alarm)
+
+    # The earliest alarm starts the workflow, so it is in the first batch placed and the chain (and its
+    # job's id) opens at T0 on every recording.
+    await deliver(0)
+    await asyncio.gather(*(deliver(i) for i in range(1, STORM_ALARMS)))
+    workflow_id = account_workflow_id(STORM_ACCOUNT)
+    await rec.client.get_workflow_handle(workflow_id).result()  # follows the runs to the last one
+    last = await rec.client.get_workflow_handle(workflow_id).fetch_history()
+    first_run = last.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
+    if not first_run:
+        raise AssertionError(f"{workflow_id} did not continue as new")
+    rec.add("IncidentChainWorkflow", "storm_continues_as_new", workflow_id, run_id=first_run)
+    rec.add("IncidentChainWorkflow", "storm_after_continue_as_new", workflow_id)
+    rec.add("AgentJobWorkflow", "storm_job", chain_id_for(STORM_ACCOUNT, T0))
+
+
+SCENARIOS = [ticket_succeeds, ticket_without_route, incident_chain, incident_agent_fails, alarm_storm]
+
+
+# Helpers ---------------------------------------------------------------------------------------
+
+
+def _ticket(key: str, **fields) -> TicketMessage:
+    return parse_message(ticket_body(key, **fields))
+
+
+def _alarm(account: str, seconds: float, name: str, state: AlarmState = AlarmState.ALARM) -> Alarm:
+    return Alarm(
+        account=account,
+        region="us-east-1",
+        alarm_name=name,
+        state=state,
+        reason=f"Threshold crossed: {name}",
+        event_time=T0 + timedelta(seconds=seconds),
+    )
+
+
+async def _exists(client: Client, workflow_id: str) -> bool:
+    try:
+        await client.get_workflow_handle(workflow_id).describe()
+        return True
+    except Exception:
+        return False
+
+
+async def _expect_failure(client: Client, workflow_id: str) -> None:
+    try:
+        await client.get_workflow_handle(workflow_id).result()
+    except WorkflowFailureError:
+        return
+    raise AssertionError(f"{workflow_id} was expected to fail")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# The run ---------------------------------------------------------------------------------------
+
+
+async def record(out: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="histories-") as tmp_dir:
+        tmp = Path(tmp_dir)
+        remote = make_bare_repo_from(EXAMPLES / "sample-repo", tmp / "remotes" / "greeter.git")
+        routes = tmp / "routes.yaml"
+        routes.write_text(
+            f"tickets:\n  - project: ENG\n    route: {{repo_url: {remote}, publisher: local, name: greeter}}\n"
+            f'accounts:\n  - account: "{BROKEN_REMOTE_ACCOUNT}"\n'
+            f"    route: {{repo_url: {tmp / 'remotes' / 'missing.git'}, publisher: local, name: missing}}\n"
+            f'  - account: "*"\n    route: {{repo_url: {remote}, publisher: local, name: greeter}}\n'
+        )
+        server = DevServer(tmp / "temporal", port=_free_port(), ui_port=_free_port())
+        server.start()
+        settings = Settings(
+            temporal_address=server.address,
+            task_queue="histories",
+            state_dir=tmp / "conductor",
+            gateway_listen="127.0.0.1:0",
+            routes_file=routes,
+            heartbeat_interval_seconds=1,
+            # Short chain windows so the chain workflows end (idle past max_age + window) within seconds.
+            chain_window_seconds=5,
+            chain_max_age_seconds=10,
+        )
+        stop = asyncio.Event()
+        conductor = None
+        try:
+            client = await connect(settings)
+            conductor = asyncio.create_task(run_conductor(settings, stop))
+            rec = Recording(client, SqsIntake(client, settings, None))  # no SQS: scenarios call it directly
+            await asyncio.gather(*(_timed(scenario(rec), scenario.__name__) for scenario in SCENARIOS))
+            for path, events in await rec.write(out):
+                print(f"  {path.relative_to(out)}: {events} events")
+        finally:
+            stop.set()
+            if conductor is not None:
+                await asyncio.wait_for(conductor, timeout=60)
+            server.stop()
+
+
+async def _timed(scenario, name: str) -> None:
+    started = time.monotonic()
+    await asyncio.wait_for(scenario, timeout=SCENARIO_TIMEOUT)
+    print(f"{name}: {time.monotonic() - started:.1f} s", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--out", type=Path, default=HISTORIES, help="where the <type>/<scenario>.json go")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    # Two scenarios fail on purpose (no route, a missing remote); their activity tracebacks are noise here.
+    logging.getLogger("temporalio.activity").setLevel(logging.ERROR)
+    started = time.monotonic()
+    asyncio.run(record(args.out))
+    print(f"recorded in {time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
