@@ -1,12 +1,12 @@
 """The `local` publisher: push the agent's branch into a local bare repository (no pull request)."""
 
-import asyncio
 from pathlib import Path
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.git_push import BundleError, push_bundle_branch
+from activities.heartbeats import in_thread_with_heartbeats
 from contracts.activity_io import PublishInput, PublishResult
 
 
@@ -41,7 +41,7 @@ async def push_agent_branch(input: PublishInput, extra_git_config: dict[str, str
             type="BundleMissing",
         )
     try:
-        return await asyncio.to_thread(
+        return await in_thread_with_heartbeats(
             push_bundle_branch,
             bundle,
             spec.branch,

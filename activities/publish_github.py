@@ -4,7 +4,6 @@ The PR's head branch comes from the ticket (`contracts.ids.ticket_branch`), so i
 key: a retried job finds the PR its earlier attempt opened instead of opening a second one.
 """
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,6 +15,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.git_push import basic_auth_header_config
+from activities.heartbeats import in_thread_with_heartbeats
 from activities.pr_text import pr_body, pr_title
 from activities.publish_git import push_agent_branch
 from contracts.activity_io import PublishInput, PublishResult
@@ -54,7 +54,7 @@ class GithubPublisher:
         title = pr_title(spec.work)
         body = pr_body(spec.work, spec.job_id, input.result.summary)
         try:
-            pr = await asyncio.to_thread(
+            pr = await in_thread_with_heartbeats(
                 self._open_or_update, repo_name, spec.branch, spec.route.base_branch, title, body
             )
         except GithubException as e:

@@ -29,9 +29,10 @@ with workflow.unsafe.imports_passed_through():
     from contracts.jobs import AgentResult, AgentStatus, JobResult, JobSpec, JobState, JobStatus
     from contracts.routing import RepoRoute
 
-# Quick local side effects: retried a few times, then the job fails with the activity's reason.
+# Quick local side effects: retried a few times, then the job fails with the activity's reason. The timeout
+# is also how long a conductor that died mid-call delays the job before the retry runs elsewhere.
 SHORT = dict(
-    start_to_close_timeout=timedelta(seconds=60),
+    start_to_close_timeout=timedelta(seconds=30),
     retry_policy=RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=10)),
 )
 AGENT_HEARTBEAT_TIMEOUT = timedelta(seconds=15)
@@ -174,7 +175,9 @@ class AgentJobWorkflow:
             return await workflow.execute_activity_method(
                 publisher,
                 PublishInput(spec=spec, result=result),
-                start_to_close_timeout=timedelta(minutes=5),
+                start_to_close_timeout=timedelta(minutes=10),
+                # Publishers heartbeat while pushing: a conductor killed mid-push is noticed in 20 s.
+                heartbeat_timeout=timedelta(seconds=20),
                 retry_policy=RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=30)),
             )
         except ActivityError as err:

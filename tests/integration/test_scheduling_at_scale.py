@@ -139,10 +139,11 @@ def conductor_process(settings, gateway_port: int, log: Path) -> subprocess.Pope
 
 
 @pytest.mark.timeout(900)
-async def test_kill_9_half_way_still_gives_one_job_per_ticket_and_chain(
-    client, intake_settings, tmp_path, sample_remote
+@pytest.mark.parametrize("kill", [False, True], ids=["uninterrupted", "kill-9-half-way"])
+async def test_600_tickets_for_200_keys_and_100_alarms_make_210_jobs(
+    client, intake_settings, tmp_path, sample_remote, kill
 ):
-    """600 ticket messages for 200 keys and 100 alarms for 10 accounts, shuffled; SIGKILL mid-way."""
+    """600 ticket messages for 200 keys and 100 alarms for 10 accounts, shuffled; optionally SIGKILL mid-way."""
     settings = scale_settings(intake_settings, tmp_path, sample_remote)
     prefix = f"K{random.randrange(100, 999)}"
     tickets = [ticket_body(f"{prefix}-{k}") for k in range(1, 201) for _ in range(3)]
@@ -153,12 +154,13 @@ async def test_kill_9_half_way_still_gives_one_job_per_ticket_and_chain(
     port, log = free_port(), tmp_path / "conductor.log"
     ticket_jobs = f"WorkflowType = 'AgentJobWorkflow' AND TicketKey STARTS_WITH '{prefix}-'"
 
-    first = conductor_process(settings, port, log)
+    first = second = conductor_process(settings, port, log)
     try:
-        await wait_for(lambda: _at_least(client, ticket_jobs, 100), timeout=300)
-        os.killpg(first.pid, signal.SIGKILL)  # the conductor and nothing else: agents have their own sessions
-        first.wait()
-        second = conductor_process(settings, port, log)
+        if kill:
+            await wait_for(lambda: _at_least(client, ticket_jobs, 100), timeout=300)
+            os.killpg(first.pid, signal.SIGKILL)  # the conductor alone: agents run in sessions of their own
+            first.wait()
+            second = conductor_process(settings, port, log)
         in_accounts = "AwsAccount IN (" + ", ".join(f"'{a}'" for a in accounts) + ")"
         assert (
             await wait_for(
@@ -168,11 +170,10 @@ async def test_kill_9_half_way_still_gives_one_job_per_ticket_and_chain(
         )
         assert await wait_for(lambda: finished_jobs(client, in_accounts, 10), timeout=120) == 10
     finally:
-        for proc in ("first", "second"):
-            p = locals().get(proc)
-            if p is not None and p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-                p.wait(timeout=60)
+        for proc in {first, second}:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=60)
 
     failed = await count_workflows(client, f"{ticket_jobs} AND ExecutionStatus != 'Completed'")
     assert failed == 0, log.read_text()[-3000:]
