@@ -64,7 +64,7 @@ class AgentJobWorkflow:
         )
         try:
             route = spec.route or await self._route_incident(spec.account)
-            spec = spec.model_copy(update={"route": route})
+            spec = self._spec = spec.model_copy(update={"route": route})
             workflow.upsert_search_attributes([sa.REPOSITORY.value_set(route.name or route.repo_url)])
             return await self._run_agent(spec)
         finally:
@@ -204,6 +204,25 @@ class AgentJobWorkflow:
         self._state = state
         self._history.append(f"{workflow.now().isoformat()} {state}")
         workflow.upsert_search_attributes([sa.JOB_STATE.value_set(state.value)])
+        workflow.set_current_details(self._details())
+
+    def _details(self) -> str:
+        """The Web UI's "current details": where the job is, in a few lines of markdown."""
+        spec = self._spec
+        lines = [f"**{self._state}** (attempt {self._attempt})"]
+        if spec is not None:
+            lines.append(f"{spec.work.kind} `{spec.work.key}`: {spec.work.summary}")
+            if spec.route is not None:
+                lines.append(f"repository `{spec.route.name or spec.route.repo_url}`, branch `{spec.branch}`")
+        if self._agent_id:
+            lines.append(f"agent `{self._agent_id}`")
+        if self._dossier_count:
+            lines.append(f"{self._dossier_count} alarm(s) in the dossier")
+        if self._pr_url:
+            lines.append(f"pull request: {self._pr_url}")
+        if self._reason:
+            lines.append(f"reason: {self._reason}")
+        return "\n\n".join(lines)
 
     def _fail(self, state: JobState, reason: str):
         """Record the terminal state and fail the workflow with a reason a person can read."""

@@ -61,6 +61,7 @@ class IncidentChainWorkflow:
             self._take_job_reports()
             await self._place_pending()
             await self._forward(force=False)
+            workflow.set_current_details(self._details())
             if self._should_continue_as_new():
                 await self._forward(force=True)
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -155,6 +156,7 @@ class IncidentChainWorkflow:
                 task_queue=self._input.task_queue or None,
                 # The job outlives this run: continue-as-new must not cancel it.
                 parent_close_policy=ParentClosePolicy.ABANDON,
+                static_summary=f"Incident job: {spec.work.summary}"[:200],
             )
             # The job reports its end by the `job_finished` signal (which survives continue-as-new);
             # its result future is read here only so asyncio does not warn it was never retrieved.
@@ -209,6 +211,21 @@ class IncidentChainWorkflow:
         dossier = self._input.dossiers.setdefault(chain_id, [])
         dossier.append(alarm)
         del dossier[:-DOSSIER_LIMIT]
+
+    def _details(self) -> str:
+        """The Web UI's "current details": the account's chains and what their jobs are doing."""
+        totals = self._chains
+        lines = [
+            f"**{len(totals.chains)} chain(s)** held; {totals.alarms_total} ALARM(s), "
+            f"{totals.duplicates_total} duplicate(s), {totals.other_transitions_total} OK/INSUFFICIENT_DATA; "
+            f"run {self._input.runs + 1}"
+        ]
+        for chain in totals.chains[-10:]:
+            lines.append(
+                f"- `{chain.chain_id}`: {chain.alarm_count} alarm(s), {chain.latest_at.isoformat()}; "
+                f"job `{chain.last_job_id or '-'}` {chain.last_job_state or ''}"
+            )
+        return "\n".join(lines)
 
     def _carry_over(self) -> IncidentChainInput:
         return self._input.model_copy(

@@ -43,7 +43,12 @@ class TicketWorkflow:
             branch=ticket_branch(ticket.key),
         )
         try:
-            return await workflow.execute_child_workflow(AgentJobWorkflow.run, spec, id=spec.job_id)
+            return await workflow.execute_child_workflow(
+                AgentJobWorkflow.run,
+                spec,
+                id=spec.job_id,
+                static_summary=f"Agent job for {ticket.key}: {ticket.summary}"[:200],
+            )
         except ChildWorkflowError as err:
             raise _readable(err) from err
 

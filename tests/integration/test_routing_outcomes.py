@@ -7,7 +7,15 @@ from temporalio.client import WorkflowFailureError
 from contracts.jobs import JobState
 from tests.git_helpers import rev_parse
 from tests.github_standin import GithubStandin
-from tests.helpers import fresh_key, queue_depth, sqs_client, ticket_body, ticket_handle, ticket_result
+from tests.helpers import (
+    fresh_key,
+    queue_depth,
+    sqs_client,
+    ticket_body,
+    ticket_handle,
+    ticket_result,
+    wait_for,
+)
 
 
 async def test_ticket_without_a_route_fails_with_a_readable_reason(client, intake_settings, start_conductor):
@@ -25,7 +33,7 @@ async def test_ticket_without_a_route_fails_with_a_readable_reason(client, intak
         f"add a rule to {intake_settings.routes_file}"
     )
     # The message was acted on (the failure is on the workflow), so it is not redelivered forever.
-    assert queue_depth(intake_settings, intake_settings.sqs_queue_url) == 0
+    await wait_for(lambda: _queue_empty(intake_settings), timeout=30)
     assert not list(intake_settings.state_dir.glob("jobs/*"))  # no agent was launched
 
 
@@ -60,3 +68,7 @@ async def test_github_route_pushes_the_branch_and_opens_one_pr(
         assert pulls[0]["title"] == f"{key}: Login fails after session timeout"
         assert f"https://your-domain.atlassian.net/browse/{key}" in pulls[0]["body"]
         assert rev_parse(sample_remote, f"refs/heads/conductor/{key}") == result.commit_sha
+
+
+async def _queue_empty(settings) -> bool:
+    return queue_depth(settings, settings.sqs_queue_url) == 0
