@@ -2,6 +2,10 @@
 
 The activity fails (and the workflow decides what that means) when the agent never handshakes,
 falls silent for three heartbeat intervals, or exits without reporting.
+
+When this conductor drains for a deploy, the watcher does not wait for its agent: it ends at once with
+a retryable `ConductorDraining` error, so Temporal retries it on the next conductor's worker, which finds
+the agent's progress in the same job store (conductor_worker/drain.py). Each hand-over uses one attempt.
 """
 
 import asyncio
@@ -10,7 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from conductor_worker.job_store import JobAttemptDir
 from contracts.activity_io import AwaitAgentInput
@@ -47,6 +51,8 @@ class AgentResultWatcher:
             result = job.result()
             if result is not None:
                 return result
+            if activity.is_worker_shutdown():
+                raise _draining(input.agent_id)
             beat = job.last_heartbeat()
             activity.heartbeat({"phase": beat[1] if beat else "launching"})
             now = time.time()
@@ -55,7 +61,9 @@ class AgentResultWatcher:
                     "AgentHandshakeTimeout",
                     f"agent {input.agent_id} did not handshake within {self._handshake_timeout:.0f}s",
                 )
-            if beat is not None and now - beat[0] > self._silence_limit:
+            # Counted from this attempt's start too: after a hand-over the agent needs a moment to find
+            # the new gateway, and silence while no gateway listened is not the agent's fault.
+            if beat is not None and now - max(beat[0], started) > self._silence_limit:
                 raise _crash(
                     "AgentSilent",
                     f"agent {input.agent_id} sent no heartbeat for "
@@ -65,7 +73,22 @@ class AgentResultWatcher:
                 exited_at = exited_at or now
                 if now - exited_at > EXIT_GRACE_SECONDS:
                     raise _crash("AgentCrashed", f"agent {input.agent_id} exited without reporting a result")
-            await asyncio.sleep(POLL_SECONDS)
+            try:
+                await asyncio.sleep(POLL_SECONDS)
+            except asyncio.CancelledError:
+                # The drain's grace period ran out before the next poll: still a hand-over, not a cancel.
+                if activity.is_worker_shutdown():
+                    raise _draining(input.agent_id) from None
+                raise
+
+
+def _draining(agent_id: str) -> ApplicationError:
+    # Benign: an expected hand-over, logged without a traceback for every agent of a deploy.
+    return ApplicationError(
+        f"conductor draining; agent {agent_id} keeps running and the next conductor watches it",
+        type="ConductorDraining",
+        category=ApplicationErrorCategory.BENIGN,
+    )
 
 
 def _crash(kind: str, message: str) -> ApplicationError:

@@ -5,13 +5,18 @@ import logging
 
 import boto3
 
+from activities.launch_local import LocalLauncher
 from conductor_worker.client import connect
 from conductor_worker.config import Settings
+from conductor_worker.drain import DrainLog, clear_ready_file, running_agents, watch_flag, write_ready_file
 from conductor_worker.gateway import start_gateway
 from conductor_worker.intake import SqsIntake
 from conductor_worker.worker import build_worker
 
 log = logging.getLogger(__name__)
+
+# In-flight agent calls (an upload, a download) get this long to finish before the gateway closes.
+GATEWAY_GRACE_SECONDS = 5.0
 
 
 def sqs_client(settings: Settings):
@@ -21,7 +26,8 @@ def sqs_client(settings: Settings):
 
 
 async def run_conductor(settings: Settings, stop: asyncio.Event) -> None:
-    """Serve until `stop` is set, then stop intake first, drain the worker, and close the gateway."""
+    """Serve until `stop` is set or the shutdown flag says true, then drain (conductor_worker/drain.py)."""
+    clear_ready_file(settings.ready_path)
     gateway, port = await start_gateway(settings)
     if settings.gateway_listen.endswith(":0"):
         host = settings.gateway_listen.rsplit(":", 1)[0]
@@ -29,23 +35,43 @@ async def run_conductor(settings: Settings, stop: asyncio.Event) -> None:
     client = await connect(settings)
     worker = build_worker(client, settings)
     intake_stop = asyncio.Event()
-    tasks = [asyncio.create_task(worker.run(), name="worker")]
+    worker_task = asyncio.create_task(worker.run(), name="worker")
+    intake_task = None
     if settings.sqs_queue_url:
         intake = SqsIntake(client, settings, sqs_client(settings))
-        tasks.append(asyncio.create_task(intake.run(intake_stop), name="intake"))
+        intake_task = asyncio.create_task(intake.run(intake_stop), name="intake")
     else:
         log.info("no CONDUCTOR_SQS_QUEUE_URL: SQS intake is off")
+    flag_watch = asyncio.create_task(watch_flag(settings.shutdown_flag_path, stop), name="shutdown-flag")
     log.info(
-        "conductor serving (task queue %s, Temporal %s)",
+        "conductor serving (task queue %s, Temporal %s; drains when %s says true)",
         settings.task_queue,
         settings.temporal_address,
+        settings.shutdown_flag_path,
     )
+    tasks = [t for t in (worker_task, intake_task) if t is not None]
     stop_wait = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
-    for task in done - {stop_wait}:
-        task.result()  # a component that died on its own takes the process down, loudly
-    intake_stop.set()
-    await worker.shutdown()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await gateway.stop(grace=5)
-    log.info("conductor stopped")
+    try:
+        done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done - {stop_wait}:
+            task.result()  # a component that died on its own takes the process down, loudly
+    finally:
+        stop_wait.cancel()
+        flag_watch.cancel()
+    flagged = flag_watch.done() and not flag_watch.cancelled() and flag_watch.result()
+    drain = DrainLog("shutdown flag file" if flagged else "stop requested (signal)")
+    log.info("draining (%s): intake, then worker, then gateway", drain.trigger)
+
+    with drain.stage("intake", "SQS intake stopped; new messages wait in the queue"):
+        # Polls in flight are abandoned undeleted: their messages come back after the visibility timeout.
+        intake_stop.set()
+        if intake_task is not None:
+            await asyncio.gather(intake_task, return_exceptions=True)
+    with drain.stage("worker", "worker drained; agent result watchers handed to the next conductor"):
+        await worker.shutdown()
+        await asyncio.gather(worker_task, return_exceptions=True)
+    with drain.stage("gateway", "gateway stopped; agents reconnect to the next conductor by themselves"):
+        await gateway.stop(grace=GATEWAY_GRACE_SECONDS)
+    agents = running_agents(settings.jobs_dir, LocalLauncher(settings))
+    write_ready_file(settings.ready_path, drain.report(agents_still_running=agents))
+    log.info("conductor stopped; %d agents keep running; wrote %s", agents, settings.ready_path)

@@ -9,10 +9,12 @@ from typing import Annotated
 import typer
 
 from conductor_worker.config import Settings
+from conductor_worker.search_attributes_cli import app as search_attributes_app
 
 app = typer.Typer(
     help="Agent Conductor: tickets -> durable coding-agent jobs on Temporal.", no_args_is_help=True
 )
+app.add_typer(search_attributes_app, name="search-attributes")
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -26,9 +28,15 @@ async def _serve_until_signalled(settings: Settings) -> None:
     from conductor_worker.app import run_conductor
 
     stop = asyncio.Event()
+
+    def drain(sig: signal.Signals) -> None:
+        # A deploy's SIGTERM drains like the shutdown flag file does (conductor_worker/drain.py).
+        logging.getLogger(__name__).info("%s received: draining", sig.name)
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, drain, sig)
     await run_conductor(settings, stop)
 
 

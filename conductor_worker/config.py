@@ -19,6 +19,10 @@ from pydantic_settings import (
 
 from contracts.alarms import ChainPolicy
 
+# The file names deploy scripts know (conductor_worker/drain.py).
+SHUTDOWN_FLAG_NAME = "IS_CONDUCTOR_SHUTTING_DOWN"
+READY_FILE_NAME = "CONDUCTOR_READY_FOR_SAFE_SHUTDOWN"
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CONDUCTOR_", extra="ignore")
@@ -72,6 +76,13 @@ class Settings(BaseSettings):
     # Set for moto or LocalStack; empty means the real AWS endpoint.
     aws_endpoint_url: str = ""
 
+    # Safe shutdown for deploys (conductor_worker/drain.py). Empty paths: the files live under state_dir.
+    # The deploy writes "true" to the flag file (or sends SIGTERM); the ready file appears once drained.
+    shutdown_flag_file: str = ""
+    ready_file: str = ""
+    # How long running activity tasks get to finish once the worker drains; then they are cancelled.
+    drain_timeout_seconds: float = Field(default=30, gt=0)
+
     # GitHub publisher
     github_token: SecretStr = SecretStr("")
     github_api_url: str = "https://api.github.com"
@@ -107,6 +118,16 @@ class Settings(BaseSettings):
     @property
     def jobs_dir(self) -> Path:
         return self.state_dir / "jobs"
+
+    @property
+    def shutdown_flag_path(self) -> Path:
+        return (
+            Path(self.shutdown_flag_file) if self.shutdown_flag_file else self.state_dir / SHUTDOWN_FLAG_NAME
+        )
+
+    @property
+    def ready_path(self) -> Path:
+        return Path(self.ready_file) if self.ready_file else self.state_dir / READY_FILE_NAME
 
     def signing_secret(self) -> bytes:
         """The token secret: configured, or created once (0600) under state_dir."""

@@ -1,5 +1,7 @@
 """The only place a Temporal Worker is assembled: workflows plus activity objects built once."""
 
+from datetime import timedelta
+
 import github
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -70,4 +72,6 @@ def build_worker(client: Client, settings: Settings, task_queue: str | None = No
         workflows=WORKFLOWS,
         activities=build_activities(settings),
         max_concurrent_activities=settings.max_concurrent_activities,
+        # Drain: in-flight activities get this long to finish; agent watchers hand over at once.
+        graceful_shutdown_timeout=timedelta(seconds=settings.drain_timeout_seconds),
     )

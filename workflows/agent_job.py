@@ -151,8 +151,9 @@ class AgentJobWorkflow:
                 AwaitAgentInput(job_id=spec.job_id, attempt=self._attempt, agent_id=agent.agent_id),
                 start_to_close_timeout=timedelta(seconds=spec.agent_timeout_seconds),
                 heartbeat_timeout=AGENT_HEARTBEAT_TIMEOUT,
-                # The watcher itself may move to another conductor process; the agent keeps working.
-                retry_policy=RetryPolicy(maximum_attempts=3),
+                # The watcher moves to another conductor process on every deploy (ConductorDraining) or crash
+                # while the agent keeps working; the job's own timeout bounds the whole wait.
+                retry_policy=RetryPolicy(maximum_attempts=20, maximum_interval=timedelta(seconds=5)),
             )
         except ActivityError as err:
             cause = err.cause

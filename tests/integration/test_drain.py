@@ -1,0 +1,187 @@
+"""Safe shutdown on real parts: 20 jobs running, drain (SIGTERM or the flag file), a new conductor ends them.
+
+Agents run a fake `codex` that takes a few seconds, so all 20 are mid-job when the drain starts.
+"""
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.service import RPCError
+
+from conductor_worker.config import READY_FILE_NAME, SHUTDOWN_FLAG_NAME
+from contracts.ids import safe_name, ticket_job_id
+from contracts.jobs import JobState
+from tests.git_helpers import git
+from tests.helpers import count_workflows, queue_depth, ticket_body, ticket_result, wait_for
+from tests.integration.test_scheduling_at_scale import conductor_process, free_port, scale_settings, send_all
+
+JOBS = 20
+EXTRA = 3
+CODEX_SECONDS = 10
+DRAIN_TIMEOUT = 20
+
+FAKE_CODEX = f"""#!/bin/sh
+# Stands in for `codex exec`: slow enough that every job is still running when the drain starts.
+sleep {CODEX_SECONDS}
+echo "changed by the fake codex" > FAKE_CODEX.md
+echo "fake codex: wrote FAKE_CODEX.md"
+"""
+
+
+def fake_codex_dir(tmp_path: Path) -> Path:
+    bin_dir = tmp_path / "fake-bin"
+    bin_dir.mkdir()
+    codex = bin_dir / "codex"
+    codex.write_text(FAKE_CODEX)
+    codex.chmod(0o755)
+    return bin_dir
+
+
+def job_dir(state_dir: Path, key: str) -> Path:
+    return state_dir / "jobs" / safe_name(ticket_job_id("jira", key))
+
+
+def agent_ids(state_dir: Path, keys: list[str]) -> dict[str, str]:
+    """Each launched job's agent; a relaunch of the same attempt would rewrite it."""
+    found = {}
+    for key in keys:
+        record = job_dir(state_dir, key) / "attempt-1" / "agent.json"
+        if record.exists():
+            found[key] = json.loads(record.read_text())["agent_id"]
+    return found
+
+
+async def retried_after(client, key: str) -> list[str]:
+    """The error types the job's activities were retried after (history keeps the last attempt's)."""
+    history = await client.get_workflow_handle(ticket_job_id("jira", key)).fetch_history()
+    return [
+        started.last_failure.application_failure_info.type
+        for started in (e.activity_task_started_event_attributes for e in history.events)
+        if started.attempt > 1
+    ]
+
+
+def stop(proc: subprocess.Popen | None) -> None:
+    if proc is not None and proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("trigger", ["sigterm", "flag_file"])
+async def test_drain_hands_running_jobs_to_the_next_conductor(
+    trigger, client, intake_settings, tmp_path, sample_remote, monkeypatch
+):
+    settings = scale_settings(intake_settings, tmp_path, sample_remote)
+    # conductor_process passes this process's environment on; the launcher passes PATH on to agents.
+    monkeypatch.setenv("PATH", f"{fake_codex_dir(tmp_path)}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("CONDUCTOR_CODING_AGENT", "codex")
+    monkeypatch.setenv("CONDUCTOR_DRAIN_TIMEOUT_SECONDS", str(DRAIN_TIMEOUT))
+    prefix = f"D{random.randrange(1000, 9999)}"
+    keys = [f"{prefix}-{i}" for i in range(1, JOBS + 1)]
+    extras = [f"{prefix}-{i}" for i in range(JOBS + 1, JOBS + EXTRA + 1)]
+    flag, ready = settings.state_dir / SHUTDOWN_FLAG_NAME, settings.state_dir / READY_FILE_NAME
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    flag.write_text("false\n")
+    port, log = free_port(), tmp_path / "conductor.log"
+    first = second = None
+    try:
+        first = conductor_process(settings, port, log)
+        send_all(settings, [ticket_body(key) for key in keys])
+        await wait_for(lambda: _all_watched(client, keys), timeout=120)
+        launched = agent_ids(settings.state_dir, keys)
+        finished_before = sum(
+            (job_dir(settings.state_dir, k) / "attempt-1/result.json").exists() for k in keys
+        )
+
+        drain_started = time.monotonic()
+        if trigger == "sigterm":
+            first.send_signal(signal.SIGTERM)
+        else:
+            flag.write_text("TRUE\n")
+        await wait_for(lambda: _logged(log, "drain: SQS intake stopped"), timeout=10)
+        send_all(settings, [ticket_body(key) for key in extras])
+        await wait_for(lambda: _exists(ready), timeout=DRAIN_TIMEOUT + 15)
+        to_ready = time.monotonic() - drain_started
+        assert await asyncio.to_thread(first.wait, 60) == 0, log.read_text()[-3000:]
+        report = json.loads(ready.read_text())
+
+        # Intake stopped: the messages sent during the drain wait in the queue, none became a workflow.
+        assert queue_depth(settings, settings.sqs_queue_url) == EXTRA
+        extra_ids = ", ".join(f"'ticket/jira/{key}'" for key in extras)
+        assert await count_workflows(client, f"WorkflowId IN ({extra_ids})") == 0
+
+        if trigger == "flag_file":
+            flag.write_text("false\n")  # as the deploy does before it starts the new version
+        second = conductor_process(settings, port, log)
+        await wait_for(lambda: _gone(ready), timeout=30)
+        results = await asyncio.gather(*(ticket_result(client, key, timeout=180) for key in keys + extras))
+    finally:
+        stop(first)
+        stop(second)
+    total = time.monotonic() - drain_started
+    print(
+        f"\n[{trigger}] running at drain: {JOBS - finished_before}/{JOBS}; drain to ready file {to_ready:.1f} s; "
+        f"drain to all {JOBS + EXTRA} done {total:.1f} s; ready file: {json.dumps(report)}"
+    )
+
+    assert finished_before < JOBS  # the drain caught jobs mid-run, not after they were done
+    assert report["trigger"] == (
+        "shutdown flag file" if trigger == "flag_file" else "stop requested (signal)"
+    )
+    assert to_ready < DRAIN_TIMEOUT + 10
+    assert [r.state for r in results] == [JobState.SUCCEEDED] * (JOBS + EXTRA)
+    # 0 lost, 0 duplicated: one branch per ticket, one agent launch per job, each job run once.
+    branches = git("for-each-ref", "--format=%(refname:short)", "refs/heads/conductor/", cwd=sample_remote)
+    ours = [b for b in branches.split() if b.startswith(f"conductor/{prefix}-")]
+    assert sorted(ours) == sorted(f"conductor/{key}" for key in keys + extras)
+    for key in keys + extras:
+        assert [p.name for p in job_dir(settings.state_dir, key).glob("attempt-*")] == ["attempt-1"], key
+    assert agent_ids(settings.state_dir, keys) == launched  # no job was relaunched by the new conductor
+    # Each running job's watcher was handed over once, by a retry after `ConductorDraining`.
+    for key in keys:
+        assert await retried_after(client, key) == ["ConductorDraining"], key
+    assert [r.commit_sha for r in results] == [
+        git("rev-parse", f"refs/heads/conductor/{key}", cwd=sample_remote) for key in keys + extras
+    ]
+    assert await wait_for(lambda: _queue_empty(settings), timeout=30)
+
+
+async def _queue_empty(settings) -> bool:
+    return queue_depth(settings, settings.sqs_queue_url) == 0
+
+
+async def _all_watched(client, keys: list[str]) -> bool:
+    """Every job's agent launched and its result watcher running: the jobs are mid-run."""
+    for key in keys:
+        try:
+            described = await client.get_workflow_handle(ticket_job_id("jira", key)).describe()
+        except RPCError:
+            return False
+        if not any(
+            a.activity_type.name == "await_agent_result"
+            and a.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+            for a in described.raw_description.pending_activities
+        ):
+            return False
+    return True
+
+
+async def _logged(log: Path, text: str) -> bool:
+    return text in log.read_text()
+
+
+async def _exists(path: Path) -> bool:
+    return path.exists()
+
+
+async def _gone(path: Path) -> bool:
+    return not path.exists()
