@@ -29,7 +29,7 @@ async def run_conductor(settings: Settings, stop: asyncio.Event) -> None:
     """Serve until `stop` is set or the shutdown flag says true, then drain (conductor_worker/drain.py)."""
     clear_ready_file(settings.ready_path)
     gateway, port = await start_gateway(settings)
-    if settings.gateway_listen.endswith(":0"):
+    if settings.gateway_listen.endswith(":0") and not settings.gateway_public_address:
         host = settings.gateway_listen.rsplit(":", 1)[0]
         settings = settings.model_copy(update={"gateway_public_address": f"{host}:{port}"})
     client = await connect(settings)

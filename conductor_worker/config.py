@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     token_secret: SecretStr = SecretStr("")
     token_ttl_seconds: int = 6 * 3600
     heartbeat_interval_seconds: int = 5
+    # An agent that has not handshaken by then is stopped and relaunched (see max_agent_attempts in the job).
+    handshake_timeout_seconds: float = Field(default=120, gt=0)
 
     # Activities one conductor process runs at once; an agent holds one slot (its result watcher) while it
     # works, so this also caps the agents one process supervises.

@@ -43,6 +43,9 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         job = JobAttemptDir(self._settings.jobs_dir, claims.job_id, claims.attempt)
         if not job.root.is_dir():
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "token names an unknown job attempt")
+        if job.superseded():
+            # The job relaunched its agent: whatever still holds the old token must not report for it.
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "token is for a superseded attempt")
         return claims, job
 
     async def Handshake(self, request, context):

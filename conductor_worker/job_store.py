@@ -52,6 +52,10 @@ class JobAttemptDir:
         self.attempt = attempt
         self.root = jobs_dir / safe_name(job_id) / f"attempt-{attempt}"
 
+    def superseded(self) -> bool:
+        """True once a later attempt of the same job has been staged."""
+        return (self.root.parent / f"attempt-{self.attempt + 1}").exists()
+
     @property
     def files_dir(self) -> Path:
         return self.root / "files"

@@ -35,7 +35,10 @@ def github_factory(settings: Settings):
 def build_activities(settings: Settings) -> list:
     launcher = LocalLauncher(settings)
     watcher = AgentResultWatcher(
-        settings.jobs_dir, launcher, heartbeat_interval_seconds=settings.heartbeat_interval_seconds
+        settings.jobs_dir,
+        launcher,
+        heartbeat_interval_seconds=settings.heartbeat_interval_seconds,
+        handshake_timeout_seconds=settings.handshake_timeout_seconds,
     )
     github_publisher = GithubPublisher(github_factory(settings), settings.github_token.get_secret_value())
     router = Router(settings.routes_file)

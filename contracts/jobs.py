@@ -63,6 +63,8 @@ class JobSpec(BaseModel):
     branch: str
     # How long the agent may work before the job is TIMED_OUT.
     agent_timeout_seconds: int = 1800
+    # Launches per job when the agent crashes, falls silent or never handshakes (each a new attempt + token).
+    max_agent_attempts: int = 3
     ticket: TicketMessage | None = None
     # Incidents: the account and the alarms known when the job was launched (its dossier grows later).
     account: str = ""

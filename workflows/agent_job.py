@@ -71,28 +71,19 @@ class AgentJobWorkflow:
             await self._report_to(spec.notify_workflow_id)
 
     async def _run_agent(self, spec: JobSpec) -> JobResult:
-        self._set_state(JobState.LAUNCHING)
-        await workflow.execute_activity_method(
-            TaskFileStager.stage_task_files,
-            StageTaskFilesInput(
-                spec=spec.model_copy(update={"alarms": self._dossier}), attempt=self._attempt
-            ),
-            **SHORT,
-        )
-        agent = await workflow.execute_activity_method(
-            LocalLauncher.launch_agent, LaunchAgentInput(job_id=spec.job_id, attempt=self._attempt), **SHORT
-        )
-        self._agent_id = agent.agent_id
-        try:
-            self._set_state(JobState.RUNNING)
-            result = await self._await_result(spec, agent)
-        finally:
-            # Orphan kill on every exit path: success, failure, timeout, cancel.
-            await workflow.execute_activity_method(
-                LocalLauncher.stop_agent,
-                StopAgentInput(job_id=spec.job_id, attempt=self._attempt, agent_id=agent.agent_id),
-                **SHORT,
-            )
+        while True:
+            try:
+                result = await self._run_attempt(spec)
+                break
+            except _AgentLost as lost:
+                # A crashed, silent or never-connecting agent is relaunched as a new attempt with a new
+                # token (the gateway refuses the old one from then on), a bounded number of times.
+                if self._attempt >= spec.max_agent_attempts:
+                    self._fail(
+                        JobState.CRASHED, f"{lost} (attempt {self._attempt} of {spec.max_agent_attempts})"
+                    )
+                self._history.append(f"{workflow.now().isoformat()} CRASHED attempt {self._attempt}: {lost}")
+                self._attempt += 1
         if result.status != AgentStatus.SUCCEEDED:
             self._fail(
                 JobState.FAILED,
@@ -144,6 +135,31 @@ class AgentJobWorkflow:
             self._fail(JobState.FAILED, cause.message if isinstance(cause, ApplicationError) else str(err))
         return routed.route
 
+    async def _run_attempt(self, spec: JobSpec) -> AgentResult:
+        """One agent attempt: stage its files, launch it, await its result, and always stop it."""
+        self._set_state(JobState.LAUNCHING)
+        await workflow.execute_activity_method(
+            TaskFileStager.stage_task_files,
+            StageTaskFilesInput(
+                spec=spec.model_copy(update={"alarms": self._dossier}), attempt=self._attempt
+            ),
+            **SHORT,
+        )
+        agent = await workflow.execute_activity_method(
+            LocalLauncher.launch_agent, LaunchAgentInput(job_id=spec.job_id, attempt=self._attempt), **SHORT
+        )
+        self._agent_id = agent.agent_id
+        try:
+            self._set_state(JobState.RUNNING)
+            return await self._await_result(spec, agent)
+        finally:
+            # Orphan kill on every exit path: success, failure, crash, timeout, cancel.
+            await workflow.execute_activity_method(
+                LocalLauncher.stop_agent,
+                StopAgentInput(job_id=spec.job_id, attempt=self._attempt, agent_id=agent.agent_id),
+                **SHORT,
+            )
+
     async def _await_result(self, spec: JobSpec, agent: LaunchAgentResult) -> AgentResult:
         try:
             return await workflow.execute_activity_method(
@@ -163,7 +179,7 @@ class AgentJobWorkflow:
                     f"agent did not finish within {spec.agent_timeout_seconds}s ({cause.type.name})",
                 )
             if isinstance(cause, ApplicationError) and cause.type in CRASH_TYPES:
-                self._fail(JobState.CRASHED, cause.message)
+                raise _AgentLost(cause.message) from err
             raise
 
     async def _publish(self, spec: JobSpec, result: AgentResult) -> PublishResult:
@@ -230,6 +246,10 @@ class AgentJobWorkflow:
         self._reason = reason
         self._set_state(state)
         raise ApplicationError(f"{state}: {reason}", type=state.value, non_retryable=True)
+
+
+class _AgentLost(Exception):
+    """The agent crashed, fell silent or never handshook: the job may relaunch it."""
 
 
 _TERMINAL = {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.CRASHED, JobState.TIMED_OUT}
