@@ -74,10 +74,6 @@ class LocalLauncher:
             return False
         return _pid_alive(pid)
 
-    def exit_code(self, agent_id: str) -> int | None:
-        child = self._children.get(int(agent_id.removeprefix("local:")))
-        return child.poll() if child is not None else None
-
     @activity.defn(name="launch_agent")
     async def launch_agent(self, input: LaunchAgentInput) -> LaunchAgentResult:
         job = JobAttemptDir(self._settings.jobs_dir, input.job_id, input.attempt)

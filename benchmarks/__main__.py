@@ -9,7 +9,6 @@ import argparse
 import asyncio
 import logging
 import os
-import socket
 import tempfile
 import time
 import uuid
@@ -22,13 +21,7 @@ from conductor_worker.client import connect
 from conductor_worker.config import Settings
 from conductor_worker.devserver import DevServer
 from conductor_worker.intake import SqsIntake
-from tests.helpers import ticket_body
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.helpers import free_port, ticket_body
 
 
 async def raw_start_rate(client, n: int, concurrency: int) -> float:

@@ -18,6 +18,7 @@ from pydantic_settings import (
 )
 
 from contracts.alarms import ChainPolicy
+from contracts.queues import CONDUCTOR_TASK_QUEUE
 
 # The file names deploy scripts know (conductor_worker/drain.py).
 SHUTDOWN_FLAG_NAME = "IS_CONDUCTOR_SHUTTING_DOWN"
@@ -30,7 +31,7 @@ class Settings(BaseSettings):
     # Temporal
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
-    task_queue: str = "agent-conductor"
+    task_queue: str = CONDUCTOR_TASK_QUEUE
     temporal_ui_url: str = "http://localhost:8233"
 
     # Where the conductor keeps job files, uploaded bundles, secrets and the dev server's database.
@@ -88,7 +89,6 @@ class Settings(BaseSettings):
     # GitHub publisher
     github_token: SecretStr = SecretStr("")
     github_api_url: str = "https://api.github.com"
-    github_web_url: str = "https://github.com"
 
     @classmethod
     def settings_customise_sources(

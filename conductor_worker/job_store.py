@@ -109,9 +109,6 @@ class JobAttemptDir:
         write_atomic(self.handshake_path, json.dumps({**info, "at": time.time()}).encode())
         self.record_heartbeat("handshake")
 
-    def handshaken(self) -> bool:
-        return self.handshake_path.exists()
-
     def record_heartbeat(self, phase: str) -> None:
         write_atomic(self.heartbeat_path, phase.encode())
 

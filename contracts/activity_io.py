@@ -2,7 +2,7 @@
 
 from pydantic import BaseModel
 
-from contracts.jobs import AgentResult, JobSpec, TaskFile
+from contracts.jobs import AgentResult, JobSpec
 from contracts.routing import RepoRoute
 from contracts.tickets import TicketMessage
 
@@ -66,20 +66,3 @@ class PublishResult(BaseModel):
     commit_sha: str
     pr_url: str | None = None
     pr_number: int | None = None
-
-
-__all__ = [
-    "AgentResult",
-    "AwaitAgentInput",
-    "JobSpec",
-    "LaunchAgentInput",
-    "LaunchAgentResult",
-    "PublishInput",
-    "PublishResult",
-    "RouteTicketInput",
-    "RouteTicketResult",
-    "StageTaskFilesInput",
-    "StageTaskFilesResult",
-    "StopAgentInput",
-    "TaskFile",
-]

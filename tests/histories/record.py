@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import logging
-import socket
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -31,7 +30,7 @@ from contracts.alarms import Alarm, AlarmState
 from contracts.ids import account_workflow_id, ticket_job_id, ticket_workflow_id
 from contracts.tickets import TicketMessage
 from tests.git_helpers import make_bare_repo_from
-from tests.helpers import EXAMPLES, ticket_body, wait_for
+from tests.helpers import EXAMPLES, free_port, ticket_body, wait_for
 from workflows.chaining import chain_id_for
 from workflows.incident_chain import ALARMS_PER_RUN
 
@@ -189,12 +188,6 @@ async def _expect_failure(client: Client, workflow_id: str) -> None:
     raise AssertionError(f"{workflow_id} was expected to fail")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # The run ---------------------------------------------------------------------------------------
 
 
@@ -209,7 +202,7 @@ async def record(out: Path) -> None:
             f"    route: {{repo_url: {tmp / 'remotes' / 'missing.git'}, publisher: local, name: missing}}\n"
             f'  - account: "*"\n    route: {{repo_url: {remote}, publisher: local, name: greeter}}\n'
         )
-        server = DevServer(tmp / "temporal", port=_free_port(), ui_port=_free_port())
+        server = DevServer(tmp / "temporal", port=free_port(), ui_port=free_port())
         server.start()
         settings = Settings(
             temporal_address=server.address,

@@ -1,9 +1,9 @@
 """A lost agent is relaunched as a new attempt with a new token; a job gives up after a bounded number."""
 
 import asyncio
+import json
 import os
 import signal
-import socket
 import time
 from pathlib import Path
 
@@ -17,7 +17,15 @@ from conductor_worker.tokens import mint_token
 from contracts.ids import safe_name, ticket_job_id
 from contracts.jobs import JobState
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
-from tests.helpers import fresh_key, is_running, ticket_body, ticket_handle, ticket_result, wait_for
+from tests.helpers import (
+    free_port,
+    fresh_key,
+    is_running,
+    ticket_body,
+    ticket_handle,
+    ticket_result,
+    wait_for,
+)
 from workflows.agent_job import AgentJobWorkflow
 
 SLOW_CODEX = """#!/bin/sh
@@ -42,8 +50,6 @@ def attempt_dir(settings, key: str, attempt: int) -> Path:
 
 
 def agent_pid(settings, key: str, attempt: int) -> int:
-    import json
-
     record = json.loads((attempt_dir(settings, key, attempt) / "agent.json").read_text())
     return int(record["agent_id"].removeprefix("local:"))
 
@@ -77,7 +83,7 @@ async def test_a_killed_agent_is_relaunched_and_its_old_token_refused(
     assert any("CRASHED attempt 1" in line for line in status.history)
     old_token = mint_token(settings.signing_secret(), result.job_id, 1, ttl_seconds=60)
     with pytest.raises(grpc.aio.AioRpcError) as refused:
-        async with grpc.aio.insecure_channel(settings_gateway(settings)) as channel:
+        async with grpc.aio.insecure_channel(settings.agent_gateway_address) as channel:
             await agent_pb2_grpc.AgentServiceStub(channel).Handshake(
                 agent_pb2.HandshakeRequest(), metadata=(("authorization", f"Bearer {old_token}"),)
             )
@@ -110,14 +116,8 @@ async def test_an_agent_that_never_handshakes_is_relaunched_then_the_job_fails(
     assert not attempt_dir(settings, key, 4).exists()
 
 
-def settings_gateway(settings) -> str:
-    return settings.agent_gateway_address
-
-
 def free_address() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{s.getsockname()[1]}"
+    return f"127.0.0.1:{free_port()}"
 
 
 async def _exists(path: Path) -> bool:

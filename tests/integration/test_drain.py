@@ -20,8 +20,8 @@ from conductor_worker.config import READY_FILE_NAME, SHUTDOWN_FLAG_NAME
 from contracts.ids import safe_name, ticket_job_id
 from contracts.jobs import JobState
 from tests.git_helpers import git
-from tests.helpers import count_workflows, queue_depth, ticket_body, ticket_result, wait_for
-from tests.integration.test_scheduling_at_scale import conductor_process, free_port, scale_settings, send_all
+from tests.helpers import count_workflows, free_port, queue_depth, ticket_body, ticket_result, wait_for
+from tests.scale_helpers import conductor_process, scale_settings, send_all
 
 JOBS = 20
 EXTRA = 3

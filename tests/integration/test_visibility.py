@@ -13,7 +13,7 @@ from conductor_worker.devserver import temporal_executable
 from contracts.ids import account_workflow_id, incident_key, ticket_job_id, ticket_workflow_id
 from contracts.jobs import JobResult, JobState
 from tests.helpers import fresh_key, sqs_client, ticket_body, ticket_result, wait_for
-from tests.integration.test_scheduling_at_scale import alarm_body, new_accounts
+from tests.scale_helpers import alarm_body, new_accounts
 from workflows.incident_chain import IncidentChainWorkflow
 
 
