@@ -8,6 +8,7 @@ A poison message goes to the dead-letter queue with one log line and is deleted 
 import asyncio
 import json
 import logging
+from collections import OrderedDict
 from typing import Any
 
 from temporalio.client import Client
@@ -25,6 +26,8 @@ from workflows.ticket import TicketWorkflow
 
 log = logging.getLogger(__name__)
 
+DEAD_LETTERED_REMEMBERED = 10_000
+
 
 class SqsIntake:
     def __init__(self, client: Client, settings: Settings, sqs: Any) -> None:
@@ -33,6 +36,8 @@ class SqsIntake:
         self._sqs = sqs
         self._queue_url = settings.sqs_queue_url
         self._dlq_url = settings.sqs_dlq_url or None
+        # Message ids this process is dead-lettering (False) or has dead-lettered (True), oldest first, bounded.
+        self._dead_lettered: OrderedDict[str, bool] = OrderedDict()
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("SQS intake polling %s with %d pollers", self._queue_url, self._settings.sqs_pollers)
@@ -139,6 +144,24 @@ class SqsIntake:
             )
 
     async def _dead_letter(self, message: dict, reason: str) -> bool:
+        message_id = message["MessageId"]
+        if message_id in self._dead_lettered:
+            # SQS delivers at least once. A copy of a message already in the DLQ is only deleted; a copy that
+            # arrives while the first is still being sent is left alone (it returns, and is decided then).
+            log.debug("poison message %s delivered again", message_id)
+            return self._dead_lettered[message_id]
+        self._dead_lettered[message_id] = False  # before any await: concurrent pollers may hold copies
+        sent = False
+        try:
+            sent = self._dead_lettered[message_id] = await self._send_to_dlq(message, reason)
+            return sent
+        finally:
+            if not sent:  # not in the DLQ (none configured, or the send failed): a redelivery must try again
+                del self._dead_lettered[message_id]
+            while len(self._dead_lettered) > DEAD_LETTERED_REMEMBERED:
+                self._dead_lettered.popitem(last=False)
+
+    async def _send_to_dlq(self, message: dict, reason: str) -> bool:
         message_id = message["MessageId"]
         dlq_url = await self._find_dlq()
         if dlq_url is None:

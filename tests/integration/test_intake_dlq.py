@@ -1,10 +1,12 @@
 """Poison messages go to the DLQ with one clear log line; the intake keeps serving good ones."""
 
+import asyncio
 import json
 import logging
 
 import pytest
 
+from conductor_worker.intake import SqsIntake
 from contracts.jobs import JobState
 from tests.helpers import fresh_key, queue_depth, sqs_client, ticket_body, ticket_result, wait_for
 from tests.malformed_messages import MALFORMED_ALARMS, MALFORMED_TICKETS
@@ -94,3 +96,20 @@ async def test_every_malformed_shape_lands_in_the_dlq_with_one_line_each(
     key = fresh_key()
     sqs.send_message(QueueUrl=queues["queue"], MessageBody=ticket_body(key))
     assert (await ticket_result(client, key)).state == JobState.SUCCEEDED
+
+
+async def test_a_poison_message_delivered_twice_is_dead_lettered_once(
+    client, intake_settings, queues, caplog
+):
+    """SQS delivers at least once: two copies of one poison message make one DLQ entry and one log line."""
+    caplog.set_level(logging.INFO, logger="conductor_worker.intake")
+    copy = {"MessageId": "m-1", "ReceiptHandle": "r-1", "Body": POISON["not-json"]}
+    intake = SqsIntake(client, intake_settings, sqs_client(intake_settings))
+
+    assert await asyncio.gather(intake.handle(dict(copy)), intake.handle(dict(copy))) == [True, False]
+    assert await intake.handle(dict(copy)) is True  # a later copy is only deleted
+
+    assert queue_depth(intake_settings, queues["dlq"]) == 1
+    assert [r.getMessage() for r in caplog.records if "m-1" in r.getMessage()] == [
+        "poison message m-1 moved to the DLQ: body is not JSON (Expecting property name enclosed in double quotes)"
+    ]
