@@ -3,6 +3,10 @@
 The activity fails (and the workflow decides what that means) when the agent never handshakes,
 falls silent for three heartbeat intervals, or exits without reporting.
 
+While it waits, it relays what the agent reports (its steps' states and last log lines) to the job
+workflow's `progress` signal, when that changed and at most every PROGRESS_SECONDS, so `status` shows it
+without a signal per heartbeat or log line.
+
 When this conductor drains for a deploy, the watcher does not wait for its agent: it ends at once with
 a retryable `ConductorDraining` error, so Temporal retries it on the next conductor's worker, which finds
 the agent's progress in the same job store (conductor_worker/drain.py). Each hand-over uses one attempt.
@@ -10,6 +14,7 @@ the agent's progress in the same job store (conductor_worker/drain.py). Each han
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -18,15 +23,24 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from conductor_worker.job_store import JobAttemptDir
 from contracts.activity_io import AwaitAgentInput
-from contracts.jobs import AgentResult
+from contracts.jobs import AgentProgress, AgentResult
+from contracts.logs import LogLine
 
 POLL_SECONDS = 0.5
+PROGRESS_SECONDS = 5.0
+PROGRESS_LINES = 10
 # An agent that exits may still be finishing its upload on the gateway side.
 EXIT_GRACE_SECONDS = 3.0
 
 
 class AgentProbe(Protocol):
     def is_alive(self, agent_id: str) -> bool: ...
+
+
+# (workflow id, progress) -> delivered; a failed delivery is logged, never fatal.
+ProgressSink = Callable[[str, AgentProgress], Awaitable[None]]
+# (job id, n) -> the last n log lines of the job's latest attempt.
+LogTail = Callable[[str, int], list[LogLine]]
 
 
 class AgentResultWatcher:
@@ -36,8 +50,12 @@ class AgentResultWatcher:
         probe: AgentProbe,
         heartbeat_interval_seconds: float = 5.0,
         handshake_timeout_seconds: float = 120.0,
+        progress_sink: ProgressSink | None = None,
+        log_tail: LogTail | None = None,
     ) -> None:
         self._jobs_dir = jobs_dir
+        self._progress_sink = progress_sink
+        self._log_tail = log_tail
         self._probe = probe
         self._silence_limit = 3 * heartbeat_interval_seconds
         self._handshake_timeout = handshake_timeout_seconds
@@ -47,6 +65,7 @@ class AgentResultWatcher:
         job = JobAttemptDir(self._jobs_dir, input.job_id, input.attempt)
         started = time.time()
         exited_at: float | None = None
+        relayed, relayed_at = AgentProgress(), 0.0
         while True:
             result = job.result()
             if result is not None:
@@ -56,6 +75,8 @@ class AgentResultWatcher:
             beat = job.last_heartbeat()
             activity.heartbeat({"phase": beat[1] if beat else "launching"})
             now = time.time()
+            if now - relayed_at >= PROGRESS_SECONDS:
+                relayed, relayed_at = await self._relay(input, job, relayed), now
             if beat is None and now - started > self._handshake_timeout:
                 raise _crash(
                     "AgentHandshakeTimeout",
@@ -80,6 +101,24 @@ class AgentResultWatcher:
                 if activity.is_worker_shutdown():
                     raise _draining(input.agent_id) from None
                 raise
+
+    async def _relay(
+        self, input: AwaitAgentInput, job: JobAttemptDir, relayed: AgentProgress
+    ) -> AgentProgress:
+        if self._progress_sink is None:
+            return relayed
+        lines = (
+            await asyncio.to_thread(self._log_tail, input.job_id, PROGRESS_LINES) if self._log_tail else []
+        )
+        progress = AgentProgress(steps=job.step_states(), last_lines=[line.render() for line in lines])
+        if progress == relayed:
+            return relayed
+        try:
+            await self._progress_sink(activity.info().workflow_id, progress)
+        except Exception as err:  # progress is a courtesy; the result is what matters
+            activity.logger.warning("could not relay progress of %s: %s", input.job_id, err)
+            return relayed
+        return progress
 
 
 def _draining(agent_id: str) -> ApplicationError:

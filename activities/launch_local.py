@@ -42,6 +42,14 @@ def agent_environment(settings: Settings, token: str, workdir: Path) -> dict[str
         CONDUCTOR_AGENT_CODING_AGENT=settings.coding_agent,
         CONDUCTOR_AGENT_CODING_AGENT_TIMEOUT=str(settings.coding_agent_timeout_seconds),
     )
+    # Paths, not secrets of the conductor: the agent's own client certificate, and the CA it trusts.
+    for name, path in (
+        ("CONDUCTOR_AGENT_TLS_CA", settings.agent_tls_ca_file),
+        ("CONDUCTOR_AGENT_TLS_CERT", settings.agent_tls_cert_file),
+        ("CONDUCTOR_AGENT_TLS_KEY", settings.agent_tls_key_file),
+    ):
+        if path:
+            env[name] = str(path)
     return env
 
 

@@ -12,6 +12,7 @@ from contracts.activity_io import (
     RouteTicketInput,
     RouteTicketResult,
 )
+from contracts.policies import JobPolicy
 from contracts.routing import AccountRouteRule, RoutesConfig, TicketRouteRule
 from contracts.tickets import TicketMessage
 
@@ -44,8 +45,10 @@ def account_route_for(config: RoutesConfig, account: str) -> AccountRouteRule | 
 class Router:
     """Routing decisions, read from the routes file on every call so edits need no restart."""
 
-    def __init__(self, routes_file: Path) -> None:
+    def __init__(self, routes_file: Path, policies: dict[str, JobPolicy] | None = None) -> None:
         self._routes_file = routes_file
+        # Per job kind ("ticket", "incident"), from config; handed to each job with its route.
+        self._policies = policies or {}
 
     def _load(self) -> RoutesConfig:
         try:
@@ -63,7 +66,7 @@ class Router:
                 type="NoRoute",
                 non_retryable=True,
             )
-        return RouteIncidentResult(route=rule.route)
+        return RouteIncidentResult(route=rule.route, policy=self._policies.get("incident", JobPolicy()))
 
     @activity.defn(name="route_ticket")
     async def route_ticket(self, input: RouteTicketInput) -> RouteTicketResult:
@@ -78,4 +81,4 @@ class Router:
                 type="NoRoute",
                 non_retryable=True,
             )
-        return RouteTicketResult(route=rule.route)
+        return RouteTicketResult(route=rule.route, policy=self._policies.get("ticket", JobPolicy()))

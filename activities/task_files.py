@@ -5,7 +5,7 @@ from pathlib import Path
 
 from temporalio import activity
 
-from conductor_worker.job_store import JobAttemptDir
+from conductor_worker.job_store import JobAttemptDir, read_steering
 from contracts.activity_io import StageTaskFilesInput, StageTaskFilesResult
 from contracts.alarms import AlarmBatch
 from contracts.jobs import JobSpec, TaskFile, TaskInstructions
@@ -17,7 +17,7 @@ _ASKS = {
 }
 
 
-def prompt_for(spec: JobSpec) -> str:
+def prompt_for(spec: JobSpec, steering: list[dict] = ()) -> str:
     work = spec.work
     lines = [f"# {work.key}: {work.summary}", ""]
     if work.url:
@@ -28,10 +28,13 @@ def prompt_for(spec: JobSpec) -> str:
         f"Work in the repository checked out for you (base branch `{spec.route.base_branch}`).",
         _ASKS[work.kind],
     ]
+    if steering:
+        lines += ["", "## Instructions from the operators (in order; later ones win)", ""]
+        lines += [f"{entry['seq']}. {entry['text']} (from {entry['by']})" for entry in steering]
     return "\n".join(lines) + "\n"
 
 
-def task_files_for(spec: JobSpec) -> list[TaskFile]:
+def task_files_for(spec: JobSpec, steering: list[dict] = ()) -> list[TaskFile]:
     instructions = TaskInstructions(
         job_id=spec.job_id,
         ticket_key=spec.work.key,
@@ -42,7 +45,7 @@ def task_files_for(spec: JobSpec) -> list[TaskFile]:
     )
     files = [
         TaskFile(path="job.json", content=instructions.model_dump_json(indent=2)),
-        TaskFile(path=instructions.prompt_file, content=prompt_for(spec)),
+        TaskFile(path=instructions.prompt_file, content=prompt_for(spec, steering)),
     ]
     if spec.alarms:
         alarms = AlarmBatch(alarms=spec.alarms).model_dump_json(indent=2)
@@ -57,5 +60,7 @@ class TaskFileStager:
     @activity.defn(name="stage_task_files")
     async def stage_task_files(self, input: StageTaskFilesInput) -> StageTaskFilesResult:
         job = JobAttemptDir(self._jobs_dir, input.spec.job_id, input.attempt)
-        manifest = await asyncio.to_thread(job.stage_files, task_files_for(input.spec))
+        # Instructions sent with `steer` to an earlier attempt (or while queued) go into this one's prompt.
+        steering = read_steering(self._jobs_dir, input.spec.job_id)
+        manifest = await asyncio.to_thread(job.stage_files, task_files_for(input.spec, steering))
         return StageTaskFilesResult(files=[entry["path"] for entry in manifest])

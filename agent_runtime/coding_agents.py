@@ -4,8 +4,11 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from contracts.jobs import FailureClass, TaskInstructions
 from contracts.task_paths import check_relative_path
@@ -80,7 +83,11 @@ def _with_unreleased_entry(text: str, entry: str) -> str:
 
 
 def run_codex(repo_dir: Path, prompt: str, timeout: float) -> CodingAgentOutcome:
-    """Run `codex exec` in the clone; past `timeout` its whole process group is killed."""
+    """Run `codex exec` in the clone; past `timeout` its whole process group is killed.
+
+    Its output is echoed line by line to our stdout/stderr as it comes (the job's log, when this runs
+    as the `code` step), and its tails are kept for the result.
+    """
     codex = shutil.which("codex")
     if codex is None:
         return CodingAgentOutcome(
@@ -106,12 +113,17 @@ def run_codex(repo_dir: Path, prompt: str, timeout: float) -> CodingAgentOutcome
             summary=f"could not start codex: {err}",
             failure_class=FailureClass.INFRASTRUCTURE,
         )
+    echoes = [_Echo(proc.stdout, sys.stdout), _Echo(proc.stderr, sys.stderr)]
     try:
-        stdout, stderr = proc.communicate(timeout=timeout)
+        proc.wait(timeout=timeout)
         timed_out = False
     except subprocess.TimeoutExpired:
-        stdout, stderr = _stop_group(proc)
+        _stop_group(proc)
         timed_out = True
+    for echo in echoes:
+        # Something that left the group (setsid) may still hold a pipe: keep what was read by then.
+        echo.join(KILL_GRACE_SECONDS)
+    stdout, stderr = echoes[0].tail, echoes[1].tail
 
     if timed_out:
         summary = f"codex timed out after {timeout:g}s"
@@ -121,16 +133,34 @@ def run_codex(repo_dir: Path, prompt: str, timeout: float) -> CodingAgentOutcome
         summary = _last_line(stdout) or "codex finished"
     return CodingAgentOutcome(
         exit_code=proc.returncode,
-        stdout_tail=stdout[-TAIL_CHARS:],
-        stderr_tail=stderr[-TAIL_CHARS:],
+        stdout_tail=stdout,
+        stderr_tail=stderr,
         summary=summary,
         timed_out=timed_out,
         failure_class=FailureClass.SCRIPT if timed_out or proc.returncode else FailureClass.NONE,
     )
 
 
-def _stop_group(proc: subprocess.Popen[str]) -> tuple[str, str]:
-    """SIGTERM the group, SIGKILL it after a grace period; return whatever output was read."""
+class _Echo(threading.Thread):
+    """Copies one output pipe to `sink` line by line, keeping the last TAIL_CHARS."""
+
+    def __init__(self, pipe: IO[str] | None, sink: IO[str]) -> None:
+        super().__init__(daemon=True)
+        self._pipe, self._sink = pipe, sink
+        self.tail = ""
+        self.start()
+
+    def run(self) -> None:
+        if self._pipe is None:
+            return
+        for line in self._pipe:
+            self._sink.write(line)
+            self._sink.flush()
+            self.tail = (self.tail + line)[-TAIL_CHARS:]
+
+
+def _stop_group(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM the group, SIGKILL it after a grace period."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             # The group id is the child's pid (new session); it is not reaped yet, so not reused.
@@ -138,15 +168,11 @@ def _stop_group(proc: subprocess.Popen[str]) -> tuple[str, str]:
         except ProcessLookupError:
             pass
         try:
-            return proc.communicate(timeout=KILL_GRACE_SECONDS)
+            proc.wait(timeout=KILL_GRACE_SECONDS)
+            return
         except subprocess.TimeoutExpired:
             continue
-    # Something left the group (setsid) and still holds our pipes: stop reading, keep the exit code.
     proc.wait()
-    for pipe in (proc.stdout, proc.stderr):
-        if pipe is not None:
-            pipe.close()
-    return "", ""
 
 
 def _last_line(text: str) -> str:

@@ -9,10 +9,12 @@ import json
 import logging
 import os
 import socket
+import ssl
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -24,6 +26,8 @@ from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
 log = logging.getLogger(__name__)
 
 UPLOAD_CHUNK_BYTES = 256 * 1024
+# seq, step, stream, text, ts: agent_runtime.log_buffer.Line, kept as a plain tuple at this edge.
+LogLineFields = tuple[int, str, str, str, float]
 # Transfers get a deadline that grows with their size; below this rate something is wrong.
 _MIN_TRANSFER_BYTES_PER_SECOND = 256 * 1024
 # grpc's own retry: a gateway that restarts between calls answers UNAVAILABLE for a moment.
@@ -44,6 +48,14 @@ _SERVICE_CONFIG = json.dumps(
         ]
     }
 )
+# After an outage grpc waits up to 2 minutes between reconnect attempts by default; a returning
+# gateway should see our heartbeats, logs and result within seconds.
+_CHANNEL_OPTIONS = [
+    ("grpc.enable_retries", 1),
+    ("grpc.service_config", _SERVICE_CONFIG),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
 _REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 _UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
@@ -64,6 +76,33 @@ class TaskFileIntegrityError(Exception):
     """A downloaded task file does not match the size or sha256 the handshake announced."""
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """TLS to the gateway: the CA that signed its certificate and, for mTLS, our own certificate and key."""
+
+    ca: Path
+    cert: Path | None = None
+    key: Path | None = None
+
+    def __post_init__(self) -> None:
+        if bool(self.cert) != bool(self.key):
+            raise ValueError("a client certificate needs its key, and a key its certificate")
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """For HTTPS (the pool agent's REST calls): verify the conductor, present our certificate."""
+        context = ssl.create_default_context(cafile=str(self.ca))
+        if self.cert:
+            context.load_cert_chain(str(self.cert), str(self.key))
+        return context
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.ca.read_bytes(),
+            private_key=self.key.read_bytes() if self.key else None,
+            certificate_chain=self.cert.read_bytes() if self.cert else None,
+        )
+
+
 class GatewayConnection:
     """A sync channel to the gateway; every call carries the per-job token."""
 
@@ -74,15 +113,16 @@ class GatewayConnection:
         *,
         call_timeout: float = 30.0,
         connect_timeout: float = 60.0,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.address = address
         self._call_timeout = call_timeout
         self._connect_timeout = connect_timeout
         self._metadata = (("authorization", f"Bearer {token}"),)
-        self._channel = grpc.insecure_channel(
-            address,
-            options=[("grpc.enable_retries", 1), ("grpc.service_config", _SERVICE_CONFIG)],
-        )
+        if tls is None:
+            self._channel = grpc.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        else:
+            self._channel = grpc.secure_channel(address, tls.channel_credentials(), options=_CHANNEL_OPTIONS)
         self._stub = agent_pb2_grpc.AgentServiceStub(self._channel)
 
     def close(self) -> None:
@@ -145,25 +185,51 @@ class GatewayConnection:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def upload_result(self, result: AgentResult, bundle: Path | None) -> agent_pb2.UploadResultResponse:
-        """Send the bundle's chunks, then the result carrying the bundle's sha256."""
-        size = bundle.stat().st_size if bundle is not None else 0
-        # wait_for_ready: a report is the job's whole point, so ride out a short gateway restart.
+    def upload_result(
+        self,
+        result: AgentResult,
+        bundle: Path | None,
+        steps: dict[str, str],
+        *,
+        max_timeout: float | None = None,
+    ) -> agent_pb2.UploadResultResponse:
+        """Send the bundle's chunks, then the result carrying the bundle's sha256 and the step states."""
+        timeout = self._transfer_timeout(bundle.stat().st_size if bundle is not None else 0)
+        if max_timeout is not None:
+            timeout = min(timeout, max_timeout)
+        # wait_for_ready: while the gateway is away, wait for it (within the deadline) instead of failing.
         with self._translate("result upload"):
             return self._stub.UploadResult(
-                _upload_requests(result, bundle),
+                _upload_requests(result, bundle, steps),
                 metadata=self._metadata,
-                timeout=self._transfer_timeout(size),
+                timeout=timeout,
                 wait_for_ready=True,
             )
 
-    def heartbeat(self, phase: str, *, timeout: float | None = None) -> agent_pb2.HeartbeatResponse:
+    def heartbeat(
+        self, phase: str, steps: dict[str, str], *, steering_seen: int = 0, timeout: float | None = None
+    ) -> agent_pb2.HeartbeatResponse:
         with self._translate("heartbeat"):
             return self._stub.Heartbeat(
-                agent_pb2.HeartbeatRequest(phase=phase),
+                agent_pb2.HeartbeatRequest(
+                    phase=phase, steps=_step_states(steps), steering_seen=steering_seen
+                ),
                 metadata=self._metadata,
                 timeout=timeout or self._call_timeout,
             )
+
+    def append_logs(self, lines: Sequence[LogLineFields], final: bool) -> int:
+        """Send consecutive log lines; returns the highest seq the conductor has stored without gaps."""
+        batch = agent_pb2.LogBatch(
+            lines=[
+                agent_pb2.LogLine(seq=seq, step=step, stream=stream, text=text, ts=ts)
+                for seq, step, stream, text, ts in lines
+            ],
+            final=final,
+        )
+        with self._translate("log upload"):
+            ack = self._stub.AppendLogs(batch, metadata=self._metadata, timeout=self._call_timeout)
+        return ack.acked_through_seq
 
     def _transfer_timeout(self, size: int) -> float:
         return self._call_timeout + size / _MIN_TRANSFER_BYTES_PER_SECOND
@@ -183,7 +249,9 @@ class GatewayConnection:
             raise GatewayError(f"gateway {what} failed: {code.name}: {details}") from err
 
 
-def _upload_requests(result: AgentResult, bundle: Path | None) -> Iterator[agent_pb2.UploadResultRequest]:
+def _upload_requests(
+    result: AgentResult, bundle: Path | None, steps: dict[str, str]
+) -> Iterator[agent_pb2.UploadResultRequest]:
     digest = hashlib.sha256()
     if bundle is not None:
         with bundle.open("rb") as chunks:
@@ -191,10 +259,14 @@ def _upload_requests(result: AgentResult, bundle: Path | None) -> Iterator[agent
                 digest.update(chunk)
                 yield agent_pb2.UploadResultRequest(bundle_chunk=chunk)
     bundle_sha256 = digest.hexdigest() if bundle is not None else ""
-    yield agent_pb2.UploadResultRequest(result=to_proto_result(result, bundle_sha256))
+    yield agent_pb2.UploadResultRequest(result=to_proto_result(result, bundle_sha256, steps))
 
 
-def to_proto_result(result: AgentResult, bundle_sha256: str) -> agent_pb2.AgentResult:
+def _step_states(steps: dict[str, str]) -> list[agent_pb2.StepState]:
+    return [agent_pb2.StepState(name=name, status=status) for name, status in steps.items()]
+
+
+def to_proto_result(result: AgentResult, bundle_sha256: str, steps: dict[str, str]) -> agent_pb2.AgentResult:
     # bundle_path is the conductor's to fill in: it is where the gateway stored the bundle.
     return agent_pb2.AgentResult(
         status=result.status.value,
@@ -207,16 +279,26 @@ def to_proto_result(result: AgentResult, bundle_sha256: str) -> agent_pb2.AgentR
         branch=result.branch,
         commit_sha=result.commit_sha,
         duration_seconds=result.duration_seconds,
+        steps=_step_states(steps),
     )
 
 
 class Heartbeater:
-    """A daemon thread beating every interval with the current phase, riding out outages."""
+    """A daemon thread beating every interval with the current phase and step states, riding out outages."""
 
-    def __init__(self, conn: GatewayConnection, interval_seconds: float, phase: str = "starting"):
-        # A plain attribute: the job thread writes it, the beat thread reads it (atomic str swap).
+    def __init__(
+        self,
+        conn: GatewayConnection,
+        interval_seconds: float,
+        phase: str = "starting",
+        on_steering: Callable[[list[agent_pb2.Steering]], None] | None = None,
+    ):
+        # Plain attributes: the job thread replaces them (never mutates), the beat thread reads them.
         self.phase = phase
+        self.steps: dict[str, str] = {}
         self.cancel_requested = False
+        self.steering_seen = 0
+        self._on_steering = on_steering
         self._conn = conn
         self._interval = interval_seconds if interval_seconds > 0 else 5.0
         self._stopped = threading.Event()
@@ -234,7 +316,9 @@ class Heartbeater:
         while not self._stopped.is_set():
             try:
                 # No longer than a beat: a hung call must not delay the next beat or stop().
-                response = self._conn.heartbeat(self.phase, timeout=self._interval)
+                response = self._conn.heartbeat(
+                    self.phase, self.steps, steering_seen=self.steering_seen, timeout=self._interval
+                )
             except GatewayError as err:
                 # The conductor notices silence through its own heartbeat timeout; we keep working.
                 if not failing:
@@ -244,6 +328,10 @@ class Heartbeater:
                 if failing:
                     log.info("heartbeat: gateway reachable again")
                 failing = False
+                if response.steering:
+                    self.steering_seen = max(entry.seq for entry in response.steering)
+                    if self._on_steering is not None:
+                        self._on_steering(list(response.steering))
                 if response.cancel_requested and not self.cancel_requested:
                     log.warning("heartbeat: the conductor asked this job to stop")
                     self.cancel_requested = True

@@ -6,11 +6,15 @@ to the end; `cancel()` stops running steps and starts no more.
 
 import asyncio
 from collections import Counter, deque
+from collections.abc import Callable
 from pathlib import Path
 
 from agent_runtime.step_process import LineCallback, run_step
 from contracts.jobs import FailureClass
 from contracts.steps import StepResult, StepSpec, StepStatus, TaskResult, TaskSpec
+
+# on_state(step name, status): RUNNING when a step starts, then how it ended (also SKIPPED, CANCELLED).
+StateCallback = Callable[[str, StepStatus], None]
 
 
 class DagError(ValueError):
@@ -75,14 +79,22 @@ def _a_cycle(names: list[str], needs: dict[str, set[str]], ordered: set[str]) ->
 class DagRunner:
     """Run one TaskSpec's steps in `workdir`, at most `max_parallel` at a time.
 
-    `on_line(step, "stdout" | "stderr", line)` sees every output line, in order per stream; it runs
-    on the event loop and must be quick. `cancel()` is called from the event loop's thread.
+    `on_line(step, "stdout" | "stderr", line)` sees every output line, in order per stream, and
+    `on_state` every step's start and end; both run on the event loop and must be quick. `cancel()` is
+    called from the event loop's thread.
     """
 
-    def __init__(self, spec: TaskSpec, workdir: Path, on_line: LineCallback | None = None) -> None:
+    def __init__(
+        self,
+        spec: TaskSpec,
+        workdir: Path,
+        on_line: LineCallback | None = None,
+        on_state: StateCallback | None = None,
+    ) -> None:
         self._spec = spec
         self._workdir = workdir
         self._on_line = on_line
+        self._on_state = on_state or (lambda name, status: None)
         self._cancelled = asyncio.Event()
         self._done: dict[str, asyncio.Task[StepResult]] = {}
 
@@ -107,6 +119,11 @@ class DagRunner:
         return self._task_result([self._done[step.name].result() for step in self._spec.steps])
 
     async def _run_when_ready(self, step: StepSpec, slots: asyncio.Semaphore) -> StepResult:
+        result = await self._run_step_when_ready(step, slots)
+        self._on_state(step.name, result.status)
+        return result
+
+    async def _run_step_when_ready(self, step: StepSpec, slots: asyncio.Semaphore) -> StepResult:
         # In `needs` order, so which failed ancestor a skipped step names doesn't depend on timing.
         for need in step.needs:
             before = await self._done[need]
@@ -115,6 +132,7 @@ class DagRunner:
         async with slots:
             if self._cancelled.is_set():
                 return StepResult(name=step.name, status=StepStatus.CANCELLED)
+            self._on_state(step.name, StepStatus.RUNNING)
             return await run_step(
                 step,
                 self._workdir,

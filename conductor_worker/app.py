@@ -11,6 +11,7 @@ from conductor_worker.config import Settings
 from conductor_worker.drain import DrainLog, clear_ready_file, running_agents, watch_flag, write_ready_file
 from conductor_worker.gateway import start_gateway
 from conductor_worker.intake import SqsIntake
+from conductor_worker.rest_api import start_rest_api
 from conductor_worker.worker import build_worker
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ async def run_conductor(settings: Settings, stop: asyncio.Event) -> None:
         host = settings.gateway_listen.rsplit(":", 1)[0]
         settings = settings.model_copy(update={"gateway_public_address": f"{host}:{port}"})
     client = await connect(settings)
+    rest = await start_rest_api(client, settings) if settings.rest_listen else None
     worker = build_worker(client, settings)
     intake_stop = asyncio.Event()
     worker_task = asyncio.create_task(worker.run(), name="worker")
@@ -49,7 +51,7 @@ async def run_conductor(settings: Settings, stop: asyncio.Event) -> None:
         settings.temporal_address,
         settings.shutdown_flag_path,
     )
-    tasks = [t for t in (worker_task, intake_task) if t is not None]
+    tasks = [t for t in (worker_task, intake_task, rest and rest.task) if t is not None]
     stop_wait = asyncio.create_task(stop.wait())
     try:
         done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
@@ -60,7 +62,7 @@ async def run_conductor(settings: Settings, stop: asyncio.Event) -> None:
         flag_watch.cancel()
     flagged = flag_watch.done() and not flag_watch.cancelled() and flag_watch.result()
     drain = DrainLog("shutdown flag file" if flagged else "stop requested (signal)")
-    log.info("draining (%s): intake, then worker, then gateway", drain.trigger)
+    log.info("draining (%s): intake, then worker, then gateway and REST API", drain.trigger)
 
     with drain.stage("intake", "SQS intake stopped; new messages wait in the queue"):
         # Polls in flight are abandoned undeleted: their messages come back after the visibility timeout.
@@ -72,6 +74,9 @@ async def run_conductor(settings: Settings, stop: asyncio.Event) -> None:
         await asyncio.gather(worker_task, return_exceptions=True)
     with drain.stage("gateway", "gateway stopped; agents reconnect to the next conductor by themselves"):
         await gateway.stop(grace=GATEWAY_GRACE_SECONDS)
+    if rest is not None:
+        with drain.stage("rest", "REST API stopped; pool agents move on to their next conductor URL"):
+            await rest.stop()
     agents = running_agents(settings.jobs_dir, LocalLauncher(settings))
     write_ready_file(settings.ready_path, drain.report(agents_still_running=agents))
     log.info("conductor stopped; %d agents keep running; wrote %s", agents, settings.ready_path)

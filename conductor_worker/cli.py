@@ -1,4 +1,5 @@
-"""`conductor`: run the conductor (`dev`, `serve`), feed it (`send`), and rehearse it (`simulate`)."""
+"""`conductor`: run the conductor (`dev`, `serve`), feed it (`send`), rehearse it (`simulate`), run scripts
+on pool agents (`run-script`)."""
 
 import asyncio
 import logging
@@ -9,12 +10,14 @@ from typing import Annotated
 import typer
 
 from conductor_worker.config import Settings
+from conductor_worker.logs_cli import logs as logs_command
 from conductor_worker.search_attributes_cli import app as search_attributes_app
 
 app = typer.Typer(
     help="Agent Conductor: tickets -> durable coding-agent jobs on Temporal.", no_args_is_help=True
 )
 app.add_typer(search_attributes_app, name="search-attributes")
+app.command(name="logs")(logs_command)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -121,6 +124,55 @@ def simulate(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
     typer.echo(report.model_dump_json(indent=2) if json_output else render_table(report))
+
+
+@app.command("run-script")
+def run_script_command(
+    script: Annotated[str, typer.Argument(help="Shell script text, run with /bin/sh -c by the agent.")],
+    capability: Annotated[
+        str, typer.Option(help="Only agents registered with it may run the task.")
+    ] = "shell",
+    timeout: Annotated[float, typer.Option(help="Seconds the script may run.", min=0.001)] = 600,
+    queue_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for an agent to claim it.", min=0.001)
+    ] = 600,
+    task_id: Annotated[str | None, typer.Option(help="Default: a new uuid.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the ScriptResult as JSON.")] = False,
+) -> None:
+    """Run a script on a pool agent and print its result (README "Pool agents and the REST API").
+
+    The script's stdout and stderr go to ours, then one summary line to stderr. Exit code: 0 when it
+    completed, the script's own code when it failed (128+N if killed by signal N), 124 when it timed
+    out, 69 when no agent took it or its agents were lost.
+    """
+    from conductor_worker.client import connect
+    from conductor_worker.run_script import exit_code_for, run_script, summary_line
+    from conductor_worker.search_attributes_cli import _exit
+
+    settings = Settings()
+
+    async def run():
+        client = await connect(settings)
+        return await run_script(
+            client,
+            script,
+            capability,
+            timeout,
+            task_id=task_id,
+            task_queue=settings.task_queue,
+            queue_timeout=queue_timeout,
+        )
+
+    result = asyncio.run(run())
+    if json_output:
+        typer.echo(result.model_dump_json(indent=2))
+    else:
+        typer.echo(result.stdout, nl=False)
+        typer.echo(result.stderr, nl=False, err=True)
+        typer.echo(summary_line(result), err=True)
+    # Not typer.Exit: interpreter teardown can abort while the SDK's client threads live, and the exit
+    # code is the result (see _exit).
+    _exit(exit_code_for(result))
 
 
 def main() -> None:

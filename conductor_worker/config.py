@@ -18,6 +18,7 @@ from pydantic_settings import (
 )
 
 from contracts.alarms import ChainPolicy
+from contracts.policies import JobPolicy
 from contracts.queues import CONDUCTOR_TASK_QUEUE
 
 # The file names deploy scripts know (conductor_worker/drain.py).
@@ -26,7 +27,8 @@ READY_FILE_NAME = "CONDUCTOR_READY_FOR_SAFE_SHUTDOWN"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CONDUCTOR_", extra="ignore")
+    # Nested values by `__`: CONDUCTOR_TICKET_POLICY__MAX_AGENT_ATTEMPTS=5.
+    model_config = SettingsConfigDict(env_prefix="CONDUCTOR_", env_nested_delimiter="__", extra="ignore")
 
     # Temporal
     temporal_address: str = "localhost:7233"
@@ -44,8 +46,25 @@ class Settings(BaseSettings):
     token_secret: SecretStr = SecretStr("")
     token_ttl_seconds: int = 6 * 3600
     heartbeat_interval_seconds: int = 5
+    # TLS for the gateway (gRPC) and the REST API (HTTPS); scripts/make-local-ca.sh makes a CA to try it.
+    # Certificate and key set: TLS. A client CA as well: mTLS, every agent presents a certificate it signed.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+    # Handed to the agents the launcher starts: the CA they verify the gateway with and, for mTLS, their
+    # client certificate and key.
+    agent_tls_ca_file: Path | None = None
+    agent_tls_cert_file: Path | None = None
+    agent_tls_key_file: Path | None = None
     # An agent that has not handshaken by then is stopped and relaunched (see max_agent_attempts in the job).
     handshake_timeout_seconds: float = Field(default=120, gt=0)
+
+    # Pool agents' REST API (seed 003), e.g. 0.0.0.0:8080. Empty: off. `pool_join_token` is the shared
+    # secret agents register with (registration is refused while it is empty). Agent tokens are signed
+    # with the token secret: conductors that share it accept each other's tokens; otherwise an agent that
+    # fails over to another conductor registers again there.
+    rest_listen: str = ""
+    pool_join_token: SecretStr = SecretStr("")
 
     # Activities one conductor process runs at once; an agent holds one slot (its result watcher) while it
     # works, so this also caps the agents one process supervises.
@@ -56,7 +75,10 @@ class Settings(BaseSettings):
     # The coding agent the per-job agent runs: the deterministic built-in `demo`, or `codex`.
     coding_agent: Literal["demo", "codex"] = "demo"
     coding_agent_timeout_seconds: int = 1500
-    agent_timeout_seconds: int = 1800
+
+    # Timeouts, relaunches, retries and the `retry` window, per job kind (contracts/policies.py).
+    ticket_policy: JobPolicy = JobPolicy()
+    incident_policy: JobPolicy = JobPolicy()
 
     # Incident chains (README "Incident chains"). A running account workflow keeps the policy it started with.
     chain_window_seconds: int = Field(default=3600, gt=0)
@@ -86,9 +108,22 @@ class Settings(BaseSettings):
     # How long running activity tasks get to finish once the worker drains; then they are cancelled.
     drain_timeout_seconds: float = Field(default=30, gt=0)
 
-    # GitHub publisher
+    # GitHub publisher (and notes on pull requests of failed jobs)
     github_token: SecretStr = SecretStr("")
     github_api_url: str = "https://api.github.com"
+
+    # Notes on the Jira tickets of failed jobs. Empty URL: no Jira notes. With an email: basic auth with
+    # an API token (Jira Cloud); without: the token is a bearer personal access token (Data Center).
+    jira_base_url: str = ""
+    jira_email: str = ""
+    jira_api_token: SecretStr = SecretStr("")
+
+    # Agent job logs (conductor_worker/log_store.py), outside workflow history: a local directory
+    # (empty: <state_dir>/logs) or, for conductors on several machines, an S3 bucket (aws_* settings).
+    log_store: Literal["local", "s3"] = "local"
+    logs_dir: str = ""
+    logs_s3_bucket: str = ""
+    logs_s3_prefix: str = "logs/"
 
     @classmethod
     def settings_customise_sources(
@@ -109,6 +144,9 @@ class Settings(BaseSettings):
     def agent_gateway_address(self) -> str:
         return self.gateway_public_address or self.gateway_listen
 
+    def job_policies(self) -> dict[str, JobPolicy]:
+        return {"ticket": self.ticket_policy, "incident": self.incident_policy}
+
     def chain_policy(self) -> ChainPolicy:
         return ChainPolicy(
             window=timedelta(seconds=self.chain_window_seconds),
@@ -120,6 +158,10 @@ class Settings(BaseSettings):
     @property
     def jobs_dir(self) -> Path:
         return self.state_dir / "jobs"
+
+    @property
+    def logs_path(self) -> Path:
+        return Path(self.logs_dir) if self.logs_dir else self.state_dir / "logs"
 
     @property
     def shutdown_flag_path(self) -> Path:

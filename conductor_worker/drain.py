@@ -8,7 +8,9 @@ Nothing is handed over explicitly. Agents run in their own sessions and outlive 
 gateway stops, their gRPC channels drop and reconnect by themselves to whichever conductor next listens
 at the same address (uploads and handshakes use wait_for_ready). Their result watchers end with a
 retryable `ConductorDraining` error (activities/agent_results.py), so Temporal runs them again on the new
-conductor's worker, which reads the agent's progress from the same on-disk job store.
+conductor's worker, which reads the agent's progress from the same on-disk job store. The pool agents'
+REST API stops last (requests in flight finish first); pool agents move on to their next conductor URL,
+and their tasks' state is in Temporal, so nothing is handed over for them either.
 
 The flag is level-triggered: a conductor started while it still says true drains at once, so a deploy
 sets it back to false (or removes it) before starting the new version.

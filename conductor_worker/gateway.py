@@ -2,9 +2,10 @@
 
 Agents hold only a per-job token. Each call is checked against it (signature, expiry, and that the job
 attempt was staged by this conductor) before anything is read or written. Bulky data (task files,
-bundles) moves through here and the job store, never through workflow history.
+bundles, logs) moves through here to the job store and the log store, never through workflow history.
 """
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -12,23 +13,29 @@ import tempfile
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from pydantic import TypeAdapter
 
 from conductor_worker.config import Settings
-from conductor_worker.job_store import JobAttemptDir, sha256_file
+from conductor_worker.job_store import JobAttemptDir, read_steering, sha256_file
+from conductor_worker.log_store import LogStore, open_log_store
+from conductor_worker.tls import grpc_server_credentials, tls_enabled
 from conductor_worker.tokens import TokenClaims, TokenError, verify_token
 from contracts.jobs import AgentResult, AgentStatus, FailureClass
+from contracts.logs import LogLine
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 256 * 1024
+_LOG_LINES = TypeAdapter(list[LogLine])
 SERVICE_NAME = "conductor.v1.AgentService"
 
 
 class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, logs: LogStore | None = None) -> None:
         self._settings = settings
         self._secret = settings.signing_secret()
+        self._logs = logs if logs is not None else open_log_store(settings)
 
     async def _authorize(self, context: grpc.aio.ServicerContext) -> tuple[TokenClaims, JobAttemptDir]:
         metadata = dict(context.invocation_metadata() or ())
@@ -78,9 +85,30 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
                 offset += len(chunk)
 
     async def Heartbeat(self, request, context):
-        _, job = await self._authorize(context)
-        job.record_heartbeat(request.phase or "running")
-        return agent_pb2.HeartbeatResponse(cancel_requested=False)
+        claims, job = await self._authorize(context)
+        job.record_heartbeat(request.phase or "running", _step_states(request.steps) or None)
+        steering = [
+            agent_pb2.Steering(seq=entry["seq"], text=entry["text"], by=entry["by"])
+            for entry in read_steering(self._settings.jobs_dir, claims.job_id)
+            if entry["seq"] > request.steering_seen
+        ]
+        return agent_pb2.HeartbeatResponse(cancel_requested=False, steering=steering)
+
+    async def AppendLogs(self, request, context):
+        claims, _ = await self._authorize(context)
+        # Validated as one list: a flood of lines costs a quarter less than one model at a time.
+        lines = _LOG_LINES.validate_python(
+            [
+                {"seq": line.seq, "step": line.step, "stream": line.stream, "text": line.text, "ts": line.ts}
+                for line in request.lines
+                if line.seq >= 1
+            ]
+        )
+        # Off the event loop: the local store fsyncs before it acks, S3 is a blocking HTTP call.
+        acked = await asyncio.to_thread(
+            self._logs.append, claims.job_id, claims.attempt, lines, request.final
+        )
+        return agent_pb2.LogAck(acked_through_seq=acked)
 
     async def UploadResult(self, request_iterator, context):
         claims, job = await self._authorize(context)
@@ -112,6 +140,8 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         finally:
             if os.path.exists(tmp_name):
                 os.unlink(tmp_name)
+        if result_msg.steps:
+            job.record_heartbeat("reported", _step_states(result_msg.steps))
         job.store_result(result)
         log.info(
             "agent result: %s attempt %d %s (%d bundle bytes)",
@@ -121,6 +151,10 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
             size,
         )
         return agent_pb2.UploadResultResponse(accepted=True, bundle_size=size)
+
+
+def _step_states(steps) -> dict[str, str]:
+    return {step.name: step.status for step in steps}
 
 
 def _result_from_proto(msg: agent_pb2.AgentResult, job: JobAttemptDir, has_bundle: bool) -> AgentResult:
@@ -154,11 +188,17 @@ async def start_gateway(settings: Settings) -> tuple[grpc.aio.Server, int]:
     agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentGateway(settings), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port(settings.gateway_listen)
+    if tls_enabled(settings):
+        port = server.add_secure_port(settings.gateway_listen, grpc_server_credentials(settings))
+    else:
+        port = server.add_insecure_port(settings.gateway_listen)
     if port == 0:
         raise RuntimeError(f"gateway could not bind {settings.gateway_listen}")
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("agent gateway listening on %s", settings.gateway_listen.rsplit(":", 1)[0] + f":{port}")
+    mode = ("mTLS" if settings.tls_client_ca_file else "TLS") if tls_enabled(settings) else "plaintext"
+    log.info(
+        "agent gateway listening on %s (%s)", settings.gateway_listen.rsplit(":", 1)[0] + f":{port}", mode
+    )
     return server, port

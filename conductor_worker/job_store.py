@@ -4,12 +4,13 @@ Layout under `<state_dir>/jobs/<job id as a file name>/attempt-<n>/`:
 
     files/...        task files staged for the agent (manifest.json lists path, size, sha256)
     handshake.json   written when the agent handshakes
-    heartbeat        touched on every agent heartbeat (its mtime is the last beat)
+    heartbeat        rewritten on every agent heartbeat (its mtime is the last beat): JSON with the
+                     phase and the task DAG's step states (`{"clone": "SUCCEEDED", "code": "RUNNING"}`)
     work.bundle      the agent's git bundle, once uploaded and checked
     result.json      the agent's structured result (contracts.jobs.AgentResult)
 
 Files are written atomically (temp file + rename) so a reader never sees half a result.
-Bulky data (bundles, logs) stays here, outside workflow history.
+Bulky data (bundles) stays here, outside workflow history; agent logs go to conductor_worker/log_store.py.
 """
 
 import hashlib
@@ -42,6 +43,32 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+STEERING_FILE = "steering.jsonl"
+
+
+def steering_path(jobs_dir: Path, job_id: str) -> Path:
+    """Operator instructions for a job (the `steer` update), shared by all its attempts."""
+    return jobs_dir / safe_name(job_id) / STEERING_FILE
+
+
+def read_steering(jobs_dir: Path, job_id: str) -> list[dict]:
+    """Entries in order: {"seq": 1, "text": ..., "by": ...}."""
+    path = steering_path(jobs_dir, job_id)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def append_steering(jobs_dir: Path, job_id: str, seq: int, text: str, by: str) -> None:
+    """Append entry `seq` once, however often it is delivered."""
+    if any(entry["seq"] == seq for entry in read_steering(jobs_dir, job_id)):
+        return
+    path = steering_path(jobs_dir, job_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as mailbox:
+        mailbox.write(json.dumps({"seq": seq, "text": text, "by": by}) + "\n")
 
 
 class JobAttemptDir:
@@ -109,14 +136,30 @@ class JobAttemptDir:
         write_atomic(self.handshake_path, json.dumps({**info, "at": time.time()}).encode())
         self.record_heartbeat("handshake")
 
-    def record_heartbeat(self, phase: str) -> None:
-        write_atomic(self.heartbeat_path, phase.encode())
+    def record_heartbeat(self, phase: str, steps: dict[str, str] | None = None) -> None:
+        """Record a beat; `steps` (name -> StepStatus value) replaces the step states, None keeps them."""
+        if steps is None:
+            steps = self.step_states()
+        write_atomic(self.heartbeat_path, json.dumps({"phase": phase, "steps": steps}).encode())
 
-    def last_heartbeat(self) -> tuple[float, str] | None:
+    def _heartbeat_record(self) -> tuple[float, dict] | None:
         try:
-            return self.heartbeat_path.stat().st_mtime, self.heartbeat_path.read_text()
+            at, text = self.heartbeat_path.stat().st_mtime, self.heartbeat_path.read_text()
         except FileNotFoundError:
             return None
+        if text.startswith("{"):
+            return at, json.loads(text)
+        # Written by a conductor from before step states: the file held the bare phase.
+        return at, {"phase": text, "steps": {}}
+
+    def last_heartbeat(self) -> tuple[float, str] | None:
+        record = self._heartbeat_record()
+        return (record[0], record[1]["phase"]) if record else None
+
+    def step_states(self) -> dict[str, str]:
+        """The agent's task DAG steps (in spec order) -> their StepStatus value as last reported."""
+        record = self._heartbeat_record()
+        return dict(record[1].get("steps", {})) if record else {}
 
     # Result -------------------------------------------------------------------------------
 

@@ -7,18 +7,34 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.agent_results import AgentResultWatcher
+from activities.claims import ClaimChecks
+from activities.failure_notes import FailureNotes, JiraAccess
 from activities.launch_local import LocalLauncher
+from activities.pool_dispatch import submit_script_task
 from activities.publish_git import LocalGitPublisher
 from activities.publish_github import GithubPublisher
 from activities.recorder import Recorder
 from activities.routing import Router
+from activities.steering import SteeringMailbox
 from activities.task_files import TaskFileStager
 from conductor_worker.config import Settings
+from conductor_worker.log_store import open_log_store
+from contracts.jobs import AgentProgress
 from workflows.agent_job import AgentJobWorkflow
+from workflows.agent_pool import AgentPoolWorkflow
 from workflows.incident_chain import IncidentChainWorkflow
+from workflows.repo_claim import RepoClaimWorkflow
+from workflows.script_task import ScriptTaskWorkflow
 from workflows.ticket import TicketWorkflow
 
-WORKFLOWS = [TicketWorkflow, IncidentChainWorkflow, AgentJobWorkflow]
+WORKFLOWS = [
+    TicketWorkflow,
+    IncidentChainWorkflow,
+    AgentJobWorkflow,
+    RepoClaimWorkflow,
+    AgentPoolWorkflow,
+    ScriptTaskWorkflow,
+]
 
 
 def github_factory(settings: Settings):
@@ -32,20 +48,47 @@ def github_factory(settings: Settings):
     return make
 
 
-def build_activities(settings: Settings) -> list:
+def jira_access(settings: Settings) -> JiraAccess | None:
+    if not settings.jira_base_url:
+        return None
+    return JiraAccess(settings.jira_base_url, settings.jira_api_token.get_secret_value(), settings.jira_email)
+
+
+def operations_activities(client: Client, settings: Settings, task_queue: str) -> list:
+    """Repository claims, routing, steering and failure notes: the same in the real and recording workers."""
+    claims = ClaimChecks(client, task_queue)
+    router = Router(settings.routes_file, settings.job_policies())
+    notes = FailureNotes(jira_access(settings), github_factory(settings))
+    return [
+        router.route_ticket,
+        router.route_incident,
+        claims.request_claim,
+        claims.closed_workflows,
+        SteeringMailbox(settings.jobs_dir).deliver_steering,
+        notes.leave_failure_note,
+    ]
+
+
+def build_activities(client: Client, settings: Settings, task_queue: str) -> list:
     launcher = LocalLauncher(settings)
+    logs = open_log_store(settings)
+
+    async def relay_progress(workflow_id: str, progress: AgentProgress) -> None:
+        await client.get_workflow_handle(workflow_id).signal("progress", progress)
+
     watcher = AgentResultWatcher(
         settings.jobs_dir,
         launcher,
         heartbeat_interval_seconds=settings.heartbeat_interval_seconds,
         handshake_timeout_seconds=settings.handshake_timeout_seconds,
+        progress_sink=relay_progress,
+        log_tail=logs.tail,
     )
     github_publisher = GithubPublisher(github_factory(settings), settings.github_token.get_secret_value())
-    router = Router(settings.routes_file)
     return [
-        router.route_ticket,
-        router.route_incident,
+        *operations_activities(client, settings, task_queue),
         TaskFileStager(settings.jobs_dir).stage_task_files,
+        submit_script_task,
         launcher.launch_agent,
         launcher.stop_agent,
         watcher.await_agent_result,
@@ -59,21 +102,21 @@ def build_recording_worker(client: Client, settings: Settings, recorder: Recorde
 
     `conductor simulate` and the time-skipping tests run this: every decision is real, no agent starts.
     """
-    router = Router(settings.routes_file)
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
-        activities=[router.route_ticket, router.route_incident, *recorder.activities()],
+        activities=[*operations_activities(client, settings, settings.task_queue), *recorder.activities()],
     )
 
 
 def build_worker(client: Client, settings: Settings, task_queue: str | None = None) -> Worker:
+    task_queue = task_queue or settings.task_queue
     return Worker(
         client,
-        task_queue=task_queue or settings.task_queue,
+        task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=build_activities(settings),
+        activities=build_activities(client, settings, task_queue),
         max_concurrent_activities=settings.max_concurrent_activities,
         # Drain: in-flight activities get this long to finish; agent watchers hand over at once.
         graceful_shutdown_timeout=timedelta(seconds=settings.drain_timeout_seconds),

@@ -2,7 +2,9 @@
 
 from pydantic import BaseModel
 
-from contracts.jobs import AgentResult, JobSpec
+from contracts.claims import ClaimRequest
+from contracts.jobs import AgentResult, JobSpec, JobState
+from contracts.policies import JobPolicy
 from contracts.routing import RepoRoute
 from contracts.tickets import TicketMessage
 
@@ -13,6 +15,7 @@ class RouteTicketInput(BaseModel):
 
 class RouteTicketResult(BaseModel):
     route: RepoRoute
+    policy: JobPolicy = JobPolicy()
 
 
 class RouteIncidentInput(BaseModel):
@@ -21,6 +24,7 @@ class RouteIncidentInput(BaseModel):
 
 class RouteIncidentResult(BaseModel):
     route: RepoRoute
+    policy: JobPolicy = JobPolicy()
 
 
 class StageTaskFilesInput(BaseModel):
@@ -66,3 +70,39 @@ class PublishResult(BaseModel):
     commit_sha: str
     pr_url: str | None = None
     pr_number: int | None = None
+
+
+class RequestClaimInput(BaseModel):
+    repo_url: str
+    request: ClaimRequest
+
+
+class ClosedWorkflowsInput(BaseModel):
+    workflow_ids: list[str]
+
+
+class ClosedWorkflowsResult(BaseModel):
+    # The ones not running any more (or never found).
+    workflow_ids: list[str]
+
+
+class FailureNoteInput(BaseModel):
+    spec: JobSpec
+    attempt: int
+    state: JobState
+    reason: str
+    result: AgentResult | None = None
+    # Who cancelled (for CANCELLED); shown in the note.
+    by: str = ""
+
+
+class FailureNoteResult(BaseModel):
+    # Where the note went, e.g. "jira ENG-123 comment 10001", "github acme/widgets#7 comment 3".
+    left_at: list[str]
+
+
+class DeliverSteeringInput(BaseModel):
+    job_id: str
+    seq: int
+    text: str
+    by: str

@@ -6,6 +6,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from contracts.alarms import Alarm
+from contracts.policies import JobPolicy
 from contracts.routing import RepoRoute
 from contracts.tickets import TicketMessage
 
@@ -61,10 +62,8 @@ class JobSpec(BaseModel):
     # None for incidents: the job routes itself by account, so an unroutable account fails visibly here.
     route: RepoRoute | None = None
     branch: str
-    # How long the agent may work before the job is TIMED_OUT.
-    agent_timeout_seconds: int = 1800
-    # Launches per job when the agent crashes, falls silent or never handshakes (each a new attempt + token).
-    max_agent_attempts: int = 3
+    # From config per job kind; None for incidents until the job has routed itself.
+    policy: JobPolicy | None = None
     ticket: TicketMessage | None = None
     # Incidents: the account and the alarms known when the job was launched (its dossier grows later).
     account: str = ""
@@ -138,3 +137,18 @@ class JobStatus(BaseModel):
     # Incidents: how many alarms the job has been given, and the most recent of them.
     dossier_count: int = 0
     dossier_recent: list[Alarm] = Field(default_factory=list)
+    # The repository's claim workflow; while QUEUED, its `position` query tells the job's place in line.
+    claim_workflow_id: str = ""
+    # Operator instructions sent with the `steer` update, in order.
+    steering: list[str] = Field(default_factory=list)
+    # Where failure notes were left (ticket comment, pull request comment).
+    notes: list[str] = Field(default_factory=list)
+    # What the running agent last reported: its steps' states and its last log lines.
+    progress: "AgentProgress | None" = None
+
+
+class AgentProgress(BaseModel):
+    """Relayed from the agent's heartbeats and logs by the result watcher."""
+
+    steps: dict[str, str] = Field(default_factory=dict)
+    last_lines: list[str] = Field(default_factory=list)

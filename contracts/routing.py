@@ -16,6 +16,8 @@ class RepoRoute(BaseModel):
     name: str = ""
     # The dev-container map: image (local) or task definition (fargate) the agent runs in; empty = default.
     agent_image: str = ""
+    # Jobs that may work on this repository at once; more wait in its FIFO claim queue (state QUEUED).
+    max_concurrent_jobs: int = Field(default=1, ge=1)
 
 
 class TicketRouteRule(BaseModel):

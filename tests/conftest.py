@@ -20,6 +20,7 @@ from conductor_worker.app import run_conductor
 from conductor_worker.config import Settings
 from conductor_worker.devserver import temporal_executable
 from contracts import search_attributes
+from contracts.policies import JobPolicy
 from tests.git_helpers import make_bare_repo_from
 from tests.helpers import EXAMPLES
 
@@ -103,6 +104,8 @@ def settings(tmp_path: Path, env: WorkflowEnvironment, sample_remote: Path) -> S
         "      base_branch: main\n"
         "      publisher: local\n"
         "      name: examples/greeter\n"
+        # Tests run many jobs on their one sample repository; the claim tests use a limit of 1.
+        "      max_concurrent_jobs: 50\n"
     )
     return Settings(
         temporal_address=env.client.service_client.config.target_host,
@@ -112,6 +115,9 @@ def settings(tmp_path: Path, env: WorkflowEnvironment, sample_remote: Path) -> S
         routes_file=routes,
         sqs_wait_seconds=1,
         heartbeat_interval_seconds=1,
+        # Failed jobs close at once instead of waiting for a `retry` (the operator tests set a window).
+        ticket_policy=JobPolicy(retry_window_seconds=0),
+        incident_policy=JobPolicy(retry_window_seconds=0),
     )
 
 

@@ -12,16 +12,15 @@ memory, records every call in `.calls`, and can hide open pull requests from the
 """
 
 import json
-import socket
 import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+
+from tests.standin_server import ThreadedServer
 
 BODY_LIMIT = 65536
 _DOCS = "https://docs.github.com/rest"
@@ -40,6 +39,7 @@ class _Repo:
     owner: str
     name: str
     pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 class GithubStandin:
@@ -49,37 +49,21 @@ class GithubStandin:
         self._repos = {r: _Repo(*r.split("/", 1)) for r in repos}
         self._hide_list = 0
         self._lock = threading.Lock()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
-        self.base_url = ""
         self.app = self._build_app()
+        self._http = ThreadedServer(self.app, "GitHub stand-in")
 
     # Lifecycle
 
+    @property
+    def base_url(self) -> str:
+        return self._http.base_url
+
     def start(self) -> "GithubStandin":
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.bind(("127.0.0.1", 0))
-        self.base_url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("GitHub stand-in did not start")
-            time.sleep(0.01)
+        self._http.start()
         return self
 
     def stop(self) -> None:
-        if self._server and self._thread:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
-        if self._socket:
-            self._socket.close()
+        self._http.stop()
 
     def __enter__(self) -> "GithubStandin":
         return self.start()
@@ -92,6 +76,10 @@ class GithubStandin:
     def hide_pulls_from_list(self, times: int = 1) -> None:
         """The next `times` list calls answer `[]`, as GitHub may right after a PR is created."""
         self._hide_list = times
+
+    def comments(self, repo: str, number: int) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._repos[repo].comments.get(number, []))
 
     def pulls(self, repo: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -184,6 +172,40 @@ class GithubStandin:
             with self._lock:
                 pr.update({k: data[k] for k in ("title", "body", "state") if k in data})
                 return pr
+
+        # Pull requests are issues too: their conversation comments live under /issues/{number}.
+        @app.get("/repos/{owner}/{name}/issues/{number}")
+        def get_issue(owner: str, name: str, number: int):
+            repo = self._repos.get(f"{owner}/{name}")
+            pr = repo.pulls.get(number) if repo else None
+            if pr is None:
+                return _error(404, "Not Found")
+            return {**pr, "url": f"{self.base_url}/repos/{owner}/{name}/issues/{number}", "pull_request": {}}
+
+        @app.get("/repos/{owner}/{name}/issues/{number}/comments")
+        def list_comments(owner: str, name: str, number: int):
+            repo = self._repos.get(f"{owner}/{name}")
+            if repo is None or number not in repo.pulls:
+                return _error(404, "Not Found")
+            with self._lock:
+                return list(repo.comments.get(number, []))
+
+        @app.post("/repos/{owner}/{name}/issues/{number}/comments", status_code=201)
+        async def create_comment(owner: str, name: str, number: int, request: Request):
+            repo = self._repos.get(f"{owner}/{name}")
+            if repo is None or number not in repo.pulls:
+                return _error(404, "Not Found")
+            body = (await request.json()).get("body")
+            if not body:
+                return _invalid("missing_field", "body is missing")
+            if len(body) > BODY_LIMIT:
+                return _invalid("custom", _too_long())
+            with self._lock:
+                comments = repo.comments.setdefault(number, [])
+                comment = {"id": 5000 + sum(map(len, repo.comments.values())), "body": body}
+                comment["url"] = f"{self.base_url}/repos/{owner}/{name}/issues/comments/{comment['id']}"
+                comments.append(comment)
+                return comment
 
         return app
 

@@ -43,8 +43,8 @@ def send_all(settings, bodies: list[str]) -> None:
 def scale_settings(intake_settings, tmp_path: Path, sample_remote: Path):
     routes = tmp_path / "scale-routes.yaml"
     routes.write_text(
-        f"tickets:\n  - route: {{repo_url: {sample_remote}, name: greeter}}\n"
-        f'accounts:\n  - account: "*"\n    route: {{repo_url: {sample_remote}, name: greeter}}\n'
+        f"tickets:\n  - route: {{repo_url: {sample_remote}, name: greeter, max_concurrent_jobs: 50}}\n"
+        f'accounts:\n  - account: "*"\n    route: {{repo_url: {sample_remote}, name: greeter, max_concurrent_jobs: 50}}\n'
     )
     # Default 5 s heartbeats: on 2 busy cores a 1 s beat could be missed and fail a healthy job.
     return intake_settings.model_copy(
@@ -56,7 +56,9 @@ def new_accounts(n: int) -> list[str]:
     return [str(random.randrange(10**11, 10**12)) for _ in range(n)]
 
 
-def conductor_process(settings, gateway_port: int, log: Path) -> subprocess.Popen:
+def conductor_process(
+    settings, gateway_port: int, log: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen:
     """`conductor serve` as its own process, so it can be killed with SIGKILL."""
     env = {
         **os.environ,
@@ -72,6 +74,9 @@ def conductor_process(settings, gateway_port: int, log: Path) -> subprocess.Pope
         "CONDUCTOR_SQS_VISIBILITY_TIMEOUT_SECONDS": "10",
         "CONDUCTOR_HEARTBEAT_INTERVAL_SECONDS": "5",
         "CONDUCTOR_MAX_CONCURRENT_ACTIVITIES": "24",
+        "CONDUCTOR_TICKET_POLICY__RETRY_WINDOW_SECONDS": "0",
+        "CONDUCTOR_INCIDENT_POLICY__RETRY_WINDOW_SECONDS": "0",
+        **(extra_env or {}),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "conductor_worker", "serve"],

@@ -1,21 +1,29 @@
-"""One agent job: route (incidents), stage task files, launch a sandboxed agent, await it, publish."""
+"""One agent job: route (incidents), claim the repository, stage task files, launch an agent, await it,
+publish. A failed or cancelled job leaves a note, then waits for an operator's `retry` for a while.
+"""
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from activities.agent_results import AgentResultWatcher
+    from activities.failure_notes import FailureNotes
     from activities.launch_local import LocalLauncher
     from activities.publish_git import LocalGitPublisher
     from activities.publish_github import GithubPublisher
     from activities.routing import Router
+    from activities.steering import SteeringMailbox
     from activities.task_files import TaskFileStager
     from contracts import search_attributes as sa
     from contracts.activity_io import (
         AwaitAgentInput,
+        DeliverSteeringInput,
+        FailureNoteInput,
         LaunchAgentInput,
         LaunchAgentResult,
         PublishInput,
@@ -25,16 +33,26 @@ with workflow.unsafe.imports_passed_through():
         StopAgentInput,
     )
     from contracts.alarms import Alarm, AlarmBatch
+    from contracts.claims import ClaimGranted
     from contracts.incidents import JobFinished
-    from contracts.jobs import AgentResult, AgentStatus, JobResult, JobSpec, JobState, JobStatus
-    from contracts.routing import RepoRoute
+    from contracts.jobs import (
+        AgentProgress,
+        AgentResult,
+        AgentStatus,
+        JobResult,
+        JobSpec,
+        JobState,
+        JobStatus,
+    )
+    from contracts.operator import CancelRequest, RetryRequest, SteerAck, SteerRequest
+    from contracts.policies import JobPolicy
+    from workflows.job_claim import JobClaim
+    from workflows.job_details import details_markdown
+    from workflows.job_outcomes import RETRYABLE, TERMINAL, AgentLost, JobEnded
 
-# Quick local side effects: retried a few times, then the job fails with the activity's reason. The timeout
-# is also how long a conductor that died mid-call delays the job before the retry runs elsewhere.
-SHORT = dict(
-    start_to_close_timeout=timedelta(seconds=30),
-    retry_policy=RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=10)),
-)
+# Quick local side effects get this long per try; it is also how long a conductor that died mid-call
+# delays the job before the retry runs elsewhere. How many tries: the job kind's policy.
+SHORT_TIMEOUT = timedelta(seconds=30)
 AGENT_HEARTBEAT_TIMEOUT = timedelta(seconds=15)
 CRASH_TYPES = {"AgentCrashed", "AgentSilent", "AgentHandshakeTimeout"}
 # Alarms kept in the job's state (and history payloads); the count stays exact beyond it.
@@ -46,6 +64,7 @@ class AgentJobWorkflow:
     def __init__(self) -> None:
         self._state = JobState.QUEUED
         self._attempt = 1
+        self._launches_this_run = 0
         self._spec: JobSpec | None = None
         self._agent_id = ""
         self._pr_url: str | None = None
@@ -53,6 +72,12 @@ class AgentJobWorkflow:
         self._history: list[str] = []
         self._dossier: list[Alarm] = []
         self._dossier_count = 0
+        self._claim = JobClaim()
+        self._cancel: CancelRequest | None = None
+        self._retry: RetryRequest | None = None
+        self._steering: list[SteerRequest] = []
+        self._notes: list[str] = []
+        self._progress: AgentProgress | None = None
 
     @workflow.run
     async def run(self, spec: JobSpec) -> JobResult:
@@ -63,47 +88,70 @@ class AgentJobWorkflow:
             + ([sa.AWS_ACCOUNT.value_set(spec.account)] if spec.account else [])
         )
         try:
-            route = spec.route or await self._route_incident(spec.account)
-            spec = self._spec = spec.model_copy(update={"route": route})
-            workflow.upsert_search_attributes([sa.REPOSITORY.value_set(route.name or route.repo_url)])
-            return await self._run_agent(spec)
-        finally:
-            await self._report_to(spec.notify_workflow_id)
-
-    async def _run_agent(self, spec: JobSpec) -> JobResult:
+            spec = self._spec = await self._routed(spec)
+        except JobEnded as ended:
+            await self._end(ended)
+            raise ended.error() from None
+        workflow.upsert_search_attributes([sa.REPOSITORY.value_set(spec.route.name or spec.route.repo_url)])
         while True:
             try:
-                result = await self._run_attempt(spec)
-                break
-            except _AgentLost as lost:
-                # A crashed, silent or never-connecting agent is relaunched as a new attempt with a new
-                # token (the gateway refuses the old one from then on), a bounded number of times.
-                if self._attempt >= spec.max_agent_attempts:
-                    self._fail(
-                        JobState.CRASHED, f"{lost} (attempt {self._attempt} of {spec.max_agent_attempts})"
-                    )
-                self._history.append(f"{workflow.now().isoformat()} CRASHED attempt {self._attempt}: {lost}")
-                self._attempt += 1
-        if result.status != AgentStatus.SUCCEEDED:
-            self._fail(
-                JobState.FAILED,
-                f"agent reported {result.failure_class} failure: "
-                f"{result.summary or 'no summary'} (exit code {result.exit_code})",
-            )
-        self._set_state(JobState.PUBLISHING)
-        published = await self._publish(spec, result)
-        self._pr_url = published.pr_url
-        self._set_state(JobState.SUCCEEDED)
-        return JobResult(
-            job_id=spec.job_id,
-            state=self._state,
-            attempt=self._attempt,
-            branch=published.branch,
-            commit_sha=published.commit_sha,
-            pr_url=published.pr_url,
-            summary=result.summary,
-            agent=result,
+                result = await self._run_cancellable(spec)
+                await self._report_to(spec.notify_workflow_id)
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                return result
+            except JobEnded as ended:
+                await self._end(ended)
+                await self._leave_note(spec, ended)
+                if not await self._retry_requested(spec.policy):
+                    await workflow.wait_condition(workflow.all_handlers_finished)
+                    if ended.by_temporal:
+                        raise asyncio.CancelledError(ended.reason) from None
+                    raise ended.error() from None
+            self._begin_retry()
+
+    # -- operator signals, update and queries ---------------------------------------------------------------
+
+    @workflow.signal
+    def cancel(self, request: CancelRequest | None = None) -> None:
+        """Stop the agent for real, give the repository back, leave a note; `retry` can run it again."""
+        self._cancel = request or CancelRequest()
+
+    @workflow.signal
+    def retry(self, request: RetryRequest | None = None) -> None:
+        """Run a FAILED, CRASHED, TIMED_OUT or CANCELLED job again, as a new attempt."""
+        request = request or RetryRequest()
+        if self._state in RETRYABLE:
+            self._retry = request
+        else:
+            self._log(f"retry from {request.by} ignored: the job is {self._state}")
+
+    @workflow.update
+    async def steer(self, request: SteerRequest) -> SteerAck:
+        """Append instructions for the agent; the running agent gets them with its next heartbeat."""
+        self._steering.append(request)
+        seq = len(self._steering)
+        self._log(f"steering #{seq} from {request.by}")
+        running = self._state == JobState.RUNNING
+        await workflow.execute_activity_method(
+            SteeringMailbox.deliver_steering,
+            DeliverSteeringInput(job_id=self._spec.job_id, seq=seq, text=request.text, by=request.by),
+            **self._short(),
         )
+        return SteerAck(seq=seq, attempt=self._attempt, state=self._state, delivered_to_running_agent=running)
+
+    @steer.validator
+    def _steerable(self, request: SteerRequest) -> None:
+        if self._spec is None or self._state in TERMINAL:
+            raise ValueError(f"job is {self._state}: only a queued or running job can be steered")
+
+    @workflow.signal
+    def claim_granted(self, grant: ClaimGranted) -> None:
+        self._claim.on_granted(grant)
+
+    @workflow.signal
+    def progress(self, progress: AgentProgress) -> None:
+        """The result watcher's relay of the agent's step states and last log lines."""
+        self._progress = progress
 
     @workflow.signal
     def add_alarms(self, batch: AlarmBatch) -> None:
@@ -123,30 +171,117 @@ class AgentJobWorkflow:
             history=list(self._history),
             dossier_count=self._dossier_count,
             dossier_recent=list(self._dossier),
+            claim_workflow_id=self._claim.workflow_id,
+            steering=[entry.text for entry in self._steering],
+            notes=list(self._notes),
+            progress=self._progress,
         )
 
-    async def _route_incident(self, account: str) -> RepoRoute:
+    # -- the job ---------------------------------------------------------------------------------------------
+
+    async def _routed(self, spec: JobSpec) -> JobSpec:
+        """Tickets come routed; an incident finds its repository (and its kind's policy) by account."""
+        if spec.route is not None:
+            return spec.model_copy(update={"policy": spec.policy or JobPolicy()})
         try:
             routed = await workflow.execute_activity_method(
-                Router.route_incident, RouteIncidentInput(account=account), **SHORT
+                Router.route_incident,
+                RouteIncidentInput(account=spec.account),
+                start_to_close_timeout=SHORT_TIMEOUT,
+                retry_policy=RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=10)),
             )
         except ActivityError as err:
             cause = err.cause
-            self._fail(JobState.FAILED, cause.message if isinstance(cause, ApplicationError) else str(err))
-        return routed.route
+            raise JobEnded(
+                JobState.FAILED, cause.message if isinstance(cause, ApplicationError) else str(err)
+            ) from err
+        return spec.model_copy(update={"route": routed.route, "policy": routed.policy})
+
+    async def _run_cancellable(self, spec: JobSpec) -> JobResult:
+        """Run the job; a `cancel` signal or a Temporal cancellation stops it wherever it is."""
+        body = asyncio.create_task(self._run_once(spec))
+        try:
+            await workflow.wait_condition(lambda: body.done() or self._cancel is not None)
+        except asyncio.CancelledError:
+            self._cancel = CancelRequest(by="temporal", reason="workflow cancellation requested")
+            await self._stop(body)
+            raise JobEnded(JobState.CANCELLED, "cancelled through Temporal", by_temporal=True) from None
+        if not body.done():
+            await self._stop(body)
+            request = self._cancel
+            raise JobEnded(
+                JobState.CANCELLED, f"cancelled by {request.by}: {request.reason or 'no reason given'}"
+            )
+        return body.result()
+
+    async def _stop(self, body: asyncio.Task) -> None:
+        body.cancel()  # its `finally` blocks stop the agent and release the claim
+        try:
+            await body
+        except (asyncio.CancelledError, JobEnded):
+            pass
+
+    async def _run_once(self, spec: JobSpec) -> JobResult:
+        """Wait for the repository, run the agent (relaunching a lost one), publish; always release."""
+        self._set_state(JobState.QUEUED)
+        try:
+            await self._claim.acquire(spec.route, self._retry_policy())
+            result = await self._run_agent(spec)
+            if result.status != AgentStatus.SUCCEEDED:
+                raise JobEnded(
+                    JobState.FAILED,
+                    f"agent reported {result.failure_class} failure: "
+                    f"{result.summary or 'no summary'} (exit code {result.exit_code})",
+                    result=result,
+                )
+            self._set_state(JobState.PUBLISHING)
+            published = await self._publish(spec, result)
+        finally:
+            await self._claim.release()
+        self._pr_url = published.pr_url
+        self._set_state(JobState.SUCCEEDED)
+        return JobResult(
+            job_id=spec.job_id,
+            state=self._state,
+            attempt=self._attempt,
+            branch=published.branch,
+            commit_sha=published.commit_sha,
+            pr_url=published.pr_url,
+            summary=result.summary,
+            agent=result,
+        )
+
+    async def _run_agent(self, spec: JobSpec) -> AgentResult:
+        while True:
+            self._launches_this_run += 1
+            try:
+                return await self._run_attempt(spec)
+            except AgentLost as lost:
+                # A crashed, silent or never-connecting agent is relaunched as a new attempt with a new
+                # token (the gateway refuses the old one from then on), a bounded number of times.
+                limit = spec.policy.max_agent_attempts
+                if self._launches_this_run >= limit:
+                    raise JobEnded(
+                        JobState.CRASHED, f"{lost} (attempt {self._launches_this_run} of {limit})"
+                    ) from None
+                self._log(f"CRASHED attempt {self._attempt}: {lost}")
+                self._attempt += 1
 
     async def _run_attempt(self, spec: JobSpec) -> AgentResult:
         """One agent attempt: stage its files, launch it, await its result, and always stop it."""
         self._set_state(JobState.LAUNCHING)
+        self._progress = None
         await workflow.execute_activity_method(
             TaskFileStager.stage_task_files,
             StageTaskFilesInput(
                 spec=spec.model_copy(update={"alarms": self._dossier}), attempt=self._attempt
             ),
-            **SHORT,
+            **self._short(),
         )
         agent = await workflow.execute_activity_method(
-            LocalLauncher.launch_agent, LaunchAgentInput(job_id=spec.job_id, attempt=self._attempt), **SHORT
+            LocalLauncher.launch_agent,
+            LaunchAgentInput(job_id=spec.job_id, attempt=self._attempt),
+            **self._short(),
         )
         self._agent_id = agent.agent_id
         try:
@@ -157,15 +292,17 @@ class AgentJobWorkflow:
             await workflow.execute_activity_method(
                 LocalLauncher.stop_agent,
                 StopAgentInput(job_id=spec.job_id, attempt=self._attempt, agent_id=agent.agent_id),
-                **SHORT,
+                **self._short(),
             )
 
     async def _await_result(self, spec: JobSpec, agent: LaunchAgentResult) -> AgentResult:
+        timeout = spec.policy.agent_timeout_seconds
         try:
             return await workflow.execute_activity_method(
                 AgentResultWatcher.await_agent_result,
                 AwaitAgentInput(job_id=spec.job_id, attempt=self._attempt, agent_id=agent.agent_id),
-                start_to_close_timeout=timedelta(seconds=spec.agent_timeout_seconds),
+                # The agent's time limit covers every watcher attempt, not each one.
+                schedule_to_close_timeout=timedelta(seconds=timeout),
                 heartbeat_timeout=AGENT_HEARTBEAT_TIMEOUT,
                 # The watcher moves to another conductor process on every deploy (ConductorDraining) or crash
                 # while the agent keeps working; the job's own timeout bounds the whole wait.
@@ -173,14 +310,13 @@ class AgentJobWorkflow:
             )
         except ActivityError as err:
             cause = err.cause
-            if isinstance(cause, TimeoutError):
-                self._fail(
-                    JobState.TIMED_OUT,
-                    f"agent did not finish within {spec.agent_timeout_seconds}s ({cause.type.name})",
-                )
+            if isinstance(cause, TemporalTimeoutError):
+                raise JobEnded(
+                    JobState.TIMED_OUT, f"agent did not finish within {timeout}s ({cause.type.name})"
+                ) from err
             if isinstance(cause, ApplicationError) and cause.type in CRASH_TYPES:
-                raise _AgentLost(cause.message) from err
-            raise
+                raise AgentLost(cause.message) from err
+            raise JobEnded(JobState.FAILED, f"waiting for the agent failed: {cause or err}") from err
 
     async def _publish(self, spec: JobSpec, result: AgentResult) -> PublishResult:
         publisher = (
@@ -195,61 +331,93 @@ class AgentJobWorkflow:
                 start_to_close_timeout=timedelta(minutes=10),
                 # Publishers heartbeat while pushing: a conductor killed mid-push is noticed in 20 s.
                 heartbeat_timeout=timedelta(seconds=20),
-                retry_policy=RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=30)),
+                retry_policy=RetryPolicy(
+                    maximum_attempts=spec.policy.publish_max_attempts, maximum_interval=timedelta(seconds=30)
+                ),
             )
         except ActivityError as err:
-            self._fail(JobState.FAILED, f"publishing failed: {err.cause or err}")
+            raise JobEnded(JobState.FAILED, f"publishing failed: {err.cause or err}", result=result) from err
+
+    # -- endings and retries -----------------------------------------------------------------------------------
+
+    async def _end(self, ended: JobEnded) -> None:
+        self._reason = ended.reason
+        self._set_state(ended.state)
+        await self._report_to(self._spec.notify_workflow_id)
+
+    async def _leave_note(self, spec: JobSpec, ended: JobEnded) -> None:
+        """A note with the agent's report on the ticket and the PR; a note that fails does not fail the job."""
+        note = FailureNoteInput(
+            spec=spec,
+            attempt=self._attempt,
+            state=ended.state,
+            reason=ended.reason,
+            result=ended.result,
+            by=self._cancel.by if self._cancel else "",
+        )
+        try:
+            left = await workflow.execute_activity_method(
+                FailureNotes.leave_failure_note, note, **self._short()
+            )
+            self._notes += left.left_at
+        except ActivityError as err:
+            self._log(f"could not leave a note: {err.cause or err}")
+
+    async def _retry_requested(self, policy: JobPolicy) -> bool:
+        """Wait up to the policy's window for `retry`; a `cancel` now closes the job at once."""
+        if self._cancel is not None and self._cancel.by == "temporal":
+            return False
+        self._retry, cancel_before = None, self._cancel
+        try:
+            await workflow.wait_condition(
+                lambda: self._retry is not None or self._cancel is not cancel_before,
+                timeout=timedelta(seconds=policy.retry_window_seconds),
+            )
+        except TimeoutError:
+            return False
+        return self._retry is not None
+
+    def _begin_retry(self) -> None:
+        request = self._retry
+        self._log(f"RETRY requested by {request.by}: {request.reason or 'no reason given'}")
+        self._attempt += 1
+        self._launches_this_run = 0
+        self._cancel = self._retry = None
+        self._reason = ""
 
     async def _report_to(self, workflow_id: str) -> None:
         """Tell the incident chain how its job ended, so its failed-job policy can act."""
         if not workflow_id or self._spec is None:
             return
-        state = self._state if self._state in _TERMINAL else JobState.FAILED
+        state = self._state if self._state in TERMINAL else JobState.FAILED
         finished = JobFinished(
             chain_id=self._spec.chain_id, job_id=self._spec.job_id, state=state, reason=self._reason
         )
         try:
             await workflow.get_external_workflow_handle(workflow_id).signal("job_finished", finished)
-        except Exception as err:  # the account workflow may have ended (idle); nothing waits for us then
+        except FailureError as err:  # the account workflow may have ended (idle); nothing waits for us then
             workflow.logger.info("could not report to %s: %s", workflow_id, err)
+
+    # -- bookkeeping ------------------------------------------------------------------------------------------
+
+    def _short(self) -> dict:
+        return dict(start_to_close_timeout=SHORT_TIMEOUT, retry_policy=self._retry_policy())
+
+    def _retry_policy(self) -> RetryPolicy:
+        policy = self._spec.policy if self._spec and self._spec.policy else JobPolicy()
+        return RetryPolicy(
+            maximum_attempts=policy.activity_max_attempts, maximum_interval=timedelta(seconds=10)
+        )
 
     def _add_to_dossier(self, alarms: list[Alarm]) -> None:
         self._dossier_count += len(alarms)
         self._dossier = (self._dossier + alarms)[-DOSSIER_LIMIT:]
 
+    def _log(self, line: str) -> None:
+        self._history.append(f"{workflow.now().isoformat()} {line}")
+
     def _set_state(self, state: JobState) -> None:
         self._state = state
-        self._history.append(f"{workflow.now().isoformat()} {state}")
+        self._log(str(state))
         workflow.upsert_search_attributes([sa.JOB_STATE.value_set(state.value)])
-        workflow.set_current_details(self._details())
-
-    def _details(self) -> str:
-        """The Web UI's "current details": where the job is, in a few lines of markdown."""
-        spec = self._spec
-        lines = [f"**{self._state}** (attempt {self._attempt})"]
-        if spec is not None:
-            lines.append(f"{spec.work.kind} `{spec.work.key}`: {spec.work.summary}")
-            if spec.route is not None:
-                lines.append(f"repository `{spec.route.name or spec.route.repo_url}`, branch `{spec.branch}`")
-        if self._agent_id:
-            lines.append(f"agent `{self._agent_id}`")
-        if self._dossier_count:
-            lines.append(f"{self._dossier_count} alarm(s) in the dossier")
-        if self._pr_url:
-            lines.append(f"pull request: {self._pr_url}")
-        if self._reason:
-            lines.append(f"reason: {self._reason}")
-        return "\n\n".join(lines)
-
-    def _fail(self, state: JobState, reason: str):
-        """Record the terminal state and fail the workflow with a reason a person can read."""
-        self._reason = reason
-        self._set_state(state)
-        raise ApplicationError(f"{state}: {reason}", type=state.value, non_retryable=True)
-
-
-class _AgentLost(Exception):
-    """The agent crashed, fell silent or never handshook: the job may relaunch it."""
-
-
-_TERMINAL = {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.CRASHED, JobState.TIMED_OUT}
+        workflow.set_current_details(details_markdown(self.status(), self._spec))

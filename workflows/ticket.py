@@ -40,6 +40,7 @@ class TicketWorkflow:
             work=ticket_work_item(ticket),
             ticket=ticket,
             route=routed.route,
+            policy=routed.policy,
             branch=ticket_branch(ticket.key),
         )
         try:

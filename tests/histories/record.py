@@ -7,6 +7,7 @@ timestamps, run ids and how the server batched workflow tasks. tests/replay repl
 
     python -m tests.histories.record              # all scenarios, into tests/histories/
     python -m tests.histories.record --out DIR
+    python -m tests.histories.record --only script_tasks_on_a_pool_agent
 """
 
 import argparse
@@ -26,11 +27,19 @@ from conductor_worker.config import Settings
 from conductor_worker.devserver import DevServer
 from conductor_worker.intake import SqsIntake
 from conductor_worker.messages import parse_message
+from conductor_worker.run_script import run_script
 from contracts.alarms import Alarm, AlarmState
+from contracts.claims import claim_workflow_id
 from contracts.ids import account_workflow_id, ticket_job_id, ticket_workflow_id
+from contracts.jobs import JobState
+from contracts.operator import CancelRequest, RetryRequest, SteerRequest
+from contracts.policies import JobPolicy
+from contracts.pool import pool_workflow_id, script_workflow_id
 from contracts.tickets import TicketMessage
 from tests.git_helpers import make_bare_repo_from
 from tests.helpers import EXAMPLES, free_port, ticket_body, wait_for
+from tests.pool_helpers import JOIN_TOKEN, pool_agent, stop_agent
+from workflows.agent_job import AgentJobWorkflow
 from workflows.chaining import chain_id_for
 from workflows.incident_chain import ALARMS_PER_RUN
 
@@ -46,9 +55,12 @@ SCENARIO_TIMEOUT = 180
 class Recording:
     """Collects (workflow type, scenario, workflow id) and writes each run's history at the end."""
 
-    def __init__(self, client: Client, intake: SqsIntake) -> None:
+    def __init__(self, client: Client, intake: SqsIntake, settings: Settings, remote: Path) -> None:
         self.client = client
         self.intake = intake
+        self.settings = settings
+        # The bare repository tickets are routed to; its claim workflow is recorded too.
+        self.remote = str(remote)
         self.wanted: list[tuple[str, str, str, str | None]] = []
 
     def add(self, workflow_type: str, scenario: str, workflow_id: str, run_id: str | None = None) -> None:
@@ -151,7 +163,48 @@ async def alarm_storm(rec: Recording) -> None:
     rec.add("AgentJobWorkflow", "storm_job", chain_id_for(STORM_ACCOUNT, T0))
 
 
-SCENARIOS = [ticket_succeeds, ticket_without_route, incident_chain, incident_agent_fails, alarm_storm]
+async def script_tasks_on_a_pool_agent(rec: Recording) -> None:
+    """Two scripts through the REST API and a real `conductor-agent pool`: one beats and completes, one fails."""
+    queue = rec.settings.task_queue
+    with tempfile.TemporaryDirectory(prefix="pool-agent-") as tmp:
+        agent = pool_agent([f"http://{rec.settings.rest_listen}"], "history-node", Path(tmp) / "agent.log")
+        try:
+            # Longer than one beat interval, so the history holds a `running` report.
+            await run_script(rec.client, "sleep 6; echo recorded", task_id="completes", task_queue=queue)
+            await run_script(rec.client, "echo oops >&2; exit 3", task_id="fails", task_queue=queue)
+        finally:
+            await asyncio.to_thread(stop_agent, agent)  # this loop serves the agent's last calls
+    rec.add("ScriptTaskWorkflow", "completes_after_a_beat", script_workflow_id("completes"))
+    rec.add("ScriptTaskWorkflow", "script_fails", script_workflow_id("fails"))
+    rec.add("AgentPoolWorkflow", "serves_two_tasks", pool_workflow_id(queue))
+
+
+async def operator_cancels_steers_retries(rec: Recording) -> None:
+    """ENG-124 waits for the repository ENG-123 holds, is steered and cancelled by an operator, then retried."""
+    ticket = _ticket("ENG-124")
+    job = rec.client.get_workflow_handle(ticket_job_id("jira", ticket.key))
+    await rec.intake.start_ticket(ticket)
+    await wait_for(lambda: _exists(rec.client, job.id), timeout=30)
+    await job.execute_update(
+        AgentJobWorkflow.steer, SteerRequest(text="Keep the greeting short.", by="recorder")
+    )
+    await job.signal(AgentJobWorkflow.cancel, CancelRequest(by="recorder", reason="recording a cancel"))
+    await wait_for(lambda: _in_state(job, JobState.CANCELLED), timeout=60)
+    await job.signal(AgentJobWorkflow.retry, RetryRequest(by="recorder"))
+    await rec.client.get_workflow_handle(ticket_workflow_id("jira", ticket.key)).result()
+    rec.add("AgentJobWorkflow", "cancelled_steered_retried", job.id)
+    rec.add("RepoClaimWorkflow", "greeter_claims", claim_workflow_id(rec.remote))
+
+
+SCENARIOS = [
+    ticket_succeeds,
+    operator_cancels_steers_retries,
+    ticket_without_route,
+    incident_chain,
+    incident_agent_fails,
+    alarm_storm,
+    script_tasks_on_a_pool_agent,
+]
 
 
 # Helpers ---------------------------------------------------------------------------------------
@@ -180,6 +233,10 @@ async def _exists(client: Client, workflow_id: str) -> bool:
         return False
 
 
+async def _in_state(job, state: JobState) -> bool:
+    return (await job.query(AgentJobWorkflow.status)).state == state
+
+
 async def _expect_failure(client: Client, workflow_id: str) -> None:
     try:
         await client.get_workflow_handle(workflow_id).result()
@@ -191,7 +248,7 @@ async def _expect_failure(client: Client, workflow_id: str) -> None:
 # The run ---------------------------------------------------------------------------------------
 
 
-async def record(out: Path) -> None:
+async def record(out: Path, scenarios: list) -> None:
     with tempfile.TemporaryDirectory(prefix="histories-") as tmp_dir:
         tmp = Path(tmp_dir)
         remote = make_bare_repo_from(EXAMPLES / "sample-repo", tmp / "remotes" / "greeter.git")
@@ -214,14 +271,20 @@ async def record(out: Path) -> None:
             # Short chain windows so the chain workflows end (idle past max_age + window) within seconds.
             chain_window_seconds=5,
             chain_max_age_seconds=10,
+            rest_listen=f"127.0.0.1:{free_port()}",
+            # Failed incident jobs close at once; failed tickets wait for `retry` (the operator scenario).
+            ticket_policy=JobPolicy(retry_window_seconds=600),
+            incident_policy=JobPolicy(retry_window_seconds=0),
+            pool_join_token=JOIN_TOKEN,
         )
         stop = asyncio.Event()
         conductor = None
         try:
             client = await connect(settings)
             conductor = asyncio.create_task(run_conductor(settings, stop))
-            rec = Recording(client, SqsIntake(client, settings, None))  # no SQS: scenarios call it directly
-            await asyncio.gather(*(_timed(scenario(rec), scenario.__name__) for scenario in SCENARIOS))
+            # No SQS: scenarios call the intake directly.
+            rec = Recording(client, SqsIntake(client, settings, None), settings, remote)
+            await asyncio.gather(*(_timed(scenario(rec), scenario.__name__) for scenario in scenarios))
             for path, events in await rec.write(out):
                 print(f"  {path.relative_to(out)}: {events} events")
         finally:
@@ -240,12 +303,14 @@ async def _timed(scenario, name: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--out", type=Path, default=HISTORIES, help="where the <type>/<scenario>.json go")
+    names = [scenario.__name__ for scenario in SCENARIOS]
+    parser.add_argument("--only", nargs="+", choices=names, default=names, help="record these scenarios only")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     # Two scenarios fail on purpose (no route, a missing remote); their activity tracebacks are noise here.
     logging.getLogger("temporalio.activity").setLevel(logging.ERROR)
     started = time.monotonic()
-    asyncio.run(record(args.out))
+    asyncio.run(record(args.out, [scenario for scenario in SCENARIOS if scenario.__name__ in args.only]))
     print(f"recorded in {time.monotonic() - started:.0f} s")
 
 

@@ -59,8 +59,8 @@ def visibility_settings(intake_settings, tmp_path, sample_remote):
     repository = f"visibility/{uuid.uuid4().hex[:8]}"
     routes = tmp_path / "visibility-routes.yaml"
     routes.write_text(
-        f"tickets:\n  - route: {{repo_url: {sample_remote}, name: {repository}}}\n"
-        f'accounts:\n  - account: "*"\n    route: {{repo_url: {sample_remote}, name: {repository}}}\n'
+        f"tickets:\n  - route: {{repo_url: {sample_remote}, name: {repository}, max_concurrent_jobs: 50}}\n"
+        f'accounts:\n  - account: "*"\n    route: {{repo_url: {sample_remote}, name: {repository}, max_concurrent_jobs: 50}}\n'
     )
     return intake_settings.model_copy(update={"routes_file": routes}), repository
 

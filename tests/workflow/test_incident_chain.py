@@ -55,8 +55,8 @@ async def conductor(
 ) -> AsyncIterator[tuple[SqsIntake, Settings]]:
     routes = tmp_path / "routes.yaml"
     routes.write_text(
-        f'accounts:\n  - account: "{accounts[0]}"\n    route: {{repo_url: /srv/app.git, name: app}}\n'
-        f'  - account: "{accounts[1]}"\n    route: {{repo_url: /srv/b.git, name: b}}\n'
+        f'accounts:\n  - account: "{accounts[0]}"\n    route: {{repo_url: {tmp_path}/app.git, name: app}}\n'
+        f'  - account: "{accounts[1]}"\n    route: {{repo_url: {tmp_path}/b.git, name: b}}\n'
     )
     settings = Settings(task_queue=task_queue, routes_file=routes, chain_on_failed_job="hold")
     yield await _worker(ts_env, settings, recorder, routes)
@@ -143,7 +143,9 @@ async def test_a_failed_job_and_more_alarms_follow_the_policy(
 ):
     recorder = Recorder(outcome=lambda job_id: AgentStatus.FAILED)
     routes = tmp_path / "routes.yaml"
-    routes.write_text('accounts:\n  - account: "*"\n    route: {repo_url: /srv/app.git, name: app}\n')
+    routes.write_text(
+        f'accounts:\n  - account: "*"\n    route: {{repo_url: {tmp_path}/app.git, name: app}}\n'
+    )
     settings = Settings(
         task_queue=task_queue, routes_file=routes, chain_on_failed_job=policy, chain_max_jobs=2
     )

@@ -1,0 +1,224 @@
+"""The agent's sequenced log: every line numbered, kept until the conductor acks it, sent in order.
+
+`LogBuffer` keeps unacked lines in memory up to a bound and past it in a spill file on disk, so an agent
+cut off from its conductor for a long time keeps every line without growing its memory. `LogSender` is
+the thread that sends the oldest lines in batches and retries with exponential backoff while the gateway
+is unreachable; a line leaves the buffer only once the conductor acked it.
+"""
+
+import json
+import logging
+import pickle
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, NamedTuple
+
+from agent_runtime.connection import GatewayError, GatewayRefused
+
+log = logging.getLogger(__name__)
+
+AGENT_STREAM = "agent"
+DEFAULT_MEMORY_BYTES = 8 * 1024 * 1024
+# Per batch: well under gRPC's 4 MiB message limit, large enough that a flood is a few calls a second.
+BATCH_LINES = 5000
+BATCH_BYTES = 1024 * 1024
+# What a line costs beyond its text (tuple, strings, deque slot): keeps the memory bound honest.
+_LINE_OVERHEAD = 120
+
+
+class Line(NamedTuple):
+    seq: int
+    step: str
+    stream: str
+    text: str
+    ts: float
+
+    def size(self) -> int:
+        return len(self.text) + len(self.step) + _LINE_OVERHEAD
+
+
+class LogBuffer:
+    """Unacked lines, oldest first: in memory, then (once memory is full) in `spill_path`.
+
+    While the spill file holds lines, new ones go there too, behind them, so the order is always
+    memory, then the file; memory is refilled from the file's front as acks free it.
+    """
+
+    def __init__(self, spill_path: Path, memory_bytes: int = DEFAULT_MEMORY_BYTES) -> None:
+        self._cond = threading.Condition()
+        self._memory: deque[Line] = deque()
+        self.memory_bytes = 0
+        self._bound = memory_bytes
+        self._spill_path = spill_path
+        # Pickled Line tuples: ours alone, read back by this same process, and 3x cheaper than JSON.
+        self._spill_out: IO[bytes] | None = None
+        self._spill_in: IO[bytes] | None = None
+        self._spilled = 0  # lines in the spill file not read back yet
+        self.last_seq = 0
+        self.final_seq = 0  # set by close(): the seq of the attempt's last line
+        self.spilled_total = 0
+
+    def append(self, step: str, stream: str, text: str) -> int:
+        """Number the line and keep it; returns its seq."""
+        with self._cond:
+            if self.final_seq:
+                raise RuntimeError("the log is closed")
+            return self._append(step, stream, text)
+
+    def _append(self, step: str, stream: str, text: str) -> int:
+        self.last_seq += 1
+        line = Line(self.last_seq, step, stream, text, time.time())
+        if self._spilled or self.memory_bytes + line.size() > self._bound:
+            self._spill(line)
+        else:
+            self._memory.append(line)
+            self.memory_bytes += line.size()
+        self._cond.notify_all()
+        return line.seq
+
+    def close(self, final_text: str) -> int:
+        """Append the attempt's last line (the log's end marker); no line can follow it."""
+        with self._cond:
+            self.final_seq = self._append("", AGENT_STREAM, final_text)
+            return self.final_seq
+
+    @property
+    def pending(self) -> int:
+        """Lines not acked yet."""
+        with self._cond:
+            return len(self._memory) + self._spilled
+
+    def next_batch(self, timeout: float) -> list[Line]:
+        """The oldest unacked lines (without removing them); waits up to `timeout` for one."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._memory or self._spilled, timeout)
+            if len(self._memory) < BATCH_LINES and self._spilled:
+                self._refill()
+            batch, size = [], 0
+            for line in self._memory:
+                if batch and (len(batch) >= BATCH_LINES or size + line.size() > BATCH_BYTES):
+                    break
+                batch.append(line)
+                size += line.size()
+            return batch
+
+    def ack(self, through_seq: int) -> None:
+        """The conductor stored every line up to `through_seq`: forget them."""
+        with self._cond:
+            while self._memory and self._memory[0].seq <= through_seq:
+                self.memory_bytes -= self._memory.popleft().size()
+            self._cond.notify_all()
+
+    def save_unacked(self, path: Path) -> int:
+        """Write the lines never acked to `path` (JSON lines), for a person to read; returns how many.
+
+        The buffer's last use: it reads the spill file to its end.
+        """
+        with self._cond, path.open("w", encoding="utf-8") as out:
+            for line in self._memory:
+                out.write(json.dumps(line._asdict()) + "\n")
+            if self._spilled:
+                self._open_spill_in()
+                assert self._spill_in is not None
+                for _ in range(self._spilled):
+                    out.write(json.dumps(Line(*pickle.load(self._spill_in))._asdict()) + "\n")
+            return len(self._memory) + self._spilled
+
+    def _spill(self, line: Line) -> None:
+        if self._spill_out is None:
+            self._spill_out = self._spill_path.open("wb")
+        pickle.dump(tuple(line), self._spill_out)
+        self._spilled += 1
+        self.spilled_total += 1
+
+    def _open_spill_in(self) -> None:
+        assert self._spill_out is not None
+        self._spill_out.flush()  # the reader is another handle: it must see what was written
+        if self._spill_in is None:
+            self._spill_in = self._spill_path.open("rb")
+
+    def _refill(self) -> None:
+        """Move lines from the front of the spill file to memory, up to the memory bound."""
+        self._open_spill_in()
+        assert self._spill_in is not None
+        while self._spilled and (not self._memory or self.memory_bytes < self._bound):
+            line = Line(*pickle.load(self._spill_in))
+            self._memory.append(line)
+            self.memory_bytes += line.size()
+            self._spilled -= 1
+        if not self._spilled:
+            # Everything spilled is in memory now: start over with an empty file next time.
+            for handle in (self._spill_in, self._spill_out):
+                if handle is not None:
+                    handle.close()
+            self._spill_in = self._spill_out = None
+            self._spill_path.unlink(missing_ok=True)
+
+
+class LogSender:
+    """A daemon thread that sends the buffer's lines until the final line is acked.
+
+    `send(lines, final)` returns the conductor's ack (highest seq stored). Unreachable gateway: retry
+    with exponential backoff. A refused token (a superseded attempt): stop; nobody will take our lines.
+    """
+
+    def __init__(
+        self,
+        buffer: LogBuffer,
+        send: Callable[[list[Line], bool], int],
+        *,
+        initial_backoff: float = 0.2,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self._buffer = buffer
+        self._send = send
+        self._initial_backoff = initial_backoff
+        self._max_backoff = max_backoff
+        self._stopped = threading.Event()
+        self.complete = False
+        self.refused: GatewayRefused | None = None
+        self._thread = threading.Thread(target=self._run, name="log-sender", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def finish(self, timeout: float) -> bool:
+        """Wait up to `timeout` for the final line to be acked; then stop. True if the log is complete."""
+        self._thread.join(timeout)
+        self._stopped.set()
+        return self.complete
+
+    def _run(self) -> None:
+        backoff, failing = self._initial_backoff, False
+        while not self._stopped.is_set():
+            batch = self._buffer.next_batch(timeout=0.5)
+            if not batch:
+                continue
+            final = batch[-1].seq == self._buffer.final_seq
+            try:
+                acked = self._send(batch, final)
+                if acked < batch[0].seq:
+                    # The store is behind lines it acked before (another conductor's local store?):
+                    # we no longer hold them, so back off rather than spin.
+                    raise GatewayError(f"the conductor acked {acked}, below the batch's first seq")
+            except GatewayRefused as err:
+                self.refused = err
+                log.error("log upload refused, %d lines will not be delivered: %s", self._buffer.pending, err)
+                return
+            except GatewayError as err:
+                if not failing:
+                    log.warning("log upload failed, retrying with backoff: %s", err)
+                failing = True
+                self._stopped.wait(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+                continue
+            if failing:
+                log.info("log upload: gateway reachable again")
+            backoff, failing = self._initial_backoff, False
+            self._buffer.ack(acked)
+            if final and acked >= batch[-1].seq:
+                self.complete = True
+                return

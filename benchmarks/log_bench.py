@@ -1,0 +1,146 @@
+"""Log throughput through the gateway against raw loopback gRPC unary calls of the same payload.
+
+Gateway figure: the agent's path for a burst of log lines already buffered (LogBuffer, spilling past
+its 8 MiB bound, LogSender batches) -> `AppendLogs` on the real gateway -> the local log store, which
+de-duplicates and fsyncs each batch before it acks. Raw figure: the same LogBatch messages, already
+serialized, as unary calls to a loopback gRPC server that only answers. Both servers run on an event
+loop in a thread of this process and both clients send one call at a time, so the ratio is the price
+of the log path itself. MB/s counts the lines' text.
+"""
+
+import argparse
+import asyncio
+import tempfile
+import threading
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from agent_runtime.connection import GatewayConnection
+from agent_runtime.log_buffer import BATCH_LINES, LogBuffer, LogSender
+from conductor_worker.config import Settings
+from conductor_worker.gateway import start_gateway
+from conductor_worker.job_store import JobAttemptDir
+from conductor_worker.log_store import LocalLogStore
+from conductor_worker.tokens import mint_token
+from contracts.jobs import TaskFile
+from proto.conductor.v1 import agent_pb2
+from tests.helpers import free_port
+
+JOB = "job/bench/logs"
+_RAW_METHOD = "/bench.Raw/Send"
+
+
+class LoopThread:
+    """An asyncio event loop in a daemon thread, for servers the synchronous agent code calls into."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+
+    def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def start_bench_gateway(loop: LoopThread, state_dir: Path) -> tuple[Settings, grpc.aio.Server]:
+    settings = Settings(state_dir=state_dir, gateway_listen=f"127.0.0.1:{free_port()}")
+    server, _ = loop.run(start_gateway(settings))
+    return settings, server
+
+
+def text_of(i: int, size: int) -> str:
+    return f"{i:09d} " + "x" * (size - 10)
+
+
+def through_gateway(loop: LoopThread, state_dir: Path, lines: int, size: int) -> tuple[float, int]:
+    settings, server = start_bench_gateway(loop, state_dir)
+    JobAttemptDir(settings.jobs_dir, JOB, 1).stage_files([TaskFile(path="job.json", content="{}")])
+    token = mint_token(settings.signing_secret(), JOB, 1, ttl_seconds=600)
+    buffer = LogBuffer(state_dir / "spill.pickle")
+    for i in range(1, lines + 1):
+        buffer.append("spew", "stdout", text_of(i, size))
+    final_seq = buffer.close("end")
+    try:
+        with GatewayConnection(settings.gateway_listen, token) as conn:
+            sender = LogSender(buffer, conn.append_logs)
+            began = time.perf_counter()
+            sender.start()
+            assert sender.finish(timeout=600), "the log did not complete"
+            elapsed = time.perf_counter() - began
+    finally:
+        loop.run(server.stop(grace=None))
+    stored = LocalLogStore(settings.logs_path).read(JOB, 1)
+    assert [line.seq for line in stored] == list(range(1, final_seq + 1))
+    return elapsed, buffer.spilled_total
+
+
+def raw_batches(lines: int, size: int) -> list[bytes]:
+    """The LogBatch messages the sender sends for the same lines, serialized."""
+    batches = []
+    for first in range(1, lines + 1, BATCH_LINES):
+        last = min(first + BATCH_LINES - 1, lines)
+        batch = agent_pb2.LogBatch(
+            lines=[
+                agent_pb2.LogLine(seq=i, step="spew", stream="stdout", text=text_of(i, size), ts=time.time())
+                for i in range(first, last + 1)
+            ],
+            final=last == lines,
+        )
+        batches.append(batch.SerializeToString())
+    return batches
+
+
+async def _start_raw_server() -> tuple[grpc.aio.Server, int]:
+    async def send(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        return b""
+
+    server = grpc.aio.server()
+    handler = grpc.unary_unary_rpc_method_handler(send)  # no (de)serializers: bytes in, bytes out
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("bench.Raw", {"Send": handler})])
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, port
+
+
+def raw_unary(loop: LoopThread, batches: list[bytes]) -> float:
+    server, port = loop.run(_start_raw_server())
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            send = channel.unary_unary(_RAW_METHOD)
+            send(b"", timeout=30)  # connect outside the timing, as the agent's channel already is
+            began = time.perf_counter()
+            for batch in batches:
+                send(batch, timeout=30)
+            return time.perf_counter() - began
+    finally:
+        loop.run(server.stop(grace=None))
+
+
+def main(lines: int = 200_000, size: int = 100) -> None:
+    loop = LoopThread()
+    megabytes = lines * size / 1e6
+    try:
+        with tempfile.TemporaryDirectory() as state:
+            raw = raw_unary(loop, raw_batches(lines, size))
+            gateway, spilled = through_gateway(loop, Path(state), lines, size)
+    finally:
+        loop.close()
+    print(f"raw loopback gRPC unary, same batches:        {megabytes / raw:7.1f} MB/s")
+    print(
+        f"logs through the gateway ({lines} lines, {megabytes:.0f} MB, {spilled} spilled):"
+        f" {megabytes / gateway:7.1f} MB/s = {raw / gateway:.2f} x raw"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--lines", type=int, default=200_000)
+    parser.add_argument("--size", type=int, default=100, help="bytes of text per line")
+    args = parser.parse_args()
+    main(args.lines, args.size)

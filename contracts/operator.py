@@ -1,0 +1,32 @@
+"""What operators send a running job with the `temporal` CLI: signals `cancel`/`retry`, update `steer`."""
+
+from pydantic import BaseModel, Field
+
+from contracts.jobs import JobState
+
+
+class CancelRequest(BaseModel):
+    # Who asked and why: recorded in the job's history and in the note left on the ticket.
+    by: str = "operator"
+    reason: str = ""
+
+
+class RetryRequest(BaseModel):
+    by: str = "operator"
+    reason: str = ""
+
+
+class SteerRequest(BaseModel):
+    """More instructions for the agent of a queued or running job."""
+
+    text: str = Field(min_length=1, max_length=20_000)
+    by: str = "operator"
+
+
+class SteerAck(BaseModel):
+    # 1, 2, ...: the instruction's number within the job; agents see them in this order.
+    seq: int
+    attempt: int
+    state: JobState
+    # True when a running agent was handed the instruction now; otherwise the next launch gets it.
+    delivered_to_running_agent: bool

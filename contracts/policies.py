@@ -1,0 +1,17 @@
+"""How each kind of job is bounded and retried; set per kind in config (`CONDUCTOR_TICKET_POLICY__…`)."""
+
+from pydantic import BaseModel, Field
+
+
+class JobPolicy(BaseModel):
+    # How long one agent run may take before the job is TIMED_OUT.
+    agent_timeout_seconds: int = Field(default=1800, gt=0)
+    # Launches per run when the agent crashes, falls silent or never handshakes (each a new attempt + token).
+    max_agent_attempts: int = Field(default=3, ge=1)
+    # Quick conductor-side steps (stage files, launch, stop, leave a note): attempts before the job fails.
+    activity_max_attempts: int = Field(default=5, ge=1)
+    # Pushing the branch and opening the pull request: attempts before the job fails.
+    publish_max_attempts: int = Field(default=5, ge=1)
+    # A FAILED, CRASHED, TIMED_OUT or CANCELLED job stays open this long for a `retry` signal, then closes
+    # as failed. 0: close at once.
+    retry_window_seconds: int = Field(default=24 * 3600, ge=0)

@@ -1,0 +1,136 @@
+"""The agent's log buffer and sender: order, spill to disk under a memory bound, retry, drop only on ack."""
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from agent_runtime.connection import GatewayRefused, GatewayUnavailable
+from agent_runtime.log_buffer import Line, LogBuffer, LogSender
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def drain(buffer: LogBuffer, batch_ack=None) -> list[Line]:
+    """Take every line the way the sender does: peek a batch, ack it."""
+    got: list[Line] = []
+    while batch := buffer.next_batch(timeout=0):
+        got.extend(batch)
+        buffer.ack(batch[-1].seq if batch_ack is None else batch_ack(batch))
+    return got
+
+
+def test_lines_are_numbered_from_one_and_come_back_in_order(tmp_path: Path):
+    buffer = LogBuffer(tmp_path / "spill.pickle")
+    for i in range(10):
+        assert buffer.append("s", "stdout", f"line {i}") == i + 1
+    lines = drain(buffer)
+    assert [line.seq for line in lines] == list(range(1, 11))
+    assert [line.text for line in lines] == [f"line {i}" for i in range(10)]
+    assert buffer.pending == 0
+
+
+def test_past_the_memory_bound_lines_spill_to_disk_and_memory_stays_bounded(tmp_path: Path):
+    bound = 64 * 1024
+    buffer = LogBuffer(tmp_path / "spill.pickle", memory_bytes=bound)
+    peak = 0
+    for i in range(1, 20_001):
+        buffer.append("spew", "stdout", f"{i:08d} " + "x" * 40)
+        peak = max(peak, buffer.memory_bytes)
+    assert buffer.spilled_total > 19_000, "nearly everything should be on disk"
+    assert (tmp_path / "spill.pickle").stat().st_size > 19_000 * 40
+
+    got: list[Line] = []
+    # Interleave new lines with the drain: they must queue behind the spilled ones.
+    for batch_no in range(1000):
+        batch = buffer.next_batch(timeout=0)
+        if not batch:
+            break
+        got.extend(batch)
+        buffer.ack(batch[-1].seq)
+        if batch_no % 3 == 0:
+            buffer.append("late", "stderr", f"late {batch_no}")
+        peak = max(peak, buffer.memory_bytes)
+
+    assert [line.seq for line in got] == list(range(1, buffer.last_seq + 1))
+    assert got[19_999].text.startswith("00020000")
+    assert peak <= bound + 200, f"memory grew to {peak} bytes with a bound of {bound}"
+    assert not (tmp_path / "spill.pickle").exists(), "the spill file is removed once drained"
+
+
+def test_a_partial_ack_keeps_the_rest_for_the_next_batch(tmp_path: Path):
+    buffer = LogBuffer(tmp_path / "spill.pickle")
+    for i in range(5):
+        buffer.append("", "agent", str(i))
+    first = buffer.next_batch(timeout=0)
+    buffer.ack(first[1].seq)  # the conductor stored only two of them
+    assert [line.seq for line in buffer.next_batch(timeout=0)] == [3, 4, 5]
+
+
+def test_unacked_lines_can_be_saved_for_a_person(tmp_path: Path):
+    buffer = LogBuffer(tmp_path / "spill.pickle", memory_bytes=2048)
+    for i in range(100):
+        buffer.append("s", "stdout", f"line {i}")
+    buffer.ack(10)
+    assert buffer.save_unacked(tmp_path / "unsent.jsonl") == 90
+    saved = [json.loads(raw) for raw in (tmp_path / "unsent.jsonl").read_text().splitlines()]
+    assert [line["seq"] for line in saved] == list(range(11, 101))
+
+
+def test_no_line_after_the_final_one(tmp_path: Path):
+    buffer = LogBuffer(tmp_path / "spill.pickle")
+    buffer.append("", "agent", "working")
+    assert buffer.close("bye") == 2
+    with pytest.raises(RuntimeError):
+        buffer.append("", "agent", "too late")
+
+
+class FlakyGateway:
+    """Unreachable for the first `outage` calls; loses the ack of one call; stores like the real store."""
+
+    def __init__(self, outage: int) -> None:
+        self.outage = outage
+        self.calls = 0
+        self.stored: list[int] = []
+        self.final_seen = False
+        self.lock = threading.Lock()
+
+    def send(self, lines: list[Line], final: bool) -> int:
+        with self.lock:
+            self.calls += 1
+            if self.calls <= self.outage:
+                raise GatewayUnavailable("down")
+            for line in lines:
+                if line.seq == len(self.stored) + 1:
+                    self.stored.append(line.seq)
+            self.final_seen |= final
+            if self.calls == self.outage + 2:
+                raise GatewayUnavailable("stored, but the ack was lost")
+            return len(self.stored)
+
+
+def test_sender_rides_out_an_outage_and_a_lost_ack_without_loss_or_duplicates(tmp_path: Path):
+    buffer = LogBuffer(tmp_path / "spill.pickle", memory_bytes=4096)
+    gateway = FlakyGateway(outage=4)
+    sender = LogSender(buffer, gateway.send, initial_backoff=0.01, max_backoff=0.05)
+    sender.start()
+    for i in range(3000):
+        buffer.append("s", "stdout", f"{i}")
+    buffer.close("the end")
+    assert sender.finish(timeout=30)
+    assert gateway.stored == list(range(1, 3002))
+    assert gateway.final_seen and buffer.pending == 0
+
+
+def test_sender_stops_when_the_token_is_refused(tmp_path: Path):
+    buffer = LogBuffer(tmp_path / "spill.pickle")
+
+    def refuse(lines, final):
+        raise GatewayRefused("superseded attempt")
+
+    sender = LogSender(buffer, refuse)
+    sender.start()
+    buffer.append("", "agent", "hello")
+    assert not sender.finish(timeout=5)
+    assert sender.refused is not None and buffer.pending == 1

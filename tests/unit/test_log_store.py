@@ -1,0 +1,111 @@
+"""The conductor's log store: each line stored once and in order, gaps refused, tail, completion."""
+
+import boto3
+import pytest
+
+from conductor_worker.config import Settings
+from conductor_worker.log_store import LocalLogStore, LogStore, S3LogStore, open_log_store
+from contracts.logs import LogLine
+
+pytestmark = pytest.mark.timeout(60)
+
+JOB = "job/ticket/jira/ENG-7"
+
+
+def lines(first: int, last: int, step: str = "test") -> list[LogLine]:
+    return [
+        LogLine(seq=i, step=step, stream="stdout", text=f"line {i}", ts=1.0) for i in range(first, last + 1)
+    ]
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path) -> LogStore:
+    if request.param == "local":
+        return LocalLogStore(tmp_path / "logs")
+    aws = request.getfixturevalue("aws")  # moto in server mode, fresh state
+    s3 = boto3.client("s3", endpoint_url=aws, region_name="us-east-1")
+    s3.create_bucket(Bucket="conductor-logs")
+    return S3LogStore(s3, "conductor-logs", "logs/")
+
+
+def seqs(store: LogStore, attempt: int = 1, after: int = 0) -> list[int]:
+    return [line.seq for line in store.read(JOB, attempt, after)]
+
+
+def test_resent_and_overlapping_batches_are_stored_once_in_order(store: LogStore):
+    assert store.append(JOB, 1, lines(1, 100)) == 100
+    assert store.append(JOB, 1, lines(1, 100)) == 100  # the ack was lost: the same batch again
+    assert store.append(JOB, 1, lines(50, 150)) == 150  # a re-send that overlaps new lines
+    assert store.append(JOB, 1, list(reversed(lines(151, 160)))) == 160
+    assert seqs(store) == list(range(1, 161))
+    assert [line.text for line in store.read(JOB, 1)][:2] == ["line 1", "line 2"]
+
+
+def test_a_batch_past_a_gap_is_stored_up_to_the_gap(store: LogStore):
+    store.append(JOB, 1, lines(1, 10))
+    assert store.append(JOB, 1, lines(12, 20)) == 10  # 11 missing: nothing after it is stored
+    assert store.append(JOB, 1, [*lines(11, 11), *lines(13, 14)]) == 11
+    assert seqs(store) == list(range(1, 12))
+
+
+def test_read_after_a_seq_and_attempts_are_separate_logs(store: LogStore):
+    store.append(JOB, 1, lines(1, 30))
+    store.append(JOB, 2, lines(1, 5))
+    assert seqs(store, 1, after=25) == [26, 27, 28, 29, 30]
+    store.append(JOB, 1, lines(31, 32))
+    assert seqs(store, 1, after=30) == [31, 32]
+    assert seqs(store, 2) == [1, 2, 3, 4, 5]
+    assert store.attempts(JOB) == [1, 2]
+    assert store.attempts("job/none") == [] and store.read("job/none", 1) == []
+
+
+def test_tail_is_the_end_of_the_latest_attempt(store: LogStore):
+    store.append(JOB, 1, lines(1, 50))
+    for first in range(1, 5000, 1000):
+        store.append(JOB, 2, lines(first, first + 999))
+    assert [line.seq for line in store.tail(JOB, 3)] == [4998, 4999, 5000]
+    assert [line.seq for line in store.tail(JOB, 1500)] == list(range(3501, 5001))
+    assert store.tail(JOB, 0) == [] and store.tail("job/none", 5) == []
+
+
+def test_the_log_is_complete_once_the_final_line_is_stored(store: LogStore):
+    store.append(JOB, 1, lines(1, 5))
+    assert not store.is_complete(JOB, 1)
+    assert store.append(JOB, 1, lines(7, 8), final=True) == 5  # a gap: the final line isn't stored
+    assert not store.is_complete(JOB, 1)
+    store.append(JOB, 1, lines(6, 8), final=True)
+    assert store.is_complete(JOB, 1) and not store.is_complete(JOB, 2)
+
+
+def test_a_line_torn_by_a_crash_is_cut_off_and_stored_again(tmp_path):
+    store = LocalLogStore(tmp_path / "logs")
+    store.append(JOB, 1, lines(1, 3))
+    path = store.path(JOB, 1)
+    with path.open("ab") as f:
+        f.write(b'{"seq": 4, "text": "half a li')  # the conductor died mid-write, before its ack
+    assert [line.seq for line in store.tail(JOB, 2)] == [2, 3]
+    assert store.append(JOB, 1, lines(4, 5)) == 5
+    assert [line.seq for line in store.read(JOB, 1)] == [1, 2, 3, 4, 5]
+
+
+def test_s3_reads_never_show_a_line_twice_even_when_two_gateways_raced(aws):
+    s3 = boto3.client("s3", endpoint_url=aws, region_name="us-east-1")
+    s3.create_bucket(Bucket="conductor-logs")
+    one, two = S3LogStore(s3, "conductor-logs"), S3LogStore(s3, "conductor-logs")
+    one.append(JOB, 1, lines(1, 10))
+    two.append(JOB, 1, lines(1, 20))  # two's cache was empty: it lists, and stores only 11..20
+    one.append(JOB, 1, lines(11, 25))  # one's cache says 10: it stores 11..25 again
+    assert [line.seq for line in two.read(JOB, 1)] == list(range(1, 26))
+
+
+def test_settings_choose_the_store(aws, tmp_path):
+    assert isinstance(open_log_store(Settings(state_dir=tmp_path)), LocalLogStore)
+    boto3.client("s3", endpoint_url=aws, region_name="us-east-1").create_bucket(Bucket="conductor-logs")
+    settings = Settings(
+        state_dir=tmp_path, log_store="s3", logs_s3_bucket="conductor-logs", aws_endpoint_url=aws
+    )
+    store = open_log_store(settings)
+    store.append(JOB, 1, lines(1, 3), final=True)
+    assert isinstance(store, S3LogStore) and store.is_complete(JOB, 1)
+    with pytest.raises(ValueError, match="CONDUCTOR_LOGS_S3_BUCKET"):
+        open_log_store(Settings(state_dir=tmp_path, log_store="s3"))
