@@ -5,14 +5,13 @@ import logging
 
 import boto3
 
-from activities.launch_local import LocalLauncher
 from conductor_worker.client import connect
 from conductor_worker.config import Settings
 from conductor_worker.drain import DrainLog, clear_ready_file, running_agents, watch_flag, write_ready_file
 from conductor_worker.gateway import start_gateway
 from conductor_worker.intake import SqsIntake
 from conductor_worker.rest_api import start_rest_api
-from conductor_worker.worker import build_worker
+from conductor_worker.worker import build_launcher, build_worker
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +76,6 @@ async def run_conductor(settings: Settings, stop: asyncio.Event) -> None:
     if rest is not None:
         with drain.stage("rest", "REST API stopped; pool agents move on to their next conductor URL"):
             await rest.stop()
-    agents = running_agents(settings.jobs_dir, LocalLauncher(settings))
+    agents = running_agents(settings.jobs_dir, build_launcher(settings))
     write_ready_file(settings.ready_path, drain.report(agents_still_running=agents))
     log.info("conductor stopped; %d agents keep running; wrote %s", agents, settings.ready_path)

@@ -146,8 +146,8 @@ def run_script_command(
     out, 69 when no agent took it or its agents were lost.
     """
     from conductor_worker.client import connect
+    from conductor_worker.hard_exit import hard_exit
     from conductor_worker.run_script import exit_code_for, run_script, summary_line
-    from conductor_worker.search_attributes_cli import _exit
 
     settings = Settings()
 
@@ -171,8 +171,8 @@ def run_script_command(
         typer.echo(result.stderr, nl=False, err=True)
         typer.echo(summary_line(result), err=True)
     # Not typer.Exit: interpreter teardown can abort while the SDK's client threads live, and the exit
-    # code is the result (see _exit).
-    _exit(exit_code_for(result))
+    # code is the result (see hard_exit).
+    hard_exit(exit_code_for(result))
 
 
 def main() -> None:

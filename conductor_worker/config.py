@@ -7,11 +7,12 @@ Nothing AWS-specific (account ids, queue URLs, regions) is hard-coded: it all co
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -70,8 +71,17 @@ class Settings(BaseSettings):
     # works, so this also caps the agents one process supervises.
     max_concurrent_activities: int = Field(default=50, ge=4)
 
-    # Agent launch
-    launcher: Literal["local"] = "local"
+    # Agent launch: `local` (a subprocess of the conductor) or `fargate` (an ECS task; README "Fargate launcher").
+    launcher: Literal["local", "fargate"] = "local"
+    # Fargate launcher (region and endpoint: the aws_* settings). The task definition is the route's
+    # agent_image when it has one, else ecs_task_definition. Container name empty: the definition's only one.
+    # Subnets and security groups: comma-separated in the environment (`subnet-a,subnet-b`).
+    ecs_cluster: str = ""
+    ecs_task_definition: str = ""
+    ecs_container_name: str = ""
+    ecs_subnets: Annotated[list[str], NoDecode] = []
+    ecs_security_groups: Annotated[list[str], NoDecode] = []
+    ecs_assign_public_ip: bool = False
     # The coding agent the per-job agent runs: the deterministic built-in `demo`, or `codex`.
     coding_agent: Literal["demo", "codex"] = "demo"
     coding_agent_timeout_seconds: int = 1500
@@ -124,6 +134,13 @@ class Settings(BaseSettings):
     logs_dir: str = ""
     logs_s3_bucket: str = ""
     logs_s3_prefix: str = "logs/"
+
+    @field_validator("ecs_subnets", "ecs_security_groups", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -5,10 +5,8 @@ the first job starts (an upsert of an unregistered attribute fails the workflow 
 """
 
 import asyncio
-import os
-import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, NoReturn, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 from temporalio.api.enums.v1 import IndexedValueType
@@ -18,6 +16,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from conductor_worker.client import connect
 from conductor_worker.config import Settings
+from conductor_worker.hard_exit import hard_exit
 from contracts import search_attributes
 
 app = typer.Typer(help="Register and list the conductor's search attributes.", no_args_is_help=True)
@@ -72,15 +71,6 @@ async def ensure_registered(client: Client, namespace: str) -> tuple[list[str], 
     return missing, present, conflicting
 
 
-def _exit(code: int = 0) -> NoReturn:
-    """End the process without interpreter teardown, which can abort (SIGABRT/SIGSEGV, ~1 run in 7 here)
-    while the SDK's Rust client threads are still alive: temporalio/sdk-python#300. Call only after the
-    last client call; this kills the process, so drive these commands from a subprocess in tests."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
 def _call(settings: Settings, operation: Callable[[Client, str], Awaitable[T]]) -> T:
     """Connect and run one operation; an unreachable server or a refused call is a message, not a traceback."""
 
@@ -93,7 +83,7 @@ def _call(settings: Settings, operation: Callable[[Client, str], Awaitable[T]]) 
         typer.echo(
             f"error: {settings.temporal_address} namespace {settings.temporal_namespace}: {err}", err=True
         )
-        _exit(2)
+        hard_exit(2)
 
 
 def _settings(address: str | None, namespace: str | None) -> Settings:
@@ -115,7 +105,7 @@ def register(address: AddressOption = None, namespace: NamespaceOption = None) -
         typer.echo(f"  already present  {name} (Keyword)")
     for name in conflicting:
         typer.echo(f"  WRONG TYPE       {name}: registered with another type, the conductor needs Keyword")
-    _exit(1 if conflicting else 0)
+    hard_exit(1 if conflicting else 0)
 
 
 @app.command("list")
@@ -133,4 +123,4 @@ def list_(address: AddressOption = None, namespace: NamespaceOption = None) -> N
         typer.echo("other custom attributes:")
         for name in others:
             typer.echo(f"  {name:<18} {_type_name(existing[name])}")
-    _exit(0)
+    hard_exit(0)

@@ -9,6 +9,7 @@ from temporalio.worker import Worker
 from activities.agent_results import AgentResultWatcher
 from activities.claims import ClaimChecks
 from activities.failure_notes import FailureNotes, JiraAccess
+from activities.launch_fargate import FargateLauncher, ecs_client
 from activities.launch_local import LocalLauncher
 from activities.pool_dispatch import submit_script_task
 from activities.publish_git import LocalGitPublisher
@@ -69,8 +70,15 @@ def operations_activities(client: Client, settings: Settings, task_queue: str) -
     ]
 
 
+def build_launcher(settings: Settings) -> LocalLauncher | FargateLauncher:
+    """The configured launcher; `fargate` refuses to start without its settings (FargateConfigError)."""
+    if settings.launcher == "fargate":
+        return FargateLauncher(settings, ecs_client(settings))
+    return LocalLauncher(settings)
+
+
 def build_activities(client: Client, settings: Settings, task_queue: str) -> list:
-    launcher = LocalLauncher(settings)
+    launcher = build_launcher(settings)
     logs = open_log_store(settings)
 
     async def relay_progress(workflow_id: str, progress: AgentProgress) -> None:

@@ -39,6 +39,8 @@ class StageTaskFilesResult(BaseModel):
 class LaunchAgentInput(BaseModel):
     job_id: str
     attempt: int
+    # The route's agent_image: an ECS task definition for `fargate` (empty: the configured default).
+    agent_image: str = ""
 
 
 class LaunchAgentResult(BaseModel):

@@ -280,7 +280,7 @@ class AgentJobWorkflow:
         )
         agent = await workflow.execute_activity_method(
             LocalLauncher.launch_agent,
-            LaunchAgentInput(job_id=spec.job_id, attempt=self._attempt),
+            LaunchAgentInput(job_id=spec.job_id, attempt=self._attempt, agent_image=spec.route.agent_image),
             **self._short(),
         )
         self._agent_id = agent.agent_id

@@ -1,0 +1,29 @@
+# The conductor's image: `docker-compose.temporal.yml` builds it, infra/ deploys it (conductorImage). It can
+# serve as the agent's image too (agentImage): the Fargate launcher runs it with `conductor-agent run`,
+# which is why the default command is a CMD and not an ENTRYPOINT (an override replaces it whole).
+
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY . .
+# The protobuf code is built, never committed: the protoc call of `make proto`, before the wheel is made so
+# that the wheel contains it. grpcio-tools stays in this stage.
+RUN pip install --no-cache-dir "grpcio-tools>=1.80" \
+ && python -m grpc_tools.protoc -I . --python_out=. --grpc_python_out=. --pyi_out=. proto/conductor/v1/*.proto \
+ && pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
+FROM python:3.11-slim
+# git: the publishers push with it; the per-job agent clones, commits and bundles with it.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends git \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+# A fixed uid: infra/'s EFS access point writes the state dir as this user.
+RUN groupadd --gid 10001 conductor \
+ && useradd --uid 10001 --gid 10001 --create-home conductor \
+ && mkdir -p /var/lib/conductor \
+ && chown conductor:conductor /var/lib/conductor
+USER conductor
+ENV CONDUCTOR_STATE_DIR=/var/lib/conductor
+WORKDIR /var/lib/conductor
+CMD ["conductor", "serve"]
