@@ -33,6 +33,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.agent_env import agent_job_environment
 from conductor_worker.config import Settings
 from conductor_worker.job_store import JobAttemptDir, write_atomic
 from conductor_worker.tokens import mint_token
@@ -93,21 +94,7 @@ def ecs_client(settings: Settings):
 def agent_environment(settings: Settings, token: str) -> dict[str, str]:
     """Everything the conductor puts into the container. The model key for `codex` is not here: it
     belongs in the task definition's `secrets`, since overrides are readable through DescribeTasks."""
-    env = {
-        "CONDUCTOR_AGENT_GATEWAY": settings.agent_gateway_address,
-        "CONDUCTOR_AGENT_TOKEN": token,
-        "CONDUCTOR_AGENT_CODING_AGENT": settings.coding_agent,
-        "CONDUCTOR_AGENT_CODING_AGENT_TIMEOUT": str(settings.coding_agent_timeout_seconds),
-    }
-    # Paths inside the container (baked into the image or mounted), not the conductor's secrets.
-    for name, path in (
-        ("CONDUCTOR_AGENT_TLS_CA", settings.agent_tls_ca_file),
-        ("CONDUCTOR_AGENT_TLS_CERT", settings.agent_tls_cert_file),
-        ("CONDUCTOR_AGENT_TLS_KEY", settings.agent_tls_key_file),
-    ):
-        if path:
-            env[name] = str(path)
-    return env
+    return agent_job_environment(settings, token)
 
 
 def started_by(job_id: str, attempt: int) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from temporalio import activity
 
+from activities.agent_env import agent_job_environment
 from conductor_worker.config import Settings
 from conductor_worker.job_store import JobAttemptDir, write_atomic
 from conductor_worker.tokens import mint_token
@@ -35,21 +36,8 @@ def agent_environment(settings: Settings, token: str, workdir: Path) -> dict[str
     if settings.coding_agent == "codex":
         env.update({name: os.environ[name] for name in _CODEX_ENV if name in os.environ})
     env.update(
-        HOME=str(workdir),
-        CONDUCTOR_AGENT_GATEWAY=settings.agent_gateway_address,
-        CONDUCTOR_AGENT_TOKEN=token,
-        CONDUCTOR_AGENT_WORKDIR=str(workdir),
-        CONDUCTOR_AGENT_CODING_AGENT=settings.coding_agent,
-        CONDUCTOR_AGENT_CODING_AGENT_TIMEOUT=str(settings.coding_agent_timeout_seconds),
+        agent_job_environment(settings, token), HOME=str(workdir), CONDUCTOR_AGENT_WORKDIR=str(workdir)
     )
-    # Paths, not secrets of the conductor: the agent's own client certificate, and the CA it trusts.
-    for name, path in (
-        ("CONDUCTOR_AGENT_TLS_CA", settings.agent_tls_ca_file),
-        ("CONDUCTOR_AGENT_TLS_CERT", settings.agent_tls_cert_file),
-        ("CONDUCTOR_AGENT_TLS_KEY", settings.agent_tls_key_file),
-    ):
-        if path:
-            env[name] = str(path)
     return env
 
 

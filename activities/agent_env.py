@@ -1,0 +1,21 @@
+"""What every launcher hands its agent: where the gateway is, the per-job token, how to code, and TLS."""
+
+from conductor_worker.config import Settings
+
+
+def agent_job_environment(settings: Settings, token: str) -> dict[str, str]:
+    env = {
+        "CONDUCTOR_AGENT_GATEWAY": settings.agent_gateway_address,
+        "CONDUCTOR_AGENT_TOKEN": token,
+        "CONDUCTOR_AGENT_CODING_AGENT": settings.coding_agent,
+        "CONDUCTOR_AGENT_CODING_AGENT_TIMEOUT": str(settings.coding_agent_timeout_seconds),
+    }
+    # Paths, not secrets of the conductor: the agent's own client certificate, and the CA it trusts.
+    for name, path in (
+        ("CONDUCTOR_AGENT_TLS_CA", settings.agent_tls_ca_file),
+        ("CONDUCTOR_AGENT_TLS_CERT", settings.agent_tls_cert_file),
+        ("CONDUCTOR_AGENT_TLS_KEY", settings.agent_tls_key_file),
+    ):
+        if path:
+            env[name] = str(path)
+    return env
