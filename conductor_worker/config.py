@@ -5,6 +5,7 @@ Nothing AWS-specific (account ids, queue URLs, regions) is hard-coded: it all co
 """
 
 import os
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
@@ -197,8 +198,16 @@ class Settings(BaseSettings):
             return configured.encode()
         path = self.state_dir / "token-secret"
         if not path.exists():
+            # Written whole to a temporary file, then linked into place: conductor processes starting
+            # together on one state dir all end up with the one secret that won, never a half-written one.
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(os.urandom(32).hex())
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".token-secret-")
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(os.urandom(32).hex())
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            finally:
+                os.unlink(tmp)
         return path.read_text().strip().encode()

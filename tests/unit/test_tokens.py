@@ -32,3 +32,19 @@ def test_edited_claims_are_refused():
 def test_malformed_tokens_are_refused(token):
     with pytest.raises(TokenError):
         verify_token(SECRET, token)
+
+
+def test_conductors_starting_together_share_one_token_secret(tmp_path):
+    """Two conductor processes on a fresh state dir once raced here and one of them crashed."""
+    import os
+    import stat
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conductor_worker.config import Settings
+
+    settings = Settings(state_dir=tmp_path)
+    with ThreadPoolExecutor(8) as pool:
+        secrets = set(pool.map(lambda _: settings.signing_secret(), range(40)))
+    assert len(secrets) == 1 and len(next(iter(secrets))) == 64
+    assert stat.S_IMODE(os.stat(tmp_path / "token-secret").st_mode) == 0o600
+    assert os.listdir(tmp_path) == ["token-secret"]
