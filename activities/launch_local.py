@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from temporalio import activity
@@ -79,8 +80,10 @@ class LocalLauncher:
             agent_id = json.loads(record.read_text())["agent_id"]
             if self.is_alive(agent_id) or job.result() is not None:
                 return LaunchAgentResult(agent_id=agent_id, launcher="local")
-        workdir = job.root / "workdir"
-        workdir.mkdir(parents=True, exist_ok=True)
+        # A directory per spawn: a conductor killed between spawning and writing agent.json leaves an
+        # unrecorded agent behind, and the retried launch's agent must not clone into the same place.
+        workdir = job.root / f"workdir-{uuid.uuid4().hex[:8]}"
+        workdir.mkdir(parents=True)
         token = mint_token(self._secret, input.job_id, input.attempt, self._settings.token_ttl_seconds)
         with job.agent_log_path.open("ab") as agent_log:
             child = subprocess.Popen(
