@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import os
 import random
 import socket
 import time
@@ -101,3 +102,11 @@ async def ticket_result(client: Client, key: str, timeout: float = 120) -> JobRe
 
 async def count_workflows(client: Client, query: str) -> int:
     return (await client.count_workflows(query)).count
+
+
+def install_fake_codex(bin_dir: Path, script: str, monkeypatch) -> None:
+    """A stand-in `codex` first on PATH; the launcher passes PATH on to the agents it starts."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    (bin_dir / "codex").write_text(script)
+    (bin_dir / "codex").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")

@@ -20,6 +20,7 @@ from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
 from tests.helpers import (
     free_port,
     fresh_key,
+    install_fake_codex,
     is_running,
     ticket_body,
     ticket_handle,
@@ -38,11 +39,7 @@ echo "stand-in codex: done"
 
 @pytest.fixture
 def slow_codex(tmp_path, monkeypatch) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "codex").write_text(SLOW_CODEX)
-    (bin_dir / "codex").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")  # the launcher passes PATH on
+    install_fake_codex(tmp_path / "bin", SLOW_CODEX, monkeypatch)
 
 
 def attempt_dir(settings, key: str, attempt: int) -> Path:

@@ -8,18 +8,14 @@ import pytest
 
 from contracts.ids import safe_name, ticket_job_id
 from contracts.jobs import JobState
-from tests.helpers import free_port, fresh_key, ticket_result, wait_for
+from tests.helpers import free_port, fresh_key, install_fake_codex, ticket_result, wait_for
 from tests.integration.test_agent_relaunch import SLOW_CODEX, start_ticket
 from tests.scale_helpers import conductor_process
 
 
 @pytest.fixture
 def slow_codex(tmp_path, monkeypatch) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "codex").write_text(SLOW_CODEX.replace("sleep 4", "sleep 8"))
-    (bin_dir / "codex").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    install_fake_codex(tmp_path / "bin", SLOW_CODEX.replace("sleep 4", "sleep 8"), monkeypatch)
 
 
 @pytest.mark.timeout(180)

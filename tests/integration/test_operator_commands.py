@@ -1,7 +1,6 @@
 """Operators drive jobs with the README's `temporal workflow` lines: cancel, retry, query status, steer."""
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from contracts.ids import safe_name, ticket_job_id
 from contracts.jobs import JobState, JobStatus
 from contracts.operator import SteerAck
 from contracts.policies import JobPolicy
-from tests.helpers import fresh_key, is_running, ticket_result, wait_for
+from tests.helpers import fresh_key, install_fake_codex, is_running, ticket_result, wait_for
 from tests.integration.test_agent_relaunch import start_ticket
 from tests.jira_standin import JiraStandin
 from tests.operator_cli import cli_model, run_readme_command
@@ -33,11 +32,7 @@ echo "stand-in codex: done"
 
 @pytest.fixture
 def slow_first_codex(tmp_path, monkeypatch) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "codex").write_text(SLOW_ONCE.format(marker=tmp_path / "first-run-started"))
-    (bin_dir / "codex").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")  # the launcher passes PATH on
+    install_fake_codex(tmp_path / "bin", SLOW_ONCE.format(marker=tmp_path / "first-run-started"), monkeypatch)
 
 
 @pytest.fixture
@@ -155,11 +150,9 @@ async def test_cancel_then_retry_with_the_readme_commands(
 async def test_a_failed_job_notes_the_agents_report_on_the_ticket(
     client, env, operator_settings, start_conductor, jira, tmp_path, monkeypatch
 ):
-    bin_dir = tmp_path / "failing-bin"
-    bin_dir.mkdir()
-    (bin_dir / "codex").write_text("#!/bin/sh\necho 'tests failed: 3 of 40' >&2\nexit 3\n")
-    (bin_dir / "codex").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    install_fake_codex(
+        tmp_path / "failing-bin", "#!/bin/sh\necho 'tests failed: 3 of 40' >&2\nexit 3\n", monkeypatch
+    )
     settings = operator_settings.model_copy(update={"ticket_policy": JobPolicy(retry_window_seconds=0)})
     key = fresh_key()
     jira.add_issue(key)

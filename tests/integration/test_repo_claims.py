@@ -12,7 +12,7 @@ from contracts.claims import RepoClaimState, claim_workflow_id
 from contracts.ids import ticket_job_id
 from contracts.jobs import JobState
 from contracts.policies import JobPolicy
-from tests.helpers import fresh_key, is_running, ticket_result, wait_for
+from tests.helpers import fresh_key, install_fake_codex, is_running, ticket_result, wait_for
 from tests.integration.test_agent_relaunch import start_ticket
 from tests.integration.test_operator_commands import address, agent_pid
 from tests.operator_cli import cli_model, query_result, run_readme_command
@@ -35,11 +35,10 @@ echo "end $(basename "$PWD") $(now)" >> "{log}"
 
 
 def install_codex(tmp_path: Path, monkeypatch, mode: str) -> Path:
-    bin_dir, log = tmp_path / "bin", tmp_path / "runs.log"
-    bin_dir.mkdir(exist_ok=True)
-    (bin_dir / "codex").write_text(CODEX.format(log=log, mode=mode, first=tmp_path / "first-run"))
-    (bin_dir / "codex").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    log = tmp_path / "runs.log"
+    install_fake_codex(
+        tmp_path / "bin", CODEX.format(log=log, mode=mode, first=tmp_path / "first-run"), monkeypatch
+    )
     return log
 
 
