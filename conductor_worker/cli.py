@@ -1,5 +1,5 @@
 """`conductor`: run the conductor (`dev`, `serve`), feed it (`send`), rehearse it (`simulate`), run scripts
-on pool agents (`run-script`)."""
+on pool agents (`run-script`), find what is stuck (`doctor`)."""
 
 import asyncio
 import logging
@@ -173,6 +173,28 @@ def run_script_command(
     # Not typer.Exit: interpreter teardown can abort while the SDK's client threads live, and the exit
     # code is the result (see hard_exit).
     hard_exit(exit_code_for(result))
+
+
+@app.command()
+def doctor(
+    limit: Annotated[int, typer.Option(help="Running workflows examined at most.", min=1)] = 1000,
+) -> None:
+    """List what is stuck: workflows whose task keeps failing, claims held by closed jobs, jobs waiting
+    for a claim that does not list them. Exit code 1 when anything is found."""
+    from conductor_worker.client import connect
+    from conductor_worker.doctor import diagnose
+    from conductor_worker.hard_exit import hard_exit
+
+    settings = Settings()
+
+    async def run():
+        return await diagnose(await connect(settings), limit=limit)
+
+    findings = asyncio.run(run())
+    for finding in findings:
+        typer.echo(finding.line())
+    typer.echo(f"{len(findings)} finding(s)" if findings else "nothing stuck", err=True)
+    hard_exit(1 if findings else 0)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ from activities.steering import SteeringMailbox
 from activities.task_files import TaskFileStager
 from conductor_worker.config import Settings
 from conductor_worker.log_store import open_log_store
+from conductor_worker.task_failures import WorkflowTaskFailures
 from contracts.jobs import AgentProgress
 from workflows.agent_job import AgentJobWorkflow
 from workflows.agent_pool import AgentPoolWorkflow
@@ -115,6 +116,7 @@ def build_recording_worker(client: Client, settings: Settings, recorder: Recorde
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
         activities=[*operations_activities(client, settings, settings.task_queue), *recorder.activities()],
+        interceptors=[WorkflowTaskFailures()],
     )
 
 
@@ -125,6 +127,7 @@ def build_worker(client: Client, settings: Settings, task_queue: str | None = No
         task_queue=task_queue,
         workflows=WORKFLOWS,
         activities=build_activities(client, settings, task_queue),
+        interceptors=[WorkflowTaskFailures()],
         max_concurrent_activities=settings.max_concurrent_activities,
         # Drain: in-flight activities get this long to finish; agent watchers hand over at once.
         graceful_shutdown_timeout=timedelta(seconds=settings.drain_timeout_seconds),

@@ -31,6 +31,14 @@ class RepoClaimState(BaseModel):
     holders: list[str] = Field(default_factory=list)
     # First come, first served.
     waiting: list[str] = Field(default_factory=list)
+    # Holders granted (or re-asking) whose `claim_granted` signal is not sent yet; carried across
+    # continue-as-new so a grant decided just before it is never lost.
+    to_notify: list[str] = Field(default_factory=list)
+    # Continue-as-new after this many history events; how often holders are checked for having ended
+    # without releasing; how long the claim stays idle before it ends. Small in tests, to drive each often.
+    events_before_continue: int = Field(default=5000, ge=10)
+    holder_check_seconds: float = Field(default=120, gt=0)
+    idle_end_seconds: float = Field(default=600, gt=0)
 
     def position(self, job_workflow_id: str) -> int:
         """0: holds the claim; n >= 1: n-th in line; -1: neither."""

@@ -8,6 +8,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import FailureError
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from activities.claims import ClaimChecks
@@ -22,6 +23,7 @@ class JobClaim:
         self.granted = False
 
     def on_granted(self, grant: ClaimGranted) -> None:
+        # A grant still on its way when the job released is ignored: the claim already forgot the job.
         if grant.claim_workflow_id == self.workflow_id:
             self.granted = True
 
@@ -35,6 +37,9 @@ class JobClaim:
             RequestClaimInput(repo_url=route.repo_url, request=request),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=retry_policy,
+            # A job cancelled while asking waits for the request to land, so its `release` always comes
+            # after it: a request landing late would leave the job in line, and the claim held, for nobody.
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
         await workflow.wait_condition(lambda: self.granted)
 

