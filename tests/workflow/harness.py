@@ -72,6 +72,7 @@ class Harness:
                 max_cached_workflows=0,
             )
 
+        self.pause()  # the previous machine's worker, if any
         self._worker_factory = make
         self.resume()
         if helper_workflows:
@@ -120,7 +121,7 @@ async def _start(worker: Worker) -> None:
     await asyncio.sleep(0)
 
 
-async def eventually(check: Callable[[], Awaitable[str | None]], timeout: float = 10.0) -> None:
+async def eventually(check: Callable[[], Awaitable[str | None]], timeout: float = 30.0) -> None:
     """Poll `check` (None: holds; else why not) until it holds; fail with its last reason."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:

@@ -28,7 +28,8 @@ from tests.workflow.harness import Harness, eventually
 from workflows.repo_claim import RepoClaimWorkflow
 
 EXAMPLES = int(os.environ.get("CONDUCTOR_PROPERTY_EXAMPLES", "500"))
-MAX_JOBS = 5
+MAX_JOBS = 4
+ACTIONS = ("request", "release", "end")
 
 
 @dataclass
@@ -104,7 +105,6 @@ def claim_machine(harness: Harness, queue: str, jobs_queue: str) -> type[RuleBas
         @precondition(lambda self: len(self.jobs) < MAX_JOBS)
         @rule()
         def add_job(self) -> None:
-            self.trace.append("add_job")
             job = f"{self.claim_id}/job-{len(self.jobs)}"
             harness.run(client.start_workflow(FakeClaimJob.run, id=job, task_queue=jobs_queue))
             self.jobs.append(job)
@@ -113,73 +113,73 @@ def claim_machine(harness: Harness, queue: str, jobs_queue: str) -> type[RuleBas
         @rule(data=st.data(), times=st.integers(min_value=1, max_value=2))
         def request(self, data, times: int) -> None:
             """Ask once, or twice in a row as a request activity that timed out and was retried does."""
-            self.trace.append(f"request x{times}")
             job = self._live_job(data)
-            if job is None:
-                return
             for _ in range(times):
-                self._send_request(job)
+                self._act("request", job)
             self._settle()
-
-        def _send_request(self, job: str) -> None:
-            harness.run(
-                client.start_workflow(
-                    "RepoClaimWorkflow",
-                    RepoClaimState(
-                        repo_url=self.claim_id,
-                        permits=self.model.permits,
-                        events_before_continue=10,
-                        holder_check_seconds=1,
-                        idle_end_seconds=1,
-                    ),
-                    id=self.claim_id,
-                    task_queue=queue,
-                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                    start_signal="request",
-                    start_signal_args=[ClaimRequest(job_workflow_id=job, permits=self.model.permits)],
-                )
-            )
-            self.model.request(job)
 
         @rule(data=st.data())
         def release(self, data) -> None:
-            self.trace.append("release")
-            job = self._live_job(data)
-            if job is None or not self.model.running:
-                return
-            try:
-                harness.run(
-                    client.get_workflow_handle(self.claim_id).signal(
-                        "release", ClaimRelease(job_workflow_id=job)
-                    )
-                )
-            except RPCError as err:  # the claim ended idle: it holds nothing to release
-                assert err.status == RPCStatusCode.NOT_FOUND and self.model.idle, err
-            self.model.release(job)
+            self._act("release", self._live_job(data))
             self._settle()
 
         @rule(data=st.data())
         def end_job(self, data) -> None:
-            self.trace.append("end_job")
-            job = self._live_job(data)
+            self._act("end", self._live_job(data))
+            self._settle()
+
+        @rule(
+            actions=st.lists(
+                st.tuples(st.sampled_from(ACTIONS), st.integers(min_value=0, max_value=MAX_JOBS - 1)),
+                min_size=1,
+                max_size=5,
+            )
+        )
+        def while_the_worker_restarts(self, actions: list[tuple[str, int]]) -> None:
+            """The claim's worker stops; these signals wait in history; a new worker handles them at once."""
+            harness.pause()
+            self.trace.append("worker stopped")
+            for action, index in actions:
+                if index < len(self.jobs) and self.jobs[index] in self.model.alive:
+                    self._act(action, self.jobs[index])
+            harness.resume()
+            self.trace.append("worker started")
+            self._settle()
+
+        def _act(self, action: str, job: str | None) -> None:
+            """Send one job's signal (or end the job); the model follows. Settling is the caller's."""
             if job is None:
                 return
-            harness.run(client.get_workflow_handle(job).terminate("property test: the job ended"))
-            self.model.alive.discard(job)
-            self._settle()
-
-        @precondition(lambda self: not harness.paused)
-        @rule()
-        def pause_worker(self) -> None:
-            self.trace.append("pause_worker")
-            harness.pause()
-
-        @precondition(lambda self: harness.paused)
-        @rule()
-        def resume_worker(self) -> None:
-            self.trace.append("resume_worker")
-            harness.resume()
-            self._settle()
+            self.trace.append(f"{action} {job.rsplit('/', 1)[-1]}")
+            if action == "request":
+                harness.run(
+                    client.start_workflow(
+                        "RepoClaimWorkflow",
+                        RepoClaimState(
+                            repo_url=self.claim_id,
+                            permits=self.model.permits,
+                            events_before_continue=10,
+                            holder_check_seconds=1,
+                            idle_end_seconds=1,
+                        ),
+                        id=self.claim_id,
+                        task_queue=queue,
+                        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                        start_signal="request",
+                        start_signal_args=[ClaimRequest(job_workflow_id=job, permits=self.model.permits)],
+                    )
+                )
+                self.model.request(job)
+            elif action == "release" and self.model.running:
+                release = ClaimRelease(job_workflow_id=job)
+                try:
+                    harness.run(client.get_workflow_handle(self.claim_id).signal("release", release))
+                except RPCError as err:  # the claim ended idle: it holds nothing to release
+                    assert err.status == RPCStatusCode.NOT_FOUND and self.model.idle, err
+                self.model.release(job)
+            elif action == "end":
+                harness.run(client.get_workflow_handle(job).terminate("property test: the job ended"))
+                self.model.alive.discard(job)
 
         @invariant()
         def no_workflow_task_failed(self) -> None:
@@ -201,13 +201,11 @@ def claim_machine(harness: Harness, queue: str, jobs_queue: str) -> type[RuleBas
 
         def _live_job(self, data) -> str | None:
             alive = sorted(self.model.alive)
-            job = data.draw(st.sampled_from(alive), label="job") if alive else None
-            self.trace.append(f"  job {job and job.rsplit('/', 1)[-1]}")
-            return job
+            return data.draw(st.sampled_from(alive), label="job") if alive else None
 
         def _settle(self) -> None:
-            """Worker up: the claim must reach the model's state; paused: signals wait in history."""
-            if harness.paused or not self.model.running:
+            """The claim must reach the model's state once it has handled every signal."""
+            if not self.model.running:
                 return
             self.model.settle()
             try:
