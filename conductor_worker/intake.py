@@ -9,7 +9,6 @@ is not poison: the intake stops receiving and holds its messages until Temporal 
 """
 
 import asyncio
-import json
 import logging
 import time
 from collections import OrderedDict
@@ -23,6 +22,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from conductor_worker.config import Settings
+from conductor_worker.dlq import REASON_ATTRIBUTE, SOURCE_ID_ATTRIBUTE, find_dlq
 from conductor_worker.intake_outage import Availability, KeptInvisible, is_refusal
 from conductor_worker.messages import PoisonMessage, parse_message
 from contracts.alarms import Alarm
@@ -252,8 +252,8 @@ class SqsIntake:
             QueueUrl=dlq_url,
             MessageBody=message["Body"],
             MessageAttributes={
-                "ConductorRejectReason": {"DataType": "String", "StringValue": reason[:1024]},
-                "SourceMessageId": {"DataType": "String", "StringValue": message_id},
+                REASON_ATTRIBUTE: {"DataType": "String", "StringValue": reason[:1024]},
+                SOURCE_ID_ATTRIBUTE: {"DataType": "String", "StringValue": message_id},
             },
         )
         log.error("poison message %s moved to the DLQ: %s", message_id, reason)
@@ -262,14 +262,5 @@ class SqsIntake:
     async def _find_dlq(self) -> str | None:
         """The configured DLQ, else the one named by the queue's RedrivePolicy."""
         if self._dlq_url is None:
-            attrs = await asyncio.to_thread(
-                self._sqs.get_queue_attributes,
-                QueueUrl=self._queue_url,
-                AttributeNames=["RedrivePolicy"],
-            )
-            policy = attrs.get("Attributes", {}).get("RedrivePolicy")
-            if policy:
-                dlq_name = json.loads(policy)["deadLetterTargetArn"].rsplit(":", 1)[-1]
-                found = await asyncio.to_thread(self._sqs.get_queue_url, QueueName=dlq_name)
-                self._dlq_url = found["QueueUrl"]
+            self._dlq_url = await asyncio.to_thread(find_dlq, self._sqs, self._queue_url)
         return self._dlq_url
