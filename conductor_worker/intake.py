@@ -153,6 +153,8 @@ class SqsIntake:
             work = parse_message(message["Body"])
         except PoisonMessage as err:
             return await self._dead_letter(message, err.reason)
+        except Exception as err:  # a parser bug: the message still cannot be acted on, and says why
+            return await self._dead_letter(message, f"the parser failed: {type(err).__name__}: {err}"[:500])
         try:
             if isinstance(work, Alarm):
                 await self.deliver_alarm(work)
@@ -247,15 +249,24 @@ class SqsIntake:
                 reason,
             )
             return False
-        await asyncio.to_thread(
-            self._sqs.send_message,
-            QueueUrl=dlq_url,
-            MessageBody=message["Body"],
-            MessageAttributes={
-                REASON_ATTRIBUTE: {"DataType": "String", "StringValue": reason[:1024]},
-                SOURCE_ID_ATTRIBUTE: {"DataType": "String", "StringValue": message_id},
-            },
-        )
+        try:
+            await asyncio.to_thread(
+                self._sqs.send_message,
+                QueueUrl=dlq_url,
+                MessageBody=message["Body"],
+                MessageAttributes={
+                    REASON_ATTRIBUTE: {"DataType": "String", "StringValue": reason[:1024]},
+                    SOURCE_ID_ATTRIBUTE: {"DataType": "String", "StringValue": message_id},
+                },
+            )
+        except (BotoCoreError, ClientError) as err:
+            log.error(
+                "poison message %s (%s) could not be moved to the DLQ: %s; left to the queue's redrive",
+                message_id,
+                reason,
+                str(err).splitlines()[0] if str(err) else type(err).__name__,
+            )
+            return False
         log.error("poison message %s moved to the DLQ: %s", message_id, reason)
         return True
 
