@@ -58,6 +58,7 @@ class SqsIntake:
         self._dead_lettered: OrderedDict[str, bool] = OrderedDict()
         self._availability = Availability(client)
         self._sqs_failures = 0
+        self._sqs_failed_at = 0.0
         self._last_start_error: BaseException | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -90,6 +91,7 @@ class SqsIntake:
     def _sqs_failed(self, err: Exception) -> float:
         """One warning per SQS outage (not one traceback per receive); the backoff doubles up to 30 s."""
         self._sqs_failures += 1
+        self._sqs_failed_at = time.monotonic()
         backoff = min(SQS_BACKOFF_FIRST * 2 ** (self._sqs_failures - 1), SQS_BACKOFF_MAX)
         if self._sqs_failures == 1:
             text = str(err).splitlines()[0] if str(err) else ""
@@ -106,6 +108,7 @@ class SqsIntake:
     async def poll_once(self) -> int:
         """One long poll: handle up to 10 messages concurrently, delete the acted-on ones at once, and
         hold the ones Temporal did not take until it is back."""
+        started = time.monotonic()
         response = await asyncio.to_thread(
             self._sqs.receive_message,
             QueueUrl=self._queue_url,
@@ -114,7 +117,9 @@ class SqsIntake:
             VisibilityTimeout=self._settings.sqs_visibility_timeout_seconds,
         )
         received_at = time.monotonic()
-        if self._sqs_failures:
+        # Only a receive begun after the last failure says SQS is back: a long poll begun before the
+        # outage may still return from the connection it had.
+        if self._sqs_failures and started > self._sqs_failed_at:
             log.info("SQS receive works again after %d failed receives", self._sqs_failures)
             self._sqs_failures = 0
         messages = response.get("Messages", [])
