@@ -8,7 +8,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.worker import Worker
 
@@ -58,15 +58,27 @@ async def register(pool, n: int) -> str:
         return err.cause.type
 
 
-async def failed_workflow_tasks_in_every_run(client, workflow_id: str, first_run_id: str) -> tuple[int, int]:
-    """(runs, WorkflowTaskFailed events), following the continue-as-new chain from the first run."""
-    runs, failed, run_id = 0, 0, first_run_id
+async def failed_workflow_tasks_in_every_run(
+    client, workflow_id: str, first_run_id: str
+) -> tuple[int, list[str]]:
+    """(runs, WorkflowTaskFailed events caused by the workflow), following the continue-as-new chain.
+
+    Left out: UNHANDLED_COMMAND. The server records it when messages arrive while a run is completing
+    (here: registrations during a continue-as-new); it hands the workflow a new task with them at once, so
+    nothing is stuck. A failure of the workflow's own code (an exception, a payload over the limit, the
+    deadlock detector) has any other cause.
+    """
+    runs, failed, run_id = 0, [], first_run_id
     while run_id:
         runs += 1
         next_run = ""
         async for event in client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history_events():
             if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
-                failed += 1
+                attrs = event.workflow_task_failed_event_attributes
+                if attrs.cause != WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND:
+                    failed.append(
+                        f"{WorkflowTaskFailedCause.Name(attrs.cause)}: {attrs.failure.message}"[:300]
+                    )
             if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
                 next_run = event.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
         run_id = next_run
@@ -121,7 +133,7 @@ async def test_13500_registrations_through_the_rest_calls_are_bounded_and_wedge_
 
     first_run = (await pool.describe()).raw_description.workflow_execution_info.first_run_id
     runs, failed = await failed_workflow_tasks_in_every_run(client, pool.id, first_run)
-    assert failed == 0
+    assert failed == []
     print(f"{REGISTRATIONS} registrations in {elapsed:.1f} s: {runs} pool runs, registry {state_bytes} bytes")
 
 
@@ -164,4 +176,4 @@ async def test_a_full_registry_refuses_a_new_agent_clearly_until_silent_agents_a
     status = await pool.query(AgentPoolWorkflow.status)
     assert list(status.agents) == [registration(total + 1).agent_id]  # the silent ones were forgotten
     _, failed = await failed_workflow_tasks_in_every_run(client, pool.id, pool.result_run_id)
-    assert failed == 0
+    assert failed == []
