@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 PROBE_TIMEOUT = timedelta(seconds=2)
 PROBE_BACKOFF_FIRST = 0.5
 PROBE_BACKOFF_MAX = 5.0
+# A pause this soon after the last resume is logged at DEBUG: a start that keeps failing while Temporal
+# answers its probe (a rate limit, say) pauses and resumes every few seconds, and must not flood the log.
+QUIET_AFTER_RESUME_SECONDS = 60.0
 # Temporal answered but refused this one start: retrying cannot help, the message is dead-lettered.
 REFUSED_STATUSES = frozenset({RPCStatusCode.INVALID_ARGUMENT})
 
@@ -41,6 +44,7 @@ class Availability:
         self._open = asyncio.Event()
         self._open.set()
         self._closed_at = 0.0
+        self._resumed_at = -QUIET_AFTER_RESUME_SECONDS
 
     @property
     def is_open(self) -> bool:
@@ -53,7 +57,9 @@ class Availability:
         if self._open.is_set():  # one line per outage, whichever poller sees it first
             self._open.clear()
             self._closed_at = time.monotonic()
-            log.warning(
+            recent = self._closed_at - self._resumed_at < QUIET_AFTER_RESUME_SECONDS
+            log.log(
+                logging.DEBUG if recent else logging.WARNING,
                 "Temporal unreachable (%s): intake stops receiving and holds %d messages until it is back",
                 _one_line(cause),
                 held,
@@ -67,9 +73,14 @@ class Availability:
             log.debug("Temporal probe failed: %s", _one_line(err))
             return False
         if not self._open.is_set():
-            log.info(
-                "Temporal reachable again after %.1f s: intake resumes", time.monotonic() - self._closed_at
+            now = time.monotonic()
+            quiet = self._closed_at - self._resumed_at < QUIET_AFTER_RESUME_SECONDS
+            log.log(
+                logging.DEBUG if quiet else logging.INFO,
+                "Temporal reachable again after %.1f s: intake resumes",
+                now - self._closed_at,
             )
+            self._resumed_at = now
             self._open.set()
         return True
 
