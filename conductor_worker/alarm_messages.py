@@ -7,14 +7,13 @@ Three shapes reach the intake queue:
 The same transition in any shape parses to an equal `Alarm`, so it has one `event_id` and counts once.
 """
 
-import json
 import re
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
-from conductor_worker.messages import PoisonMessage
+from conductor_worker.messages import PoisonMessage, load_json
 from contracts.alarms import Alarm, AlarmState
 
 EVENTBRIDGE_DETAIL_TYPE = "CloudWatch Alarm State Change"
@@ -35,10 +34,7 @@ def unwrap_sns(doc: dict[str, Any]) -> dict[str, Any]:
         raise PoisonMessage(f"{SNS}: Message is missing")
     if not isinstance(message, str):
         raise PoisonMessage(f"{SNS}: Message is {type(message).__name__}, expected a JSON string")
-    try:
-        inner = json.loads(message)
-    except json.JSONDecodeError as err:
-        raise PoisonMessage(f"{SNS}: Message is not JSON ({err.msg})") from err
+    inner = load_json(message, f"{SNS}: Message")
     if not isinstance(inner, dict):
         raise PoisonMessage(f"{SNS}: Message is JSON {type(inner).__name__}, expected an object")
     # One level only: nothing we subscribe to wraps twice, and recursion would let a body nest without end.

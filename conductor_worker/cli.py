@@ -1,5 +1,6 @@
 """`conductor`: run the conductor (`dev`, `serve`), feed it (`send`), rehearse it (`simulate`), run scripts
-on pool agents (`run-script`), find what is stuck (`doctor`)."""
+on pool agents (`run-script`), look into and redrive its dead-letter queue (`dlq`), find what is stuck
+(`doctor`)."""
 
 import asyncio
 import logging
@@ -10,6 +11,7 @@ from typing import Annotated
 import typer
 
 from conductor_worker.config import Settings
+from conductor_worker.dlq_cli import app as dlq_app
 from conductor_worker.logs_cli import logs as logs_command
 from conductor_worker.search_attributes_cli import app as search_attributes_app
 
@@ -17,6 +19,7 @@ app = typer.Typer(
     help="Agent Conductor: tickets -> durable coding-agent jobs on Temporal.", no_args_is_help=True
 )
 app.add_typer(search_attributes_app, name="search-attributes")
+app.add_typer(dlq_app, name="dlq")
 app.command(name="logs")(logs_command)
 
 

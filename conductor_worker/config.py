@@ -105,7 +105,10 @@ class Settings(BaseSettings):
     # Where poison messages go; empty: found from the queue's RedrivePolicy.
     sqs_dlq_url: str = ""
     sqs_wait_seconds: int = Field(default=20, ge=0, le=20)
-    sqs_visibility_timeout_seconds: int = 60
+    sqs_visibility_timeout_seconds: int = Field(default=60, ge=2, le=12 * 3600)
+    # While Temporal is unreachable the intake holds the messages it received (visibility extended every
+    # half timeout) for at most this long, then releases them to the queue. SQS caps it at 12 hours.
+    sqs_max_hold_seconds: int = Field(default=11 * 3600, gt=0, le=12 * 3600)
     # Concurrent long polls; each handles a batch of up to 10 messages at once.
     sqs_pollers: int = Field(default=4, ge=1, le=32)
     aws_region: str = "us-east-1"

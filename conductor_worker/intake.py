@@ -2,20 +2,28 @@
 
 A message is deleted only once its workflow start was acknowledged (or found already done), so a crash
 at any point means a redelivery, never a lost ticket; the workflow id makes the redelivery harmless.
-A poison message goes to the dead-letter queue with one log line and is deleted from the work queue.
+A poison message (one that can never be acted on) goes to the dead-letter queue with its reason attribute
+and one log line, and is deleted from the work queue. A start that fails because Temporal is unreachable
+is not poison: the intake stops receiving and holds its messages until Temporal is back
+(conductor_worker/intake_outage.py). An SQS outage is one log line and a backoff, not a traceback a poll.
 """
 
 import asyncio
-import json
 import logging
+import time
 from collections import OrderedDict
+from datetime import timedelta
+from enum import Enum
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from conductor_worker.config import Settings
+from conductor_worker.dlq import REASON_ATTRIBUTE, SOURCE_ID_ATTRIBUTE, find_dlq
+from conductor_worker.intake_outage import Availability, KeptInvisible, is_refusal
 from conductor_worker.messages import PoisonMessage, parse_message
 from contracts.alarms import Alarm
 from contracts.ids import account_workflow_id, ticket_workflow_id
@@ -27,6 +35,16 @@ from workflows.ticket import TicketWorkflow
 log = logging.getLogger(__name__)
 
 DEAD_LETTERED_REMEMBERED = 10_000
+# A start that gets no answer in this long counts as Temporal being unreachable.
+START_RPC_TIMEOUT = timedelta(seconds=10)
+SQS_BACKOFF_FIRST = 1.0
+SQS_BACKOFF_MAX = 30.0
+
+
+class Outcome(Enum):
+    DONE = "done"  # started, a duplicate, or dead-lettered: delete it from the queue
+    LEAVE = "leave"  # left to SQS: it comes back after its visibility timeout
+    UNAVAILABLE = "unavailable"  # Temporal did not take the start: hold it until Temporal is back
 
 
 class SqsIntake:
@@ -38,6 +56,10 @@ class SqsIntake:
         self._dlq_url = settings.sqs_dlq_url or None
         # Message ids this process is dead-lettering (False) or has dead-lettered (True), oldest first, bounded.
         self._dead_lettered: OrderedDict[str, bool] = OrderedDict()
+        self._availability = Availability(client)
+        self._sqs_failures = 0
+        self._sqs_failed_at = 0.0
+        self._last_start_error: BaseException | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("SQS intake polling %s with %d pollers", self._queue_url, self._settings.sqs_pollers)
@@ -46,7 +68,7 @@ class SqsIntake:
 
     async def _poll_until(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            poll = asyncio.ensure_future(self.poll_once())
+            poll = asyncio.ensure_future(self._open_then_poll())
             stopped = asyncio.ensure_future(stop.wait())
             await asyncio.wait({poll, stopped}, return_when=asyncio.FIRST_COMPLETED)
             stopped.cancel()
@@ -56,12 +78,37 @@ class SqsIntake:
                 return
             try:
                 poll.result()
+            except (BotoCoreError, ClientError) as err:
+                await asyncio.sleep(self._sqs_failed(err))
             except Exception:  # the intake must keep serving: log, back off, poll again
                 log.exception("SQS intake poll failed; retrying in 5 s")
                 await asyncio.sleep(5)
 
+    async def _open_then_poll(self) -> int:
+        await self._availability.wait_open()  # no receive while Temporal is out: a receive counts
+        return await self.poll_once()
+
+    def _sqs_failed(self, err: Exception) -> float:
+        """One warning per SQS outage (not one traceback per receive); the backoff doubles up to 30 s."""
+        self._sqs_failures += 1
+        self._sqs_failed_at = time.monotonic()
+        backoff = min(SQS_BACKOFF_FIRST * 2 ** (self._sqs_failures - 1), SQS_BACKOFF_MAX)
+        if self._sqs_failures == 1:
+            text = str(err).splitlines()[0] if str(err) else ""
+            log.warning(
+                "SQS receive failed (%s: %s); retrying with backoff up to %.0f s",
+                type(err).__name__,
+                text,
+                SQS_BACKOFF_MAX,
+            )
+        else:
+            log.debug("SQS receive failed again (%d): %s", self._sqs_failures, err)
+        return backoff
+
     async def poll_once(self) -> int:
-        """One long poll: handle up to 10 messages concurrently, then delete the acted-on ones at once."""
+        """One long poll: handle up to 10 messages concurrently, delete the acted-on ones at once, and
+        hold the ones Temporal did not take until it is back."""
+        started = time.monotonic()
         response = await asyncio.to_thread(
             self._sqs.receive_message,
             QueueUrl=self._queue_url,
@@ -69,28 +116,62 @@ class SqsIntake:
             WaitTimeSeconds=self._settings.sqs_wait_seconds,
             VisibilityTimeout=self._settings.sqs_visibility_timeout_seconds,
         )
+        received_at = time.monotonic()
+        # Only a receive begun after the last failure says SQS is back: a long poll begun before the
+        # outage may still return from the connection it had.
+        if self._sqs_failures and started > self._sqs_failed_at:
+            log.info("SQS receive works again after %d failed receives", self._sqs_failures)
+            self._sqs_failures = 0
         messages = response.get("Messages", [])
-        acted = await asyncio.gather(*(self.handle(message) for message in messages))
-        await self._delete([m for m, done in zip(messages, acted, strict=True) if done])
+        if not messages:
+            return 0
+        kept = KeptInvisible(
+            self._sqs,
+            self._queue_url,
+            self._settings.sqs_visibility_timeout_seconds,
+            self._settings.sqs_max_hold_seconds,
+        )
+        kept.pending = messages
+        keeper = asyncio.create_task(kept.keep(received_at))
+        try:
+            rounds = 0
+            while kept.pending:
+                outcomes = await asyncio.gather(*(self.handle(message) for message in kept.pending))
+                done = [m for m, o in zip(kept.pending, outcomes, strict=True) if o is Outcome.DONE]
+                undecided = [
+                    m for m, o in zip(kept.pending, outcomes, strict=True) if o is Outcome.UNAVAILABLE
+                ]
+                await self._delete(done)
+                kept.pending = undecided
+                if undecided:
+                    self._availability.close(self._last_start_error, held=len(undecided))
+                    kept.pending = await kept.hold(self._availability, rounds)
+                    rounds += 1
+        finally:
+            keeper.cancel()
         return len(messages)
 
-    async def handle(self, message: dict) -> bool:
-        """Act on one message; True when it may be deleted (started, duplicate, or dead-lettered)."""
+    async def handle(self, message: dict) -> Outcome:
+        """Act on one message and say what becomes of it."""
         message_id = message["MessageId"]
         try:
             work = parse_message(message["Body"])
         except PoisonMessage as err:
             return await self._dead_letter(message, err.reason)
+        except Exception as err:  # a parser bug: the message still cannot be acted on, and says why
+            return await self._dead_letter(message, f"the parser failed: {type(err).__name__}: {err}"[:500])
         try:
             if isinstance(work, Alarm):
                 await self.deliver_alarm(work)
             else:
                 await self.start_ticket(work)
         except Exception as err:
-            # Not deleted: the message becomes visible again and is retried after the timeout.
-            log.warning("message %s: workflow start failed, will retry: %s", message_id, err)
-            return False
-        return True
+            if is_refusal(err):
+                return await self._dead_letter(message, f"Temporal refused the start: {err}")
+            log.debug("message %s: workflow start failed: %s", message_id, err)
+            self._last_start_error = err
+            return Outcome.UNAVAILABLE
+        return Outcome.DONE
 
     async def deliver_alarm(self, alarm: Alarm) -> None:
         """Signal-with-start the account's workflow; it decides (durably) what the alarm means."""
@@ -106,6 +187,7 @@ class SqsIntake:
             start_signal="alarm",
             start_signal_args=[alarm],
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            rpc_timeout=START_RPC_TIMEOUT,
         )
 
     async def start_ticket(self, ticket: TicketMessage) -> None:
@@ -119,6 +201,7 @@ class SqsIntake:
                 # A duplicate of a running ticket joins it; a finished ticket is not redone.
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                rpc_timeout=START_RPC_TIMEOUT,
             )
         except WorkflowAlreadyStartedError:
             log.info(
@@ -143,18 +226,18 @@ class SqsIntake:
                 failed.get("Message", failed.get("Code")),
             )
 
-    async def _dead_letter(self, message: dict, reason: str) -> bool:
+    async def _dead_letter(self, message: dict, reason: str) -> Outcome:
         message_id = message["MessageId"]
         if message_id in self._dead_lettered:
             # SQS delivers at least once. A copy of a message already in the DLQ is only deleted; a copy that
             # arrives while the first is still being sent is left alone (it returns, and is decided then).
             log.debug("poison message %s delivered again", message_id)
-            return self._dead_lettered[message_id]
+            return Outcome.DONE if self._dead_lettered[message_id] else Outcome.LEAVE
         self._dead_lettered[message_id] = False  # before any await: concurrent pollers may hold copies
         sent = False
         try:
             sent = self._dead_lettered[message_id] = await self._send_to_dlq(message, reason)
-            return sent
+            return Outcome.DONE if sent else Outcome.LEAVE
         finally:
             if not sent:  # not in the DLQ (none configured, or the send failed): a redelivery must try again
                 del self._dead_lettered[message_id]
@@ -171,29 +254,29 @@ class SqsIntake:
                 reason,
             )
             return False
-        await asyncio.to_thread(
-            self._sqs.send_message,
-            QueueUrl=dlq_url,
-            MessageBody=message["Body"],
-            MessageAttributes={
-                "ConductorRejectReason": {"DataType": "String", "StringValue": reason[:1024]},
-                "SourceMessageId": {"DataType": "String", "StringValue": message_id},
-            },
-        )
+        try:
+            await asyncio.to_thread(
+                self._sqs.send_message,
+                QueueUrl=dlq_url,
+                MessageBody=message["Body"],
+                MessageAttributes={
+                    REASON_ATTRIBUTE: {"DataType": "String", "StringValue": reason[:1024]},
+                    SOURCE_ID_ATTRIBUTE: {"DataType": "String", "StringValue": message_id},
+                },
+            )
+        except (BotoCoreError, ClientError) as err:
+            log.error(
+                "poison message %s (%s) could not be moved to the DLQ: %s; left to the queue's redrive",
+                message_id,
+                reason,
+                str(err).splitlines()[0] if str(err) else type(err).__name__,
+            )
+            return False
         log.error("poison message %s moved to the DLQ: %s", message_id, reason)
         return True
 
     async def _find_dlq(self) -> str | None:
         """The configured DLQ, else the one named by the queue's RedrivePolicy."""
         if self._dlq_url is None:
-            attrs = await asyncio.to_thread(
-                self._sqs.get_queue_attributes,
-                QueueUrl=self._queue_url,
-                AttributeNames=["RedrivePolicy"],
-            )
-            policy = attrs.get("Attributes", {}).get("RedrivePolicy")
-            if policy:
-                dlq_name = json.loads(policy)["deadLetterTargetArn"].rsplit(":", 1)[-1]
-                found = await asyncio.to_thread(self._sqs.get_queue_url, QueueName=dlq_name)
-                self._dlq_url = found["QueueUrl"]
+            self._dlq_url = await asyncio.to_thread(find_dlq, self._sqs, self._queue_url)
         return self._dlq_url

@@ -1,4 +1,9 @@
-"""SQS message bodies -> contracts. One parser per shape; anything else is a poison message."""
+"""SQS message bodies -> contracts. One parser per shape; anything else is a poison message.
+
+Hostile bodies are poison too, with a reason, before anything walks them: a body over SQS's 1 MiB, JSON
+nested deeper than MAX_JSON_DEPTH (10,000 levels used to raise RecursionError past the poison path), and
+NUL anywhere in a string. Field limits (key form, text sizes, control characters) live in contracts/.
+"""
 
 import json
 import re
@@ -18,14 +23,51 @@ class PoisonMessage(ValueError):
         self.reason = reason
 
 
+# SQS's largest message; nothing larger can arrive, so a larger body is not from the queue.
+MAX_BODY_BYTES = 1024 * 1024
+# Jira's ADF descriptions are the deepest real shape: a few levels per nested list, well under this.
+MAX_JSON_DEPTH = 100
+
+
 def parse_message(body: str) -> TicketMessage | Alarm:
-    try:
-        doc = json.loads(body)
-    except (json.JSONDecodeError, TypeError) as err:
-        raise PoisonMessage(f"body is not JSON ({err.msg if hasattr(err, 'msg') else err})") from err
+    if not isinstance(body, str):
+        raise PoisonMessage(f"body is {type(body).__name__}, expected text")
+    if len(body) > MAX_BODY_BYTES or len(body.encode(errors="replace")) > MAX_BODY_BYTES:
+        raise PoisonMessage(f"body is over {MAX_BODY_BYTES} bytes")
+    doc = load_json(body, "body")
     if not isinstance(doc, dict):
         raise PoisonMessage(f"body is JSON {type(doc).__name__}, expected an object")
     return _parse_document(doc)
+
+
+def load_json(text: str, what: str) -> Any:
+    """JSON that is safe to walk: bounded depth, no NUL in any key or string; else PoisonMessage."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise PoisonMessage(f"{what} is not JSON ({err.msg})") from err
+    except RecursionError as err:  # the C decoder's own guard, far below a crash
+        raise PoisonMessage(f"{what} is JSON nested deeper than {MAX_JSON_DEPTH} levels") from err
+    _check_tree(doc, what)
+    return doc
+
+
+def _check_tree(doc: Any, what: str) -> None:
+    """Iterative, so a deep document cannot exhaust the stack here either."""
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise PoisonMessage(f"{what} is JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if "\x00" in key:
+                    raise PoisonMessage(f"{what} has a NUL character in a key")
+                stack.append((value, depth + 1))
+        elif isinstance(node, list):
+            stack.extend((item, depth + 1) for item in node)
+        elif isinstance(node, str) and "\x00" in node:
+            raise PoisonMessage(f"{what} has a NUL character in a string")
 
 
 def _parse_document(doc: dict[str, Any], unknown: str = "unknown message shape") -> TicketMessage | Alarm:
@@ -58,7 +100,7 @@ def parse_jira_issue(issue: dict[str, Any]) -> TicketMessage:
     for name in ("components", "labels"):
         if not isinstance(fields.get(name) or [], list):
             kind = type(fields[name]).__name__
-            raise PoisonMessage(f"Jira issue {issue.get('key')!r}: fields.{name} is {kind}, expected a list")
+            raise PoisonMessage(f"Jira issue {_show_key(issue)}: fields.{name} is {kind}, expected a list")
     try:
         return TicketMessage(
             source="jira",
@@ -74,7 +116,13 @@ def parse_jira_issue(issue: dict[str, Any]) -> TicketMessage:
         )
     except ValidationError as err:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
-        raise PoisonMessage(f"Jira issue {issue.get('key')!r} is invalid: {problems}") from err
+        raise PoisonMessage(f"Jira issue {_show_key(issue)} is invalid: {problems}") from err
+
+
+def _show_key(issue: dict[str, Any]) -> str:
+    """The key as the reason shows it: a hostile key is cut, not copied whole into the log and the DLQ."""
+    text = repr(issue.get("key"))
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 def _list(value: Any) -> list[Any]:

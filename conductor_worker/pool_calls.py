@@ -1,13 +1,15 @@
 """The REST API's Temporal calls, and what each Temporal outcome means to a pool agent.
 
-The conductor keeps no dispatch state: registration is a signal-with-start of the pool workflow, a poll
-is its `claim` update, a report is the script workflow's `report` update. So any conductor process on
+The conductor keeps no dispatch state: registration is the pool workflow's `register_agent` update (the
+pool started first if need be; a full registry refuses it), a poll is its `claim` update, a report is the script workflow's `report` update. So any conductor process on
 the task queue serves any agent, and one that dies loses nothing.
 """
 
+import time
 from datetime import timedelta
 
 from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.pool import (
@@ -25,6 +27,9 @@ from contracts.pool import (
 
 # Short: an agent whose call times out moves on to its next conductor URL.
 RPC_TIMEOUT = timedelta(seconds=10)
+# After the pool refused a registration for a full registry, this conductor refuses new ones itself for
+# this long: a storm of restarting agents then costs the pool workflow nothing (each refusal was an update).
+REGISTRY_FULL_HOLD_SECONDS = 10.0
 
 
 class PoolCallError(Exception):
@@ -45,6 +50,12 @@ class UnknownTask(PoolCallError):
     status = 404
 
 
+class RegistryFull(PoolCallError):
+    """The pool's registry is at its bound: the agent should try again later (or another conductor)."""
+
+    status = 503
+
+
 class TaskFinished(PoolCallError):
     """The task ended (a result or a timeout): the agent stops working on it."""
 
@@ -59,17 +70,30 @@ class PoolCalls:
         self._client = client
         self._task_queue = task_queue
         self._pool_id = pool_workflow_id(task_queue)
+        self._full_until = 0.0
+        self._full_reason = ""
 
     async def register(self, registration: AgentRegistration) -> None:
+        if time.monotonic() < self._full_until:
+            raise RegistryFull(self._full_reason)
         await self._client.start_workflow(
             "AgentPoolWorkflow",
             PoolState(),
             id=self._pool_id,
             task_queue=self._task_queue,
-            start_signal="register",
-            start_signal_args=[registration],
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             rpc_timeout=RPC_TIMEOUT,
         )
+        try:
+            await self._client.get_workflow_handle(self._pool_id).execute_update(
+                "register_agent", registration, rpc_timeout=RPC_TIMEOUT
+            )
+        except WorkflowUpdateFailedError as err:
+            if _error_type(err) == "RegistryFull":
+                self._full_until = time.monotonic() + REGISTRY_FULL_HOLD_SECONDS
+                self._full_reason = str(err.cause.message)
+                raise RegistryFull(self._full_reason) from err
+            raise
 
     async def claim(self, agent_id: str, capabilities: list[str]) -> ScriptTask | None:
         """The oldest task for these capabilities, now assigned to the agent; None when there is none."""

@@ -76,7 +76,11 @@ def build_app(calls: PoolCalls, signing_secret: bytes, join_token: str, token_tt
         offered = credentials.credentials if credentials else ""
         if not hmac.compare_digest(offered.encode(), join_token.encode()):
             raise HTTPException(401, "bad or missing pool join token", headers=_CHALLENGE)
-        await calls.register(registration)
+        try:
+            await calls.register(registration)
+        except PoolCallError as err:  # 503: the pool's registry is full
+            log.warning("pool agent %s refused: %s", registration.agent_id, err.message)
+            raise HTTPException(err.status, err.message) from err
         log.info("pool agent %s registered (%s)", registration.agent_id, ",".join(registration.capabilities))
         return Registered(
             agent_id=registration.agent_id,

@@ -6,13 +6,21 @@ The REST bodies are the seed's (`status`, `stdout`, `stderr`, `exit_code`), with
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 from contracts.jobs import FailureClass
 
 # Agent ids, task ids and capabilities appear in workflow ids, URLs and logs: one plain token each.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+CAPABILITY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+Capability = Annotated[str, StringConstraints(pattern=CAPABILITY_PATTERN)]
+# The registry of agents (operators' view; claims never depend on it) is carried whole across the pool's
+# continue-as-new, one payload Temporal refuses over 2 MB: 13,500 agent ids (every agent restart is a new
+# `<host>-<pid>`) once wedged the pool for good. So it is bounded in count and in bytes, both far below.
+MAX_POOL_AGENTS = 1000
+REGISTRY_BYTES_LIMIT = 256 * 1024
 # Reports carry at most this much of each stream (the agent keeps the end, like a terminal would):
 # one report is one Temporal payload, and payloads over 2 MB are refused.
 OUTPUT_LIMIT = 256 * 1024
@@ -35,8 +43,8 @@ class AgentRegistration(BaseModel):
     """`POST /api/v1/agents/register` body (seed 003, plus `max_concurrency`)."""
 
     agent_id: str = Field(pattern=NAME_PATTERN)
-    instance_id: str = ""
-    capabilities: list[str] = Field(min_length=1, max_length=32)
+    instance_id: str = Field(default="", max_length=128)
+    capabilities: list[Capability] = Field(min_length=1, max_length=32)
     max_concurrency: int = Field(default=1, ge=1, le=256)
 
 
@@ -150,6 +158,11 @@ class PoolAgent(BaseModel):
     max_concurrency: int = 1
     registered_at: datetime
     last_claim_at: datetime | None = None
+
+
+def registry_entry_bytes(agent_id: str, agent: PoolAgent) -> int:
+    """What one registry entry adds to the pool's state payload (its JSON, near enough)."""
+    return len(agent_id) + len(agent.model_dump_json()) + 8
 
 
 class PoolState(BaseModel):

@@ -22,7 +22,7 @@ from conductor_worker.devserver import temporal_executable
 from contracts import search_attributes
 from contracts.policies import JobPolicy
 from tests.git_helpers import make_bare_repo_from
-from tests.helpers import EXAMPLES
+from tests.helpers import EXAMPLES, make_intake_queues
 
 
 @pytest.fixture(scope="session")
@@ -74,17 +74,7 @@ def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture
 def queues(aws: str) -> dict[str, str]:
     """An intake queue with a DLQ behind a redrive policy, as infra/ creates it."""
-    sqs = boto3.client("sqs", endpoint_url=aws, region_name="us-east-1")
-    suffix = uuid.uuid4().hex[:8]
-    dlq_url = sqs.create_queue(QueueName=f"intake-dlq-{suffix}")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    queue_url = sqs.create_queue(
-        QueueName=f"intake-{suffix}",
-        Attributes={"RedrivePolicy": f'{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"3"}}'},
-    )["QueueUrl"]
-    return {"queue": queue_url, "dlq": dlq_url}
+    return make_intake_queues(boto3.client("sqs", endpoint_url=aws, region_name="us-east-1"))
 
 
 @pytest.fixture

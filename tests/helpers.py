@@ -6,6 +6,7 @@ import os
 import random
 import socket
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -66,6 +67,21 @@ def ticket_body(key: str, **fields: Any) -> str:
 
 def fresh_key(project: str = "ENG") -> str:
     return f"{project}-{random.randrange(10**6, 10**7)}"
+
+
+def make_intake_queues(sqs, max_receive_count: int = 3, visibility_seconds: int = 30) -> dict[str, str]:
+    """An intake queue with a DLQ behind a redrive policy, as infra/ creates it (fresh names each call)."""
+    suffix = uuid.uuid4().hex[:8]
+    dlq_url = sqs.create_queue(QueueName=f"intake-dlq-{suffix}")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}
+    queue_url = sqs.create_queue(
+        QueueName=f"intake-{suffix}",
+        Attributes={"RedrivePolicy": json.dumps(redrive), "VisibilityTimeout": str(visibility_seconds)},
+    )["QueueUrl"]
+    return {"queue": queue_url, "dlq": dlq_url}
 
 
 def sqs_client(settings: Settings):

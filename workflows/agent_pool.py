@@ -7,13 +7,15 @@ and tells that task's workflow who has it before the agent hears of it, so the t
 even if the reply to the agent is lost. All state is one model carried across continue-as-new.
 """
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from contracts.pool import (
+        MAX_POOL_AGENTS,
+        REGISTRY_BYTES_LIMIT,
         AgentRegistration,
         Assignment,
         Claim,
@@ -24,12 +26,16 @@ with workflow.unsafe.imports_passed_through():
         ScriptTask,
         SubmitInput,
         Withdrawal,
+        registry_entry_bytes,
         script_workflow_id,
     )
 
 # An agent that neither registered nor claimed for this long is dropped from the registry at the next
 # continue-as-new (the registry is for operators; claims never depend on it).
-AGENT_FORGOTTEN_AFTER = timedelta(days=7)
+AGENT_FORGOTTEN_AFTER = timedelta(days=1)
+# When the registry is full (contracts/pool.py: MAX_POOL_AGENTS, REGISTRY_BYTES_LIMIT), agents silent
+# this long are forgotten at once to make room; if that is not enough, a new agent is refused.
+AGENT_EVICTABLE_AFTER = timedelta(minutes=10)
 # Claimed (task, attempt) pairs remembered, to ignore a repeated submit: far more than are ever in flight.
 HANDED_OUT_KEPT = 10_000
 # The script workflow's signal name (a string: the script workflow imports this module, not the reverse).
@@ -44,6 +50,12 @@ class AgentPoolWorkflow:
         self._state = state
         self._messages = 0
         self._closing = False
+        self._registry_bytes = sum(registry_entry_bytes(i, a) for i, a in state.agents.items())
+        # Bumped on every registry change; keys the evictable-agents cache (a full registry is asked
+        # once per refused registration, and a burst of them arrives in one activation).
+        self._registry_version = 0
+        self._evictable_cache: tuple[datetime, int, list[str]] | None = None
+        self._signals_left_out = 0
 
     @workflow.run
     async def run(self, state: PoolState) -> None:
@@ -72,15 +84,40 @@ class AgentPoolWorkflow:
         self._state.queue = [q for q in self._state.queue if q.task.task_id != withdrawal.task_id]
         self._messages += 1
 
+    @workflow.update
+    def register_agent(self, registration: AgentRegistration) -> None:
+        """The REST API's registration: refused by the validator when the registry is full."""
+        self._messages += 1
+        # Again here: the validators of a burst of updates can all run before the first handler does.
+        refusal = self._registry_refusal(registration.agent_id, self._entry(registration))
+        if refusal:
+            raise ApplicationError(refusal, type="RegistryFull", non_retryable=True)
+        self._add_agent(registration)
+
+    @register_agent.validator
+    def _registry_has_room(self, registration: AgentRegistration) -> None:
+        refusal = self._registry_refusal(registration.agent_id, self._entry(registration))
+        if refusal:
+            raise ApplicationError(refusal, type="RegistryFull", non_retryable=True)
+
     @workflow.signal
     def register(self, registration: AgentRegistration) -> None:
-        self._state.agents[registration.agent_id] = PoolAgent(
-            instance_id=registration.instance_id,
-            capabilities=registration.capabilities,
-            max_concurrency=registration.max_concurrency,
-            registered_at=workflow.now(),
-        )
+        """Registration as a signal (conductors before `register_agent`): bounded the same, but a signal
+        cannot be refused, so an agent that does not fit is left out of the registry (and logged)."""
         self._messages += 1
+        refusal = self._registry_refusal(registration.agent_id, self._entry(registration))
+        if refusal:
+            # One line per run, not one per signal: thousands in one activation would take longer than
+            # the 2 s the SDK allows a workflow task (its deadlock detector failed the task).
+            if not self._signals_left_out:
+                workflow.logger.warning(
+                    "agent %s not registered (and no more logged this run): %s",
+                    registration.agent_id,
+                    refusal,
+                )
+            self._signals_left_out += 1
+            return
+        self._add_agent(registration)
 
     @workflow.update
     async def claim(self, claim: Claim) -> ScriptTask:
@@ -126,10 +163,74 @@ class AgentPoolWorkflow:
     def _seen(self, claim: Claim) -> None:
         agent = self._state.agents.get(claim.agent_id)
         if agent is None:  # registered with an earlier pool run that was reset, or before it existed
-            agent = self._state.agents[claim.agent_id] = PoolAgent(
-                capabilities=claim.capabilities, registered_at=workflow.now()
-            )
+            entry = PoolAgent(capabilities=claim.capabilities, registered_at=workflow.now())
+            if self._registry_refusal(claim.agent_id, entry):
+                return  # claims never depend on the registry: a full one only leaves this agent out
+            self._put(claim.agent_id, entry)
+            agent = entry
         agent.last_claim_at = workflow.now()
+        self._registry_version += 1
+
+    # The registry: bounded in count and bytes (contracts/pool.py) ---------------------------------
+
+    def _entry(self, registration: AgentRegistration) -> PoolAgent:
+        return PoolAgent(
+            instance_id=registration.instance_id,
+            capabilities=registration.capabilities,
+            max_concurrency=registration.max_concurrency,
+            registered_at=workflow.now(),
+        )
+
+    def _add_agent(self, registration: AgentRegistration) -> None:
+        entry = self._entry(registration)
+        if self._over_bounds(registration.agent_id, entry, evictable=[]):
+            self._forget(self._evictable())
+        self._put(registration.agent_id, entry)
+
+    def _put(self, agent_id: str, agent: PoolAgent) -> None:
+        self._forget([agent_id])
+        self._state.agents[agent_id] = agent
+        self._registry_bytes += registry_entry_bytes(agent_id, agent)
+        self._registry_version += 1
+
+    def _forget(self, agent_ids: list[str]) -> None:
+        for agent_id in agent_ids:
+            agent = self._state.agents.pop(agent_id, None)
+            if agent is not None:
+                self._registry_bytes -= registry_entry_bytes(agent_id, agent)
+                self._registry_version += 1
+
+    def _evictable(self) -> list[str]:
+        now = workflow.now()
+        cached = self._evictable_cache
+        if cached is None or cached[:2] != (now, self._registry_version):
+            cutoff = now - AGENT_EVICTABLE_AFTER
+            evictable = [i for i, a in self._state.agents.items() if _last_seen(a) < cutoff]
+            cached = self._evictable_cache = (now, self._registry_version, evictable)
+        return cached[2]
+
+    def _over_bounds(self, agent_id: str, entry: PoolAgent, evictable: list[str]) -> bool:
+        agents = self._state.agents
+        gone = [i for i in {agent_id, *evictable} if i in agents]
+        count = len(agents) - len(gone) + 1
+        size = (
+            self._registry_bytes
+            - sum(registry_entry_bytes(i, agents[i]) for i in gone)
+            + registry_entry_bytes(agent_id, entry)
+        )
+        return count > MAX_POOL_AGENTS or size > REGISTRY_BYTES_LIMIT
+
+    def _registry_refusal(self, agent_id: str, entry: PoolAgent) -> str:
+        """Why this entry does not fit even after forgetting silent agents; empty when it fits."""
+        if not self._over_bounds(agent_id, entry, evictable=[]):
+            return ""  # the common case, without a walk over the registry
+        if not self._over_bounds(agent_id, entry, evictable=self._evictable()):
+            return ""
+        return (
+            f"the pool registry is full ({len(self._state.agents)} agents, {self._registry_bytes} bytes; "
+            f"limits {MAX_POOL_AGENTS} agents, {REGISTRY_BYTES_LIMIT} bytes) and no agent has been silent "
+            f"for {int(AGENT_EVICTABLE_AFTER.total_seconds() // 60)} minutes; register again later"
+        )
 
     def _remember_handed_out(self, queued: QueuedTask) -> None:
         handed_out = self._state.handed_out
@@ -140,13 +241,13 @@ class AgentPoolWorkflow:
 
     def _forget_idle_agents(self) -> None:
         cutoff = workflow.now() - AGENT_FORGOTTEN_AFTER
-        self._state.agents = {
-            agent_id: agent
-            for agent_id, agent in self._state.agents.items()
-            if max(agent.registered_at, agent.last_claim_at or agent.registered_at) >= cutoff
-        }
+        self._forget([i for i, a in self._state.agents.items() if _last_seen(a) < cutoff])
 
     def _should_continue_as_new(self) -> bool:
         return (
             self._messages >= self._state.messages_per_run or workflow.info().is_continue_as_new_suggested()
         )
+
+
+def _last_seen(agent: PoolAgent) -> datetime:
+    return max(agent.registered_at, agent.last_claim_at or agent.registered_at)

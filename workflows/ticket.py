@@ -38,7 +38,9 @@ class TicketWorkflow:
         spec = JobSpec(
             job_id=ticket_job_id(ticket.source, ticket.key),
             work=ticket_work_item(ticket),
-            ticket=ticket,
+            # The description travels once, in `work` (the prompt is made from it): a spec carrying it
+            # twice made a 1 MB ticket a 2 MB child-workflow start, over Temporal's payload limit.
+            ticket=ticket.model_copy(update={"description": ""}),
             route=routed.route,
             policy=routed.policy,
             branch=ticket_branch(ticket.key),

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from conductor_worker.intake import SqsIntake
+from conductor_worker.intake import Outcome, SqsIntake
 from contracts.jobs import JobState
 from tests.helpers import fresh_key, queue_depth, sqs_client, ticket_body, ticket_result, wait_for
 from tests.malformed_messages import MALFORMED_ALARMS, MALFORMED_TICKETS
@@ -106,8 +106,9 @@ async def test_a_poison_message_delivered_twice_is_dead_lettered_once(
     copy = {"MessageId": "m-1", "ReceiptHandle": "r-1", "Body": POISON["not-json"]}
     intake = SqsIntake(client, intake_settings, sqs_client(intake_settings))
 
-    assert await asyncio.gather(intake.handle(dict(copy)), intake.handle(dict(copy))) == [True, False]
-    assert await intake.handle(dict(copy)) is True  # a later copy is only deleted
+    both = await asyncio.gather(intake.handle(dict(copy)), intake.handle(dict(copy)))
+    assert both == [Outcome.DONE, Outcome.LEAVE]
+    assert await intake.handle(dict(copy)) is Outcome.DONE  # a later copy is only deleted
 
     assert queue_depth(intake_settings, queues["dlq"]) == 1
     assert [r.getMessage() for r in caplog.records if "m-1" in r.getMessage()] == [

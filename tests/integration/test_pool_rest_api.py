@@ -6,6 +6,7 @@ it happens; tests/integration/test_pool_agents.py runs real `conductor-agent poo
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -14,7 +15,7 @@ from pydantic import SecretStr
 from conductor_worker.run_script import run_script
 from conductor_worker.tokens import mint_agent_token, mint_token
 from contracts.jobs import FailureClass
-from contracts.pool import ScriptStatus, pool_workflow_id
+from contracts.pool import MAX_POOL_AGENTS, PoolAgent, PoolState, ScriptStatus, pool_workflow_id
 from tests.helpers import free_port, wait_for
 
 JOIN = "join-secret-for-tests"
@@ -160,6 +161,37 @@ async def test_malformed_registration_is_422(api):
     assert response.status_code == 422
     assert "body.agent_id: String should match pattern" in response.json()["message"]
     assert "body.capabilities: List should have at least 1 item" in response.json()["message"]
+
+
+async def test_a_full_registry_is_a_503_with_the_reason_and_oversized_registrations_422(api, client):
+    http, settings = api
+    # The pool as 1,000 restarts of agents left it (contracts/pool.py: MAX_POOL_AGENTS), all just seen.
+    now = datetime.now(UTC)
+    full = {
+        f"build-host-{n}": PoolAgent(capabilities=["shell"], registered_at=now)
+        for n in range(MAX_POOL_AGENTS)
+    }
+    await client.start_workflow(
+        "AgentPoolWorkflow",
+        PoolState(agents=full),
+        id=pool_workflow_id(settings.task_queue),
+        task_queue=settings.task_queue,
+    )
+    body = {"agent_id": "build-host-new", "capabilities": ["shell"]}
+    refused = await http.post("/api/v1/agents/register", json=body, headers=_bearer(JOIN))
+    assert refused.status_code == 503
+    assert refused.json()["detail"].startswith(f"the pool registry is full ({MAX_POOL_AGENTS} agents")
+    assert refused.json()["detail"].endswith("register again later")
+
+    for too_big, problem in [
+        ({"instance_id": "i" * 129}, "body.instance_id: String should have at most 128 characters"),
+        ({"capabilities": ["c" * 65]}, "body.capabilities.0: String should match pattern"),
+        ({"capabilities": ["shell"] * 33}, "body.capabilities: List should have at most 32 items"),
+    ]:
+        body = {"agent_id": "x", "capabilities": ["shell"], **too_big}
+        response = await http.post("/api/v1/agents/register", json=body, headers=_bearer(JOIN))
+        assert response.status_code == 422
+        assert problem in response.json()["message"]
 
 
 async def test_the_openapi_schema_lists_the_three_paths(api):

@@ -22,7 +22,7 @@ def test_title_is_one_line():
 
 
 def test_long_title_is_cut_to_github_limit():
-    title = pr_title(ticket(summary="x" * 1000))
+    title = pr_title(ticket(summary="x" * 255))  # the longest summary a ticket may have
     assert len(title) == TITLE_LIMIT
     assert title.startswith("ENG-123: xxx")
     assert title.endswith("…")
