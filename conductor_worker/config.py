@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     ecs_subnets: Annotated[list[str], NoDecode] = []
     ecs_security_groups: Annotated[list[str], NoDecode] = []
     ecs_assign_public_ip: bool = False
+    # The local launcher runs every agent in bubblewrap (activities/sandbox.py) and refuses to start without
+    # it. `unsafe`, for development only: agents run as plain subprocesses that can read what the conductor
+    # can (its state directory, its environment, every job); the logs and each job's history say so.
+    sandbox: Literal["bwrap", "unsafe"] = "bwrap"
     # The coding agent the per-job agent runs: the deterministic built-in `demo`, or `codex`.
     coding_agent: Literal["demo", "codex"] = "demo"
     coding_agent_timeout_seconds: int = 1500
