@@ -111,8 +111,6 @@ class LocalLauncher:
         command = agent_command()
         if self.sandbox != UNSAFE:
             command = await self._sandboxed(job, workdir, command, env.get("PATH", ""))
-        # Spawned on the event loop's thread, never a pool thread: --die-with-parent fires when the
-        # thread that forked bwrap ends, and this one lives as long as the conductor.
         with job.agent_log_path.open("ab") as agent_log:
             child = subprocess.Popen(
                 command,
@@ -121,7 +119,9 @@ class LocalLauncher:
                 stdin=subprocess.DEVNULL,
                 stdout=agent_log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, so stop_agent reaches every child
+                # Its own session: a conductor's exit or Ctrl-C does not reach it, and stop_agent's
+                # signal to the group reaches every process in it.
+                start_new_session=True,
             )
         self._children[child.pid] = child
         agent_id = f"local:{child.pid}"
@@ -183,9 +183,9 @@ class LocalLauncher:
         while self.is_alive(input.agent_id) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         if init is not None:
-            _signal(init, signal.SIGKILL)
+            _signal(init, signal.SIGKILL)  # the namespace's init: every process of the sandbox goes
         if self.is_alive(input.agent_id):
-            _signal_group(pid, signal.SIGKILL)
+            _signal_group(pid, signal.SIGKILL)  # the holder, and with it bwrap (--die-with-parent)
         self._reap(pid)
 
     def _reap(self, pid: int) -> None:

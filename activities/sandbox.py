@@ -8,7 +8,9 @@ conductor's gateway on loopback); egress rules beyond that are the deployment's 
 
 `--die-with-parent` and the PID namespace make the sandbox one unit: when the agent (the namespace's first
 command) exits, bwrap's init exits and the kernel kills every process left in the namespace, whatever
-session it moved to; when the conductor dies, the sandbox dies with it.
+session it moved to. bwrap's parent is a small holder shell in a session of its own (the agent's id):
+killing the holder kills the sandbox, while a conductor that exits (a deploy's drain, a crash) leaves its
+agents working for the next conductor to adopt, as the unsandboxed agent always did.
 
 A route whose remote is a path on this machine is never bound in: the launcher clones its base branch
 (only that branch) into a seed beside the work directory and binds the seed read-only at the remote's
@@ -27,6 +29,7 @@ BWRAP = "bwrap"
 UNSAFE = "unsafe"
 
 SANDBOX_UID = 1000
+HOLDER_NAME = "conductor-agent-sandbox"
 
 # /etc holds secrets on some hosts (shadow, ssh keys, cloud credentials): only these are shown.
 _ETC_FILES = (
@@ -79,8 +82,16 @@ class SandboxPlan:
 
 
 def bwrap_command(plan: SandboxPlan, command: list[str], path_env: str) -> list[str]:
-    """The bwrap command line that runs `command` in `plan.workdir` inside the sandbox."""
+    """The command line that runs `command` in `plan.workdir` inside the sandbox, under its holder.
+
+    The holder is `sh` waiting for bwrap (not exec'ing it: `exit $?` follows), so bwrap's parent is the
+    holder and `--die-with-parent` ties the sandbox to it rather than to the conductor.
+    """
     args = [
+        "/bin/sh",
+        "-c",
+        '"$@"; exit $?',
+        HOLDER_NAME,
         bwrap_executable(),
         "--unshare-all",
         "--share-net",
@@ -178,10 +189,17 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
-def sandboxed_agent(bwrap_pid: int) -> tuple[int | None, int | None]:
-    """(bwrap's init in the namespace, the agent under it) as host pids; None where gone."""
-    inits = children_of(bwrap_pid)
-    if not inits:
-        return None, None
-    agents = children_of(inits[0])
-    return inits[0], (agents[0] if agents else None)
+def sandboxed_agent(holder_pid: int) -> tuple[int | None, int | None]:
+    """(bwrap's init in the namespace, the agent under it) as host pids; None where gone.
+
+    The chain is holder -> bwrap -> init (pid 1 inside) -> agent (pid 2 inside).
+    """
+    chain: list[int] = [holder_pid]
+    for _ in range(3):
+        children = children_of(chain[-1])
+        if not children:
+            break
+        chain.append(children[0])
+    init = chain[2] if len(chain) > 2 else None
+    agent = chain[3] if len(chain) > 3 else None
+    return init, agent
