@@ -149,6 +149,8 @@ class Settings(BaseSettings):
     grpc_max_receive_bytes: int = Field(default=4 * 2**20, gt=0)
     # One HTTP request body on the REST API, checked before it is parsed or authenticated (413 past it).
     rest_max_body_bytes: int = Field(default=1 * 2**20, gt=0)
+    # The per-job agent's spill file of unsent log lines (while the gateway is away); past it, counted.
+    agent_log_spill_bytes: int = Field(default=512 * 2**20, ge=4096)
     # The result's summary and each output tail, as stored and carried in workflow history (cut past it).
     max_result_text_chars: int = Field(default=16_000, gt=0)
 
