@@ -44,6 +44,9 @@ _INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
 # The coding agent's model key is the one secret it may need (README "Configuration").
 _CODEX_ENV = ("OPENAI_API_KEY", "CODEX_HOME")
 STOP_GRACE_SECONDS = 5.0
+# An agent that reported its result is still sending its last log lines; it exits by itself once the
+# conductor stored them (or its own flush deadline passed). Within stop_agent's 30 s activity timeout.
+LOG_FLUSH_GRACE_SECONDS = 20.0
 
 
 def agent_environment(settings: Settings, token: str, workdir: Path) -> dict[str, str]:
@@ -173,6 +176,14 @@ class LocalLauncher:
         if not self.is_alive(input.agent_id):
             self._reap(pid)
             return
+        if JobAttemptDir(self._settings.jobs_dir, input.job_id, input.attempt).result() is not None:
+            # Signalled now, its log would lose its tail (and never be marked complete).
+            deadline = time.monotonic() + LOG_FLUSH_GRACE_SECONDS
+            while self.is_alive(input.agent_id) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            if not self.is_alive(input.agent_id):
+                self._reap(pid)
+                return
         log.info("stopping agent %s (%s)", input.agent_id, input.reason or "job over")
         init, agent = sandboxed_agent(pid) if self.sandbox != UNSAFE else (None, None)
         if agent is not None:
