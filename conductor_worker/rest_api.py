@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 GRACEFUL_SECONDS = 5
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 DEFAULT_MAX_BODY_BYTES = 2**20
+_MAX_ERRORS_SHOWN = 5
 
 Bearer = Annotated[HTTPAuthorizationCredentials | None, Security(HTTPBearer(auto_error=False))]
 
@@ -131,7 +132,8 @@ def build_app(
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         # One readable line next to FastAPI's usual list, e.g. "body.status: Input should be 'running', …".
-        errors = exc.errors()
+        # At most a few errors, each without the offending input: a refusal never echoes a large body.
+        errors = [{k: v for k, v in e.items() if k != "input"} for e in exc.errors()[:_MAX_ERRORS_SHOWN]]
         message = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors)
         return JSONResponse(
             status_code=422,

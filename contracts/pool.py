@@ -6,6 +6,7 @@ The REST bodies are the seed's (`status`, `stdout`, `stderr`, `exit_code`), with
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 
@@ -13,6 +14,8 @@ from contracts.jobs import FailureClass
 
 # Agent ids, task ids and capabilities appear in workflow ids, URLs and logs: one plain token each.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+# Agents the pool's registry holds at most; past it a new agent is not recorded (claims still work).
+MAX_POOL_AGENTS = 1000
 # Reports carry at most this much of each stream (the agent keeps the end, like a terminal would):
 # one report is one Temporal payload, and payloads over 2 MB are refused.
 OUTPUT_LIMIT = 256 * 1024
@@ -35,8 +38,11 @@ class AgentRegistration(BaseModel):
     """`POST /api/v1/agents/register` body (seed 003, plus `max_concurrency`)."""
 
     agent_id: str = Field(pattern=NAME_PATTERN)
-    instance_id: str = ""
-    capabilities: list[str] = Field(min_length=1, max_length=32)
+    instance_id: str = Field(default="", max_length=128)
+    # Each one a plain name of at most 128 characters: they live in the pool workflow's state and tokens.
+    capabilities: list[Annotated[str, Field(max_length=128, pattern=NAME_PATTERN)]] = Field(
+        min_length=1, max_length=32
+    )
     max_concurrency: int = Field(default=1, ge=1, le=256)
 
 

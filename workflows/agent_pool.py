@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from contracts.pool import (
+        MAX_POOL_AGENTS,
         AgentRegistration,
         Assignment,
         Claim,
@@ -74,13 +75,23 @@ class AgentPoolWorkflow:
 
     @workflow.signal
     def register(self, registration: AgentRegistration) -> None:
+        self._messages += 1
+        if not self._room_for(registration.agent_id):
+            workflow.logger.warning(
+                "pool registry full (%d agents, MAX_POOL_AGENTS): %s not recorded",
+                len(self._state.agents),
+                registration.agent_id,
+            )
+            return
         self._state.agents[registration.agent_id] = PoolAgent(
             instance_id=registration.instance_id,
             capabilities=registration.capabilities,
             max_concurrency=registration.max_concurrency,
             registered_at=workflow.now(),
         )
-        self._messages += 1
+
+    def _room_for(self, agent_id: str) -> bool:
+        return agent_id in self._state.agents or len(self._state.agents) < MAX_POOL_AGENTS
 
     @workflow.update
     async def claim(self, claim: Claim) -> ScriptTask:
@@ -125,6 +136,8 @@ class AgentPoolWorkflow:
 
     def _seen(self, claim: Claim) -> None:
         agent = self._state.agents.get(claim.agent_id)
+        if agent is None and not self._room_for(claim.agent_id):
+            return  # the registry is full; the claim itself does not depend on it
         if agent is None:  # registered with an earlier pool run that was reset, or before it existed
             agent = self._state.agents[claim.agent_id] = PoolAgent(
                 capabilities=claim.capabilities, registered_at=workflow.now()

@@ -7,11 +7,14 @@ The per-attempt log limit is in tests/unit/test_log_store.py.
 
 import asyncio
 import hashlib
+import json
 import os
+import sys
 import time
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -172,3 +175,56 @@ async def test_fifty_megabyte_unauthenticated_bodies_are_413_before_parsing(sett
     # Under the limit the request reaches the API as before (401: no token).
     status, _ = await post_raw(port, 10, chunked=False)
     assert status.startswith(("HTTP/1.1 401", "HTTP/1.1 422"))
+
+
+# Run in its own process, so the conductor's RSS (this process) is not mixed with the client's.
+FLOOD = """
+import asyncio, json, sys
+import httpx
+
+async def main(port):
+    gate = asyncio.Semaphore(8)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+        async def register(n):
+            body = {"agent_id": f"flood-{n}", "capabilities": [f"cap{n}-" + "x" * 20_000] * 32}
+            async with gate:
+                r = await http.post("/api/v1/agents/register", json=body, headers={"Authorization": "Bearer join"})
+            return r.status_code, r.json()["message"]
+        answers = await asyncio.gather(*(register(n) for n in range(1000)))
+    print(json.dumps({"statuses": sorted({s for s, _ in answers}), "message": answers[0][1]}))
+
+asyncio.run(main(int(sys.argv[1])))
+"""
+
+
+@pytest.mark.timeout(90)
+async def test_a_thousand_registrations_with_long_capabilities_are_each_refused(settings, start_conductor):
+    port = free_port()
+    settings = settings.model_copy(
+        update={"rest_listen": f"127.0.0.1:{port}", "pool_join_token": SecretStr("join")}
+    )
+    await start_conductor(settings)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+
+        async def answers():
+            try:
+                return (await http.get("/openapi.json")).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        await wait_for(answers, timeout=30)
+    idle = rss_mib()
+    started = time.monotonic()
+    flood = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", FLOOD, str(port), stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(flood.communicate(), timeout=80)
+    after = rss_mib()
+    report = json.loads(out)
+    assert report["statuses"] == [422]
+    assert "capabilities.0: String should have at most 128 characters" in report["message"], report
+    print(
+        f"1000 registrations with 32 x 20 kB capabilities refused (422) in {time.monotonic() - started:.1f}s; "
+        f"conductor RSS {idle:.0f} MiB idle, {after:.0f} MiB after"
+    )
+    assert after - idle < 50
