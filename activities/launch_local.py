@@ -158,9 +158,10 @@ class LocalLauncher:
         )
         remote = local_remote_path(instructions.repo_url) if instructions else None
         if instructions is not None and remote is not None:
-            seed = job.root / "seed.git"
-            await asyncio.to_thread(seed_local_remote, remote, instructions.base_branch, seed)
-            plan.read_only[seed] = remote
+            seeds = self._settings.state_dir / "seeds"
+            seed = await asyncio.to_thread(seed_local_remote, remote, instructions.base_branch, seeds)
+            if seed is not None:
+                plan.read_only[seed] = remote
         return bwrap_command(plan, command, path_env)
 
     @activity.defn(name="stop_agent")

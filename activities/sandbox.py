@@ -13,14 +13,16 @@ killing the holder kills the sandbox, while a conductor that exits (a deploy's d
 agents working for the next conductor to adopt, as the unsandboxed agent always did.
 
 A route whose remote is a path on this machine is never bound in: the launcher clones its base branch
-(only that branch) into a seed beside the work directory and binds the seed read-only at the remote's
+(only that branch) into a seed under the state directory and binds the seed read-only at the remote's
 path. The agent clones as before; it sees no other branch or tag, and nothing it pushes lands anywhere.
 """
 
+import hashlib
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,23 +154,49 @@ def local_remote_path(repo_url: str) -> str | None:
     return path if path.startswith("/") else None
 
 
-def seed_local_remote(repo_url: str, base_branch: str, seed: Path) -> None:
-    """Clone only `base_branch` of a local remote into the bare repository `seed`.
+def seed_local_remote(repo_url: str, base_branch: str, seeds_dir: Path) -> Path | None:
+    """A bare repository holding only `base_branch` of a local remote, as it is now; None if unreadable.
 
-    `--no-local`: a real copy, never hard links to the remote's own object files.
+    Seeds are shared by every job on the same base commit (`<seeds_dir>/<remote hash>-<sha>.git`), so
+    a burst of jobs on one repository clones it once. `--no-local`: a real copy, never hard links to
+    the remote's own object files. An unreadable remote or branch gets no seed: the agent's clone then
+    fails as it would have, with git's message and the `network` failure class.
     """
-    if not seed.exists():
-        tmp = seed.with_name(seed.name + ".tmp")
+    git_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    listed = subprocess.run(
+        ["git", "ls-remote", "--heads", "--", repo_url, f"refs/heads/{base_branch}"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=git_env,
+    )
+    if listed.returncode != 0 or not listed.stdout.strip():
+        return None
+    sha = listed.stdout.split()[0]
+    seed = seeds_dir / f"{hashlib.sha256(repo_url.encode()).hexdigest()[:16]}-{sha}.git"
+    if seed.exists():
+        return seed
+    seeds_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=seeds_dir, prefix=".seed-"))
+    cloned = subprocess.run(
+        ["git", "clone", "--quiet", "--bare", "--no-local", "--single-branch", "--no-tags"]
+        + ["--branch", base_branch, "--", repo_url, str(tmp / "repo.git")],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        check=False,
+        env=git_env,
+    )
+    try:
+        if cloned.returncode != 0:
+            return None
+        try:
+            (tmp / "repo.git").rename(seed)
+        except OSError:
+            pass  # another launch made the same seed first
+        return seed if seed.exists() else None
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        subprocess.run(
-            ["git", "clone", "--quiet", "--bare", "--no-local", "--single-branch", "--no-tags"]
-            + ["--branch", base_branch, "--", repo_url, str(tmp)],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            check=True,
-            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
-        )
-        tmp.rename(seed)
 
 
 # Processes ----------------------------------------------------------------------------------------
