@@ -46,7 +46,7 @@ _CODEX_ENV = ("OPENAI_API_KEY", "CODEX_HOME")
 STOP_GRACE_SECONDS = 5.0
 # An agent that reported its result is still sending its last log lines; it exits by itself once the
 # conductor stored them (or its own flush deadline passed). Within stop_agent's 30 s activity timeout.
-LOG_FLUSH_GRACE_SECONDS = 20.0
+LOG_FLUSH_GRACE_SECONDS = 15.0
 
 
 def agent_environment(settings: Settings, token: str, workdir: Path) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Every process of a job ends with its job: after failure, cancel, timeout and relaunch nothing is left.
+"""Every process of a job ends with its job: after failure, cancel, timeout, relaunch and a conductor
+restart nothing is left.
 
 The stand-in coding agent starts a `&` child and a `setsid` grandchild (another session, reparented),
 all carrying an environment marker; the check reads /proc/*/environ, never process names.
@@ -17,8 +18,9 @@ from contracts.ids import safe_name, ticket_job_id
 from contracts.jobs import JobState
 from contracts.operator import CancelRequest
 from contracts.policies import JobPolicy
-from tests.helpers import fresh_key, install_fake_codex, wait_for
+from tests.helpers import free_port, fresh_key, install_fake_codex, wait_for
 from tests.integration.test_agent_relaunch import start_ticket
+from tests.scale_helpers import conductor_process
 from workflows.agent_job import AgentJobWorkflow
 
 MARKER_VAR = "SANDBOX_TEST_MARKER"
@@ -53,6 +55,18 @@ def marked_pids(marker: str) -> set[int]:
             continue
         if needle in environ.split(b"\0") and state != "Z":
             found.add(int(entry))
+    return found
+
+
+def background(marker: str) -> set[int]:
+    """The stand-in's `&` child and `setsid` grandchild (the marked `sleep 300`s), to see them live on."""
+    found = set()
+    for pid in marked_pids(marker):
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes() == b"sleep\x00300\x00":
+                found.add(pid)
+        except FileNotFoundError:
+            continue
     return found
 
 
@@ -167,3 +181,42 @@ async def test_a_relaunched_attempt_never_runs_beside_its_predecessor(
     assert not first_attempt & marked_pids(marker), "attempt 1's processes run beside attempt 2"
     assert await ends_in(client, key, {JobState.SUCCEEDED}) == JobState.SUCCEEDED
     await until(lambda: not marked_pids(marker), timeout=10)
+
+
+# Works until the test drops `release` beside it (its directory is bound read-only into the sandbox).
+GATED_CODEX = """#!/bin/sh
+export SANDBOX_TEST_MARKER=__MARKER__
+sleep 300 >/dev/null 2>&1 &
+( setsid sleep 300 >/dev/null 2>&1 & )
+while [ ! -e "$(dirname "$0")/release" ]; do sleep 0.2; done
+echo "changed by the stand-in coding agent" > codex-change.txt
+"""
+
+
+@pytest.mark.timeout(150)
+async def test_an_agent_outlives_its_conductor_and_ends_with_its_job_under_the_next(
+    client, codex_settings, start_conductor, tmp_path, monkeypatch
+):
+    marker = uuid.uuid4().hex
+    install_fake_codex(tmp_path / "bin", GATED_CODEX.replace("__MARKER__", marker), monkeypatch)
+    port = free_port()
+    settings = codex_settings.model_copy(update={"gateway_listen": f"127.0.0.1:{port}"})
+    first = conductor_process(settings, port, tmp_path / "first.log", {"CONDUCTOR_CODING_AGENT": "codex"})
+    try:
+        key = fresh_key()
+        await start_ticket(client, settings, key)
+        await until(lambda: len(background(marker)) == 2, timeout=60)
+        running = background(marker)
+        os.killpg(first.pid, signal.SIGKILL)  # the conductor that launched the agent, mid-job
+        first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    await asyncio.sleep(1)
+    assert background(marker) == running, "the job's processes died with the conductor"
+
+    await start_conductor(settings)  # the next conductor, on the same gateway address
+    (tmp_path / "bin" / "release").touch()
+    assert await ends_in(client, key, {JobState.SUCCEEDED}, timeout=120) == JobState.SUCCEEDED
+    await until(lambda: not marked_pids(marker), timeout=10)
+    assert not (job_dir(settings, key) / "attempt-2").exists(), "the agent was relaunched, not adopted"
