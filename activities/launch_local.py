@@ -109,11 +109,12 @@ class LocalLauncher:
         # unrecorded agent behind, and the retried launch's agent must not clone into the same place.
         workdir = job.root / f"workdir-{uuid.uuid4().hex[:8]}"
         workdir.mkdir(parents=True)
+        workdir = workdir.resolve()  # HOME and the sandbox's paths must not depend on the conductor's cwd
         token = mint_token(self._secret, input.job_id, input.attempt, self._settings.token_ttl_seconds)
         env = agent_environment(self._settings, token, workdir)
         command = agent_command()
         if self.sandbox != UNSAFE:
-            command = await self._sandboxed(job, workdir, command, env.get("PATH", ""))
+            command = await self._sandboxed(job, workdir, command, env)
         with job.agent_log_path.open("ab") as agent_log:
             child = subprocess.Popen(
                 command,
@@ -144,7 +145,7 @@ class LocalLauncher:
         return LaunchAgentResult(agent_id=agent_id, launcher="local", sandbox=self.sandbox)
 
     async def _sandboxed(
-        self, job: JobAttemptDir, workdir: Path, command: list[str], path_env: str
+        self, job: JobAttemptDir, workdir: Path, command: list[str], env: dict[str, str]
     ) -> list[str]:
         """`command` inside bubblewrap; a local remote is replaced by a read-only seed of its base branch."""
         plan = SandboxPlan(workdir=workdir, hidden=[self._settings.state_dir, self._settings.logs_path])
@@ -152,6 +153,11 @@ class LocalLauncher:
             path = getattr(self._settings, name)
             if path:
                 plan.read_only[Path(path).resolve()] = str(Path(path).resolve())
+                # The agent's cwd is its work directory: a relative path would name nothing there.
+                env_name = (
+                    "CONDUCTOR_AGENT_TLS_" + name.removeprefix("agent_tls_").removesuffix("_file").upper()
+                )
+                env[env_name] = str(Path(path).resolve())
         job_file = job.files_dir / "job.json"
         instructions = (
             TaskInstructions.model_validate_json(job_file.read_text()) if job_file.exists() else None
@@ -162,7 +168,7 @@ class LocalLauncher:
             seed = await asyncio.to_thread(seed_local_remote, remote, instructions.base_branch, seeds)
             if seed is not None:
                 plan.read_only[seed] = remote
-        return bwrap_command(plan, command, path_env)
+        return bwrap_command(plan, command, env.get("PATH", ""))
 
     @activity.defn(name="stop_agent")
     async def stop_agent(self, input: StopAgentInput) -> None:
