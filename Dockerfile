@@ -13,8 +13,9 @@ RUN pip install --no-cache-dir "grpcio-tools>=1.80" \
 
 FROM python:3.11-slim
 # git: the publishers push with it; the per-job agent clones, commits and bundles with it.
+# bubblewrap: the local launcher's sandbox (README "Sandbox").
 RUN apt-get update \
- && apt-get install -y --no-install-recommends git \
+ && apt-get install -y --no-install-recommends git bubblewrap \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels

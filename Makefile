@@ -8,15 +8,15 @@ GENERATED := $(PROTOS:.proto=_pb2.py)
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench proto venv clean lint
+.PHONY: demo test bench proto venv clean lint sandbox
 
-demo: $(STAMP) proto
+demo: $(STAMP) proto sandbox
 	$(BIN)/python examples/demo.py $(ARGS)
 
-test: $(STAMP) proto
+test: $(STAMP) proto sandbox
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP) proto
+bench: $(STAMP) proto sandbox
 	$(BIN)/python -m benchmarks $(ARGS)
 
 lint: $(STAMP) proto
@@ -34,6 +34,15 @@ proto/conductor/v1/%_pb2.py: proto/conductor/v1/%.proto $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --grpc_python_out=. --pyi_out=. $<
 
 venv: $(STAMP)
+
+# bubblewrap, the local launcher's sandbox (README "Sandbox"): installed when missing and we are root (CI,
+# containers); otherwise a line saying how, and the launcher refuses until it is there or
+# CONDUCTOR_SANDBOX=unsafe is set.
+sandbox:
+	@command -v bwrap >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get install -y -q bubblewrap >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q bubblewrap >/dev/null 2>&1; }; }; } || \
+	  echo "bubblewrap (bwrap) is missing: install it (apt-get install bubblewrap), or set CONDUCTOR_SANDBOX=unsafe for development"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -9,6 +9,7 @@ def agent_job_environment(settings: Settings, token: str) -> dict[str, str]:
         "CONDUCTOR_AGENT_TOKEN": token,
         "CONDUCTOR_AGENT_CODING_AGENT": settings.coding_agent,
         "CONDUCTOR_AGENT_CODING_AGENT_TIMEOUT": str(settings.coding_agent_timeout_seconds),
+        "CONDUCTOR_AGENT_LOG_SPILL_BYTES": str(settings.agent_log_spill_bytes),
     }
     # Paths, not secrets of the conductor: the agent's own client certificate, and the CA it trusts.
     for name, path in (

@@ -45,14 +45,21 @@ def push_bundle_branch(
     extra_git_config: dict[str, str] | None = None,
     expected_sha: str = "",
     timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    max_bytes: int | None = None,
 ) -> str:
     """Push `refs/heads/<branch>` from `bundle` to `remote_url`, replacing it there; return its sha.
 
     The bundle's prerequisites are commits on `base_branch`, so that branch is fetched from the
     remote first. The push is forced because the conductor owns the branch: a retried job replaces
     it, and pushing the same commit again is a no-op. With `expected_sha`, a bundle whose branch
-    is at any other commit is refused before anything is pushed.
+    is at any other commit is refused before anything is pushed. A bundle over `max_bytes` is refused
+    before git reads it (`git bundle verify` of a huge bundle takes minutes).
     """
+    size = bundle.stat().st_size
+    if max_bytes is not None and size > max_bytes:
+        raise BundleError(
+            f"bundle is {size} bytes, over the limit of {max_bytes} bytes (CONDUCTOR_MAX_BUNDLE_BYTES)"
+        )
     git = _Git(extra_git_config or {}, timeout)
     local_ref = f"refs/heads/{branch}"
     with tempfile.TemporaryDirectory(prefix="conductor-push-") as tmp:

@@ -1,4 +1,8 @@
-"""The `local` launcher: the agent as a subprocess of the conductor (the embedded default).
+"""The `local` launcher: the agent as a sandboxed subprocess of the conductor (the embedded default).
+
+Every agent runs inside bubblewrap (activities/sandbox.py): it sees its own work directory, the
+system read-only and nothing of the conductor (state directory, environment, processes, other jobs).
+Only `CONDUCTOR_SANDBOX=unsafe` runs it as a plain subprocess, and says so in the logs and the job.
 
 The agent's environment is built from an allow-list, never inherited: it gets the gateway address,
 its per-job token and a work directory, and nothing else that could reach GitHub, Temporal or a cloud.
@@ -18,10 +22,20 @@ from pathlib import Path
 from temporalio import activity
 
 from activities.agent_env import agent_job_environment
+from activities.sandbox import (
+    UNSAFE,
+    SandboxPlan,
+    bwrap_command,
+    bwrap_executable,
+    local_remote_path,
+    sandboxed_agent,
+    seed_local_remote,
+)
 from conductor_worker.config import Settings
 from conductor_worker.job_store import JobAttemptDir, write_atomic
 from conductor_worker.tokens import mint_token
 from contracts.activity_io import LaunchAgentInput, LaunchAgentResult, StopAgentInput
+from contracts.jobs import TaskInstructions
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +44,9 @@ _INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
 # The coding agent's model key is the one secret it may need (README "Configuration").
 _CODEX_ENV = ("OPENAI_API_KEY", "CODEX_HOME")
 STOP_GRACE_SECONDS = 5.0
+# An agent that reported its result is still sending its last log lines; it exits by itself once the
+# conductor stored them (or its own flush deadline passed). Within stop_agent's 30 s activity timeout.
+LOG_FLUSH_GRACE_SECONDS = 15.0
 
 
 def agent_environment(settings: Settings, token: str, workdir: Path) -> dict[str, str]:
@@ -60,6 +77,14 @@ def _pid_alive(pid: int) -> bool:
 class LocalLauncher:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self.sandbox = settings.sandbox
+        if self.sandbox == UNSAFE:
+            log.warning(
+                "CONDUCTOR_SANDBOX=unsafe: agents run unsandboxed, as the conductor's user, and can read "
+                "its state directory, its environment and every job"
+            )
+        else:
+            bwrap_executable()  # SandboxUnavailable now, at start-up, rather than at the first job
         self._secret = settings.signing_secret()
         # Children of this process, so they can be reaped (a zombie would look alive).
         self._children: dict[int, subprocess.Popen] = {}
@@ -84,37 +109,101 @@ class LocalLauncher:
         # unrecorded agent behind, and the retried launch's agent must not clone into the same place.
         workdir = job.root / f"workdir-{uuid.uuid4().hex[:8]}"
         workdir.mkdir(parents=True)
+        workdir = workdir.resolve()  # HOME and the sandbox's paths must not depend on the conductor's cwd
         token = mint_token(self._secret, input.job_id, input.attempt, self._settings.token_ttl_seconds)
+        env = agent_environment(self._settings, token, workdir)
+        command = agent_command()
+        if self.sandbox != UNSAFE:
+            command = await self._sandboxed(job, workdir, command, env)
         with job.agent_log_path.open("ab") as agent_log:
             child = subprocess.Popen(
-                agent_command(),
-                env=agent_environment(self._settings, token, workdir),
+                command,
+                env=env,
                 cwd=workdir,
                 stdin=subprocess.DEVNULL,
                 stdout=agent_log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, so stop_agent reaches every child
+                # Its own session: a conductor's exit or Ctrl-C does not reach it, and stop_agent's
+                # signal to the group reaches every process in it.
+                start_new_session=True,
             )
         self._children[child.pid] = child
         agent_id = f"local:{child.pid}"
-        write_atomic(record, json.dumps({"agent_id": agent_id, "started_at": time.time()}).encode())
-        log.info("launched agent %s for %s attempt %d", agent_id, input.job_id, input.attempt)
-        return LaunchAgentResult(agent_id=agent_id, launcher="local")
+        write_atomic(
+            record,
+            json.dumps({"agent_id": agent_id, "started_at": time.time(), "sandbox": self.sandbox}).encode(),
+        )
+        level = logging.WARNING if self.sandbox == UNSAFE else logging.INFO
+        log.log(
+            level,
+            "launched agent %s for %s attempt %d (sandbox: %s)",
+            agent_id,
+            input.job_id,
+            input.attempt,
+            self.sandbox,
+        )
+        return LaunchAgentResult(agent_id=agent_id, launcher="local", sandbox=self.sandbox)
+
+    async def _sandboxed(
+        self, job: JobAttemptDir, workdir: Path, command: list[str], env: dict[str, str]
+    ) -> list[str]:
+        """`command` inside bubblewrap; a local remote is replaced by a read-only seed of its base branch."""
+        plan = SandboxPlan(workdir=workdir, hidden=[self._settings.state_dir, self._settings.logs_path])
+        for name in ("agent_tls_ca_file", "agent_tls_cert_file", "agent_tls_key_file"):
+            path = getattr(self._settings, name)
+            if path:
+                plan.read_only[Path(path).resolve()] = str(Path(path).resolve())
+                # The agent's cwd is its work directory: a relative path would name nothing there.
+                env_name = (
+                    "CONDUCTOR_AGENT_TLS_" + name.removeprefix("agent_tls_").removesuffix("_file").upper()
+                )
+                env[env_name] = str(Path(path).resolve())
+        job_file = job.files_dir / "job.json"
+        instructions = (
+            TaskInstructions.model_validate_json(job_file.read_text()) if job_file.exists() else None
+        )
+        remote = local_remote_path(instructions.repo_url) if instructions else None
+        if instructions is not None and remote is not None:
+            seeds = self._settings.state_dir / "seeds"
+            seed = await asyncio.to_thread(seed_local_remote, remote, instructions.base_branch, seeds)
+            if seed is not None:
+                plan.read_only[seed] = remote
+        return bwrap_command(plan, command, env.get("PATH", ""))
 
     @activity.defn(name="stop_agent")
     async def stop_agent(self, input: StopAgentInput) -> None:
-        """SIGTERM the agent's process group, SIGKILL after a grace period. Idempotent."""
+        """SIGTERM the agent, SIGKILL after a grace period. Idempotent.
+
+        Sandboxed, the agent is the child of bwrap's init in its PID namespace: SIGTERM goes to the
+        agent itself (bwrap would die at once and take the agent with it, unheard), and the SIGKILL to
+        the init, whose end kills every process of the namespace, whatever session it moved to.
+        Unsandboxed, both go to the agent's process group; what left it (setsid) survives.
+        """
         pid = int(input.agent_id.removeprefix("local:"))
         if not self.is_alive(input.agent_id):
             self._reap(pid)
             return
+        if JobAttemptDir(self._settings.jobs_dir, input.job_id, input.attempt).result() is not None:
+            # Signalled now, its log would lose its tail (and never be marked complete).
+            deadline = time.monotonic() + LOG_FLUSH_GRACE_SECONDS
+            while self.is_alive(input.agent_id) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            if not self.is_alive(input.agent_id):
+                self._reap(pid)
+                return
         log.info("stopping agent %s (%s)", input.agent_id, input.reason or "job over")
-        _signal_group(pid, signal.SIGTERM)
+        init, agent = sandboxed_agent(pid) if self.sandbox != UNSAFE else (None, None)
+        if agent is not None:
+            _signal(agent, signal.SIGTERM)
+        else:
+            _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         while self.is_alive(input.agent_id) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
+        if init is not None:
+            _signal(init, signal.SIGKILL)  # the namespace's init: every process of the sandbox goes
         if self.is_alive(input.agent_id):
-            _signal_group(pid, signal.SIGKILL)
+            _signal_group(pid, signal.SIGKILL)  # the holder, and with it bwrap (--die-with-parent)
         self._reap(pid)
 
     def _reap(self, pid: int) -> None:
@@ -124,6 +213,13 @@ class LocalLauncher:
                 child.wait(timeout=STOP_GRACE_SECONDS)
             except subprocess.TimeoutExpired:
                 self._children[pid] = child
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -1,5 +1,6 @@
 """The `local` publisher: push the agent's branch into a local bare repository (no pull request)."""
 
+from functools import partial
 from pathlib import Path
 
 from temporalio import activity
@@ -9,17 +10,26 @@ from activities.git_push import BundleError, push_bundle_branch
 from activities.heartbeats import in_thread_with_heartbeats
 from contracts.activity_io import PublishInput, PublishResult
 
+DEFAULT_MAX_BUNDLE_BYTES = 512 * 2**20
+
 
 class LocalGitPublisher:
+    def __init__(self, max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES) -> None:
+        self._max_bundle_bytes = max_bundle_bytes
+
     @activity.defn(name="publish_local")
     async def publish_local(self, input: PublishInput) -> PublishResult:
         spec = input.spec
-        sha = await push_agent_branch(input)
+        sha = await push_agent_branch(input, max_bundle_bytes=self._max_bundle_bytes)
         activity.logger.info("pushed %s at %s to %s", spec.branch, sha, spec.route.repo_url)
         return PublishResult(branch=spec.branch, commit_sha=sha)
 
 
-async def push_agent_branch(input: PublishInput, extra_git_config: dict[str, str] | None = None) -> str:
+async def push_agent_branch(
+    input: PublishInput,
+    extra_git_config: dict[str, str] | None = None,
+    max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES,
+) -> str:
     """Push the bundle's branch to the route's repository; shared by both publishers.
 
     Raises non-retryable errors for what a retry cannot fix: no bundle, or a bundle that is
@@ -42,7 +52,7 @@ async def push_agent_branch(input: PublishInput, extra_git_config: dict[str, str
         )
     try:
         return await in_thread_with_heartbeats(
-            push_bundle_branch,
+            partial(push_bundle_branch, max_bytes=max_bundle_bytes),
             bundle,
             spec.branch,
             spec.route.repo_url,

@@ -17,7 +17,7 @@ from temporalio.exceptions import ApplicationError
 from activities.git_push import basic_auth_header_config
 from activities.heartbeats import in_thread_with_heartbeats
 from activities.pr_text import pr_body, pr_title
-from activities.publish_git import push_agent_branch
+from activities.publish_git import DEFAULT_MAX_BUNDLE_BYTES, push_agent_branch
 from contracts.activity_io import PublishInput, PublishResult
 
 # Retrying cannot fix a bad token, a missing permission or a wrong repository name.
@@ -35,9 +35,15 @@ class _PullRequest:
 
 
 class GithubPublisher:
-    def __init__(self, github_factory: Callable[[], github.Github], token: str) -> None:
+    def __init__(
+        self,
+        github_factory: Callable[[], github.Github],
+        token: str,
+        max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES,
+    ) -> None:
         self._github_factory = github_factory
         self._token = token
+        self._max_bundle_bytes = max_bundle_bytes
 
     @activity.defn(name="publish_github")
     async def publish_github(self, input: PublishInput) -> PublishResult:
@@ -50,7 +56,7 @@ class GithubPublisher:
                 non_retryable=True,
             )
         auth = basic_auth_header_config(self._token) if self._token else None
-        sha = await push_agent_branch(input, auth)
+        sha = await push_agent_branch(input, auth, self._max_bundle_bytes)
         title = pr_title(spec.work)
         body = pr_body(spec.work, spec.job_id, input.result.summary)
         try:

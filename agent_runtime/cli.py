@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from agent_runtime.connection import TlsFiles
 from agent_runtime.job import DEFAULT_REPORT_TIMEOUT, EXIT_RESULT_KEPT, run_job
-from agent_runtime.log_buffer import DEFAULT_MEMORY_BYTES
+from agent_runtime.log_buffer import DEFAULT_MEMORY_BYTES, DEFAULT_SPILL_BYTES
 from agent_runtime.pool import run_pool
 from contracts.pool import AgentRegistration
 
@@ -122,6 +122,14 @@ def run(
             min=1024,
         ),
     ] = DEFAULT_MEMORY_BYTES,
+    log_spill_bytes: Annotated[
+        int,
+        typer.Option(
+            envvar="CONDUCTOR_AGENT_LOG_SPILL_BYTES",
+            help="Unsent log lines kept in the spill file; beyond this they are counted, not kept.",
+            min=4096,
+        ),
+    ] = DEFAULT_SPILL_BYTES,
     tls_ca: TlsCaOption = None,
     tls_cert: TlsCertOption = None,
     tls_key: TlsKeyOption = None,
@@ -133,7 +141,12 @@ def run(
     kept in the workdir, named on stderr).
     """
     tls = _tls_files(tls_ca, tls_cert, tls_key)
-    options = {"report_timeout": report_timeout, "log_memory_bytes": log_memory_bytes, "tls": tls}
+    options = {
+        "report_timeout": report_timeout,
+        "log_memory_bytes": log_memory_bytes,
+        "log_spill_bytes": log_spill_bytes,
+        "tls": tls,
+    }
     if workdir is not None:
         code = run_job(gateway, token, workdir, coding_agent.value, coding_agent_timeout, **options)
     else:

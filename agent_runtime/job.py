@@ -33,7 +33,13 @@ from agent_runtime.connection import (
 )
 from agent_runtime.dag import DagError, DagRunner
 from agent_runtime.job_task import REPO_DIR, task_agent_result, task_spec
-from agent_runtime.log_buffer import AGENT_STREAM, DEFAULT_MEMORY_BYTES, LogBuffer, LogSender
+from agent_runtime.log_buffer import (
+    AGENT_STREAM,
+    DEFAULT_MEMORY_BYTES,
+    DEFAULT_SPILL_BYTES,
+    LogBuffer,
+    LogSender,
+)
 from agent_runtime.task_files import write_task_files
 from contracts.ids import safe_name
 from contracts.jobs import AgentResult, AgentStatus, FailureClass, TaskInstructions
@@ -99,6 +105,7 @@ def run_job(
     connect_timeout: float = 60.0,
     report_timeout: float = DEFAULT_REPORT_TIMEOUT,
     log_memory_bytes: int = DEFAULT_MEMORY_BYTES,
+    log_spill_bytes: int = DEFAULT_SPILL_BYTES,
     tls: TlsFiles | None = None,
 ) -> int:
     """Run the job the token names; 0 once the result (success or failure) is reported."""
@@ -109,7 +116,7 @@ def run_job(
         except GatewayError as err:
             return _gateway_exit(err)
         job_dir = _fresh_job_dir(workdir, hello)
-        logs = LogBuffer(job_dir / "log-spill.pickle", log_memory_bytes)
+        logs = LogBuffer(job_dir / "log-spill.pickle", log_memory_bytes, log_spill_bytes)
         sender = LogSender(logs, conn.append_logs)
         sender.start()
         handler = _LogHandler(logs)

@@ -1,7 +1,9 @@
 """The agent's sequenced log: every line numbered, kept until the conductor acks it, sent in order.
 
 `LogBuffer` keeps unacked lines in memory up to a bound and past it in a spill file on disk, so an agent
-cut off from its conductor for a long time keeps every line without growing its memory. `LogSender` is
+cut off from its conductor for a long time keeps every line without growing its memory. The spill file
+is bounded too: past it, lines are counted, not kept (and take no seq, so the log has no gap), and
+one line saying how many were dropped is logged as soon as there is room again, or at the end. `LogSender` is
 the thread that sends the oldest lines in batches and retries with exponential backoff while the gateway
 is unreachable; a line leaves the buffer only once the conductor acked it.
 """
@@ -22,6 +24,7 @@ log = logging.getLogger(__name__)
 
 AGENT_STREAM = "agent"
 DEFAULT_MEMORY_BYTES = 8 * 1024 * 1024
+DEFAULT_SPILL_BYTES = 512 * 1024 * 1024
 # Per batch: well under gRPC's 4 MiB message limit, large enough that a flood is a few calls a second.
 BATCH_LINES = 5000
 BATCH_BYTES = 1024 * 1024
@@ -47,7 +50,12 @@ class LogBuffer:
     memory, then the file; memory is refilled from the file's front as acks free it.
     """
 
-    def __init__(self, spill_path: Path, memory_bytes: int = DEFAULT_MEMORY_BYTES) -> None:
+    def __init__(
+        self,
+        spill_path: Path,
+        memory_bytes: int = DEFAULT_MEMORY_BYTES,
+        spill_bytes: int = DEFAULT_SPILL_BYTES,
+    ) -> None:
         self._cond = threading.Condition()
         self._memory: deque[Line] = deque()
         self.memory_bytes = 0
@@ -60,13 +68,36 @@ class LogBuffer:
         self.last_seq = 0
         self.final_seq = 0  # set by close(): the seq of the attempt's last line
         self.spilled_total = 0
+        self._spill_bound = spill_bytes
+        self.dropped = 0  # lines past the spill bound not yet told about
+        self.dropped_total = 0
 
     def append(self, step: str, stream: str, text: str) -> int:
-        """Number the line and keep it; returns its seq."""
+        """Number the line and keep it; returns its seq (0: dropped, the spill file is full)."""
         with self._cond:
             if self.final_seq:
                 raise RuntimeError("the log is closed")
+            if self._spill_full(len(text) + len(step)):
+                self.dropped += 1
+                self.dropped_total += 1
+                return 0
+            if self.dropped and not self._spill_full(200):
+                self._append("", AGENT_STREAM, self._dropped_text())
             return self._append(step, stream, text)
+
+    def _spill_full(self, size: int) -> bool:
+        if not self._spilled and self.memory_bytes + size + _LINE_OVERHEAD <= self._bound:
+            return False  # goes to memory
+        written = self._spill_out.tell() if self._spill_out is not None else 0
+        return written + size + _LINE_OVERHEAD > self._spill_bound
+
+    def _dropped_text(self) -> str:
+        text = (
+            f"{self.dropped} log line(s) dropped: the unsent log reached the spill file's limit of "
+            f"{self._spill_bound} bytes (CONDUCTOR_AGENT_LOG_SPILL_BYTES) while the conductor was away"
+        )
+        self.dropped = 0
+        return text
 
     def _append(self, step: str, stream: str, text: str) -> int:
         self.last_seq += 1
@@ -82,6 +113,8 @@ class LogBuffer:
     def close(self, final_text: str) -> int:
         """Append the attempt's last line (the log's end marker); no line can follow it."""
         with self._cond:
+            if self.dropped:  # told even if it overruns the bound by one line
+                self._append("", AGENT_STREAM, self._dropped_text())
             self.final_seq = self._append("", AGENT_STREAM, final_text)
             return self.final_seq
 

@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     ecs_subnets: Annotated[list[str], NoDecode] = []
     ecs_security_groups: Annotated[list[str], NoDecode] = []
     ecs_assign_public_ip: bool = False
+    # The local launcher runs every agent in bubblewrap (activities/sandbox.py) and refuses to start without
+    # it. `unsafe`, for development only: agents run as plain subprocesses that can read what the conductor
+    # can (its state directory, its environment, every job); the logs and each job's history say so.
+    sandbox: Literal["bwrap", "unsafe"] = "bwrap"
     # The coding agent the per-job agent runs: the deterministic built-in `demo`, or `codex`.
     coding_agent: Literal["demo", "codex"] = "demo"
     coding_agent_timeout_seconds: int = 1500
@@ -138,6 +142,20 @@ class Settings(BaseSettings):
     logs_dir: str = ""
     logs_s3_bucket: str = ""
     logs_s3_prefix: str = "logs/"
+
+    # Bounds on what agents and clients send (README "Limits"); each refusal names its setting.
+    # One attempt's stored log; lines past it are counted, not stored.
+    max_log_bytes_per_attempt: int = Field(default=256 * 2**20, gt=0)
+    # One uploaded git bundle (the agent's work); refused past it, before `git bundle verify`.
+    max_bundle_bytes: int = Field(default=512 * 2**20, gt=0)
+    # One gRPC message received by the gateway (RESOURCE_EXHAUSTED past it); bundles come in chunks.
+    grpc_max_receive_bytes: int = Field(default=4 * 2**20, gt=0)
+    # One HTTP request body on the REST API, checked before it is parsed or authenticated (413 past it).
+    rest_max_body_bytes: int = Field(default=1 * 2**20, gt=0)
+    # The per-job agent's spill file of unsent log lines (while the gateway is away); past it, counted.
+    agent_log_spill_bytes: int = Field(default=512 * 2**20, ge=4096)
+    # The result's summary and each output tail, as stored and carried in workflow history (cut past it).
+    max_result_text_chars: int = Field(default=16_000, gt=0)
 
     @field_validator("ecs_subnets", "ecs_security_groups", mode="before")
     @classmethod

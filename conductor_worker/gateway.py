@@ -25,6 +25,8 @@ from contracts.logs import LogLine
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
+# A git ref name or object id; anything longer is not one.
+_MAX_NAME_CHARS = 255
 
 CHUNK_SIZE = 256 * 1024
 _LOG_LINES = TypeAdapter(list[LogLine])
@@ -122,9 +124,11 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
                     if message.HasField("bundle_chunk"):
                         if result_msg is not None:
                             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "bundle after result")
+                        size += len(message.bundle_chunk)
+                        if size > self._settings.max_bundle_bytes:
+                            await self._refuse_bundle(context, job, existing)
                         tmp.write(message.bundle_chunk)
                         digest.update(message.bundle_chunk)
-                        size += len(message.bundle_chunk)
                     elif message.HasField("result"):
                         result_msg = message.result
             if result_msg is None:
@@ -136,7 +140,9 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
                 await context.abort(grpc.StatusCode.DATA_LOSS, "bundle sha256 does not match")
             if size:
                 os.replace(tmp_name, job.bundle_path)
-            result = _result_from_proto(result_msg, job, has_bundle=bool(size))
+            result = _result_from_proto(
+                result_msg, job, has_bundle=bool(size), max_chars=self._settings.max_result_text_chars
+            )
         finally:
             if os.path.exists(tmp_name):
                 os.unlink(tmp_name)
@@ -152,13 +158,29 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         )
         return agent_pb2.UploadResultResponse(accepted=True, bundle_size=size)
 
+    async def _refuse_bundle(self, context, job: JobAttemptDir, existing: AgentResult | None) -> None:
+        """Past the limit nothing more is read: the attempt fails with the reason, the agent is told."""
+        limit = self._settings.max_bundle_bytes
+        reason = f"bundle refused: larger than the limit of {limit} bytes (CONDUCTOR_MAX_BUNDLE_BYTES)"
+        if existing is None:
+            job.store_result(
+                AgentResult(status=AgentStatus.FAILED, summary=reason, failure_class=FailureClass.SCRIPT)
+            )
+        log.warning("%s attempt %d: %s", job.job_id, job.attempt, reason)
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, reason)
+
 
 def _step_states(steps) -> dict[str, str]:
     return {step.name: step.status for step in steps}
 
 
-def _result_from_proto(msg: agent_pb2.AgentResult, job: JobAttemptDir, has_bundle: bool) -> AgentResult:
-    """Protobuf stays at this edge: the rest of the conductor sees the contract."""
+def _result_from_proto(
+    msg: agent_pb2.AgentResult, job: JobAttemptDir, has_bundle: bool, max_chars: int
+) -> AgentResult:
+    """Protobuf stays at this edge: the rest of the conductor sees the contract.
+
+    The texts go into workflow history and pull requests: each is cut to `max_chars`, saying so.
+    """
     try:
         status = AgentStatus(msg.status)
     except ValueError:
@@ -170,21 +192,30 @@ def _result_from_proto(msg: agent_pb2.AgentResult, job: JobAttemptDir, has_bundl
     return AgentResult(
         status=status,
         exit_code=msg.exit_code,
-        stdout_tail=msg.stdout_tail,
-        stderr_tail=msg.stderr_tail,
-        summary=msg.summary,
+        stdout_tail=_cut(msg.stdout_tail, max_chars, keep_end=True),
+        stderr_tail=_cut(msg.stderr_tail, max_chars, keep_end=True),
+        summary=_cut(msg.summary, max_chars),
         failure_class=failure_class,
-        branch=msg.branch,
-        commit_sha=msg.commit_sha,
+        branch=msg.branch[:_MAX_NAME_CHARS],
+        commit_sha=msg.commit_sha[:_MAX_NAME_CHARS],
         duration_seconds=msg.duration_seconds,
         bundle_path=str(job.bundle_path.resolve()) if has_bundle else "",
         bundle_sha256=sha256_file(job.bundle_path) if has_bundle else "",
     )
 
 
+def _cut(text: str, max_chars: int, keep_end: bool = False) -> str:
+    if len(text) <= max_chars:
+        return text
+    note = f"[cut to {max_chars} characters: CONDUCTOR_MAX_RESULT_TEXT_CHARS]"
+    return f"{note}\n{text[-max_chars:]}" if keep_end else f"{text[:max_chars]}\n{note}"
+
+
 async def start_gateway(settings: Settings) -> tuple[grpc.aio.Server, int]:
     """Start the gRPC gateway with health checking; returns the server and its bound port."""
-    server = grpc.aio.server()
+    # Past this a message is refused with RESOURCE_EXHAUSTED before it is parsed (bundles come in chunks).
+    limit = settings.grpc_max_receive_bytes
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit)])
     agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentGateway(settings), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

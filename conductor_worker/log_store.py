@@ -5,6 +5,10 @@ A store only ever appends the line that comes next (seq = stored + 1): a re-sent
 a batch that skips ahead is stored up to the gap, so the ack (`append`'s return) tells the agent exactly
 where to resume. An attempt's log is complete once the agent's final batch is stored.
 
+Each attempt's stored log is bounded (`max_bytes`, CONDUCTOR_MAX_LOG_BYTES_PER_ATTEMPT): the lines past
+the limit are acknowledged, so the agent moves on, and counted, not stored; `dropped()` says how many,
+and the job's tail and `conductor logs` end with a line saying so.
+
 Two implementations: a local directory (the default) and S3 (for conductors on several machines).
 """
 
@@ -17,11 +21,52 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO
 
+from pydantic import BaseModel
+
 from conductor_worker.config import Settings
+from conductor_worker.job_store import write_atomic
 from contracts.ids import safe_name
 from contracts.logs import LogLine
 
 _BLOCK = 64 * 1024
+DEFAULT_MAX_BYTES = 256 * 2**20
+
+
+class Dropped(BaseModel):
+    """The lines of an attempt past the store's limit: how many, and the seq the count runs through."""
+
+    count: int = 0
+    through_seq: int = 0
+    limit_bytes: int = 0
+
+
+def split_at_limit(
+    new: list[LogLine], used_bytes: int, limit: int, dropped: Dropped
+) -> tuple[bytes, list[LogLine], Dropped]:
+    """(the serialized lines that fit, those lines, the updated drop count); once over, all are dropped."""
+    kept: list[bytes] = []
+    stored: list[LogLine] = []
+    for line in new:
+        data = line.__pydantic_serializer__.to_json(line) + b"\n"
+        if dropped.count == 0 and used_bytes + len(data) <= limit:
+            kept.append(data)
+            stored.append(line)
+            used_bytes += len(data)
+        else:
+            dropped = Dropped(count=dropped.count + 1, through_seq=line.seq, limit_bytes=limit)
+    return b"".join(kept), stored, dropped
+
+
+def dropped_note(dropped: Dropped) -> LogLine:
+    """The line a log past its limit ends with, in the job's tail and in `conductor logs`."""
+    return LogLine(
+        seq=dropped.through_seq,
+        stream="conductor",
+        text=(
+            f"{dropped.count} more line(s) were counted, not stored: this attempt's log reached its "
+            f"limit of {dropped.limit_bytes} bytes (CONDUCTOR_MAX_LOG_BYTES_PER_ATTEMPT)"
+        ),
+    )
 
 
 def lines_to_store(lines: Iterable[LogLine], stored_through: int) -> list[LogLine]:
@@ -65,12 +110,18 @@ class LogStore(ABC):
     @abstractmethod
     def _last_lines(self, job_id: str, attempt: int, n: int) -> list[LogLine]: ...
 
+    @abstractmethod
+    def dropped(self, job_id: str, attempt: int) -> Dropped:
+        """The attempt's lines past the limit (count 0: none)."""
+
     def tail(self, job_id: str, n: int) -> list[LogLine]:
-        """The last `n` lines of the job's latest attempt (for the job's `status`)."""
+        """The last `n` lines of the job's latest attempt (for the job's `status`), with the drop note."""
         attempts = self.attempts(job_id)
         if not attempts or n <= 0:
             return []
-        return self._last_lines(job_id, attempts[-1], n)
+        lines = self._last_lines(job_id, attempts[-1], n)
+        dropped = self.dropped(job_id, attempts[-1])
+        return (lines + [dropped_note(dropped)])[-n:] if dropped.count else lines
 
 
 class LocalLogStore(LogStore):
@@ -80,8 +131,9 @@ class LocalLogStore(LogStore):
     a conductor crash, and two processes serving one state dir (a deploy's hand-over) don't interleave.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.root = root
+        self.max_bytes = max_bytes
         # (job, attempt) -> (seq, byte offset after it): `conductor logs --follow` reads on from there.
         self._cursors: dict[tuple[str, int], tuple[int, int]] = {}
 
@@ -91,17 +143,31 @@ class LocalLogStore(LogStore):
     def _complete_path(self, job_id: str, attempt: int) -> Path:
         return self.path(job_id, attempt).with_suffix(".complete")
 
+    def _dropped_path(self, job_id: str, attempt: int) -> Path:
+        return self.path(job_id, attempt).with_suffix(".dropped")
+
+    def dropped(self, job_id: str, attempt: int) -> Dropped:
+        try:
+            return Dropped.model_validate_json(self._dropped_path(job_id, attempt).read_bytes())
+        except FileNotFoundError:
+            return Dropped()
+
     def append(self, job_id: str, attempt: int, lines: Sequence[LogLine], final: bool = False) -> int:
         path = self.path(job_id, attempt)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a+b") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
-            stored = _last_seq(f)
+            dropped = self.dropped(job_id, attempt)
+            stored = max(_last_seq(f), dropped.through_seq)
             new = lines_to_store(lines, stored)
-            if new:
-                f.write(_jsonl(new))
+            data, kept, now_dropped = split_at_limit(new, f.seek(0, os.SEEK_END), self.max_bytes, dropped)
+            if kept:
+                f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
+            if now_dropped != dropped:
+                write_atomic(self._dropped_path(job_id, attempt), now_dropped.model_dump_json().encode())
+            if new:
                 stored = new[-1].seq
         if final and lines and stored >= max(line.seq for line in lines):
             self._complete_path(job_id, attempt).write_text(f"{stored}\n")
@@ -198,11 +264,15 @@ class S3LogStore(LogStore):
     line twice.
     """
 
-    def __init__(self, s3, bucket: str, prefix: str = "logs/") -> None:
+    def __init__(self, s3, bucket: str, prefix: str = "logs/", max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self._s3 = s3
         self._bucket = bucket
         self._prefix = prefix
+        self.max_bytes = max_bytes
         self._stored: dict[tuple[str, int], int] = {}
+        # (job, attempt) -> bytes stored and lines dropped; re-read whenever the position is re-listed.
+        self._bytes: dict[tuple[str, int], int] = {}
+        self._dropped: dict[tuple[str, int], Dropped] = {}
         self._locks: dict[tuple[str, int], threading.Lock] = {}
         self._locks_lock = threading.Lock()
 
@@ -211,6 +281,9 @@ class S3LogStore(LogStore):
 
     def _chunks(self, job_id: str, attempt: int) -> list[tuple[int, int, str]]:
         """(first seq, last seq, key) of every stored batch, in seq order."""
+        return [chunk[:3] for chunk in self._sized_chunks(job_id, attempt)]
+
+    def _sized_chunks(self, job_id: str, attempt: int) -> list[tuple[int, int, str, int]]:
         prefix = self._attempt_prefix(job_id, attempt)
         chunks = []
         for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self._bucket, Prefix=prefix):
@@ -218,8 +291,17 @@ class S3LogStore(LogStore):
                 name = item["Key"][len(prefix) :]
                 if name.endswith(".jsonl"):
                     first, _, last = name.removesuffix(".jsonl").partition("-")
-                    chunks.append((int(first), int(last), item["Key"]))
+                    chunks.append((int(first), int(last), item["Key"], int(item["Size"])))
         return sorted(chunks)
+
+    def dropped(self, job_id: str, attempt: int) -> Dropped:
+        key = self._attempt_prefix(job_id, attempt) + "dropped.json"
+        try:
+            return Dropped.model_validate_json(
+                self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+            )
+        except self._s3.exceptions.NoSuchKey:
+            return Dropped()
 
     def append(self, job_id: str, attempt: int, lines: Sequence[LogLine], final: bool = False) -> int:
         key = (job_id, attempt)
@@ -228,13 +310,27 @@ class S3LogStore(LogStore):
         with lock:
             stored = self._stored.get(key)
             if stored is None or (lines and min(line.seq for line in lines) != stored + 1):
-                stored = max((last for _, last, _ in self._chunks(job_id, attempt)), default=0)
+                chunks = self._sized_chunks(job_id, attempt)
+                self._bytes[key] = sum(size for *_, size in chunks)
+                self._dropped[key] = self.dropped(job_id, attempt)
+                stored = max(max((c[1] for c in chunks), default=0), self._dropped[key].through_seq)
             new = lines_to_store(lines, stored)
-            if new:
-                name = f"{new[0].seq:012d}-{new[-1].seq:012d}.jsonl"
+            dropped = self._dropped.get(key, Dropped())
+            data, kept, now_dropped = split_at_limit(new, self._bytes.get(key, 0), self.max_bytes, dropped)
+            if kept:
+                name = f"{kept[0].seq:012d}-{kept[-1].seq:012d}.jsonl"
                 self._s3.put_object(
-                    Bucket=self._bucket, Key=self._attempt_prefix(job_id, attempt) + name, Body=_jsonl(new)
+                    Bucket=self._bucket, Key=self._attempt_prefix(job_id, attempt) + name, Body=data
                 )
+                self._bytes[key] = self._bytes.get(key, 0) + len(data)
+            if now_dropped != dropped:
+                self._s3.put_object(
+                    Bucket=self._bucket,
+                    Key=self._attempt_prefix(job_id, attempt) + "dropped.json",
+                    Body=now_dropped.model_dump_json().encode(),
+                )
+                self._dropped[key] = now_dropped
+            if new:
                 stored = new[-1].seq
             self._stored[key] = stored
         if final and lines and stored >= max(line.seq for line in lines):
@@ -296,5 +392,7 @@ def open_log_store(settings: Settings) -> LogStore:
         s3 = boto3.client(
             "s3", region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url or None
         )
-        return S3LogStore(s3, settings.logs_s3_bucket, settings.logs_s3_prefix)
-    return LocalLogStore(settings.logs_path)
+        return S3LogStore(
+            s3, settings.logs_s3_bucket, settings.logs_s3_prefix, settings.max_log_bytes_per_attempt
+        )
+    return LocalLogStore(settings.logs_path, settings.max_log_bytes_per_attempt)

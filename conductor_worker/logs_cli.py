@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from conductor_worker.config import Settings
-from conductor_worker.log_store import LogStore, open_log_store
+from conductor_worker.log_store import LogStore, dropped_note, open_log_store
 
 FOLLOW_POLL_SECONDS = 0.5
 
@@ -47,6 +47,9 @@ def print_log(
             echo(line.render())
             after = line.seq
         if complete or not follow:
+            dropped = store.dropped(job_id, attempt)
+            if dropped.count:
+                echo(dropped_note(dropped).render(), err=True)
             return 0
         if newer:
             # The job relaunched its agent: the earlier one is gone and its log ends here.

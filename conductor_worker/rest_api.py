@@ -28,6 +28,7 @@ from temporalio.client import Client
 from temporalio.exceptions import TemporalError
 from temporalio.service import RPCError
 
+from conductor_worker.body_limit import BodyLimit
 from conductor_worker.config import Settings
 from conductor_worker.pool_calls import PoolCallError, PoolCalls
 from conductor_worker.tls import tls_enabled, uvicorn_ssl_options
@@ -47,16 +48,26 @@ log = logging.getLogger(__name__)
 # In-flight requests (a report on its way to Temporal) get this long when the drain stops the server.
 GRACEFUL_SECONDS = 5
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
+DEFAULT_MAX_BODY_BYTES = 2**20
+_MAX_ERRORS_SHOWN = 5
 
 Bearer = Annotated[HTTPAuthorizationCredentials | None, Security(HTTPBearer(auto_error=False))]
 
 
-def build_app(calls: PoolCalls, signing_secret: bytes, join_token: str, token_ttl_seconds: int) -> FastAPI:
+def build_app(
+    calls: PoolCalls,
+    signing_secret: bytes,
+    join_token: str,
+    token_ttl_seconds: int,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> FastAPI:
     app = FastAPI(
         title="Agent Conductor pool API",
         version="1",
         summary="Seed 003: pool agents register, poll for script tasks and report their results.",
     )
+    # Outermost: a body over the limit is refused (413) before it is parsed or its token checked.
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
 
     def agent(credentials: Bearer) -> AgentTokenClaims:
         if credentials is None:
@@ -125,7 +136,8 @@ def build_app(calls: PoolCalls, signing_secret: bytes, join_token: str, token_tt
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         # One readable line next to FastAPI's usual list, e.g. "body.status: Input should be 'running', …".
-        errors = exc.errors()
+        # At most a few errors, each without the offending input: a refusal never echoes a large body.
+        errors = [{k: v for k, v in e.items() if k != "input"} for e in exc.errors()[:_MAX_ERRORS_SHOWN]]
         message = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors)
         return JSONResponse(
             status_code=422,
@@ -172,6 +184,7 @@ async def start_rest_api(client: Client, settings: Settings) -> RestServer:
         settings.signing_secret(),
         settings.pool_join_token.get_secret_value(),
         settings.token_ttl_seconds,
+        settings.rest_max_body_bytes,
     )
     # Bound here so `:0` works and a taken port fails the conductor's start, not a background task.
     sock = socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET)

@@ -93,7 +93,9 @@ def build_activities(client: Client, settings: Settings, task_queue: str) -> lis
         progress_sink=relay_progress,
         log_tail=logs.tail,
     )
-    github_publisher = GithubPublisher(github_factory(settings), settings.github_token.get_secret_value())
+    github_publisher = GithubPublisher(
+        github_factory(settings), settings.github_token.get_secret_value(), settings.max_bundle_bytes
+    )
     return [
         *operations_activities(client, settings, task_queue),
         TaskFileStager(settings.jobs_dir).stage_task_files,
@@ -101,7 +103,7 @@ def build_activities(client: Client, settings: Settings, task_queue: str) -> lis
         launcher.launch_agent,
         launcher.stop_agent,
         watcher.await_agent_result,
-        LocalGitPublisher().publish_local,
+        LocalGitPublisher(settings.max_bundle_bytes).publish_local,
         github_publisher.publish_github,
     ]
 

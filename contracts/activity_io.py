@@ -47,6 +47,8 @@ class LaunchAgentResult(BaseModel):
     # Launcher-specific handle: a pid for `local`, a task ARN for `fargate`.
     agent_id: str
     launcher: str
+    # The local launcher's sandbox (`bwrap`, or `unsafe` when the operator turned it off); empty elsewhere.
+    sandbox: str = ""
 
 
 class AwaitAgentInput(BaseModel):

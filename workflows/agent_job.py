@@ -284,6 +284,8 @@ class AgentJobWorkflow:
             **self._short(),
         )
         self._agent_id = agent.agent_id
+        if agent.sandbox == "unsafe":
+            self._log(f"UNSANDBOXED agent {agent.agent_id}: CONDUCTOR_SANDBOX=unsafe")
         try:
             self._set_state(JobState.RUNNING)
             return await self._await_result(spec, agent)

@@ -1,6 +1,6 @@
 """Safe shutdown on real parts: 20 jobs running, drain (SIGTERM or the flag file), a new conductor ends them.
 
-Agents run a fake `codex` that takes a few seconds, so all 20 are mid-job when the drain starts.
+Agents run a fake `codex` that works until the test releases it, so all 20 are mid-job when the drain starts.
 """
 
 import asyncio
@@ -25,12 +25,17 @@ from tests.scale_helpers import conductor_process, scale_settings, send_all
 
 JOBS = 20
 EXTRA = 3
-CODEX_SECONDS = 10
+RELEASE_WAIT_SECONDS = 150
 DRAIN_TIMEOUT = 20
 
+# Stands in for `codex exec`: works until the test drops `release` beside it (its directory is bound
+# into the agent's sandbox read-only, so the agent sees the file appear), so every job is still running
+# when the drain starts however long 20 launches take on busy cores.
 FAKE_CODEX = f"""#!/bin/sh
-# Stands in for `codex exec`: slow enough that every job is still running when the drain starts.
-sleep {CODEX_SECONDS}
+waited=0
+while [ ! -e "$(dirname "$0")/release" ] && [ $waited -lt {RELEASE_WAIT_SECONDS * 2} ]; do
+  sleep 0.5; waited=$((waited + 1))
+done
 echo "changed by the fake codex" > FAKE_CODEX.md
 echo "fake codex: wrote FAKE_CODEX.md"
 """
@@ -66,6 +71,24 @@ async def retried_after(client, key: str) -> list[str]:
         started.last_failure.application_failure_info.type
         for started in (e.activity_task_started_event_attributes for e in history.events)
         if started.attempt > 1
+    ]
+
+
+async def retries(client, key: str) -> list[str]:
+    """Which activities were retried after what, for a failure message."""
+    history = await client.get_workflow_handle(ticket_job_id("jira", key)).fetch_history()
+    scheduled = {
+        e.event_id: e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    }
+    return [
+        f"{key}: {scheduled.get(e.activity_task_started_event_attributes.scheduled_event_id)} attempt "
+        f"{e.activity_task_started_event_attributes.attempt} after "
+        f"{e.activity_task_started_event_attributes.last_failure.message!r}"
+        for e in history.events
+        if e.HasField("activity_task_started_event_attributes")
+        and e.activity_task_started_event_attributes.attempt > 1
     ]
 
 
@@ -121,6 +144,7 @@ async def test_drain_hands_running_jobs_to_the_next_conductor(
 
         if trigger == "flag_file":
             flag.write_text("false\n")  # as the deploy does before it starts the new version
+        (tmp_path / "fake-bin" / "release").touch()  # the agents finish while no conductor runs
         second = conductor_process(settings, port, log)
         await wait_for(lambda: _gone(ready), timeout=30)
         results = await asyncio.gather(*(ticket_result(client, key, timeout=180) for key in keys + extras))
@@ -148,7 +172,7 @@ async def test_drain_hands_running_jobs_to_the_next_conductor(
     assert agent_ids(settings.state_dir, keys) == launched  # no job was relaunched by the new conductor
     # Each running job's watcher was handed over once, by a retry after `ConductorDraining`.
     for key in keys:
-        assert await retried_after(client, key) == ["ConductorDraining"], key
+        assert await retried_after(client, key) == ["ConductorDraining"], await retries(client, key)
     assert [r.commit_sha for r in results] == [
         git("rev-parse", f"refs/heads/conductor/{key}", cwd=sample_remote) for key in keys + extras
     ]

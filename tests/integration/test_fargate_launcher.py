@@ -111,6 +111,7 @@ async def test_the_task_gets_the_agent_command_and_only_the_agent_environment(
         "CONDUCTOR_AGENT_TOKEN",
         "CONDUCTOR_AGENT_CODING_AGENT",
         "CONDUCTOR_AGENT_CODING_AGENT_TIMEOUT",
+        "CONDUCTOR_AGENT_LOG_SPILL_BYTES",
     }
     assert env["CONDUCTOR_AGENT_GATEWAY"] == "conductor.internal:50051"
     claims = verify_token(fargate_settings.signing_secret(), env["CONDUCTOR_AGENT_TOKEN"])

@@ -40,6 +40,7 @@ async def test_live_agent_environment_holds_no_credentials(settings, monkeypatch
             "CONDUCTOR_AGENT_WORKDIR",
             "CONDUCTOR_AGENT_CODING_AGENT",
             "CONDUCTOR_AGENT_CODING_AGENT_TIMEOUT",
+            "CONDUCTOR_AGENT_LOG_SPILL_BYTES",
         }
         # A retried launch of the same attempt finds the live agent instead of starting another.
         again = await env.run(launcher.launch_agent, LaunchAgentInput(job_id="job/t/ENG-1", attempt=1))

@@ -18,13 +18,13 @@ from tests.integration.test_agent_relaunch import start_ticket
 from tests.jira_standin import JiraStandin
 from tests.operator_cli import cli_model, run_readme_command
 
-# A coding agent that works for a long time on its first run only, so there is a job to cancel and
-# a retry that then succeeds.
+# A coding agent that works for a long time on its first attempt only (it marks its work directory, the
+# place a sandboxed agent writes that the test reads), so there is a job to cancel and a retry that then
+# succeeds.
 SLOW_ONCE = """#!/bin/sh
-if [ ! -e "{marker}" ]; then
-  touch "{marker}"
-  sleep 120
-fi
+case "$HOME" in
+  */attempt-1/*) touch "$HOME/first-run-started"; sleep 120 ;;
+esac
 echo "changed by the stand-in coding agent" > codex-change.txt
 echo "stand-in codex: done"
 """
@@ -32,7 +32,7 @@ echo "stand-in codex: done"
 
 @pytest.fixture
 def slow_first_codex(tmp_path, monkeypatch) -> None:
-    install_fake_codex(tmp_path / "bin", SLOW_ONCE.format(marker=tmp_path / "first-run-started"), monkeypatch)
+    install_fake_codex(tmp_path / "bin", SLOW_ONCE, monkeypatch)
 
 
 @pytest.fixture
@@ -90,7 +90,8 @@ async def test_cancel_then_retry_with_the_readme_commands(
     status = await wait_for(running, timeout=60)
     assert status.attempt == 1 and status.claim_workflow_id == claim_workflow_id(str(sample_remote))
     pid = agent_pid(settings, job_id, 1)
-    await wait_for(lambda: _exists(tmp_path / "first-run-started"), timeout=60)  # the coding agent works
+    first_attempt = settings.jobs_dir / safe_name(job_id) / "attempt-1"
+    await wait_for(lambda: _any(first_attempt.glob("workdir-*/first-run-started")), timeout=60)  # it works
     assert is_running(pid)
 
     ack = cli_model(SteerAck, await run_readme_command(r"--name steer", address(env), job_id=job_id))
@@ -182,5 +183,5 @@ async def test_retry_and_cancel_of_a_finished_job_change_nothing(
     assert (await status_by_cli(env, job_id)).state == JobState.SUCCEEDED
 
 
-async def _exists(path: Path) -> bool:
-    return path.exists()
+async def _any(paths) -> bool:
+    return any(True for _ in paths)

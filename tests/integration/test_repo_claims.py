@@ -9,7 +9,7 @@ import pytest
 from temporalio.client import WorkflowFailureError
 
 from contracts.claims import RepoClaimState, claim_workflow_id
-from contracts.ids import ticket_job_id
+from contracts.ids import safe_name, ticket_job_id
 from contracts.jobs import JobState
 from contracts.policies import JobPolicy
 from tests.helpers import fresh_key, install_fake_codex, is_running, ticket_result, wait_for
@@ -19,27 +19,31 @@ from tests.operator_cli import cli_model, query_result, run_readme_command
 from workflows.agent_job import AgentJobWorkflow
 from workflows.repo_claim import RepoClaimWorkflow
 
-# Each run logs its start and end (epoch seconds) so the test can check that runs never overlap.
-# In `first` mode the first run of all misbehaves (sleeps or fails); every later run works for 1 s.
+# Each run logs its start and end (epoch seconds) in its work directory, the one place a sandboxed agent
+# writes that the test can read, so the test can check that runs never overlap. In `fail` and `slow` mode
+# the first job's first attempt misbehaves (fails, or sleeps and marks it started); every other run works
+# for 1 s.
 CODEX = """#!/bin/sh
-now() {{ python3 -c 'import time; print(time.time())'; }}
-echo "start $(basename "$PWD") $(now)" >> "{log}"
-if [ "{mode}" != "none" ] && mkdir "{first}" 2>/dev/null; then
-  if [ "{mode}" = "fail" ]; then echo "first run fails" >&2; exit 3; fi
-  sleep 60
-fi
+echo "start $(basename "$PWD") $(date +%s.%N)" >> "$HOME/runs.log"
+case "$HOME" in
+  *_{first_key}/attempt-1/*)
+    if [ "{mode}" = "fail" ]; then echo "first run fails" >&2; exit 3; fi
+    if [ "{mode}" = "slow" ]; then touch "$HOME/first-run"; sleep 60; fi ;;
+esac
 sleep 1
 echo "changed by the stand-in coding agent" > codex-change.txt
-echo "end $(basename "$PWD") $(now)" >> "{log}"
+echo "end $(basename "$PWD") $(date +%s.%N)" >> "$HOME/runs.log"
 """
 
 
-def install_codex(tmp_path: Path, monkeypatch, mode: str) -> Path:
-    log = tmp_path / "runs.log"
-    install_fake_codex(
-        tmp_path / "bin", CODEX.format(log=log, mode=mode, first=tmp_path / "first-run"), monkeypatch
-    )
-    return log
+def install_codex(tmp_path: Path, monkeypatch, mode: str, first_key: str = "") -> None:
+    install_fake_codex(tmp_path / "bin", CODEX.format(mode=mode, first_key=first_key), monkeypatch)
+
+
+def run_log(settings) -> list[list[str]]:
+    """Every run's start and end lines, from every job's work directories."""
+    logs = sorted(settings.jobs_dir.glob("*/attempt-*/workdir-*/runs.log"))
+    return [line.split() for log in logs for line in log.read_text().splitlines()]
 
 
 @pytest.fixture
@@ -66,7 +70,7 @@ async def job_state(client, key: str) -> JobState | None:
 async def test_six_jobs_on_one_repository_run_one_at_a_time_in_order(
     client, env, one_at_a_time, start_conductor, sample_remote, tmp_path, monkeypatch
 ):
-    log = install_codex(tmp_path, monkeypatch, mode="none")
+    install_codex(tmp_path, monkeypatch, mode="none")
     await start_conductor(one_at_a_time)
     keys = [fresh_key() for _ in range(6)]
     jobs = [ticket_job_id("jira", key) for key in keys]
@@ -94,7 +98,7 @@ async def test_six_jobs_on_one_repository_run_one_at_a_time_in_order(
 
     results = await asyncio.gather(*(ticket_result(client, key) for key in keys))
     assert all(result.state == JobState.SUCCEEDED for result in results)
-    runs = [line.split() for line in log.read_text().splitlines()]
+    runs = run_log(one_at_a_time)
     starts = [(float(at), workdir) for kind, workdir, at in runs if kind == "start"]
     ends = sorted(float(at) for kind, _, at in runs if kind == "end")
     assert len(starts) == len(ends) == 6
@@ -116,14 +120,14 @@ async def _running_since(client, job_id: str) -> str:
 async def test_the_claim_is_released_when_a_job_ends_badly(
     client, one_at_a_time, start_conductor, sample_remote, tmp_path, monkeypatch, exit_path
 ):
-    install_codex(tmp_path, monkeypatch, mode="fail" if exit_path == "failure" else "slow")
+    first, second = fresh_key(), fresh_key()
+    install_codex(tmp_path, monkeypatch, mode="fail" if exit_path == "failure" else "slow", first_key=first)
     policy = {
         "crash": JobPolicy(retry_window_seconds=0, max_agent_attempts=1),
         "timeout": JobPolicy(retry_window_seconds=0, agent_timeout_seconds=8),
     }.get(exit_path, JobPolicy(retry_window_seconds=0))
     settings = one_at_a_time.model_copy(update={"ticket_policy": policy})
     await start_conductor(settings)
-    first, second = fresh_key(), fresh_key()
     await start_ticket(client, settings, first)
     await wait_for(lambda: _in_state(client, first, JobState.RUNNING), timeout=60)
     await start_ticket(client, settings, second)
@@ -132,7 +136,7 @@ async def test_the_claim_is_released_when_a_job_ends_badly(
 
     first_job = client.get_workflow_handle(ticket_job_id("jira", first))
     if exit_path == "crash":
-        await wait_for(lambda: _first_run_started(tmp_path), timeout=60)
+        await wait_for(lambda: _first_run_started(settings, first), timeout=60)
         os.killpg(agent_pid(settings, first_job.id, 1), signal.SIGKILL)
     elif exit_path == "cancel":
         await first_job.signal(AgentJobWorkflow.cancel)
@@ -151,5 +155,6 @@ async def _in_state(client, key: str, state: JobState) -> bool:
     return await job_state(client, key) == state
 
 
-async def _first_run_started(tmp_path: Path) -> bool:
-    return (tmp_path / "first-run").exists()
+async def _first_run_started(settings, key: str) -> bool:
+    attempt = settings.jobs_dir / safe_name(ticket_job_id("jira", key)) / "attempt-1"
+    return any(attempt.glob("workdir-*/first-run"))

@@ -134,3 +134,21 @@ def test_sender_stops_when_the_token_is_refused(tmp_path: Path):
     buffer.append("", "agent", "hello")
     assert not sender.finish(timeout=5)
     assert sender.refused is not None and buffer.pending == 1
+
+
+def test_past_the_spill_bound_lines_are_counted_not_kept_and_the_log_says_so(tmp_path: Path):
+    spill = tmp_path / "spill.pickle"
+    buffer = LogBuffer(spill, memory_bytes=16 * 1024, spill_bytes=64 * 1024)
+    kept = [buffer.append("spew", "stdout", f"{i:08d} " + "x" * 100) for i in range(1, 5001)]
+    assert spill.stat().st_size <= 64 * 1024, "the spill file grew past its bound"
+    assert 0 in kept and kept.count(0) == buffer.dropped_total > 4000
+    dropped = buffer.dropped_total
+    buffer.close("exiting")
+    lines = drain(buffer)
+    # No gap in the seqs: a dropped line takes none; the note comes right before the last line.
+    assert [line.seq for line in lines] == list(range(1, buffer.final_seq + 1))
+    assert lines[-2].text == (
+        f"{dropped} log line(s) dropped: the unsent log reached the spill file's limit of 65536 bytes "
+        "(CONDUCTOR_AGENT_LOG_SPILL_BYTES) while the conductor was away"
+    )
+    assert lines[-1].text == "exiting" and len(lines) == 5000 - dropped + 2

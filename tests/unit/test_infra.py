@@ -160,6 +160,43 @@ def test_the_agent_task_holds_no_secrets_and_its_role_no_permissions(template):
     assert pull["Resource"] == "arn:aws:ecr:eu-west-1:123456789012:repository/conductor-agent"
 
 
+def test_nothing_of_the_conductor_is_reachable_from_the_agents_task(template):
+    """The Fargate counterpart of the local sandbox: no role, no state, no secret the agent can get at."""
+    agent = agent_task(template)
+    conductor = only(template, "AWS::ECS::TaskDefinition", lambda p: "Volumes" in p)[1]
+    agent_roles = {agent["TaskRoleArn"]["Fn::GetAtt"][0], agent["ExecutionRoleArn"]["Fn::GetAtt"][0]}
+    conductor_roles = {
+        conductor["TaskRoleArn"]["Fn::GetAtt"][0],
+        conductor["ExecutionRoleArn"]["Fn::GetAtt"][0],
+    }
+    assert not agent_roles & conductor_roles
+    # Its own task, network interface and credentials endpoint: awsvpc on Fargate, no shared volume.
+    assert agent["NetworkMode"] == "awsvpc" and agent["RequiresCompatibilities"] == ["FARGATE"]
+    assert "Volumes" not in agent and "MountPoints" not in agent["ContainerDefinitions"][0]
+    # The conductor's roles trust only the ECS tasks service, never another role (the agent's).
+    roles = resources(template, "AWS::IAM::Role")
+    for name in conductor_roles:
+        [trust] = roles[name]["AssumeRolePolicyDocument"]["Statement"]
+        assert trust["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}, name
+    # No policy in the stack lets anyone assume a role; only the conductor may pass the agent's roles.
+    for policy in resources(template, "AWS::IAM::Policy").values():
+        for statement in policy["PolicyDocument"]["Statement"]:
+            assert not {"sts:AssumeRole", "sts:*", "*"} & set(actions(statement)), statement
+    # The state directory (token secret, jobs) is on EFS, whose NFS port only the conductor reaches.
+    efs_sources = [
+        props["SourceSecurityGroupId"]
+        for props in resources(template, "AWS::EC2::SecurityGroupIngress").values()
+        if props["FromPort"] == 2049
+    ]
+    conductor_sg, _ = only(template, "AWS::EC2::SecurityGroup", lambda p: "gateway" in p["GroupDescription"])
+    assert efs_sources == [{"Fn::GetAtt": [conductor_sg, "GroupId"]}]
+    # The secrets reach the conductor's container alone.
+    secrets = resources(template, "AWS::SecretsManager::Secret")
+    assert secrets and "Secrets" not in agent["ContainerDefinitions"][0]
+    for name in secrets:
+        assert name not in json.dumps(agent)
+
+
 def test_the_conductors_environment_names_real_settings(template):
     container = conductor_container(template)
     names = set(conductor_env(template)) | {s["Name"] for s in container["Secrets"]}

@@ -109,3 +109,21 @@ def test_settings_choose_the_store(aws, tmp_path):
     assert isinstance(store, S3LogStore) and store.is_complete(JOB, 1)
     with pytest.raises(ValueError, match="CONDUCTOR_LOGS_S3_BUCKET"):
         open_log_store(Settings(state_dir=tmp_path, log_store="s3"))
+
+
+def test_lines_past_the_attempts_limit_are_counted_not_stored(store: LogStore):
+    store.max_bytes = 10_000
+    assert store.append(JOB, 1, lines(1, 60)) == 60
+    # Past the limit every line is acknowledged (the agent moves on) but only counted.
+    assert store.append(JOB, 1, lines(61, 500)) == 500
+    assert store.append(JOB, 1, lines(501, 600), final=True) == 600
+    assert store.append(JOB, 1, lines(590, 600)) == 600  # a re-send is neither stored nor counted again
+    stored = seqs(store)
+    dropped = store.dropped(JOB, 1)
+    assert stored == list(range(1, len(stored) + 1)) and 60 < len(stored) < 200
+    assert dropped.count == 600 - len(stored) and dropped.through_seq == 600
+    assert store.is_complete(JOB, 1)
+    note = store.tail(JOB, 3)[-1]
+    assert note.text.startswith(f"{dropped.count} more line(s) were counted, not stored")
+    assert "limit of 10000 bytes (CONDUCTOR_MAX_LOG_BYTES_PER_ATTEMPT)" in note.text
+    assert store.dropped(JOB, 2).count == 0

@@ -11,9 +11,11 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
+import contracts.pool
 from activities.pool_dispatch import submit_script_task
 from contracts.jobs import FailureClass
 from contracts.pool import (
+    AgentRegistration,
     AgentReport,
     Claim,
     PoolState,
@@ -190,3 +192,25 @@ async def test_an_unclaimed_task_fails_after_the_queue_timeout_and_leaves_the_qu
 
 async def _equals(value, expected) -> bool:
     return await value == expected
+
+
+async def test_the_registry_holds_at_most_max_pool_agents(ts_env, task_queue, monkeypatch):
+    monkeypatch.setattr(contracts.pool, "MAX_POOL_AGENTS", 3)  # read when the worker's sandbox imports
+    client = ts_env.client
+    async with Worker(client, task_queue=task_queue, workflows=[AgentPoolWorkflow]):
+        pool = await client.start_workflow(
+            AgentPoolWorkflow.run, PoolState(), id=pool_workflow_id(task_queue), task_queue=task_queue
+        )
+        for n in range(5):
+            await pool.signal(
+                AgentPoolWorkflow.register, AgentRegistration(agent_id=f"agent-{n}", capabilities=SHELL)
+            )
+        # Registered again (a restart) while full: still known, nothing added.
+        await pool.signal(
+            AgentPoolWorkflow.register, AgentRegistration(agent_id="agent-1", capabilities=SHELL)
+        )
+        with pytest.raises(WorkflowUpdateFailedError):  # nothing queued: "no task", and not recorded
+            await claim(client, task_queue, "agent-9")
+        status = await pool.query(AgentPoolWorkflow.status)
+        await pool.terminate()
+    assert sorted(status.agents) == ["agent-0", "agent-1", "agent-2"]
