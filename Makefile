@@ -8,13 +8,19 @@ GENERATED := $(PROTOS:.proto=_pb2.py)
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench proto venv clean lint sandbox
+.PHONY: demo test test-fast bench proto venv clean lint sandbox
 
 demo: $(STAMP) proto sandbox
 	$(BIN)/python examples/demo.py $(ARGS)
 
 test: $(STAMP) proto sandbox
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The fast lane for a change (about a minute on 2 cores): unit tests, the workflows on the time-skipping
+# server with scripted activities, replay of recorded histories, and the property tests with fewer examples.
+FAST_EXAMPLES ?= 50
+test-fast: $(STAMP) proto
+	CONDUCTOR_PROPERTY_EXAMPLES=$(FAST_EXAMPLES) $(BIN)/python -m pytest -m "not slow" tests/unit tests/workflow tests/replay $(PYTEST_ARGS)
 
 bench: $(STAMP) proto sandbox
 	$(BIN)/python -m benchmarks $(ARGS)

@@ -12,6 +12,7 @@ import pytest
 from temporalio import activity
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.claims import ClaimChecks
@@ -27,6 +28,7 @@ from contracts.activity_io import (
     StageTaskFilesResult,
     StopAgentInput,
 )
+from contracts.claims import claim_workflow_id
 from contracts.jobs import AgentResult, AgentStatus, JobResult, JobSpec, JobState, WorkItem
 from contracts.operator import CancelRequest, RetryRequest
 from contracts.policies import JobPolicy
@@ -103,6 +105,18 @@ async def agents(ts_env, task_queue) -> AsyncIterator[ScriptedAgents]:
         activities=[*scripted.activities(), claims.request_claim, claims.closed_workflows],
     ):
         yield scripted
+        # Leave nothing behind on the shared test server: a workflow task pending with no worker (the idle
+        # claim's end, a timer) stops time skipping for every later test in the session.
+        try:
+            await ts_env.client.get_workflow_handle(claim_workflow_id(repo_for(task_queue))).terminate(
+                "test done"
+            )
+        except RPCError:
+            pass  # never started, or already ended
+
+
+def repo_for(task_queue: str) -> str:
+    return f"/srv/{task_queue}.git"
 
 
 def spec(repo: str, key: str, **policy) -> JobSpec:
@@ -126,7 +140,7 @@ def new_key() -> str:
 
 
 async def test_a_crashed_agent_is_relaunched_as_a_new_attempt(ts_env, task_queue, agents):
-    job = spec(f"/srv/{task_queue}.git", new_key(), max_agent_attempts=3)
+    job = spec(repo_for(task_queue), new_key(), max_agent_attempts=3)
     agents.scripts[job.job_id] = [CRASH, CRASH, SUCCEED]
     agents.hold.set()
     result = await (await start(ts_env.client, task_queue, job)).result()
@@ -136,7 +150,7 @@ async def test_a_crashed_agent_is_relaunched_as_a_new_attempt(ts_env, task_queue
 
 
 async def test_crashes_past_the_limit_end_crashed_with_a_note(ts_env, task_queue, agents):
-    job = spec(f"/srv/{task_queue}.git", new_key(), max_agent_attempts=2)
+    job = spec(repo_for(task_queue), new_key(), max_agent_attempts=2)
     agents.scripts[job.job_id] = [CRASH, CRASH]
     with pytest.raises(WorkflowFailureError):
         await (await start(ts_env.client, task_queue, job)).result()
@@ -146,7 +160,7 @@ async def test_crashes_past_the_limit_end_crashed_with_a_note(ts_env, task_queue
 
 async def test_an_agent_past_its_time_limit_ends_timed_out(ts_env, task_queue, agents):
     # Real seconds: the time-skipping server does not skip while an activity (the heartbeating watcher) runs.
-    job = spec(f"/srv/{task_queue}.git", new_key(), agent_timeout_seconds=2)
+    job = spec(repo_for(task_queue), new_key(), agent_timeout_seconds=2)
     agents.scripts[job.job_id] = [HANG]
     handle = await start(ts_env.client, task_queue, job)
     with pytest.raises(WorkflowFailureError):
@@ -158,7 +172,7 @@ async def test_an_agent_past_its_time_limit_ends_timed_out(ts_env, task_queue, a
 
 
 async def test_cancel_then_retry_runs_a_new_attempt(ts_env, task_queue, agents):
-    job = spec(f"/srv/{task_queue}.git", new_key(), retry_window_seconds=3600)
+    job = spec(repo_for(task_queue), new_key(), retry_window_seconds=3600)
     handle = await start(ts_env.client, task_queue, job)
 
     async def running() -> bool:
@@ -180,7 +194,7 @@ async def test_cancel_then_retry_runs_a_new_attempt(ts_env, task_queue, agents):
 
 
 async def test_jobs_of_one_repository_take_turns_in_order(ts_env, task_queue, agents):
-    repo = f"/srv/{task_queue}.git"
+    repo = repo_for(task_queue)
     jobs = [spec(repo, new_key()) for _ in range(3)]
     handles = []
     for job in jobs:
