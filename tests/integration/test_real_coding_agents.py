@@ -1,0 +1,247 @@
+"""Ticket jobs with the REAL Codex CLI and Claude Code, through the real conductor and its model gateway.
+
+The only stand-in is the model provider (tests/model_standin.py), scripted per test. The conductor holds
+the provider key; the agent, its CLI and its files hold only the job token.
+"""
+
+import asyncio
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from temporalio.client import WorkflowFailureError
+
+from conductor_worker.intake import SqsIntake
+from conductor_worker.job_store import JobAttemptDir
+from conductor_worker.messages import parse_message
+from conductor_worker.tokens import mint_token
+from contracts.ids import ticket_job_id
+from contracts.jobs import JobState
+from model_gateway.usage import read_usage
+from tests.git_helpers import git
+from tests.helpers import free_port, fresh_key, ticket_body, ticket_result, use_real_agent_clis
+from tests.model_standin import (
+    Fail,
+    ModelStandin,
+    Stream,
+    add_file_patch,
+    claude_message_turn,
+    claude_write_turn,
+    codex_message_turn,
+    codex_patch_turn,
+)
+
+UPSTREAM_KEY = "sk-upstream-only-the-conductor-holds"
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture
+def model():
+    with ModelStandin(key=UPSTREAM_KEY) as standin:
+        yield standin
+
+
+@pytest.fixture
+def agent_settings(settings, model: ModelStandin, monkeypatch):
+    use_real_agent_clis(monkeypatch)
+    return settings.model_copy(
+        update={
+            # A known address, so the test can call the model gateway itself.
+            "rest_listen": f"127.0.0.1:{free_port()}",
+            "model_openai_url": f"{model.base_url}/v1",
+            "model_openai_api_key": SecretStr(UPSTREAM_KEY),
+            "model_anthropic_url": f"{model.base_url}/v1",
+            "model_anthropic_api_key": SecretStr(UPSTREAM_KEY),
+            "model_retry_max_wait_seconds": 5,
+        }
+    )
+
+
+async def run_ticket(client, settings, start_conductor, key: str):
+    await start_conductor(settings)
+    await SqsIntake(client, settings, None).start_ticket(parse_message(ticket_body(key)))
+    return await ticket_result(client, key, timeout=75)
+
+
+def attempt(settings, key: str, n: int = 1) -> JobAttemptDir:
+    return JobAttemptDir(settings.jobs_dir, ticket_job_id("jira", key), n)
+
+
+class ProcessWatch:
+    """Reads /proc/<pid>/environ of every coding-agent CLI process while the job runs."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self.environs: dict[int, bytes] = {}
+        self._task: asyncio.Task | None = None
+
+    async def _watch(self) -> None:
+        while True:
+            for proc in Path("/proc").glob("[0-9]*"):
+                try:
+                    cmdline = (proc / "cmdline").read_bytes()
+                    if any(name.encode() in cmdline for name in self.names) and b"pytest" not in cmdline:
+                        self.environs.setdefault(int(proc.name), (proc / "environ").read_bytes())
+                except OSError:
+                    continue
+            await asyncio.sleep(0.05)
+
+    def __enter__(self) -> "ProcessWatch":
+        self._task = asyncio.get_running_loop().create_task(self._watch())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+
+def assert_no_upstream_key_anywhere(settings, key: str, model: ModelStandin, watch: ProcessWatch) -> None:
+    job = attempt(settings, key)
+    # The agent's work directory: task files, the clone, CODEX_HOME / HOME and everything the CLI wrote.
+    files = [p for p in job.root.rglob("*") if p.is_file()]
+    assert any(p.name == "job.json" for p in files)
+    leaked = [p for p in files if UPSTREAM_KEY.encode() in p.read_bytes()]
+    assert not leaked, f"the upstream key is in {leaked}"
+    assert watch.environs, "no coding-agent process was seen running"
+    assert not [pid for pid, env in watch.environs.items() if UPSTREAM_KEY.encode() in env]
+    assert any(b"CONDUCTOR_AGENT_TOKEN=" in env or b"_TOKEN=" in env for env in watch.environs.values())
+    # The provider sees the conductor's key and never the job token.
+    for request in model.requests:
+        presented = request.headers.get("authorization", "") + request.headers.get("x-api-key", "")
+        assert UPSTREAM_KEY in presented, request.headers
+        assert "." not in presented.removeprefix("Bearer "), "a job token reached the provider"
+
+
+async def test_codex_ticket_job_commits_the_scripted_edit(
+    client, agent_settings, start_conductor, sample_remote, model
+):
+    settings = agent_settings.model_copy(update={"coding_agent": "codex"})
+    key = fresh_key()
+    model.script_responses(
+        # Slow enough for the process watch to see the CLI.
+        Stream(codex_patch_turn(add_file_patch(f"docs/{key}.md", f"Fixed {key}")).events, delay=0.2),
+        codex_message_turn(f"Documented the fix for {key}"),
+    )
+    started = time.monotonic()
+    with ProcessWatch(("codex", "agent_runtime")) as watch:
+        result = await run_ticket(client, settings, start_conductor, key)
+
+    assert result.state == JobState.SUCCEEDED, result
+    assert git("show", f"conductor/{key}:docs/{key}.md", cwd=sample_remote) == f"Fixed {key}"
+    assert git("diff", "--name-only", "main", f"conductor/{key}", cwd=sample_remote).split() == [
+        f"docs/{key}.md"
+    ]
+    usage = read_usage(attempt(settings, key))
+    assert (usage.requests, usage.input_tokens, usage.output_tokens) == (2, 200, 40)
+    assert_no_upstream_key_anywhere(settings, key, model, watch)
+    config = next(attempt(settings, key).root.rglob("codex/config.toml")).read_text()
+    assert 'env_key = "CONDUCTOR_MODEL_TOKEN"' in config and "127.0.0.1" in config
+    print(f"codex ticket job: {time.monotonic() - started:.1f}s")
+
+
+async def test_claude_ticket_job_commits_the_scripted_edit(
+    client, agent_settings, start_conductor, sample_remote, model
+):
+    settings = agent_settings.model_copy(update={"coding_agent": "claude"})
+    key = fresh_key()
+    model.script_messages(
+        lambda body: Stream(claude_write_turn(f"docs/{key}.md", f"Fixed {key}\n")(body).events, delay=0.2),
+        claude_message_turn(f"Documented the fix for {key}"),
+    )
+    started = time.monotonic()
+    with ProcessWatch(("claude", "agent_runtime")) as watch:
+        result = await run_ticket(client, settings, start_conductor, key)
+
+    assert result.state == JobState.SUCCEEDED, result
+    assert git("show", f"conductor/{key}:docs/{key}.md", cwd=sample_remote) == f"Fixed {key}"
+    usage = read_usage(attempt(settings, key))
+    assert usage.requests >= 2 and usage.output_tokens >= 40
+    assert_no_upstream_key_anywhere(settings, key, model, watch)
+    print(f"claude ticket job: {time.monotonic() - started:.1f}s")
+
+
+async def test_ended_and_superseded_tokens_are_refused_by_the_model_gateway(
+    client, agent_settings, start_conductor, model
+):
+    settings = agent_settings.model_copy(update={"coding_agent": "codex"})
+    key = fresh_key()
+    model.script_responses(
+        codex_patch_turn(add_file_patch(f"docs/{key}.md", "x")), codex_message_turn("done")
+    )
+    result = await run_ticket(client, settings, start_conductor, key)
+    assert result.state == JobState.SUCCEEDED
+    secret = settings.signing_secret()
+    url = f"http://{settings.rest_listen}/v1/responses"
+    request = {"model": "gpt-5.5", "stream": True, "input": "spend more"}
+
+    async def call(token: str) -> httpx.Response:
+        async with httpx.AsyncClient() as http:
+            return await http.post(url, json=request, headers={"authorization": f"Bearer {token}"})
+
+    ended = await call(mint_token(secret, result.job_id, 1, ttl_seconds=60))
+    assert ended.status_code == 401 and "ended" in ended.json()["error"]["message"]
+
+    # A live attempt (staged, no result) of another job: forwarded. Then a later attempt supersedes it.
+    live = JobAttemptDir(settings.jobs_dir, "job/ticket/jira/LIVE-1", 1)
+    live.stage_files([])
+    token = mint_token(secret, live.job_id, 1, ttl_seconds=60)
+    before = len(model.requests)
+    assert (await call(token)).status_code == 200
+    JobAttemptDir(settings.jobs_dir, live.job_id, 2).stage_files([])
+    superseded = await call(token)
+    assert superseded.status_code == 401 and "superseded" in superseded.json()["error"]["message"]
+    assert len(model.requests) == before + 1, "a refused token must cost nothing upstream"
+
+
+async def test_429_with_retry_after_then_success(
+    client, agent_settings, start_conductor, sample_remote, model
+):
+    settings = agent_settings.model_copy(update={"coding_agent": "codex"})
+    key = fresh_key()
+    model.script_responses(
+        Fail(429, retry_after=1, message="rate limited"),
+        codex_patch_turn(add_file_patch(f"docs/{key}.md", "after the 429")),
+        codex_message_turn("done"),
+    )
+    result = await run_ticket(client, settings, start_conductor, key)
+
+    assert result.state == JobState.SUCCEEDED, result
+    first, second, *_ = model.requests_to("/v1/responses")
+    assert second.at - first.at >= 0.95, "Retry-After was not honoured"
+    assert first.body == second.body
+    assert git("show", f"conductor/{key}:docs/{key}.md", cwd=sample_remote) == "after the 429"
+
+
+async def test_a_stream_cut_mid_way_fails_the_job_clearly(client, agent_settings, start_conductor, model):
+    settings = agent_settings.model_copy(update={"coding_agent": "codex"})
+    key = fresh_key()
+    turn = codex_patch_turn(add_file_patch(f"docs/{key}.md", "never"))
+    model.script_responses(Stream(turn.events, cut_after=1))
+    started = time.monotonic()
+
+    with pytest.raises(WorkflowFailureError) as failed:
+        await run_ticket(client, settings, start_conductor, key)
+
+    elapsed = time.monotonic() - started
+    message = failed.value.cause.message
+    assert "codex" in message and ("stream" in message.lower() or "exited with code" in message), message
+    assert elapsed < 60
+    print(f"cut stream -> job failed after {elapsed:.1f}s: {message}")
+
+
+async def test_exit_0_without_a_change_fails_the_job_with_the_agents_words(
+    client, agent_settings, start_conductor, model
+):
+    settings = agent_settings.model_copy(update={"coding_agent": "codex"})
+    key = fresh_key()
+    model.script_responses(codex_message_turn("The ticket is already fixed on main."))
+
+    with pytest.raises(WorkflowFailureError) as failed:
+        await run_ticket(client, settings, start_conductor, key)
+
+    message = failed.value.cause.message
+    assert "codex finished without changing anything: The ticket is already fixed on main." in message, (
+        message
+    )
