@@ -3,7 +3,8 @@
 The activity fails (and the workflow decides what that means) when the agent never handshakes,
 falls silent for three heartbeat intervals, or exits without reporting.
 
-While it waits, it relays what the agent reports (its steps' states and last log lines) to the job
+While it waits, it relays what the agent reports (its steps' states and last log lines), and the model
+usage the model gateway counted for the attempt, to the job
 workflow's `progress` signal, when that changed and at most every PROGRESS_SECONDS, so `status` shows it
 without a signal per heartbeat or log line.
 
@@ -110,7 +111,11 @@ class AgentResultWatcher:
         lines = (
             await asyncio.to_thread(self._log_tail, input.job_id, PROGRESS_LINES) if self._log_tail else []
         )
-        progress = AgentProgress(steps=job.step_states(), last_lines=[line.render() for line in lines])
+        progress = AgentProgress(
+            steps=job.step_states(),
+            last_lines=[line.render() for line in lines],
+            model_usage=job.model_usage(),
+        )
         if progress == relayed:
             return relayed
         try:

@@ -8,6 +8,7 @@ Layout under `<state_dir>/jobs/<job id as a file name>/attempt-<n>/`:
                      phase and the task DAG's step states (`{"clone": "SUCCEEDED", "code": "RUNNING"}`)
     work.bundle      the agent's git bundle, once uploaded and checked
     result.json      the agent's structured result (contracts.jobs.AgentResult)
+    model-usage.json the attempt's model usage, kept by the model gateway (model_gateway/usage.py)
 
 Files are written atomically (temp file + rename) so a reader never sees half a result.
 Bulky data (bundles) stays here, outside workflow history; agent logs go to conductor_worker/log_store.py.
@@ -23,6 +24,7 @@ from pathlib import Path
 from contracts.ids import safe_name
 from contracts.jobs import AgentResult, TaskFile
 from contracts.task_paths import check_relative_path
+from contracts.usage import ModelUsage
 
 
 def sha256_file(path: Path) -> str:
@@ -106,6 +108,15 @@ class JobAttemptDir:
     @property
     def agent_log_path(self) -> Path:
         return self.root / "agent.log"
+
+    @property
+    def model_usage_path(self) -> Path:
+        return self.root / "model-usage.json"
+
+    def model_usage(self) -> ModelUsage | None:
+        """None when the attempt made no model request through the gateway."""
+        path = self.model_usage_path
+        return ModelUsage.model_validate_json(path.read_bytes()) if path.exists() else None
 
     # Task files ---------------------------------------------------------------------------
 

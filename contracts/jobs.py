@@ -9,6 +9,7 @@ from contracts.alarms import Alarm
 from contracts.policies import JobPolicy
 from contracts.routing import RepoRoute
 from contracts.tickets import TicketMessage
+from contracts.usage import ModelUsage
 
 
 class JobState(StrEnum):
@@ -107,6 +108,8 @@ class AgentResult(BaseModel):
     # Where the conductor stored the uploaded git bundle; empty when the agent made no change.
     bundle_path: str = ""
     bundle_sha256: str = ""
+    # The attempt's model usage as the model gateway counted it (CLI coding agents only).
+    model_usage: ModelUsage | None = None
 
 
 class JobResult(BaseModel):
@@ -152,3 +155,5 @@ class AgentProgress(BaseModel):
 
     steps: dict[str, str] = Field(default_factory=dict)
     last_lines: list[str] = Field(default_factory=list)
+    # The attempt's model usage so far, as the model gateway counted it (CLI coding agents only).
+    model_usage: ModelUsage | None = None

@@ -298,7 +298,7 @@ class AgentJobWorkflow:
     async def _await_result(self, spec: JobSpec, agent: LaunchAgentResult) -> AgentResult:
         timeout = spec.policy.agent_timeout_seconds
         try:
-            return await workflow.execute_activity_method(
+            result = await workflow.execute_activity_method(
                 AgentResultWatcher.await_agent_result,
                 AwaitAgentInput(job_id=spec.job_id, attempt=self._attempt, agent_id=agent.agent_id),
                 # The agent's time limit covers every watcher attempt, not each one.
@@ -317,6 +317,11 @@ class AgentJobWorkflow:
             if isinstance(cause, ApplicationError) and cause.type in CRASH_TYPES:
                 raise AgentLost(cause.message) from err
             raise JobEnded(JobState.FAILED, f"waiting for the agent failed: {cause or err}") from err
+        if result.model_usage is not None:
+            # The final count, which the last progress relay may have missed: `status` keeps showing it.
+            progress = self._progress or AgentProgress()
+            self._progress = progress.model_copy(update={"model_usage": result.model_usage})
+        return result
 
     async def _publish(self, spec: JobSpec, result: AgentResult) -> PublishResult:
         publisher = (

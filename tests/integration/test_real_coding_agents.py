@@ -32,6 +32,7 @@ from tests.model_standin import (
     codex_message_turn,
     codex_patch_turn,
 )
+from workflows.agent_job import AgentJobWorkflow
 
 UPSTREAM_KEY = "sk-upstream-only-the-conductor-holds"
 pytestmark = pytest.mark.timeout(90)
@@ -135,6 +136,9 @@ async def test_codex_ticket_job_commits_the_scripted_edit(
     ]
     usage = read_usage(attempt(settings, key))
     assert (usage.requests, usage.input_tokens, usage.output_tokens) == (2, 200, 40)
+    # The job's `status` and its result show what the gateway counted.
+    status = await client.get_workflow_handle(result.job_id).query(AgentJobWorkflow.status)
+    assert status.progress.model_usage == usage == result.agent.model_usage
     assert_no_upstream_key_anywhere(settings, key, model, watch)
     config = next(attempt(settings, key).root.rglob("codex/config.toml")).read_text()
     assert 'env_key = "CONDUCTOR_MODEL_TOKEN"' in config and "127.0.0.1" in config
@@ -158,6 +162,8 @@ async def test_claude_ticket_job_commits_the_scripted_edit(
     assert git("show", f"conductor/{key}:docs/{key}.md", cwd=sample_remote) == f"Fixed {key}"
     usage = read_usage(attempt(settings, key))
     assert usage.requests >= 2 and usage.output_tokens >= 40
+    status = await client.get_workflow_handle(result.job_id).query(AgentJobWorkflow.status)
+    assert status.progress.model_usage == usage
     assert_no_upstream_key_anywhere(settings, key, model, watch)
     print(f"claude ticket job: {time.monotonic() - started:.1f}s")
 
