@@ -86,6 +86,7 @@ def task_agent_result(
             exit_code=outcome.exit_code,
             stdout_tail=outcome.stdout_tail,
             stderr_tail=outcome.stderr_tail,
+            no_changes=outcome.no_changes,
         ), None
     return AgentResult(
         status=AgentStatus.FAILED,

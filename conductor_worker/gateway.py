@@ -175,6 +175,7 @@ def _result_from_proto(msg: agent_pb2.AgentResult, job: JobAttemptDir, has_bundl
         bundle_path=str(job.bundle_path.resolve()) if has_bundle else "",
         bundle_sha256=sha256_file(job.bundle_path) if has_bundle else "",
         model_usage=job.model_usage(),
+        no_changes=msg.no_changes,
     )
 
 

@@ -24,6 +24,8 @@ class JobState(StrEnum):
     CANCELLED = "CANCELLED"
     CRASHED = "CRASHED"
     TIMED_OUT = "TIMED_OUT"
+    # The coding agent finished without changing anything; its final message is the note on the ticket.
+    NO_CHANGES = "NO_CHANGES"
 
 
 class AgentStatus(StrEnum):
@@ -110,6 +112,8 @@ class AgentResult(BaseModel):
     bundle_sha256: str = ""
     # The attempt's model usage as the model gateway counted it (CLI coding agents only).
     model_usage: ModelUsage | None = None
+    # FAILED because the coding agent finished (exit 0) without changing the clone.
+    no_changes: bool = False
 
 
 class JobResult(BaseModel):

@@ -118,7 +118,7 @@ class AgentJobWorkflow:
 
     @workflow.signal
     def retry(self, request: RetryRequest | None = None) -> None:
-        """Run a FAILED, CRASHED, TIMED_OUT or CANCELLED job again, as a new attempt."""
+        """Run a FAILED, CRASHED, TIMED_OUT, NO_CHANGES or CANCELLED job again, as a new attempt."""
         request = request or RetryRequest()
         if self._state in RETRYABLE:
             self._retry = request
@@ -227,6 +227,10 @@ class AgentJobWorkflow:
         try:
             await self._claim.acquire(spec.route, self._retry_policy())
             result = await self._run_agent(spec)
+            if result.status != AgentStatus.SUCCEEDED and result.no_changes:
+                raise JobEnded(
+                    JobState.NO_CHANGES, result.summary or "the agent changed nothing", result=result
+                )
             if result.status != AgentStatus.SUCCEEDED:
                 raise JobEnded(
                     JobState.FAILED,

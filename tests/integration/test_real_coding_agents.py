@@ -22,6 +22,7 @@ from contracts.jobs import JobState
 from model_gateway.usage import read_usage
 from tests.git_helpers import git
 from tests.helpers import free_port, fresh_key, ticket_body, ticket_result, use_real_agent_clis
+from tests.jira_standin import JiraStandin
 from tests.model_standin import (
     Fail,
     ModelStandin,
@@ -237,17 +238,28 @@ async def test_a_stream_cut_mid_way_fails_the_job_clearly(client, agent_settings
     print(f"cut stream -> job failed after {elapsed:.1f}s: {message}")
 
 
-async def test_exit_0_without_a_change_fails_the_job_with_the_agents_words(
+async def test_exit_0_without_a_change_ends_the_job_no_changes_with_the_agents_words_as_the_note(
     client, agent_settings, start_conductor, model
 ):
-    settings = agent_settings.model_copy(update={"coding_agent": "codex"})
-    key = fresh_key()
-    model.script_responses(codex_message_turn("The ticket is already fixed on main."))
+    with JiraStandin(email="conductor@acme.test", token="jira-secret") as jira:
+        settings = agent_settings.model_copy(
+            update={
+                "coding_agent": "codex",
+                "jira_base_url": jira.base_url,
+                "jira_email": "conductor@acme.test",
+                "jira_api_token": SecretStr("jira-secret"),
+            }
+        )
+        key = fresh_key()
+        jira.add_issue(key)
+        model.script_responses(codex_message_turn("The ticket is already fixed on main."))
 
-    with pytest.raises(WorkflowFailureError) as failed:
-        await run_ticket(client, settings, start_conductor, key)
+        with pytest.raises(WorkflowFailureError) as failed:
+            await run_ticket(client, settings, start_conductor, key)
 
-    message = failed.value.cause.message
-    assert "codex finished without changing anything: The ticket is already fixed on main." in message, (
-        message
-    )
+        words = "codex finished without changing anything: The ticket is already fixed on main."
+        assert failed.value.cause.message == f"NO_CHANGES: {words}"
+        status = await client.get_workflow_handle(ticket_job_id("jira", key)).query(AgentJobWorkflow.status)
+        assert status.state == JobState.NO_CHANGES
+        [note] = jira.comments(key)
+        assert "ended NO_CHANGES" in note and words in note
