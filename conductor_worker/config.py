@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     # Anthropic Messages upstream (Claude Code), key sent as `x-api-key`.
     model_anthropic_url: str = "https://api.anthropic.com/v1"
     model_anthropic_api_key: SecretStr = SecretStr("")
+    # How long the `steer` update waits for a model request of the running coding CLI to carry the
+    # instruction (then its ack says delivered_to_agent).
+    steering_delivery_wait_seconds: float = Field(default=30, ge=0)
     # Upstream 429/5xx before the first byte: tries in all, and the longest wait (Retry-After is capped to it).
     model_retry_attempts: int = Field(default=4, ge=1, le=10)
     model_retry_max_wait_seconds: float = Field(default=30, gt=0)

@@ -9,6 +9,7 @@ Layout under `<state_dir>/jobs/<job id as a file name>/attempt-<n>/`:
     work.bundle      the agent's git bundle, once uploaded and checked
     result.json      the agent's structured result (contracts.jobs.AgentResult)
     model-usage.json the attempt's model usage, kept by the model gateway (model_gateway/usage.py)
+    steering-delivered  the highest `steer` instruction a model request carried (model_gateway/steering.py)
 
 Files are written atomically (temp file + rename) so a reader never sees half a result.
 Bulky data (bundles) stays here, outside workflow history; agent logs go to conductor_worker/log_store.py.
@@ -112,6 +113,15 @@ class JobAttemptDir:
     @property
     def model_usage_path(self) -> Path:
         return self.root / "model-usage.json"
+
+    @property
+    def steering_delivered_path(self) -> Path:
+        return self.root / "steering-delivered"
+
+    def steering_delivered(self) -> int:
+        """The highest `steer` instruction a model request of this attempt carried (model_gateway/steering.py)."""
+        path = self.steering_delivered_path
+        return int(path.read_text() or 0) if path.exists() else 0
 
     def model_usage(self) -> ModelUsage | None:
         """None when the attempt made no model request through the gateway."""

@@ -108,3 +108,9 @@ class DeliverSteeringInput(BaseModel):
     seq: int
     text: str
     by: str
+
+
+class AwaitSteeringDeliveryInput(BaseModel):
+    job_id: str
+    attempt: int
+    seq: int

@@ -30,3 +30,6 @@ class SteerAck(BaseModel):
     state: JobState
     # True when a running agent was handed the instruction now; otherwise the next launch gets it.
     delivered_to_running_agent: bool
+    # True once a model request of the running coding agent carried it (CLI agents, through the model
+    # gateway); the update waits up to `steering_delivery_wait_seconds` for that.
+    delivered_to_agent: bool = False

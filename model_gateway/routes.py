@@ -16,6 +16,7 @@ from conductor_worker.tokens import TokenError
 from model_gateway.access import attempt_for_model_call, token_from_headers
 from model_gateway.providers import Provider, UsageReader, providers
 from model_gateway.sse import SseReader
+from model_gateway.steering import steer_request
 from model_gateway.upstream import RetryPolicy, Upstream, UpstreamAnswer
 from model_gateway.usage import UsageLedger
 
@@ -53,6 +54,7 @@ def model_gateway_router(
             body = await _bounded_body(request)
             if body is None:
                 return _error(provider, 413, f"request larger than {MAX_REQUEST_BYTES} bytes")
+            body = steer_request(provider.name, access.job, jobs_dir, body)
             answer = await upstream.open(provider, request.url.query, headers, body)
             call = _Call(provider, access.job, ledger, started, answer.retries)
             if answer.response is None:

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts import search_attributes as sa
     from contracts.activity_io import (
         AwaitAgentInput,
+        AwaitSteeringDeliveryInput,
         DeliverSteeringInput,
         FailureNoteInput,
         LaunchAgentInput,
@@ -137,7 +138,23 @@ class AgentJobWorkflow:
             DeliverSteeringInput(job_id=self._spec.job_id, seq=seq, text=request.text, by=request.by),
             **self._short(),
         )
-        return SteerAck(seq=seq, attempt=self._attempt, state=self._state, delivered_to_running_agent=running)
+        delivered = False
+        if running and workflow.patched("steer-awaits-model-delivery"):
+            # A coding CLI's next model request carries it (model_gateway/steering.py); bounded by config.
+            delivered = await workflow.execute_activity_method(
+                SteeringMailbox.await_steering_delivery,
+                AwaitSteeringDeliveryInput(job_id=self._spec.job_id, attempt=self._attempt, seq=seq),
+                start_to_close_timeout=timedelta(minutes=10),
+                heartbeat_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
+        return SteerAck(
+            seq=seq,
+            attempt=self._attempt,
+            state=self._state,
+            delivered_to_running_agent=running,
+            delivered_to_agent=delivered,
+        )
 
     @steer.validator
     def _steerable(self, request: SteerRequest) -> None:

@@ -19,9 +19,10 @@ from conductor_worker.messages import parse_message
 from conductor_worker.tokens import mint_token
 from contracts.ids import ticket_job_id
 from contracts.jobs import JobState
+from contracts.operator import SteerRequest
 from model_gateway.usage import read_usage
 from tests.git_helpers import git
-from tests.helpers import free_port, fresh_key, ticket_body, ticket_result, use_real_agent_clis
+from tests.helpers import free_port, fresh_key, ticket_body, ticket_result, use_real_agent_clis, wait_for
 from tests.jira_standin import JiraStandin
 from tests.model_standin import (
     Fail,
@@ -263,3 +264,39 @@ async def test_exit_0_without_a_change_ends_the_job_no_changes_with_the_agents_w
         assert status.state == JobState.NO_CHANGES
         [note] = jira.comments(key)
         assert "ended NO_CHANGES" in note and words in note
+
+
+@pytest.mark.parametrize("cli", ["codex", "claude"])
+async def test_steering_reaches_the_running_agents_next_model_request(
+    cli, client, agent_settings, start_conductor, sample_remote, model
+):
+    settings = agent_settings.model_copy(update={"coding_agent": cli})
+    key = fresh_key()
+    instruction = f"Also mention {key} in the changelog"
+    if cli == "codex":
+        # The first turn streams slowly, so the instruction arrives while the agent works on it.
+        slow = codex_patch_turn(add_file_patch(f"docs/{key}.md", "first turn"))
+        model.script_responses(Stream(slow.events, delay=0.5), codex_message_turn("done, as instructed"))
+    else:
+        model.script_messages(
+            lambda body: Stream(claude_write_turn(f"docs/{key}.md", "first turn")(body).events, delay=0.5),
+            claude_message_turn("done, as instructed"),
+        )
+    path = "/v1/responses" if cli == "codex" else "/v1/messages"
+    await start_conductor(settings)
+    await SqsIntake(client, settings, None).start_ticket(parse_message(ticket_body(key)))
+    await wait_for(lambda: _first_request(model, path), timeout=60)
+    job = client.get_workflow_handle(ticket_job_id("jira", key))
+
+    ack = await job.execute_update(AgentJobWorkflow.steer, SteerRequest(text=instruction, by="alice"))
+    result = await ticket_result(client, key, timeout=75)
+
+    assert ack.delivered_to_agent and ack.seq == 1
+    first, second, *_ = model.requests_to(path)
+    assert instruction not in str(first.body)
+    assert f"1. {instruction} (from alice)" in str(second.body)
+    assert result.state == JobState.SUCCEEDED
+
+
+async def _first_request(model: ModelStandin, path: str) -> bool:
+    return bool(model.requests_to(path))
