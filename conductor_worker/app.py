@@ -37,7 +37,7 @@ async def run_conductor(settings: Settings, stop: asyncio.Event) -> None:
     rest, model_upstream = None, None
     routers = []
     if settings.model_gateway_needed:
-        model_router, model_upstream = router_from_settings(settings)
+        model_router, model_upstream = router_from_settings(settings, client)
         routers.append(model_router)
     # The model gateway needs the HTTP server even without the pool API: then on the gateway's host.
     http_listen = settings.rest_listen or (

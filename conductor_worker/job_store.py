@@ -9,6 +9,7 @@ Layout under `<state_dir>/jobs/<job id as a file name>/attempt-<n>/`:
     work.bundle      the agent's git bundle, once uploaded and checked
     result.json      the agent's structured result (contracts.jobs.AgentResult)
     model-usage.json the attempt's model usage, kept by the model gateway (model_gateway/usage.py)
+    token-budget     the attempt's starting model-token allowance, for the model gateway (0 or absent: none)
     steering-delivered  the highest `steer` instruction a model request carried (model_gateway/steering.py)
 
 Files are written atomically (temp file + rename) so a reader never sees half a result.
@@ -113,6 +114,15 @@ class JobAttemptDir:
     @property
     def model_usage_path(self) -> Path:
         return self.root / "model-usage.json"
+
+    @property
+    def token_budget_path(self) -> Path:
+        return self.root / "token-budget"
+
+    def token_budget(self) -> int:
+        """The attempt's starting token allowance (its policy's `token_budget`); 0: none."""
+        path = self.token_budget_path
+        return int(path.read_text() or 0) if path.exists() else 0
 
     @property
     def steering_delivered_path(self) -> Path:

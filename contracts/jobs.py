@@ -14,6 +14,8 @@ from contracts.usage import ModelUsage
 
 class JobState(StrEnum):
     QUEUED = "QUEUED"
+    # The model gateway holds the agent's next model request: the job's token budget is spent.
+    AWAITING_APPROVAL = "AWAITING_APPROVAL"
     LAUNCHING = "LAUNCHING"
     AWAITING_HANDSHAKE = "AWAITING_HANDSHAKE"
     STREAMING_FILES = "STREAMING_FILES"

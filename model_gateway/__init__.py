@@ -12,6 +12,7 @@ the SSE answer back as it arrives, and counts the tokens of each answer per job 
     sse.py        reading SSE events out of the bytes passing through
     upstream.py   the provider client: retries 429/5xx before the first byte, honouring Retry-After
     usage.py      per-attempt totals, kept in the job's directory
+    budget.py     the token budget: a request past it is held until an operator decides
     steering.py   operator instructions (`steer`) added to every request's conversation
     routes.py     the FastAPI routes tying these together
 """

@@ -10,10 +10,12 @@ from collections.abc import AsyncIterator
 import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from temporalio.client import Client
 
 from conductor_worker.job_store import JobAttemptDir
 from conductor_worker.tokens import TokenError
 from model_gateway.access import attempt_for_model_call, token_from_headers
+from model_gateway.budget import BudgetGate
 from model_gateway.providers import Provider, UsageReader, providers
 from model_gateway.sse import SseReader
 from model_gateway.steering import steer_request
@@ -28,17 +30,29 @@ MAX_REQUEST_BYTES = 32 << 20
 _PASSED_RESPONSE_HEADERS = ("retry-after", "request-id", "x-request-id", "openai-processing-ms")
 
 
-def router_from_settings(settings) -> tuple[APIRouter, Upstream]:
+def router_from_settings(settings, client: Client | None = None) -> tuple[APIRouter, Upstream]:
     """The routes for the conductor's HTTP server, and the upstream client to close when it stops."""
     upstream = Upstream(RetryPolicy(settings.model_retry_attempts, settings.model_retry_max_wait_seconds))
+    # A held request waits at most as long as the longest approval window, and a little more.
+    longest_window = max(p.approval_window_seconds for p in settings.job_policies().values())
     router = model_gateway_router(
-        providers(settings), upstream, UsageLedger(), settings.jobs_dir, settings.signing_secret()
+        providers(settings),
+        upstream,
+        UsageLedger(),
+        BudgetGate(client, longest_window + 60),
+        settings.jobs_dir,
+        settings.signing_secret(),
     )
     return router, upstream
 
 
 def model_gateway_router(
-    providers: list[Provider], upstream: Upstream, ledger: UsageLedger, jobs_dir, secret: bytes
+    providers: list[Provider],
+    upstream: Upstream,
+    ledger: UsageLedger,
+    budget: BudgetGate,
+    jobs_dir,
+    secret: bytes,
 ) -> APIRouter:
     router = APIRouter(tags=["model gateway"])
 
@@ -54,6 +68,10 @@ def model_gateway_router(
             body = await _bounded_body(request)
             if body is None:
                 return _error(provider, 413, f"request larger than {MAX_REQUEST_BYTES} bytes")
+            refused = await budget.admit(access, request.is_disconnected)
+            if refused:
+                log.warning("model gateway refused a request of %s: %s", access.job.job_id, refused)
+                return _error(provider, 403, f"conductor model gateway: {refused}")
             body = steer_request(provider.name, access.job, jobs_dir, body)
             answer = await upstream.open(provider, request.url.query, headers, body)
             call = _Call(provider, access.job, ledger, started, answer.retries)
@@ -152,9 +170,13 @@ async def _bounded_body(request: Request) -> bytes | None:
 def _error(provider: Provider, status: int, message: str) -> JSONResponse:
     """An error in the provider's own shape, so the CLI shows it as it shows the provider's."""
     if provider.name == "anthropic":
-        kind = {401: "authentication_error", 413: "request_too_large"}.get(status, "api_error")
+        kind = {401: "authentication_error", 403: "permission_error", 413: "request_too_large"}.get(
+            status, "api_error"
+        )
         return JSONResponse(
             {"type": "error", "error": {"type": kind, "message": message}}, status_code=status
         )
-    kind = {401: "invalid_api_key", 413: "request_too_large"}.get(status, "server_error")
+    kind = {401: "invalid_api_key", 403: "insufficient_quota", 413: "request_too_large"}.get(
+        status, "server_error"
+    )
     return JSONResponse({"error": {"message": message, "type": kind, "code": kind}}, status_code=status)

@@ -45,14 +45,26 @@ with workflow.unsafe.imports_passed_through():
         JobState,
         JobStatus,
     )
-    from contracts.operator import CancelRequest, RetryRequest, SteerAck, SteerRequest
+    from contracts.operator import (
+        BudgetApproval,
+        BudgetExceeded,
+        BudgetRefusal,
+        BudgetState,
+        CancelRequest,
+        RetryRequest,
+        SteerAck,
+        SteerRequest,
+    )
     from contracts.policies import JobPolicy
+    from workflows.job_budget import JobBudget
     from workflows.job_claim import JobClaim
     from workflows.job_details import details_markdown
     from workflows.job_outcomes import RETRYABLE, TERMINAL, AgentLost, JobEnded
 
 # Quick local side effects get this long per try; it is also how long a conductor that died mid-call
 # delays the job before the retry runs elsewhere. How many tries: the job kind's policy.
+# How long a refused budget's held request gets to be answered before the agent is stopped.
+BUDGET_ANSWER_GRACE = timedelta(seconds=2)
 SHORT_TIMEOUT = timedelta(seconds=30)
 AGENT_HEARTBEAT_TIMEOUT = timedelta(seconds=15)
 CRASH_TYPES = {"AgentCrashed", "AgentSilent", "AgentHandshakeTimeout"}
@@ -79,6 +91,7 @@ class AgentJobWorkflow:
         self._steering: list[SteerRequest] = []
         self._notes: list[str] = []
         self._progress: AgentProgress | None = None
+        self._budget = JobBudget()
 
     @workflow.run
     async def run(self, spec: JobSpec) -> JobResult:
@@ -171,6 +184,52 @@ class AgentJobWorkflow:
         self._progress = progress
 
     @workflow.signal
+    async def budget_exceeded(self, request: BudgetExceeded) -> None:
+        """From the model gateway, which now holds the agent's next model request: wait for an operator."""
+        if self._state != JobState.RUNNING or not self._budget.exceeded(request, self._attempt):
+            return
+        self._log(f"token budget spent: attempt {request.attempt} used {request.used_tokens} tokens")
+        self._set_state(JobState.AWAITING_APPROVAL)
+        window = self._spec.policy.approval_window_seconds
+        try:
+            await workflow.wait_condition(
+                lambda: not self._budget.awaiting or self._state != JobState.AWAITING_APPROVAL,
+                timeout=timedelta(seconds=window),
+            )
+        except TimeoutError:
+            self._budget.expire(window)
+
+    @workflow.update
+    def approve_budget(self, approval: BudgetApproval) -> BudgetState:
+        """Let the held model request go on, with `raise_tokens` more for this attempt."""
+        self._budget.approve(approval)
+        self._log(f"budget raised by {approval.raise_tokens} tokens by {approval.by}")
+        self._set_state(JobState.RUNNING)
+        return self._budget.state(self._attempt)
+
+    @workflow.update
+    def refuse_budget(self, refusal: BudgetRefusal) -> BudgetState:
+        """End the job FAILED with reason `budget`; the held request gets an error, the agent is stopped."""
+        self._budget.refuse(refusal)
+        return self._budget.state(self._attempt)
+
+    @approve_budget.validator
+    def _approvable(self, approval: BudgetApproval) -> None:
+        self._check_awaiting_approval()
+
+    @refuse_budget.validator
+    def _refusable(self, refusal: BudgetRefusal) -> None:
+        self._check_awaiting_approval()
+
+    def _check_awaiting_approval(self) -> None:
+        if self._state != JobState.AWAITING_APPROVAL:
+            raise ValueError(f"job is {self._state}: only a job AWAITING_APPROVAL has a budget to decide")
+
+    @workflow.query
+    def budget(self) -> BudgetState:
+        return self._budget.state(self._attempt)
+
+    @workflow.signal
     def add_alarms(self, batch: AlarmBatch) -> None:
         """Later alarms of this job's incident chain: extra context for the running job."""
         self._add_to_dossier(batch.alarms)
@@ -218,11 +277,19 @@ class AgentJobWorkflow:
         """Run the job; a `cancel` signal or a Temporal cancellation stops it wherever it is."""
         body = asyncio.create_task(self._run_once(spec))
         try:
-            await workflow.wait_condition(lambda: body.done() or self._cancel is not None)
+            await workflow.wait_condition(
+                lambda: body.done() or self._cancel is not None or bool(self._budget.ended)
+            )
         except asyncio.CancelledError:
             self._cancel = CancelRequest(by="temporal", reason="workflow cancellation requested")
             await self._stop(body)
             raise JobEnded(JobState.CANCELLED, "cancelled through Temporal", by_temporal=True) from None
+        if not body.done() and self._budget.ended:
+            # The model gateway answers the held request first (it polls every 0.25 s), so the agent's CLI
+            # reports the refusal before it is stopped.
+            await workflow.sleep(BUDGET_ANSWER_GRACE)
+            await self._stop(body)
+            raise JobEnded(JobState.FAILED, self._budget.ended)
         if not body.done():
             await self._stop(body)
             request = self._cancel
@@ -292,6 +359,7 @@ class AgentJobWorkflow:
         """One agent attempt: stage its files, launch it, await its result, and always stop it."""
         self._set_state(JobState.LAUNCHING)
         self._progress = None
+        self._budget.start_attempt(spec.policy.token_budget)
         await workflow.execute_activity_method(
             TaskFileStager.stage_task_files,
             StageTaskFilesInput(

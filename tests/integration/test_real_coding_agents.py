@@ -5,6 +5,7 @@ the provider key; the agent, its CLI and its files hold only the job token.
 """
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 from temporalio.client import WorkflowFailureError
+from temporalio.service import RPCError
 
 from conductor_worker.intake import SqsIntake
 from conductor_worker.job_store import JobAttemptDir
@@ -20,9 +22,18 @@ from conductor_worker.tokens import mint_token
 from contracts.ids import ticket_job_id
 from contracts.jobs import JobState
 from contracts.operator import SteerRequest
+from contracts.policies import JobPolicy
 from model_gateway.usage import read_usage
 from tests.git_helpers import git
-from tests.helpers import free_port, fresh_key, ticket_body, ticket_result, use_real_agent_clis, wait_for
+from tests.helpers import (
+    free_port,
+    fresh_key,
+    is_running,
+    ticket_body,
+    ticket_result,
+    use_real_agent_clis,
+    wait_for,
+)
 from tests.jira_standin import JiraStandin
 from tests.model_standin import (
     Fail,
@@ -34,6 +45,7 @@ from tests.model_standin import (
     codex_message_turn,
     codex_patch_turn,
 )
+from tests.operator_cli import run_readme_command
 from workflows.agent_job import AgentJobWorkflow
 
 UPSTREAM_KEY = "sk-upstream-only-the-conductor-holds"
@@ -300,3 +312,51 @@ async def test_steering_reaches_the_running_agents_next_model_request(
 
 async def _first_request(model: ModelStandin, path: str) -> bool:
     return bool(model.requests_to(path))
+
+
+async def _logged(caplog, text: str) -> bool:
+    return text in caplog.text
+
+
+async def _awaiting_approval(client, key: str) -> bool:
+    try:
+        status = await client.get_workflow_handle(ticket_job_id("jira", key)).query(AgentJobWorkflow.status)
+    except RPCError:  # not started yet
+        return False
+    return status.state == JobState.AWAITING_APPROVAL
+
+
+@pytest.mark.parametrize("answer", ["approve", "refuse"])
+async def test_a_spent_budget_pauses_the_job_until_the_readme_line_answers(
+    answer, client, env, agent_settings, start_conductor, sample_remote, model, caplog
+):
+    # The first answer uses 120 tokens of 100: the agent's second request is held.
+    policy = JobPolicy(retry_window_seconds=0, token_budget=100)
+    settings = agent_settings.model_copy(update={"coding_agent": "codex", "ticket_policy": policy})
+    key = fresh_key()
+    model.script_responses(
+        codex_patch_turn(add_file_patch(f"docs/{key}.md", "within budget")), codex_message_turn("done")
+    )
+    await start_conductor(settings)
+    await SqsIntake(client, settings, None).start_ticket(parse_message(ticket_body(key)))
+    await wait_for(lambda: _awaiting_approval(client, key), timeout=60)
+    assert len(model.requests_to("/v1/responses")) == 1, "the held request reached the provider"
+    job_id = ticket_job_id("jira", key)
+    address = env.client.service_client.config.target_host
+
+    await run_readme_command(rf"--name {answer}_budget", address, job_id=job_id)
+
+    if answer == "approve":
+        result = await ticket_result(client, key, timeout=60)
+        assert result.state == JobState.SUCCEEDED
+        assert len(model.requests_to("/v1/responses")) == 2
+        assert git("show", f"conductor/{key}:docs/{key}.md", cwd=sample_remote) == "within budget"
+        return
+    with pytest.raises(WorkflowFailureError) as failed:
+        await ticket_result(client, key, timeout=60)
+    assert failed.value.cause.message == "FAILED: budget: refused by alice: too expensive"
+    assert len(model.requests_to("/v1/responses")) == 1
+    # The held request was answered with the refusal before the agent was stopped.
+    await wait_for(lambda: _logged(caplog, "the job's token budget was refused"), timeout=10)
+    agent = json.loads((attempt(settings, key).root / "agent.json").read_text())["agent_id"]
+    assert not is_running(int(agent.removeprefix("local:")))
