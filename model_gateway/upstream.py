@@ -9,6 +9,7 @@ import asyncio
 import email.utils
 import logging
 import random
+import socket
 import time
 from dataclasses import dataclass
 
@@ -41,8 +42,13 @@ class UpstreamAnswer:
 class Upstream:
     def __init__(self, policy: RetryPolicy, client: httpx.AsyncClient | None = None) -> None:
         self._policy = policy
-        # Long reads: a model may think for minutes between two events.
-        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=600.0), trust_env=False)
+        # Long reads: a model may think for minutes between two events. TCP_NODELAY: the request's headers
+        # and body go out as separate writes, and Nagle would hold the body for the peer's delayed ACK (40 ms).
+        self._client = client or httpx.AsyncClient(
+            timeout=httpx.Timeout(10.0, read=600.0),
+            transport=httpx.AsyncHTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]),
+            trust_env=False,
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()
