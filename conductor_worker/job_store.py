@@ -75,6 +75,29 @@ def append_steering(jobs_dir: Path, job_id: str, seq: int, text: str, by: str) -
         mailbox.write(json.dumps({"seq": seq, "text": text, "by": by}) + "\n")
 
 
+LATER_ALARMS_FILE = "later-alarms.jsonl"
+
+
+def read_later_alarms(jobs_dir: Path, job_id: str) -> list[dict]:
+    """Alarms of the job's incident chain that came while its agent ran: {"event_id": .., "text": ..}."""
+    path = jobs_dir / safe_name(job_id) / LATER_ALARMS_FILE
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def append_later_alarms(jobs_dir: Path, job_id: str, alarms: list[dict]) -> None:
+    """Append each alarm once, however often it is delivered."""
+    known = {entry["event_id"] for entry in read_later_alarms(jobs_dir, job_id)}
+    new = [alarm for alarm in alarms if alarm["event_id"] not in known]
+    if not new:
+        return
+    path = jobs_dir / safe_name(job_id) / LATER_ALARMS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as mailbox:
+        mailbox.writelines(json.dumps(alarm) + "\n" for alarm in new)
+
+
 class JobAttemptDir:
     """One job attempt's directory."""
 

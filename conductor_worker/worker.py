@@ -69,6 +69,7 @@ def operations_activities(client: Client, settings: Settings, task_queue: str) -
         claims.closed_workflows,
         steering.deliver_steering,
         steering.await_steering_delivery,
+        steering.deliver_later_alarms,
         notes.leave_failure_note,
     ]
 

@@ -1,4 +1,5 @@
-"""Operator instructions (`steer`) put in front of the running coding agent by the model gateway.
+"""Operator instructions (`steer`), and later alarms of an incident job's chain, put in front of the running
+coding agent by the model gateway.
 
 The gateway forwards every model turn of the agent, so it adds the job's instructions to each request's
 conversation (all of them, every turn: the CLI resends its conversation and would drop what it never
@@ -9,18 +10,24 @@ request carried them; the `steer` update waits for it (activities/steering.py).
 import json
 from typing import Any
 
-from conductor_worker.job_store import JobAttemptDir, read_steering, write_atomic
+from conductor_worker.job_store import JobAttemptDir, read_later_alarms, read_steering, write_atomic
 
 
-def steering_text(entries: list[dict]) -> str:
-    lines = ["Instructions from the operator of this job, newest last; they override earlier instructions:"]
-    lines += [f"{entry['seq']}. {entry['text']} (from {entry['by']})" for entry in entries]
-    return "\n".join(lines)
+def steering_text(entries: list[dict], alarms: list[dict] = ()) -> str:
+    lines = []
+    if entries:
+        lines += [
+            "Instructions from the operator of this job, newest last; they override earlier instructions:"
+        ]
+        lines += [f"{entry['seq']}. {entry['text']} (from {entry['by']})" for entry in entries]
+    if alarms:
+        lines += ["" if lines else None, "Alarms of this incident that came after you started, oldest first:"]
+        lines += [f"- {alarm['text']}" for alarm in alarms]
+    return "\n".join(line for line in lines if line is not None)
 
 
-def with_steering(provider: str, body: dict[str, Any], entries: list[dict]) -> dict[str, Any]:
-    """The request body with the instructions as the conversation's newest user input."""
-    text = steering_text(entries)
+def with_steering(provider: str, body: dict[str, Any], text: str) -> dict[str, Any]:
+    """The request body with `text` as the conversation's newest user input."""
     if provider == "openai":
         items = body.get("input", [])
         if isinstance(items, str):
@@ -41,8 +48,8 @@ def with_steering(provider: str, body: dict[str, Any], entries: list[dict]) -> d
 
 def steer_request(provider: str, job: JobAttemptDir, jobs_dir, body: bytes) -> bytes:
     """`body` with the job's instructions in it, recording their delivery; unchanged when there are none."""
-    entries = read_steering(jobs_dir, job.job_id)
-    if not entries:
+    entries, alarms = read_steering(jobs_dir, job.job_id), read_later_alarms(jobs_dir, job.job_id)
+    if not entries and not alarms:
         return body
     try:
         parsed = json.loads(body)
@@ -50,8 +57,8 @@ def steer_request(provider: str, job: JobAttemptDir, jobs_dir, body: bytes) -> b
         return body  # not JSON: the provider will say so
     if not isinstance(parsed, dict):
         return body
-    steered = json.dumps(with_steering(provider, parsed, entries)).encode()
-    delivered = max(entry["seq"] for entry in entries)
+    steered = json.dumps(with_steering(provider, parsed, steering_text(entries, alarms))).encode()
+    delivered = max((entry["seq"] for entry in entries), default=0)
     if delivered > job.steering_delivered():
         write_atomic(job.steering_delivered_path, str(delivered).encode())
     return steered

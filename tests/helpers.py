@@ -15,8 +15,9 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
 from conductor_worker.config import Settings
-from contracts.ids import ticket_workflow_id
+from contracts.ids import account_workflow_id, ticket_workflow_id
 from contracts.jobs import JobResult
+from workflows.incident_chain import IncidentChainWorkflow
 
 T = TypeVar("T")
 
@@ -98,6 +99,22 @@ async def ticket_handle(client: Client, key: str, timeout: float = 60) -> Workfl
 async def ticket_result(client: Client, key: str, timeout: float = 120) -> JobResult:
     handle = await ticket_handle(client, key)
     return await asyncio.wait_for(handle.result(), timeout=timeout)
+
+
+async def incident_job_result(client: Client, account: str) -> tuple[str, JobResult]:
+    """The account's first incident job, found through the chain's status query (not through visibility)."""
+    chain = client.get_workflow_handle(account_workflow_id(account))
+
+    async def job_id() -> str:
+        try:
+            status = await chain.query(IncidentChainWorkflow.status)
+        except Exception:  # not started yet: the intake has not polled the alarm
+            return ""
+        return status.chains.chains[0].last_job_id if status.chains.chains else ""
+
+    job = await wait_for(job_id, timeout=60)
+    result = await asyncio.wait_for(client.get_workflow_handle(job, result_type=JobResult).result(), 120)
+    return job, result
 
 
 async def count_workflows(client: Client, query: str) -> int:

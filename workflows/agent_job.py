@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.activity_io import (
         AwaitAgentInput,
         AwaitSteeringDeliveryInput,
+        DeliverAlarmsInput,
         DeliverSteeringInput,
         FailureNoteInput,
         LaunchAgentInput,
@@ -230,9 +231,18 @@ class AgentJobWorkflow:
         return self._budget.state(self._attempt)
 
     @workflow.signal
-    def add_alarms(self, batch: AlarmBatch) -> None:
+    async def add_alarms(self, batch: AlarmBatch) -> None:
         """Later alarms of this job's incident chain: extra context for the running job."""
         self._add_to_dossier(batch.alarms)
+        running = self._state in (JobState.RUNNING, JobState.AWAITING_APPROVAL)
+        if running and workflow.patched("alarms-reach-running-agent"):
+            # Its coding CLI's next model request carries them (model_gateway/steering.py); a later launch
+            # gets the whole dossier in its task files instead.
+            await workflow.execute_activity_method(
+                SteeringMailbox.deliver_later_alarms,
+                DeliverAlarmsInput(job_id=self._spec.job_id, alarms=batch.alarms),
+                **self._short(),
+            )
 
     @workflow.query
     def status(self) -> JobStatus:

@@ -26,14 +26,13 @@ from contracts.policies import JobPolicy
 from model_gateway.usage import read_usage
 from tests.git_helpers import git
 from tests.helpers import (
-    free_port,
     fresh_key,
     is_running,
     ticket_body,
     ticket_result,
-    use_real_agent_clis,
     wait_for,
 )
+from tests.integration.conftest import UPSTREAM_KEY, run_ticket
 from tests.jira_standin import JiraStandin
 from tests.model_standin import (
     Fail,
@@ -48,36 +47,7 @@ from tests.model_standin import (
 from tests.operator_cli import run_readme_command
 from workflows.agent_job import AgentJobWorkflow
 
-UPSTREAM_KEY = "sk-upstream-only-the-conductor-holds"
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture
-def model():
-    with ModelStandin(key=UPSTREAM_KEY) as standin:
-        yield standin
-
-
-@pytest.fixture
-def agent_settings(settings, model: ModelStandin, monkeypatch):
-    use_real_agent_clis(monkeypatch)
-    return settings.model_copy(
-        update={
-            # A known address, so the test can call the model gateway itself.
-            "rest_listen": f"127.0.0.1:{free_port()}",
-            "model_openai_url": f"{model.base_url}/v1",
-            "model_openai_api_key": SecretStr(UPSTREAM_KEY),
-            "model_anthropic_url": f"{model.base_url}/v1",
-            "model_anthropic_api_key": SecretStr(UPSTREAM_KEY),
-            "model_retry_max_wait_seconds": 5,
-        }
-    )
-
-
-async def run_ticket(client, settings, start_conductor, key: str):
-    await start_conductor(settings)
-    await SqsIntake(client, settings, None).start_ticket(parse_message(ticket_body(key)))
-    return await ticket_result(client, key, timeout=75)
 
 
 def attempt(settings, key: str, n: int = 1) -> JobAttemptDir:
