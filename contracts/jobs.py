@@ -5,6 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from contracts.agent_events import AgentEvent
 from contracts.alarms import Alarm
 from contracts.policies import JobPolicy
 from contracts.routing import RepoRoute
@@ -163,3 +164,5 @@ class AgentProgress(BaseModel):
     last_lines: list[str] = Field(default_factory=list)
     # The attempt's model usage so far, as the model gateway counted it (CLI coding agents only).
     model_usage: ModelUsage | None = None
+    # The coding agent's latest events (CLI coding agents only), oldest first.
+    events: list[AgentEvent] = Field(default_factory=list)

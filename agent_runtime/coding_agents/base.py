@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contracts.agent_events import AgentEvent
 from contracts.jobs import FailureClass
 
 TAIL_CHARS = 4000
@@ -60,6 +61,8 @@ class CliRun:
     usage: dict[str, int] = field(default_factory=dict)
     denials: list[str] = field(default_factory=list)
     files_changed: list[str] = field(default_factory=list)
+    # What the agent did, in order (contracts/agent_events.py); the runner logs each as it comes.
+    events: list[AgentEvent] = field(default_factory=list)
 
 
 class CliAdapter(ABC):

@@ -11,6 +11,7 @@ import json
 import os
 
 from agent_runtime.coding_agents.base import CliAdapter, CliRun, CliWorkspace, json_object
+from contracts.agent_events import AgentEvent, short
 
 SUPPORTED_VERSION = "2.1.332"
 
@@ -62,16 +63,27 @@ class ClaudeAdapter(CliAdapter):
         kind = event.get("type")
         if kind == "assistant":
             for block in (event.get("message") or {}).get("content", []):
+                tool_input = block.get("input") or {}
                 if block.get("type") == "text" and block.get("text"):
                     run.final_message = str(block["text"])
+                    run.events.append(AgentEvent(kind="message", summary=short(run.final_message)))
                 elif block.get("type") == "tool_use" and block.get("name") in ("Write", "Edit"):
-                    run.files_changed.append(str((block.get("input") or {}).get("file_path", "")))
+                    path = str(tool_input.get("file_path", ""))
+                    run.files_changed.append(path)
+                    run.events.append(
+                        AgentEvent(kind="file_change", summary=str(block["name"]), files=[path])
+                    )
+                elif block.get("type") == "tool_use" and block.get("name") == "Bash":
+                    run.events.append(
+                        AgentEvent(kind="command", summary=short(str(tool_input.get("command", ""))))
+                    )
         elif kind == "result":
             run.succeeded = event.get("subtype") == "success" and not event.get("is_error")
             if event.get("result"):
                 run.final_message = str(event["result"])
             if not run.succeeded:
                 run.errors.append(str(event.get("result") or event.get("subtype") or "error"))
+                run.events.append(AgentEvent(kind="error", summary=short(run.errors[-1])))
             usage = event.get("usage") or {}
             run.usage = {
                 "input": int(usage.get("input_tokens", 0)),

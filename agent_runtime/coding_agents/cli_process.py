@@ -60,7 +60,7 @@ def run_cli(adapter: CliAdapter, workspace: CliWorkspace, prompt: str, timeout: 
     feeder = threading.Thread(target=_feed, args=(proc.stdin, stdin_text), daemon=True)
     feeder.start()
     echoes = [
-        _Echo(proc.stdout, sys.stdout, lambda line: adapter.read_event(line, run)),
+        _Echo(proc.stdout, sys.stdout, lambda line: _read_event(adapter, line, run)),
         _Echo(proc.stderr, sys.stderr),
     ]
     try:
@@ -115,6 +115,15 @@ def _verdict(
         usage=run.usage,
         denials=run.denials,
     )
+
+
+def _read_event(adapter: CliAdapter, line: str, run: CliRun) -> None:
+    """Fold the line into `run`; each event it yields goes to the job's log as a marked line."""
+    seen = len(run.events)
+    adapter.read_event(line, run)
+    for event in run.events[seen:]:
+        sys.stdout.write(event.log_line() + "\n")
+    sys.stdout.flush()
 
 
 def _version_problem(adapter: CliAdapter, executable: str, env: dict[str, str]) -> str:

@@ -13,6 +13,7 @@ import json
 import os
 
 from agent_runtime.coding_agents.base import CliAdapter, CliRun, CliWorkspace, json_object
+from contracts.agent_events import AgentEvent, short
 
 SUPPORTED_VERSION = "0.169.0"
 # A model codex knows (`codex debug models`); an unknown name gets no apply_patch tool.
@@ -95,13 +96,34 @@ class CodexAdapter(CliAdapter):
         elif kind == "turn.failed":
             run.succeeded = False
             run.errors.append(str((event.get("error") or {}).get("message", "turn failed")))
+            run.events.append(AgentEvent(kind="error", summary=short(run.errors[-1])))
         elif kind == "error":
             run.errors.append(str(event.get("message", "error")))
+            run.events.append(AgentEvent(kind="error", summary=short(run.errors[-1])))
         elif kind == "item.completed":
-            item = event.get("item") or {}
-            if item.get("type") == "agent_message":
-                run.final_message = str(item.get("text", ""))
-            elif item.get("type") == "file_change":
-                run.files_changed += [str(c.get("path", "")) for c in item.get("changes", [])]
-            elif item.get("type") == "error":
-                run.errors.append(str(item.get("message", "error")))
+            self._item(event.get("item") or {}, run)
+
+    def _item(self, item: dict, run: CliRun) -> None:
+        kind = item.get("type")
+        if kind == "agent_message":
+            run.final_message = str(item.get("text", ""))
+            run.events.append(AgentEvent(kind="message", summary=short(run.final_message)))
+        elif kind == "file_change":
+            paths = [str(c.get("path", "")) for c in item.get("changes", [])]
+            run.files_changed += paths
+            kinds = sorted({str(c.get("kind", "update")) for c in item.get("changes", [])})
+            run.events.append(
+                AgentEvent(kind="file_change", summary=", ".join(kinds) or "change", files=paths)
+            )
+        elif kind == "command_execution":
+            code = item.get("exit_code")
+            run.events.append(
+                AgentEvent(
+                    kind="command",
+                    summary=short(str(item.get("command", ""))),
+                    exit_code=int(code) if isinstance(code, int) else None,
+                )
+            )
+        elif kind == "error":
+            run.errors.append(str(item.get("message", "error")))
+            run.events.append(AgentEvent(kind="error", summary=short(run.errors[-1])))

@@ -17,6 +17,8 @@ from temporalio.service import RPCError
 
 from conductor_worker.intake import SqsIntake
 from conductor_worker.job_store import JobAttemptDir
+from conductor_worker.log_store import open_log_store
+from conductor_worker.logs_cli import print_log
 from conductor_worker.messages import parse_message
 from conductor_worker.tokens import mint_token
 from contracts.ids import ticket_job_id
@@ -123,6 +125,25 @@ async def test_codex_ticket_job_commits_the_scripted_edit(
     # The job's `status` and its result show what the gateway counted.
     status = await client.get_workflow_handle(result.job_id).query(AgentJobWorkflow.status)
     assert status.progress.model_usage == usage == result.agent.model_usage
+    # What the agent did, as events: in `status`, and in `conductor logs JOB --events`.
+    assert [(e.kind, e.summary) for e in status.progress.events] == [
+        ("file_change", "add"),
+        ("message", f"Documented the fix for {key}"),
+    ]
+    assert status.progress.events[0].files[0].endswith(f"/repo/docs/{key}.md")
+    printed: list[str] = []
+    print_log(
+        open_log_store(settings),
+        result.job_id,
+        events=True,
+        echo=lambda text, err=False: printed.append(text),
+    )
+    assert printed[1:] == [
+        f"{printed[1][:8]} file_change: add [{status.progress.events[0].files[0]}]",
+        f"{printed[2][:8]} message: Documented the fix for {key}",
+    ]
+    # The agent's final message is the job's summary, which the PR body carries.
+    assert result.summary == f"Documented the fix for {key}"
     assert_no_upstream_key_anywhere(settings, key, model, watch)
     config = next(attempt(settings, key).root.rglob("codex/config.toml")).read_text()
     assert 'env_key = "CONDUCTOR_MODEL_TOKEN"' in config and "127.0.0.1" in config
