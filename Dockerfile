@@ -17,6 +17,21 @@ FROM python:3.11-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends git bubblewrap \
  && rm -rf /var/lib/apt/lists/*
+# The coding-agent CLIs the agent supports, pinned as the Makefile pins them (agent_runtime/coding_agents/;
+# tests/unit/test_compose.py checks the three agree). About 800 MB: build with INSTALL_AGENT_CLIS=0 for a
+# conductor-only image (the conductor never runs them).
+ARG INSTALL_AGENT_CLIS=1
+ARG CODEX_VERSION=0.169.0
+ARG CLAUDE_CODE_VERSION=2.1.332
+RUN if [ "$INSTALL_AGENT_CLIS" = 1 ]; then \
+      apt-get update \
+      && apt-get install -y --no-install-recommends nodejs npm ca-certificates \
+      && npm install --global --prefix /opt/agent-clis --no-audit --no-fund \
+           @openai/codex@$CODEX_VERSION @anthropic-ai/claude-code@$CLAUDE_CODE_VERSION \
+      && npm cache clean --force \
+      && rm -rf /var/lib/apt/lists/*; \
+    fi
+ENV PATH=/opt/agent-clis/bin:$PATH
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 # A fixed uid: infra/'s EFS access point writes the state dir as this user.

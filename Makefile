@@ -7,13 +7,19 @@ PROTOS := $(wildcard proto/conductor/v1/*.proto)
 GENERATED := $(PROTOS:.proto=_pb2.py)
 ARGS ?=
 PYTEST_ARGS ?=
+# The coding-agent CLIs the agent supports (agent_runtime/coding_agents/), pinned: their flags and event
+# streams change between releases. Installed from npm into a project-local prefix, never globally.
+CODEX_VERSION := 0.169.0
+CLAUDE_CODE_VERSION := 2.1.332
+TOOLS := .tools/npm
+TOOLS_STAMP := $(TOOLS)/.installed-codex-$(CODEX_VERSION)-claude-$(CLAUDE_CODE_VERSION)
 
-.PHONY: demo test test-fast bench proto venv clean lint sandbox
+.PHONY: demo test test-fast bench proto venv clean lint sandbox agent-clis
 
-demo: $(STAMP) proto sandbox
+demo: $(STAMP) proto sandbox agent-clis
 	$(BIN)/python examples/demo.py $(ARGS)
 
-test: $(STAMP) proto sandbox
+test: $(STAMP) proto sandbox agent-clis
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The fast lane for a change (about a minute on 2 cores): unit tests, the workflows on the time-skipping
@@ -56,5 +62,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# Codex CLI and Claude Code (about 800 MB, ~45 s from the npm registry). The stamp names the versions, so a
+# version bump reinstalls; the binaries land in $(TOOLS)/node_modules/.bin (tests and the demo look there).
+agent-clis: $(TOOLS_STAMP)
+
+$(TOOLS_STAMP):
+	rm -rf $(TOOLS) && mkdir -p $(TOOLS)
+	npm install --prefix $(TOOLS) --no-save --no-audit --no-fund --no-update-notifier --loglevel=error \
+		@openai/codex@$(CODEX_VERSION) @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION)
+	touch $@
+
 clean:
-	rm -rf $(VENV) .demo-state .conductor-state proto/conductor/v1/*_pb2*.py proto/conductor/v1/*_pb2*.pyi
+	rm -rf $(VENV) .tools .demo-state .conductor-state proto/conductor/v1/*_pb2*.py proto/conductor/v1/*_pb2*.pyi

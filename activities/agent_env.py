@@ -1,4 +1,8 @@
-"""What every launcher hands its agent: where the gateway is, the per-job token, how to code, and TLS."""
+"""What every launcher hands its agent: where the gateways are, the per-job token, how to code, and TLS.
+
+Never a model provider's key: the coding CLI reaches the model through the conductor's model gateway with
+the job token (model_gateway/).
+"""
 
 from conductor_worker.config import Settings
 
@@ -11,6 +15,10 @@ def agent_job_environment(settings: Settings, token: str) -> dict[str, str]:
         "CONDUCTOR_AGENT_CODING_AGENT_TIMEOUT": str(settings.coding_agent_timeout_seconds),
         "CONDUCTOR_AGENT_LOG_SPILL_BYTES": str(settings.agent_log_spill_bytes),
     }
+    if settings.model_gateway_public_url:
+        env["CONDUCTOR_AGENT_MODEL_GATEWAY"] = settings.model_gateway_public_url
+    if settings.coding_agent_model:
+        env["CONDUCTOR_AGENT_MODEL"] = settings.coding_agent_model
     # Paths, not secrets of the conductor: the agent's own client certificate, and the CA it trusts.
     for name, path in (
         ("CONDUCTOR_AGENT_TLS_CA", settings.agent_tls_ca_file),

@@ -3,7 +3,8 @@
 The activity fails (and the workflow decides what that means) when the agent never handshakes,
 falls silent for three heartbeat intervals, or exits without reporting.
 
-While it waits, it relays what the agent reports (its steps' states and last log lines) to the job
+While it waits, it relays what the agent reports (its steps' states and last log lines), and the model
+usage the model gateway counted for the attempt, to the job
 workflow's `progress` signal, when that changed and at most every PROGRESS_SECONDS, so `status` shows it
 without a signal per heartbeat or log line.
 
@@ -23,12 +24,16 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from conductor_worker.job_store import JobAttemptDir
 from contracts.activity_io import AwaitAgentInput
+from contracts.agent_events import event_from_log_text
 from contracts.jobs import AgentProgress, AgentResult
 from contracts.logs import LogLine
 
 POLL_SECONDS = 0.5
 PROGRESS_SECONDS = 5.0
 PROGRESS_LINES = 10
+# How far back in the log the latest agent events are looked for, and how many `status` shows.
+EVENT_SCAN_LINES = 500
+PROGRESS_EVENTS = 10
 # An agent that exits may still be finishing its upload on the gateway side.
 EXIT_GRACE_SECONDS = 3.0
 
@@ -69,6 +74,8 @@ class AgentResultWatcher:
         while True:
             result = job.result()
             if result is not None:
+                # The last events and usage, which the periodic relay may not have sent yet.
+                await self._relay(input, job, relayed)
                 return result
             if activity.is_worker_shutdown():
                 raise _draining(input.agent_id)
@@ -108,9 +115,15 @@ class AgentResultWatcher:
         if self._progress_sink is None:
             return relayed
         lines = (
-            await asyncio.to_thread(self._log_tail, input.job_id, PROGRESS_LINES) if self._log_tail else []
+            await asyncio.to_thread(self._log_tail, input.job_id, EVENT_SCAN_LINES) if self._log_tail else []
         )
-        progress = AgentProgress(steps=job.step_states(), last_lines=[line.render() for line in lines])
+        events = [event for line in lines if (event := event_from_log_text(line.text))]
+        progress = AgentProgress(
+            steps=job.step_states(),
+            last_lines=[line.render() for line in lines[-PROGRESS_LINES:]],
+            model_usage=job.model_usage(),
+            events=events[-PROGRESS_EVENTS:],
+        )
         if progress == relayed:
             return relayed
         try:

@@ -4,8 +4,9 @@ Every agent runs inside bubblewrap (activities/sandbox.py): it sees its own work
 system read-only and nothing of the conductor (state directory, environment, processes, other jobs).
 Only `CONDUCTOR_SANDBOX=unsafe` runs it as a plain subprocess, and says so in the logs and the job.
 
-The agent's environment is built from an allow-list, never inherited: it gets the gateway address,
-its per-job token and a work directory, and nothing else that could reach GitHub, Temporal or a cloud.
+The agent's environment is built from an allow-list, never inherited: it gets the gateway addresses,
+its per-job token and a work directory, and nothing else that could reach GitHub, Temporal, a cloud or a
+model provider (the coding CLI reaches the model through the conductor's model gateway).
 """
 
 import asyncio
@@ -41,8 +42,6 @@ log = logging.getLogger(__name__)
 
 # Inherited only when set; locale and PATH let git and Python behave as they do for the operator.
 _INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
-# The coding agent's model key is the one secret it may need (README "Configuration").
-_CODEX_ENV = ("OPENAI_API_KEY", "CODEX_HOME")
 STOP_GRACE_SECONDS = 5.0
 # An agent that reported its result is still sending its last log lines; it exits by itself once the
 # conductor stored them (or its own flush deadline passed). Within stop_agent's 30 s activity timeout.
@@ -51,8 +50,6 @@ LOG_FLUSH_GRACE_SECONDS = 15.0
 
 def agent_environment(settings: Settings, token: str, workdir: Path) -> dict[str, str]:
     env = {name: os.environ[name] for name in _INHERITED_ENV if name in os.environ}
-    if settings.coding_agent == "codex":
-        env.update({name: os.environ[name] for name in _CODEX_ENV if name in os.environ})
     env.update(
         agent_job_environment(settings, token), HOME=str(workdir), CONDUCTOR_AGENT_WORKDIR=str(workdir)
     )

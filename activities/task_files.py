@@ -5,7 +5,7 @@ from pathlib import Path
 
 from temporalio import activity
 
-from conductor_worker.job_store import JobAttemptDir, read_steering
+from conductor_worker.job_store import JobAttemptDir, read_steering, write_atomic
 from contracts.activity_io import StageTaskFilesInput, StageTaskFilesResult
 from contracts.alarms import AlarmBatch
 from contracts.jobs import JobSpec, TaskFile, TaskInstructions
@@ -63,4 +63,7 @@ class TaskFileStager:
         # Instructions sent with `steer` to an earlier attempt (or while queued) go into this one's prompt.
         steering = read_steering(self._jobs_dir, input.spec.job_id)
         manifest = await asyncio.to_thread(job.stage_files, task_files_for(input.spec, steering))
+        # For the model gateway, which holds the agent's requests once the attempt used this many tokens.
+        budget = input.spec.policy.token_budget if input.spec.policy else 0
+        write_atomic(job.token_budget_path, str(budget).encode())
         return StageTaskFilesResult(files=[entry["path"] for entry in manifest])

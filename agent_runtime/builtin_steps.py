@@ -14,7 +14,10 @@ import os
 import sys
 from pathlib import Path
 
-from agent_runtime.coding_agents import CodingAgentOutcome, run_codex, run_demo_agent
+from agent_runtime.coding_agents import CLI_ADAPTERS, CODING_AGENTS
+from agent_runtime.coding_agents.base import CliWorkspace, CodingAgentOutcome
+from agent_runtime.coding_agents.cli_process import run_cli
+from agent_runtime.coding_agents.demo import run_demo_agent
 from agent_runtime.workspace import GitError, RemoteUnreachable, Workspace, clone
 from contracts.jobs import FailureClass, TaskInstructions
 
@@ -24,6 +27,11 @@ EXIT_INFRASTRUCTURE = os.EX_SOFTWARE
 JOB_FILE = "job.json"
 OUTCOME_FILE = "outcome.json"
 BUNDLE_FILE = "work.bundle"
+# The coding CLI's HOME, config and temporary files: beside the clone, never in its diff.
+CLI_HOME_DIR = "agent-home"
+# Set by the launcher (activities/agent_env.py); the code step inherits them from the agent.
+MODEL_GATEWAY_ENV = "CONDUCTOR_AGENT_MODEL_GATEWAY"
+TOKEN_ENV = "CONDUCTOR_AGENT_TOKEN"
 
 
 def exit_failure_class(exit_code: int | None) -> FailureClass:
@@ -60,8 +68,8 @@ def _code(job_dir: Path, args: argparse.Namespace) -> int:
     prompt = (job_dir / "task" / instructions.prompt_file).read_text(encoding="utf-8")
     repo = job_dir / "repo"
     print(f"running the {args.coding_agent} coding agent", flush=True)
-    if args.coding_agent == "codex":
-        outcome = run_codex(repo, prompt, args.timeout)
+    if args.coding_agent in CLI_ADAPTERS:
+        outcome = _run_cli_agent(args.coding_agent, job_dir, prompt, args.timeout)
     else:
         outcome = run_demo_agent(repo, instructions, prompt)
         print(outcome.stdout_tail, end="")
@@ -71,6 +79,21 @@ def _code(job_dir: Path, args: argparse.Namespace) -> int:
     if outcome.failure_class is FailureClass.NONE:
         return 0
     return EXIT_SCRIPT if outcome.failure_class is FailureClass.SCRIPT else EXIT_INFRASTRUCTURE
+
+
+def _run_cli_agent(name: str, job_dir: Path, prompt: str, timeout: float) -> CodingAgentOutcome:
+    gateway, token = os.environ.get(MODEL_GATEWAY_ENV, ""), os.environ.get(TOKEN_ENV, "")
+    if not gateway or not token:
+        return CodingAgentOutcome(
+            exit_code=EXIT_INFRASTRUCTURE,
+            summary=f"the {name} coding agent needs the conductor's model gateway: {MODEL_GATEWAY_ENV} "
+            f"and {TOKEN_ENV} must be set (the launcher sets them)",
+            failure_class=FailureClass.INFRASTRUCTURE,
+        )
+    workspace = CliWorkspace(
+        repo=job_dir / "repo", home=job_dir / CLI_HOME_DIR, model_gateway_url=gateway, model_token=token
+    )
+    return run_cli(CLI_ADAPTERS[name], workspace, prompt, timeout)
 
 
 def _bundle(job_dir: Path, args: argparse.Namespace) -> int:
@@ -92,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agent_runtime.builtin_steps")
     parser.add_argument("step", choices=sorted(_STEPS))
     parser.add_argument("job_dir", type=Path)
-    parser.add_argument("--coding-agent", choices=["demo", "codex"], default="demo")
+    parser.add_argument("--coding-agent", choices=CODING_AGENTS, default="demo")
     parser.add_argument("--timeout", type=float, default=1500.0, help="coding agent timeout, seconds")
     args = parser.parse_args(argv)
     try:

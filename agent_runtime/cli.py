@@ -28,6 +28,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True)
 class CodingAgent(StrEnum):
     DEMO = "demo"
     CODEX = "codex"
+    CLAUDE = "claude"
 
 
 # TLS options of both modes: the gateway (gRPC) and the REST API (HTTPS) use the same certificates.

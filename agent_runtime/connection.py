@@ -280,6 +280,7 @@ def to_proto_result(result: AgentResult, bundle_sha256: str, steps: dict[str, st
         commit_sha=result.commit_sha,
         duration_seconds=result.duration_seconds,
         steps=_step_states(steps),
+        no_changes=result.no_changes,
     )
 
 

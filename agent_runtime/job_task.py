@@ -17,7 +17,7 @@ from pathlib import Path
 from pydantic import TypeAdapter
 
 from agent_runtime.builtin_steps import BUNDLE_FILE, exit_failure_class, read_outcome
-from agent_runtime.coding_agents import KILL_GRACE_SECONDS, TAIL_CHARS
+from agent_runtime.coding_agents.base import KILL_GRACE_SECONDS, TAIL_CHARS
 from agent_runtime.workspace import Workspace
 from contracts.jobs import AgentResult, AgentStatus, FailureClass, TaskInstructions
 from contracts.steps import StepResult, StepSpec, StepStatus, TaskResult, TaskSpec
@@ -26,7 +26,7 @@ STEPS_FILE = "steps.json"
 BUILTIN_STEPS = ("clone", "code", "bundle")
 REPO_DIR = "repo"
 STEP_KILL_GRACE_SECONDS = 3.0
-# run_codex stops the coding agent at its own timeout; the step's timeout is the backstop behind it.
+# run_cli stops the coding agent at its own timeout; the step's timeout is the backstop behind it.
 _CODE_STEP_SLACK_SECONDS = 2 * KILL_GRACE_SECONDS + 30
 
 
@@ -86,6 +86,7 @@ def task_agent_result(
             exit_code=outcome.exit_code,
             stdout_tail=outcome.stdout_tail,
             stderr_tail=outcome.stderr_tail,
+            no_changes=outcome.no_changes,
         ), None
     return AgentResult(
         status=AgentStatus.FAILED,

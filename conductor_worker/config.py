@@ -87,8 +87,30 @@ class Settings(BaseSettings):
     # it. `unsafe`, for development only: agents run as plain subprocesses that can read what the conductor
     # can (its state directory, its environment, every job); the logs and each job's history say so.
     sandbox: Literal["bwrap", "unsafe"] = "bwrap"
-    # The coding agent the per-job agent runs: the deterministic built-in `demo`, or `codex`.
-    coding_agent: Literal["demo", "codex"] = "demo"
+    # The coding agent the per-job agent runs: the deterministic built-in `demo`, or a real CLI, `codex`
+    # (Codex CLI) or `claude` (Claude Code), which reach the model only through the model gateway below.
+    coding_agent: Literal["demo", "codex", "claude"] = "demo"
+    # The model name the CLI asks for; empty: the CLI's default (codex: gpt-5.5).
+    coding_agent_model: str = ""
+
+    # Model gateway (model_gateway/): on the conductor's HTTP server (rest_listen; when that is empty and
+    # a CLI coding agent is configured, the gateway's host on a free port). Agents dial
+    # `model_gateway_public_url` (default: the bound address). Only the conductor holds the provider keys.
+    model_gateway_public_url: str = ""
+    # OpenAI-compatible Responses upstream (Codex CLI): OpenAI, Azure OpenAI (`.../openai/v1` with key
+    # header `api-key`) or a proxy. `authorization` sends `Bearer <key>`.
+    model_openai_url: str = "https://api.openai.com/v1"
+    model_openai_api_key: SecretStr = SecretStr("")
+    model_openai_key_header: Literal["authorization", "api-key"] = "authorization"
+    # Anthropic Messages upstream (Claude Code), key sent as `x-api-key`.
+    model_anthropic_url: str = "https://api.anthropic.com/v1"
+    model_anthropic_api_key: SecretStr = SecretStr("")
+    # How long the `steer` update waits for a model request of the running coding CLI to carry the
+    # instruction (then its ack says delivered_to_agent).
+    steering_delivery_wait_seconds: float = Field(default=30, ge=0)
+    # Upstream 429/5xx before the first byte: tries in all, and the longest wait (Retry-After is capped to it).
+    model_retry_attempts: int = Field(default=4, ge=1, le=10)
+    model_retry_max_wait_seconds: float = Field(default=30, gt=0)
     coding_agent_timeout_seconds: int = 1500
 
     # Timeouts, relaunches, retries and the `retry` window, per job kind (contracts/policies.py).
@@ -178,6 +200,10 @@ class Settings(BaseSettings):
         if config_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
         return tuple(sources)
+
+    @property
+    def model_gateway_needed(self) -> bool:
+        return self.coding_agent != "demo"
 
     @property
     def agent_gateway_address(self) -> str:

@@ -16,10 +16,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from pydantic import TypeAdapter
 
 from conductor_worker.config import Settings
+from conductor_worker.job_access import open_job_attempt
 from conductor_worker.job_store import JobAttemptDir, read_steering, sha256_file
 from conductor_worker.log_store import LogStore, open_log_store
 from conductor_worker.tls import grpc_server_credentials, tls_enabled
-from conductor_worker.tokens import TokenClaims, TokenError, verify_token
+from conductor_worker.tokens import TokenClaims, TokenError
 from contracts.jobs import AgentResult, AgentStatus, FailureClass
 from contracts.logs import LogLine
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
@@ -45,17 +46,11 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         if scheme.lower() != "bearer" or not token:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing bearer token")
         try:
-            claims = verify_token(self._secret, token)
+            access = open_job_attempt(self._settings.jobs_dir, self._secret, token)
         except TokenError as err:
             log.warning("gateway refused a token: %s", err)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(err))
-        job = JobAttemptDir(self._settings.jobs_dir, claims.job_id, claims.attempt)
-        if not job.root.is_dir():
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "token names an unknown job attempt")
-        if job.superseded():
-            # The job relaunched its agent: whatever still holds the old token must not report for it.
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "token is for a superseded attempt")
-        return claims, job
+        return access.claims, access.job
 
     async def Handshake(self, request, context):
         claims, job = await self._authorize(context)
@@ -201,6 +196,8 @@ def _result_from_proto(
         duration_seconds=msg.duration_seconds,
         bundle_path=str(job.bundle_path.resolve()) if has_bundle else "",
         bundle_sha256=sha256_file(job.bundle_path) if has_bundle else "",
+        model_usage=job.model_usage(),
+        no_changes=msg.no_changes,
     )
 
 

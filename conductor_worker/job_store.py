@@ -8,6 +8,9 @@ Layout under `<state_dir>/jobs/<job id as a file name>/attempt-<n>/`:
                      phase and the task DAG's step states (`{"clone": "SUCCEEDED", "code": "RUNNING"}`)
     work.bundle      the agent's git bundle, once uploaded and checked
     result.json      the agent's structured result (contracts.jobs.AgentResult)
+    model-usage.json the attempt's model usage, kept by the model gateway (model_gateway/usage.py)
+    token-budget     the attempt's starting model-token allowance, for the model gateway (0 or absent: none)
+    steering-delivered  the highest `steer` instruction a model request carried (model_gateway/steering.py)
 
 Files are written atomically (temp file + rename) so a reader never sees half a result.
 Bulky data (bundles) stays here, outside workflow history; agent logs go to conductor_worker/log_store.py.
@@ -23,6 +26,7 @@ from pathlib import Path
 from contracts.ids import safe_name
 from contracts.jobs import AgentResult, TaskFile
 from contracts.task_paths import check_relative_path
+from contracts.usage import ModelUsage
 
 
 def sha256_file(path: Path) -> str:
@@ -71,6 +75,29 @@ def append_steering(jobs_dir: Path, job_id: str, seq: int, text: str, by: str) -
         mailbox.write(json.dumps({"seq": seq, "text": text, "by": by}) + "\n")
 
 
+LATER_ALARMS_FILE = "later-alarms.jsonl"
+
+
+def read_later_alarms(jobs_dir: Path, job_id: str) -> list[dict]:
+    """Alarms of the job's incident chain that came while its agent ran: {"event_id": .., "text": ..}."""
+    path = jobs_dir / safe_name(job_id) / LATER_ALARMS_FILE
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def append_later_alarms(jobs_dir: Path, job_id: str, alarms: list[dict]) -> None:
+    """Append each alarm once, however often it is delivered."""
+    known = {entry["event_id"] for entry in read_later_alarms(jobs_dir, job_id)}
+    new = [alarm for alarm in alarms if alarm["event_id"] not in known]
+    if not new:
+        return
+    path = jobs_dir / safe_name(job_id) / LATER_ALARMS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as mailbox:
+        mailbox.writelines(json.dumps(alarm) + "\n" for alarm in new)
+
+
 class JobAttemptDir:
     """One job attempt's directory."""
 
@@ -106,6 +133,33 @@ class JobAttemptDir:
     @property
     def agent_log_path(self) -> Path:
         return self.root / "agent.log"
+
+    @property
+    def model_usage_path(self) -> Path:
+        return self.root / "model-usage.json"
+
+    @property
+    def token_budget_path(self) -> Path:
+        return self.root / "token-budget"
+
+    def token_budget(self) -> int:
+        """The attempt's starting token allowance (its policy's `token_budget`); 0: none."""
+        path = self.token_budget_path
+        return int(path.read_text() or 0) if path.exists() else 0
+
+    @property
+    def steering_delivered_path(self) -> Path:
+        return self.root / "steering-delivered"
+
+    def steering_delivered(self) -> int:
+        """The highest `steer` instruction a model request of this attempt carried (model_gateway/steering.py)."""
+        path = self.steering_delivered_path
+        return int(path.read_text() or 0) if path.exists() else 0
+
+    def model_usage(self) -> ModelUsage | None:
+        """None when the attempt made no model request through the gateway."""
+        path = self.model_usage_path
+        return ModelUsage.model_validate_json(path.read_bytes()) if path.exists() else None
 
     # Task files ---------------------------------------------------------------------------
 

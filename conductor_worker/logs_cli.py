@@ -1,4 +1,7 @@
-"""`conductor logs JOB [--follow] [--attempt N]`: a job's agent log, from the log store.
+"""`conductor logs JOB [--follow] [--attempt N] [--events]`: a job's agent log, from the log store.
+
+`--events` prints only the coding agent's events (contracts/agent_events.py), e.g.
+`12:00:03 file_change: add [docs/ENG-123.md]`.
 
 Lines are the agent's own progress lines and its steps' stdout/stderr, in the order the agent produced
 them. `--follow` keeps printing until the attempt's log is complete (the agent's last line, "exiting
@@ -7,12 +10,14 @@ with code N", is stored) or Ctrl-C; without `--attempt` it moves on to a relaunc
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
 from conductor_worker.config import Settings
 from conductor_worker.log_store import LogStore, dropped_note, open_log_store
+from contracts.agent_events import event_from_log_text
 
 FOLLOW_POLL_SECONDS = 0.5
 
@@ -23,6 +28,7 @@ def print_log(
     attempt: int | None = None,
     *,
     follow: bool = False,
+    events: bool = False,
     echo: Callable[..., None] = typer.echo,
     poll_seconds: float = FOLLOW_POLL_SECONDS,
 ) -> int:
@@ -44,8 +50,12 @@ def print_log(
         complete = store.is_complete(job_id, attempt)
         newer = [] if pinned or complete else [a for a in store.attempts(job_id) if a > attempt]
         for line in store.read(job_id, attempt, after):
-            echo(line.render())
             after = line.seq
+            if not events:
+                echo(line.render())
+            elif event := event_from_log_text(line.text):
+                at = datetime.fromtimestamp(line.ts, UTC).strftime("%H:%M:%S")
+                echo(f"{at} {event.render()}")
         if complete or not follow:
             dropped = store.dropped(job_id, attempt)
             if dropped.count:
@@ -65,11 +75,15 @@ def logs(
         bool, typer.Option("--follow", "-f", help="Keep printing until the agent's last line, or Ctrl-C.")
     ] = False,
     attempt: Annotated[int | None, typer.Option(help="Agent attempt (default: the latest).", min=1)] = None,
+    events: Annotated[
+        bool,
+        typer.Option("--events", help="Only the coding agent's events: messages, commands, file changes."),
+    ] = False,
 ) -> None:
     """Print a job's agent log: its steps' output and the agent's own lines, oldest first."""
     store = open_log_store(Settings())
     try:
-        code = print_log(store, job, attempt, follow=follow)
+        code = print_log(store, job, attempt, follow=follow, events=events)
     except KeyboardInterrupt:
         code = 130
     raise typer.Exit(code)

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import uvicorn
-from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response, Security
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response, Security
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 GRACEFUL_SECONDS = 5
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 DEFAULT_MAX_BODY_BYTES = 2**20
+# A model request (the model gateway's routes) carries the whole conversation so far, prompt included: a
+# 1 MB ticket must fit, and a hostile body still may not grow without bound.
+MODEL_REQUEST_MAX_BYTES = 32 * 2**20
 _MAX_ERRORS_SHOWN = 5
 
 Bearer = Annotated[HTTPAuthorizationCredentials | None, Security(HTTPBearer(auto_error=False))]
@@ -168,8 +171,8 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 class RestServer:
-    def __init__(self, server: uvicorn.Server, task: asyncio.Task, port: int) -> None:
-        self._server, self.task, self.port = server, task, port
+    def __init__(self, server: uvicorn.Server, task: asyncio.Task, port: int, scheme: str) -> None:
+        self._server, self.task, self.port, self.scheme = server, task, port, scheme
 
     async def stop(self) -> None:
         """Finish the requests in flight (up to GRACEFUL_SECONDS), then close; agents move to the next URL."""
@@ -177,18 +180,33 @@ class RestServer:
         await self.task
 
 
-async def start_rest_api(client: Client, settings: Settings) -> RestServer:
-    host, _, port = settings.rest_listen.rpartition(":")
-    app = build_app(
-        PoolCalls(client, settings.task_queue),
-        settings.signing_secret(),
-        settings.pool_join_token.get_secret_value(),
-        settings.token_ttl_seconds,
-        settings.rest_max_body_bytes,
-    )
+async def start_rest_api(
+    client: Client, settings: Settings, listen: str, routers: list[APIRouter] = ()
+) -> RestServer:
+    """The conductor's HTTP server on `listen`: the pool API when `rest_listen` is set, plus `routers`
+    (the model gateway's)."""
+    host, _, port = listen.rpartition(":")
+    if settings.rest_listen:
+        app = build_app(
+            PoolCalls(client, settings.task_queue),
+            settings.signing_secret(),
+            settings.pool_join_token.get_secret_value(),
+            settings.token_ttl_seconds,
+            # Model requests carry whole conversations: with the gateway on this server, its larger bound.
+            max(settings.rest_max_body_bytes, MODEL_REQUEST_MAX_BYTES) if routers else settings.rest_max_body_bytes,
+        )
+    else:
+        app = FastAPI(title="Agent Conductor", version="1")
+        app.add_middleware(BodyLimit, max_bytes=MODEL_REQUEST_MAX_BYTES)
+    for router in routers:
+        app.include_router(router)
     # Bound here so `:0` works and a taken port fails the conductor's start, not a background task.
     sock = socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Inherited by each accepted connection. asyncio sets TCP_NODELAY only on sockets created with
+    # proto=IPPROTO_TCP, which this one is not; without it the model gateway's SSE answers waited 40 ms
+    # (Nagle against the CLI's delayed ACK) per response (benchmarks/gateway_bench.py).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host.strip("[]") or "0.0.0.0", int(port)))
     config = uvicorn.Config(
         app,
@@ -207,5 +225,6 @@ async def start_rest_api(client: Client, settings: Settings) -> RestServer:
         await asyncio.sleep(0.05)
     bound = sock.getsockname()[1]
     scheme = "https" if tls_enabled(settings) else "http"
-    log.info("pool REST API listening on %s://%s:%d", scheme, host or "0.0.0.0", bound)
-    return RestServer(server, task, bound)
+    served = ", ".join(["pool REST API"] * bool(settings.rest_listen) + ["model gateway"] * bool(routers))
+    log.info("%s listening on %s://%s:%d", served, scheme, host or "0.0.0.0", bound)
+    return RestServer(server, task, bound, scheme)

@@ -61,12 +61,16 @@ def operations_activities(client: Client, settings: Settings, task_queue: str) -
     claims = ClaimChecks(client, task_queue)
     router = Router(settings.routes_file, settings.job_policies())
     notes = FailureNotes(jira_access(settings), github_factory(settings))
+    wait = settings.steering_delivery_wait_seconds if settings.model_gateway_needed else 0.0
+    steering = SteeringMailbox(settings.jobs_dir, wait)
     return [
         router.route_ticket,
         router.route_incident,
         claims.request_claim,
         claims.closed_workflows,
-        SteeringMailbox(settings.jobs_dir).deliver_steering,
+        steering.deliver_steering,
+        steering.await_steering_delivery,
+        steering.deliver_later_alarms,
         notes.leave_failure_note,
     ]
 

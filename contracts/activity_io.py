@@ -2,6 +2,7 @@
 
 from pydantic import BaseModel
 
+from contracts.alarms import Alarm
 from contracts.claims import ClaimRequest
 from contracts.jobs import AgentResult, JobSpec, JobState
 from contracts.policies import JobPolicy
@@ -110,3 +111,14 @@ class DeliverSteeringInput(BaseModel):
     seq: int
     text: str
     by: str
+
+
+class DeliverAlarmsInput(BaseModel):
+    job_id: str
+    alarms: list[Alarm]
+
+
+class AwaitSteeringDeliveryInput(BaseModel):
+    job_id: str
+    attempt: int
+    seq: int

@@ -5,14 +5,18 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from contracts.agent_events import AgentEvent
 from contracts.alarms import Alarm
 from contracts.policies import JobPolicy
 from contracts.routing import RepoRoute
 from contracts.tickets import TicketMessage
+from contracts.usage import ModelUsage
 
 
 class JobState(StrEnum):
     QUEUED = "QUEUED"
+    # The model gateway holds the agent's next model request: the job's token budget is spent.
+    AWAITING_APPROVAL = "AWAITING_APPROVAL"
     LAUNCHING = "LAUNCHING"
     AWAITING_HANDSHAKE = "AWAITING_HANDSHAKE"
     STREAMING_FILES = "STREAMING_FILES"
@@ -23,6 +27,8 @@ class JobState(StrEnum):
     CANCELLED = "CANCELLED"
     CRASHED = "CRASHED"
     TIMED_OUT = "TIMED_OUT"
+    # The coding agent finished without changing anything; its final message is the note on the ticket.
+    NO_CHANGES = "NO_CHANGES"
 
 
 class AgentStatus(StrEnum):
@@ -107,6 +113,10 @@ class AgentResult(BaseModel):
     # Where the conductor stored the uploaded git bundle; empty when the agent made no change.
     bundle_path: str = ""
     bundle_sha256: str = ""
+    # The attempt's model usage as the model gateway counted it (CLI coding agents only).
+    model_usage: ModelUsage | None = None
+    # FAILED because the coding agent finished (exit 0) without changing the clone.
+    no_changes: bool = False
 
 
 class JobResult(BaseModel):
@@ -152,3 +162,7 @@ class AgentProgress(BaseModel):
 
     steps: dict[str, str] = Field(default_factory=dict)
     last_lines: list[str] = Field(default_factory=list)
+    # The attempt's model usage so far, as the model gateway counted it (CLI coding agents only).
+    model_usage: ModelUsage | None = None
+    # The coding agent's latest events (CLI coding agents only), oldest first.
+    events: list[AgentEvent] = Field(default_factory=list)

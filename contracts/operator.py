@@ -30,3 +30,37 @@ class SteerAck(BaseModel):
     state: JobState
     # True when a running agent was handed the instruction now; otherwise the next launch gets it.
     delivered_to_running_agent: bool
+    # True once a model request of the running coding agent carried it (CLI agents, through the model
+    # gateway); the update waits up to `steering_delivery_wait_seconds` for that.
+    delivered_to_agent: bool = False
+
+
+class BudgetExceeded(BaseModel):
+    """From the model gateway: an attempt's usage reached its token allowance; its next request is held."""
+
+    attempt: int
+    used_tokens: int
+
+
+class BudgetApproval(BaseModel):
+    """`approve_budget`: let the held request go on, with this many more tokens."""
+
+    raise_tokens: int = Field(gt=0)
+    by: str = "operator"
+
+
+class BudgetRefusal(BaseModel):
+    """`refuse_budget`: end the job FAILED with reason `budget`; the held request gets an error."""
+
+    by: str = "operator"
+    reason: str = ""
+
+
+class BudgetState(BaseModel):
+    """The `budget` query: what the model gateway checks a held request against."""
+
+    attempt: int
+    # Tokens the current attempt may use; 0: no budget.
+    allowance: int
+    awaiting_approval: bool = False
+    refused: bool = False

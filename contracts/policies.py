@@ -12,6 +12,11 @@ class JobPolicy(BaseModel):
     activity_max_attempts: int = Field(default=5, ge=1)
     # Pushing the branch and opening the pull request: attempts before the job fails.
     publish_max_attempts: int = Field(default=5, ge=1)
-    # A FAILED, CRASHED, TIMED_OUT or CANCELLED job stays open this long for a `retry` signal, then closes
+    # A FAILED, CRASHED, TIMED_OUT, NO_CHANGES or CANCELLED job stays open this long for a `retry` signal, then closes
     # as failed. 0: close at once.
     retry_window_seconds: int = Field(default=24 * 3600, ge=0)
+    # Model tokens (input + output) one agent attempt may use through the model gateway before the job
+    # pauses in AWAITING_APPROVAL for an operator's `approve_budget` / `refuse_budget`. 0: no budget.
+    token_budget: int = Field(default=0, ge=0)
+    # How long a paused job waits for that answer; then it ends FAILED with reason `budget`.
+    approval_window_seconds: int = Field(default=3600, gt=0)

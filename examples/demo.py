@@ -5,6 +5,10 @@ itself runs exactly as `conductor dev` runs it: Temporal dev server, worker, gRP
 
     make demo                 # send the sample ticket, print the branch it produced, stop
     make demo ARGS=--serve    # same, then leave everything running to explore (Ctrl-C stops)
+    make demo ARGS="--agent codex"    # the real Codex CLI (or `claude`: Claude Code) through the conductor's
+                                      # model gateway, against the project's scripted model (tests/model_standin.py)
+    CONDUCTOR_MODEL_API_KEY=sk-... make demo ARGS="--agent codex --model-upstream https://api.openai.com/v1"
+                                      # the gateway's traffic to a real provider instead
 """
 
 import argparse
@@ -91,6 +95,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--serve", action="store_true", help="leave the stack running afterwards")
     parser.add_argument("--timeout", type=float, default=180, help="seconds to wait for the job")
+    parser.add_argument("--agent", choices=["demo", "codex", "claude"], default="demo", help="coding agent")
+    parser.add_argument(
+        "--model-upstream",
+        default="",
+        help="the provider's base URL (e.g. https://api.openai.com/v1) instead of the scripted model; "
+        "its key in CONDUCTOR_MODEL_API_KEY",
+    )
     args = parser.parse_args()
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
@@ -114,6 +125,7 @@ def main() -> int:
         "CONDUCTOR_AWS_ENDPOINT_URL": endpoint,
         "CONDUCTOR_SQS_WAIT_SECONDS": "2",
     }
+    model = _model_settings(args, conductor_env)
     settings = Settings(temporal_address="127.0.0.1:7233")
     print(f"== starting `conductor dev` (logs: {STATE / 'conductor.log'})", flush=True)
     log = (STATE / "conductor.log").open("w")
@@ -136,6 +148,13 @@ def main() -> int:
         print(f"branch {result.branch} @ {result.commit_sha[:12]} in {remote}")
         print(git("diff", "--stat", "main", result.branch, cwd=remote))
         print(f"summary: {result.summary}")
+        usage = result.agent.model_usage if result.agent else None
+        if usage is not None:
+            print(
+                f"model usage ({args.agent} through the gateway): {usage.requests} requests, "
+                f"{usage.input_tokens} input tokens ({usage.cached_input_tokens} cached), "
+                f"{usage.output_tokens} output tokens"
+            )
         print(
             "Web UI: http://localhost:8233/namespaces/default/workflows/"
             + urllib.parse.quote(workflow_id, safe="")
@@ -153,6 +172,52 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             conductor.kill()
         moto.stop()
+        if model is not None:
+            model.__exit__(None, None, None)
+
+
+def _model_settings(args: argparse.Namespace, env: dict[str, str]):
+    """Point a real CLI at the scripted model (started here) or at `--model-upstream`; None for the demo agent."""
+    if args.agent == "demo":
+        return None
+    # The CLIs `make agent-clis` installed, and the project's scripted model (the tests' stand-in for the
+    # providers), both found from the repository root, which a script run by path does not have on sys.path.
+    sys.path.insert(0, str(ROOT))
+    from tests.helpers import AGENT_CLIS_BIN
+    from tests.model_standin import (
+        ModelStandin,
+        add_file_patch,
+        claude_message_turn,
+        claude_write_turn,
+        codex_message_turn,
+        codex_patch_turn,
+    )
+
+    env.update(
+        CONDUCTOR_CODING_AGENT=args.agent,
+        PATH=f"{AGENT_CLIS_BIN}{os.pathsep}{env['PATH']}",
+    )
+    api = "OPENAI" if args.agent == "codex" else "ANTHROPIC"
+    if args.model_upstream:
+        key = os.environ.get("CONDUCTOR_MODEL_API_KEY", "")
+        if not key:
+            raise SystemExit("--model-upstream needs the provider's key in CONDUCTOR_MODEL_API_KEY")
+        env.update({f"CONDUCTOR_MODEL_{api}_URL": args.model_upstream, f"CONDUCTOR_MODEL_{api}_API_KEY": key})
+        print(f"== {args.agent} through the conductor's model gateway to {args.model_upstream}", flush=True)
+        return None
+    model = ModelStandin(key="demo-upstream-key").__enter__()
+    doc, text = "docs/tickets/ENG-123.md", "# ENG-123\n\nSession timeout now redirects to the login page.\n"
+    if args.agent == "codex":
+        model.script_responses(
+            codex_patch_turn(add_file_patch(doc, text)), codex_message_turn("Documented ENG-123.")
+        )
+    else:
+        model.script_messages(claude_write_turn(doc, text), claude_message_turn("Documented ENG-123."))
+    env.update(
+        {f"CONDUCTOR_MODEL_{api}_URL": f"{model.base_url}/v1", f"CONDUCTOR_MODEL_{api}_API_KEY": model.key}
+    )
+    print(f"== {args.agent} through the conductor's model gateway to the scripted model at {model.base_url}")
+    return model
 
 
 if __name__ == "__main__":

@@ -16,8 +16,9 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
 from conductor_worker.config import Settings
-from contracts.ids import ticket_workflow_id
+from contracts.ids import account_workflow_id, ticket_workflow_id
 from contracts.jobs import JobResult
+from workflows.incident_chain import IncidentChainWorkflow
 
 T = TypeVar("T")
 
@@ -116,13 +117,54 @@ async def ticket_result(client: Client, key: str, timeout: float = 120) -> JobRe
     return await asyncio.wait_for(handle.result(), timeout=timeout)
 
 
+async def incident_job_result(client: Client, account: str) -> tuple[str, JobResult]:
+    """The account's first incident job, found through the chain's status query (not through visibility)."""
+    chain = client.get_workflow_handle(account_workflow_id(account))
+
+    async def job_id() -> str:
+        try:
+            status = await chain.query(IncidentChainWorkflow.status)
+        except Exception:  # not started yet: the intake has not polled the alarm
+            return ""
+        return status.chains.chains[0].last_job_id if status.chains.chains else ""
+
+    job = await wait_for(job_id, timeout=60)
+    result = await asyncio.wait_for(client.get_workflow_handle(job, result_type=JobResult).result(), 120)
+    return job, result
+
+
 async def count_workflows(client: Client, query: str) -> int:
     return (await client.count_workflows(query)).count
 
 
+# The real coding-agent CLIs, installed by `make agent-clis` (the Makefile's test target depends on it).
+AGENT_CLIS_BIN = Path(__file__).resolve().parent.parent / ".tools" / "npm" / "node_modules" / ".bin"
+
+
+def use_real_agent_clis(monkeypatch) -> None:
+    """The pinned `codex` and `claude` first on PATH; the launcher passes PATH on to the agents it starts."""
+    missing = [name for name in ("codex", "claude") if not (AGENT_CLIS_BIN / name).exists()]
+    assert not missing, f"{', '.join(missing)} not in {AGENT_CLIS_BIN}: run `make agent-clis`"
+    monkeypatch.setenv("PATH", f"{AGENT_CLIS_BIN}{os.pathsep}{os.environ['PATH']}")
+
+
+# What a stand-in `codex` answers to the version check (agent_runtime/coding_agents/cli_process.py).
+_FAKE_CODEX_VERSION = 'if [ "$1" = "--version" ]; then echo "codex-cli 0.169.0"; exit 0; fi\n'
+
+
 def install_fake_codex(bin_dir: Path, script: str, monkeypatch) -> None:
-    """A stand-in `codex` first on PATH; the launcher passes PATH on to the agents it starts."""
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    (bin_dir / "codex").write_text(script)
-    (bin_dir / "codex").chmod(0o755)
+    """A stand-in `codex` first on PATH, for tests about the conductor, not the CLI (those use the real one)."""
+    write_fake_codex(bin_dir, script)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def write_fake_codex(bin_dir: Path, script: str) -> Path:
+    """`bin_dir/codex` running `script`. It passes the version check, and prints codex's `turn.completed`
+    event when the script exits 0, so that its run reads as a finished turn."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    shebang, _, body = script.partition("\n")
+    finished = 'status=$?; [ $status -eq 0 ] && echo \'{"type":"turn.completed","usage":{}}\'; exit $status\n'
+    wrapped = f"{shebang}\n{_FAKE_CODEX_VERSION}(\n{body.rstrip()}\n)\n{finished}"
+    (bin_dir / "codex").write_text(wrapped)
+    (bin_dir / "codex").chmod(0o755)
+    return bin_dir

@@ -42,8 +42,15 @@ async def run_readme_command(pattern: str, address: str, job_id: str = "", claim
 
 
 def cli_model(model, output: str):
-    """A contract model from the CLI's JSON; the CLI prints empty lists as null, so those are dropped."""
-    return model.model_validate({k: v for k, v in query_result(output).items() if v is not None})
+    """A contract model from the CLI's JSON; the CLI prints empty lists as null, so those are dropped
+    (at every level)."""
+    return model.model_validate(_without_nulls(query_result(output)))
+
+
+def _without_nulls(value):
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    return value
 
 
 def query_result(output: str):

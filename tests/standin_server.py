@@ -21,6 +21,8 @@ class ThreadedServer:
 
     def start(self) -> "ThreadedServer":
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # As real servers answer: no Nagle delay between a response's headers and its (SSE) body chunks.
+        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._socket.bind(("127.0.0.1", 0))
         self.base_url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
         self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="off"))

@@ -22,6 +22,8 @@ with workflow.unsafe.imports_passed_through():
     from contracts import search_attributes as sa
     from contracts.activity_io import (
         AwaitAgentInput,
+        AwaitSteeringDeliveryInput,
+        DeliverAlarmsInput,
         DeliverSteeringInput,
         FailureNoteInput,
         LaunchAgentInput,
@@ -44,14 +46,26 @@ with workflow.unsafe.imports_passed_through():
         JobState,
         JobStatus,
     )
-    from contracts.operator import CancelRequest, RetryRequest, SteerAck, SteerRequest
+    from contracts.operator import (
+        BudgetApproval,
+        BudgetExceeded,
+        BudgetRefusal,
+        BudgetState,
+        CancelRequest,
+        RetryRequest,
+        SteerAck,
+        SteerRequest,
+    )
     from contracts.policies import JobPolicy
+    from workflows.job_budget import JobBudget
     from workflows.job_claim import JobClaim
     from workflows.job_details import details_markdown
     from workflows.job_outcomes import RETRYABLE, TERMINAL, AgentLost, JobEnded
 
 # Quick local side effects get this long per try; it is also how long a conductor that died mid-call
 # delays the job before the retry runs elsewhere. How many tries: the job kind's policy.
+# How long a refused budget's held request gets to be answered before the agent is stopped.
+BUDGET_ANSWER_GRACE = timedelta(seconds=2)
 SHORT_TIMEOUT = timedelta(seconds=30)
 AGENT_HEARTBEAT_TIMEOUT = timedelta(seconds=15)
 CRASH_TYPES = {"AgentCrashed", "AgentSilent", "AgentHandshakeTimeout"}
@@ -78,6 +92,7 @@ class AgentJobWorkflow:
         self._steering: list[SteerRequest] = []
         self._notes: list[str] = []
         self._progress: AgentProgress | None = None
+        self._budget = JobBudget()
 
     @workflow.run
     async def run(self, spec: JobSpec) -> JobResult:
@@ -118,7 +133,7 @@ class AgentJobWorkflow:
 
     @workflow.signal
     def retry(self, request: RetryRequest | None = None) -> None:
-        """Run a FAILED, CRASHED, TIMED_OUT or CANCELLED job again, as a new attempt."""
+        """Run a FAILED, CRASHED, TIMED_OUT, NO_CHANGES or CANCELLED job again, as a new attempt."""
         request = request or RetryRequest()
         if self._state in RETRYABLE:
             self._retry = request
@@ -137,7 +152,23 @@ class AgentJobWorkflow:
             DeliverSteeringInput(job_id=self._spec.job_id, seq=seq, text=request.text, by=request.by),
             **self._short(),
         )
-        return SteerAck(seq=seq, attempt=self._attempt, state=self._state, delivered_to_running_agent=running)
+        delivered = False
+        if running and workflow.patched("steer-awaits-model-delivery"):
+            # A coding CLI's next model request carries it (model_gateway/steering.py); bounded by config.
+            delivered = await workflow.execute_activity_method(
+                SteeringMailbox.await_steering_delivery,
+                AwaitSteeringDeliveryInput(job_id=self._spec.job_id, attempt=self._attempt, seq=seq),
+                start_to_close_timeout=timedelta(minutes=10),
+                heartbeat_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
+        return SteerAck(
+            seq=seq,
+            attempt=self._attempt,
+            state=self._state,
+            delivered_to_running_agent=running,
+            delivered_to_agent=delivered,
+        )
 
     @steer.validator
     def _steerable(self, request: SteerRequest) -> None:
@@ -154,9 +185,64 @@ class AgentJobWorkflow:
         self._progress = progress
 
     @workflow.signal
-    def add_alarms(self, batch: AlarmBatch) -> None:
+    async def budget_exceeded(self, request: BudgetExceeded) -> None:
+        """From the model gateway, which now holds the agent's next model request: wait for an operator."""
+        if self._state != JobState.RUNNING or not self._budget.exceeded(request, self._attempt):
+            return
+        self._log(f"token budget spent: attempt {request.attempt} used {request.used_tokens} tokens")
+        self._set_state(JobState.AWAITING_APPROVAL)
+        window = self._spec.policy.approval_window_seconds
+        try:
+            await workflow.wait_condition(
+                lambda: not self._budget.awaiting or self._state != JobState.AWAITING_APPROVAL,
+                timeout=timedelta(seconds=window),
+            )
+        except TimeoutError:
+            self._budget.expire(window)
+
+    @workflow.update
+    def approve_budget(self, approval: BudgetApproval) -> BudgetState:
+        """Let the held model request go on, with `raise_tokens` more for this attempt."""
+        self._budget.approve(approval)
+        self._log(f"budget raised by {approval.raise_tokens} tokens by {approval.by}")
+        self._set_state(JobState.RUNNING)
+        return self._budget.state(self._attempt)
+
+    @workflow.update
+    def refuse_budget(self, refusal: BudgetRefusal) -> BudgetState:
+        """End the job FAILED with reason `budget`; the held request gets an error, the agent is stopped."""
+        self._budget.refuse(refusal)
+        return self._budget.state(self._attempt)
+
+    @approve_budget.validator
+    def _approvable(self, approval: BudgetApproval) -> None:
+        self._check_awaiting_approval()
+
+    @refuse_budget.validator
+    def _refusable(self, refusal: BudgetRefusal) -> None:
+        self._check_awaiting_approval()
+
+    def _check_awaiting_approval(self) -> None:
+        if self._state != JobState.AWAITING_APPROVAL:
+            raise ValueError(f"job is {self._state}: only a job AWAITING_APPROVAL has a budget to decide")
+
+    @workflow.query
+    def budget(self) -> BudgetState:
+        return self._budget.state(self._attempt)
+
+    @workflow.signal
+    async def add_alarms(self, batch: AlarmBatch) -> None:
         """Later alarms of this job's incident chain: extra context for the running job."""
         self._add_to_dossier(batch.alarms)
+        running = self._state in (JobState.RUNNING, JobState.AWAITING_APPROVAL)
+        if running and workflow.patched("alarms-reach-running-agent"):
+            # Its coding CLI's next model request carries them (model_gateway/steering.py); a later launch
+            # gets the whole dossier in its task files instead.
+            await workflow.execute_activity_method(
+                SteeringMailbox.deliver_later_alarms,
+                DeliverAlarmsInput(job_id=self._spec.job_id, alarms=batch.alarms),
+                **self._short(),
+            )
 
     @workflow.query
     def status(self) -> JobStatus:
@@ -201,11 +287,19 @@ class AgentJobWorkflow:
         """Run the job; a `cancel` signal or a Temporal cancellation stops it wherever it is."""
         body = asyncio.create_task(self._run_once(spec))
         try:
-            await workflow.wait_condition(lambda: body.done() or self._cancel is not None)
+            await workflow.wait_condition(
+                lambda: body.done() or self._cancel is not None or bool(self._budget.ended)
+            )
         except asyncio.CancelledError:
             self._cancel = CancelRequest(by="temporal", reason="workflow cancellation requested")
             await self._stop(body)
             raise JobEnded(JobState.CANCELLED, "cancelled through Temporal", by_temporal=True) from None
+        if not body.done() and self._budget.ended:
+            # The model gateway answers the held request first (it polls every 0.25 s), so the agent's CLI
+            # reports the refusal before it is stopped.
+            await workflow.sleep(BUDGET_ANSWER_GRACE)
+            await self._stop(body)
+            raise JobEnded(JobState.FAILED, self._budget.ended)
         if not body.done():
             await self._stop(body)
             request = self._cancel
@@ -227,6 +321,10 @@ class AgentJobWorkflow:
         try:
             await self._claim.acquire(spec.route, self._retry_policy())
             result = await self._run_agent(spec)
+            if result.status != AgentStatus.SUCCEEDED and result.no_changes:
+                raise JobEnded(
+                    JobState.NO_CHANGES, result.summary or "the agent changed nothing", result=result
+                )
             if result.status != AgentStatus.SUCCEEDED:
                 raise JobEnded(
                     JobState.FAILED,
@@ -271,6 +369,7 @@ class AgentJobWorkflow:
         """One agent attempt: stage its files, launch it, await its result, and always stop it."""
         self._set_state(JobState.LAUNCHING)
         self._progress = None
+        self._budget.start_attempt(spec.policy.token_budget)
         await workflow.execute_activity_method(
             TaskFileStager.stage_task_files,
             StageTaskFilesInput(
@@ -300,7 +399,7 @@ class AgentJobWorkflow:
     async def _await_result(self, spec: JobSpec, agent: LaunchAgentResult) -> AgentResult:
         timeout = spec.policy.agent_timeout_seconds
         try:
-            return await workflow.execute_activity_method(
+            result = await workflow.execute_activity_method(
                 AgentResultWatcher.await_agent_result,
                 AwaitAgentInput(job_id=spec.job_id, attempt=self._attempt, agent_id=agent.agent_id),
                 # The agent's time limit covers every watcher attempt, not each one.
@@ -319,6 +418,11 @@ class AgentJobWorkflow:
             if isinstance(cause, ApplicationError) and cause.type in CRASH_TYPES:
                 raise AgentLost(cause.message) from err
             raise JobEnded(JobState.FAILED, f"waiting for the agent failed: {cause or err}") from err
+        if result.model_usage is not None:
+            # The final count, which the last progress relay may have missed: `status` keeps showing it.
+            progress = self._progress or AgentProgress()
+            self._progress = progress.model_copy(update={"model_usage": result.model_usage})
+        return result
 
     async def _publish(self, spec: JobSpec, result: AgentResult) -> PublishResult:
         publisher = (

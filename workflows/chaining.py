@@ -11,7 +11,9 @@ from contracts.alarms import AccountChains, Alarm, AlarmState, Chain, ChainPolic
 from contracts.jobs import JobState
 
 # A job that ended in one of these may be followed by another when the policy says "respawn".
-_FAILED = frozenset({JobState.FAILED, JobState.CRASHED, JobState.TIMED_OUT, JobState.CANCELLED})
+_FAILED = frozenset(
+    {JobState.FAILED, JobState.CRASHED, JobState.TIMED_OUT, JobState.CANCELLED, JobState.NO_CHANGES}
+)
 
 
 def chain_id_for(account: str, opened_at: datetime) -> str:

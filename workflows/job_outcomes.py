@@ -28,5 +28,12 @@ class JobEnded(Exception):
         return ApplicationError(f"{self.state}: {self.reason}", type=self.state.value, non_retryable=True)
 
 
-TERMINAL = {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.CRASHED, JobState.TIMED_OUT}
+TERMINAL = {
+    JobState.SUCCEEDED,
+    JobState.FAILED,
+    JobState.CANCELLED,
+    JobState.CRASHED,
+    JobState.TIMED_OUT,
+    JobState.NO_CHANGES,
+}
 RETRYABLE = TERMINAL - {JobState.SUCCEEDED}

@@ -20,7 +20,15 @@ from conductor_worker.config import READY_FILE_NAME, SHUTDOWN_FLAG_NAME
 from contracts.ids import safe_name, ticket_job_id
 from contracts.jobs import JobState
 from tests.git_helpers import git
-from tests.helpers import count_workflows, free_port, queue_depth, ticket_body, ticket_result, wait_for
+from tests.helpers import (
+    count_workflows,
+    free_port,
+    queue_depth,
+    ticket_body,
+    ticket_result,
+    wait_for,
+    write_fake_codex,
+)
 from tests.scale_helpers import conductor_process, scale_settings, send_all
 
 JOBS = 20
@@ -42,12 +50,7 @@ echo "fake codex: wrote FAKE_CODEX.md"
 
 
 def fake_codex_dir(tmp_path: Path) -> Path:
-    bin_dir = tmp_path / "fake-bin"
-    bin_dir.mkdir()
-    codex = bin_dir / "codex"
-    codex.write_text(FAKE_CODEX)
-    codex.chmod(0o755)
-    return bin_dir
+    return write_fake_codex(tmp_path / "fake-bin", FAKE_CODEX)
 
 
 def job_dir(state_dir: Path, key: str) -> Path:

@@ -51,6 +51,8 @@ def operator_settings(settings, jira, env):
             "jira_api_token": SecretStr("jira-secret"),
             # Cancelled and failed jobs wait for an operator's `retry`.
             "ticket_policy": JobPolicy(retry_window_seconds=600),
+            # The stand-in codex makes no model requests: nothing would ever carry a `steer` instruction.
+            "steering_delivery_wait_seconds": 1,
         }
     )
 

@@ -11,10 +11,9 @@ from temporalio.client import Client
 
 from conductor_worker.devserver import temporal_executable
 from contracts.ids import account_workflow_id, incident_key, ticket_job_id, ticket_workflow_id
-from contracts.jobs import JobResult, JobState
-from tests.helpers import fresh_key, sqs_client, ticket_body, ticket_result, wait_for
+from contracts.jobs import JobState
+from tests.helpers import fresh_key, incident_job_result, sqs_client, ticket_body, ticket_result, wait_for
 from tests.scale_helpers import alarm_body, new_accounts
-from workflows.incident_chain import IncidentChainWorkflow
 
 
 async def workflow_ids(client: Client, query: str) -> set[str]:
@@ -35,22 +34,6 @@ async def listed(client: Client, query: str, expected: set[str]) -> set[str]:
     except TimeoutError:
         pass  # the assertion below shows what came back instead
     return found
-
-
-async def incident_job_result(client: Client, account: str) -> tuple[str, JobResult]:
-    """The account's first incident job, found through the chain's status query (not through visibility)."""
-    chain = client.get_workflow_handle(account_workflow_id(account))
-
-    async def job_id() -> str:
-        try:
-            status = await chain.query(IncidentChainWorkflow.status)
-        except Exception:  # not started yet: the intake has not polled the alarm
-            return ""
-        return status.chains.chains[0].last_job_id if status.chains.chains else ""
-
-    job = await wait_for(job_id, timeout=60)
-    result = await asyncio.wait_for(client.get_workflow_handle(job, result_type=JobResult).result(), 120)
-    return job, result
 
 
 @pytest.fixture

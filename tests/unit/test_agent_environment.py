@@ -38,8 +38,16 @@ def test_agent_gets_only_gateway_token_and_workdir(leaky_environment, tmp_path):
     assert not any(value in ("ghp_secret", "AKIA") for value in env.values())
 
 
-def test_codex_agent_gets_its_model_key_and_nothing_else(leaky_environment, tmp_path):
-    settings = Settings(state_dir=tmp_path, coding_agent="codex")
+def test_a_cli_agent_gets_the_model_gateway_and_no_model_key(leaky_environment, tmp_path, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-x")
+    monkeypatch.setenv("CODEX_HOME", "/root/.codex")
+    settings = Settings(
+        state_dir=tmp_path,
+        coding_agent="codex",
+        model_gateway_public_url="http://127.0.0.1:8080",
+        model_openai_api_key="sk-upstream",
+    )
     env = agent_environment(settings, "tok", tmp_path / "w")
-    assert env["OPENAI_API_KEY"] == "sk-x"
-    assert not (set(SECRETS) - {"OPENAI_API_KEY"}) & set(env)
+    assert env["CONDUCTOR_AGENT_MODEL_GATEWAY"] == "http://127.0.0.1:8080"
+    assert not {"OPENAI_API_KEY", "ANTHROPIC_API_KEY", "CODEX_HOME"} & set(env)
+    assert not any("sk-" in value for value in env.values())

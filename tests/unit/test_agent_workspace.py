@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_runtime.coding_agents import run_demo_agent
+from agent_runtime.coding_agents.demo import run_demo_agent
 from agent_runtime.workspace import GIT_ENV, RemoteUnreachable, clone
 from contracts.jobs import TaskInstructions
 

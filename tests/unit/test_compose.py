@@ -133,3 +133,17 @@ def test_the_build_context_holds_what_the_wheel_needs_and_no_generated_code():
     assert [p for p in packages + needed if ignored(p)] == []
     assert ignored("proto/conductor/v1/agent_pb2.py") and ignored("proto/conductor/v1/agent_pb2_grpc.py")
     assert ignored(".venv") and ignored(".git")
+
+
+def test_the_image_and_make_install_the_cli_versions_the_agent_supports():
+    from agent_runtime.coding_agents import CLI_ADAPTERS
+
+    supported = {name: adapter.supported_version for name, adapter in CLI_ADAPTERS.items()}
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    for source, pattern in ((dockerfile, r"^ARG {}=(\S+)"), (makefile, r"^{} := (\S+)")):
+        assert re.search(pattern.format("CODEX_VERSION"), source, re.M)[1] == supported["codex"]
+        assert re.search(pattern.format("CLAUDE_CODE_VERSION"), source, re.M)[1] == supported["claude"]
+    assert "/opt/agent-clis/bin" in dockerfile
+    # The 800 MB of CLIs `make agent-clis` installs stay out of the build context.
+    assert ".tools/" in (ROOT / ".dockerignore").read_text().split()

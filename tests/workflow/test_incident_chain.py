@@ -58,7 +58,10 @@ async def conductor(
         f'accounts:\n  - account: "{accounts[0]}"\n    route: {{repo_url: {tmp_path}/app.git, name: app}}\n'
         f'  - account: "{accounts[1]}"\n    route: {{repo_url: {tmp_path}/b.git, name: b}}\n'
     )
-    settings = Settings(task_queue=task_queue, routes_file=routes, chain_on_failed_job="hold")
+    # Its own state dir: the steering activities write the job mailboxes there.
+    settings = Settings(
+        task_queue=task_queue, routes_file=routes, chain_on_failed_job="hold", state_dir=tmp_path / "state"
+    )
     yield await _worker(ts_env, settings, recorder, routes)
 
 
@@ -147,7 +150,11 @@ async def test_a_failed_job_and_more_alarms_follow_the_policy(
         f'accounts:\n  - account: "*"\n    route: {{repo_url: {tmp_path}/app.git, name: app}}\n'
     )
     settings = Settings(
-        task_queue=task_queue, routes_file=routes, chain_on_failed_job=policy, chain_max_jobs=2
+        task_queue=task_queue,
+        routes_file=routes,
+        chain_on_failed_job=policy,
+        chain_max_jobs=2,
+        state_dir=tmp_path / "state",
     )
     intake, _ = await _worker(ts_env, settings, recorder, routes)
     a = new_account()

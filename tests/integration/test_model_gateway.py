@@ -1,0 +1,115 @@
+"""The model gateway alone (real HTTP on loopback, the scripted model server upstream), no Temporal.
+
+Streaming as it arrives, retries before the first byte, errors passed through, usage counted per attempt.
+"""
+
+import time
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import SecretStr
+
+from conductor_worker.job_store import JobAttemptDir
+from conductor_worker.tokens import mint_token
+from model_gateway.routes import router_from_settings
+from model_gateway.upstream import retry_after_seconds
+from model_gateway.usage import read_usage
+from tests.model_standin import Fail, ModelStandin, Stream, claude_message_turn, codex_message_turn
+from tests.standin_server import ThreadedServer
+
+KEY = "sk-upstream"
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+def model():
+    with ModelStandin(key=KEY) as standin:
+        yield standin
+
+
+@pytest.fixture
+def gateway(settings, model):
+    settings = settings.model_copy(
+        update={
+            "model_openai_url": f"{model.base_url}/v1",
+            "model_openai_api_key": SecretStr(KEY),
+            "model_anthropic_url": f"{model.base_url}/v1",
+            "model_anthropic_api_key": SecretStr(KEY),
+            "model_retry_attempts": 3,
+            "model_retry_max_wait_seconds": 2,
+        }
+    )
+    app = FastAPI()
+    router, _ = router_from_settings(settings)
+    app.include_router(router)
+    job = JobAttemptDir(settings.jobs_dir, "job/ticket/jira/GW-1", 1)
+    job.stage_files([])
+    token = mint_token(settings.signing_secret(), job.job_id, 1, ttl_seconds=60)
+    server = ThreadedServer(app, "model gateway").start()
+    yield server.base_url, token, job
+    server.stop()
+
+
+def post(base: str, path: str, token: str, body: dict) -> httpx.Response:
+    return httpx.post(f"{base}{path}", json=body, headers={"authorization": f"Bearer {token}"}, timeout=20)
+
+
+def test_events_arrive_as_the_provider_sends_them(gateway, model):
+    base, token, _ = gateway
+    model.script_responses(Stream(codex_message_turn("slow").events, delay=0.3))
+    arrivals = []
+    with httpx.stream(
+        "POST", f"{base}/v1/responses", json={"stream": True}, headers={"authorization": f"Bearer {token}"}
+    ) as response:
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                arrivals.append(time.monotonic())
+    # 3 events 0.3 s apart: the first long before the last, so nothing was buffered.
+    assert len(arrivals) == 3 and arrivals[-1] - arrivals[0] >= 0.5
+
+
+def test_500s_before_the_first_byte_are_retried_and_usage_counted(gateway, model):
+    base, token, job = gateway
+    model.script_messages(
+        Fail(500), Fail(529), claude_message_turn("ok", input_tokens=7, output_tokens=3, cached=5)
+    )
+
+    response = post(base, "/v1/messages?beta=true", token, {"stream": True, "messages": []})
+
+    assert response.status_code == 200 and "message_stop" in response.text
+    assert len(model.requests_to("/v1/messages")) == 3
+    assert read_usage(job).model_dump() == {
+        "requests": 1,
+        "input_tokens": 7,
+        "cached_input_tokens": 5,
+        "output_tokens": 3,
+    }
+    # The provider saw the conductor's key and the beta flag, never the job token.
+    last = model.requests_to("/v1/messages")[-1]
+    assert last.headers["x-api-key"] == KEY and token not in str(last.headers)
+
+
+def test_an_upstream_error_that_outlasts_the_retries_reaches_the_cli(gateway, model):
+    base, token, job = gateway
+    model.script_responses(Fail(503), Fail(503), Fail(503, message="overloaded"))
+
+    response = post(base, "/v1/responses", token, {"stream": True})
+
+    assert response.status_code == 503 and response.json()["error"]["message"] == "overloaded"
+    assert read_usage(job).requests == 0
+
+
+def test_a_request_without_a_valid_token_costs_nothing(gateway, model):
+    base, token, _ = gateway
+    for headers in ({}, {"authorization": "Bearer nonsense"}, {"authorization": f"Bearer {token}x"}):
+        response = httpx.post(f"{base}/v1/responses", json={}, headers=headers)
+        assert response.status_code == 401
+    assert model.requests == []
+
+
+def test_retry_after_reads_seconds_and_http_dates():
+    assert retry_after_seconds("2") == 2.0
+    assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
+    in_a_minute = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 60))
+    assert 55 < retry_after_seconds(in_a_minute) <= 60

@@ -1,0 +1,353 @@
+"""Ticket jobs with the REAL Codex CLI and Claude Code, through the real conductor and its model gateway.
+
+The only stand-in is the model provider (tests/model_standin.py), scripted per test. The conductor holds
+the provider key; the agent, its CLI and its files hold only the job token.
+"""
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from temporalio.client import WorkflowFailureError
+from temporalio.service import RPCError
+
+from conductor_worker.intake import SqsIntake
+from conductor_worker.job_store import JobAttemptDir
+from conductor_worker.log_store import open_log_store
+from conductor_worker.logs_cli import print_log
+from conductor_worker.messages import parse_message
+from conductor_worker.tokens import mint_token
+from contracts.ids import ticket_job_id
+from contracts.jobs import JobState
+from contracts.operator import SteerRequest
+from contracts.policies import JobPolicy
+from model_gateway.usage import read_usage
+from tests.git_helpers import git
+from tests.helpers import (
+    fresh_key,
+    is_running,
+    ticket_body,
+    ticket_result,
+    wait_for,
+)
+from tests.integration.conftest import UPSTREAM_KEY, run_ticket
+from tests.jira_standin import JiraStandin
+from tests.model_standin import (
+    Fail,
+    ModelStandin,
+    Stream,
+    add_file_patch,
+    claude_message_turn,
+    claude_write_turn,
+    codex_message_turn,
+    codex_patch_turn,
+)
+from tests.operator_cli import run_readme_command
+from workflows.agent_job import AgentJobWorkflow
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def attempt(settings, key: str, n: int = 1) -> JobAttemptDir:
+    return JobAttemptDir(settings.jobs_dir, ticket_job_id("jira", key), n)
+
+
+class ProcessWatch:
+    """Reads /proc/<pid>/environ of every coding-agent CLI process while the job runs."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self.environs: dict[int, bytes] = {}
+        self._task: asyncio.Task | None = None
+
+    async def _watch(self) -> None:
+        while True:
+            for proc in Path("/proc").glob("[0-9]*"):
+                try:
+                    cmdline = (proc / "cmdline").read_bytes()
+                    if any(name.encode() in cmdline for name in self.names) and b"pytest" not in cmdline:
+                        self.environs.setdefault(int(proc.name), (proc / "environ").read_bytes())
+                except OSError:
+                    continue
+            await asyncio.sleep(0.05)
+
+    def __enter__(self) -> "ProcessWatch":
+        self._task = asyncio.get_running_loop().create_task(self._watch())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+
+def assert_no_upstream_key_anywhere(settings, key: str, model: ModelStandin, watch: ProcessWatch) -> None:
+    job = attempt(settings, key)
+    # The agent's work directory: task files, the clone, CODEX_HOME / HOME and everything the CLI wrote.
+    files = [p for p in job.root.rglob("*") if p.is_file()]
+    assert any(p.name == "job.json" for p in files)
+    leaked = [p for p in files if UPSTREAM_KEY.encode() in p.read_bytes()]
+    assert not leaked, f"the upstream key is in {leaked}"
+    assert watch.environs, "no coding-agent process was seen running"
+    assert not [pid for pid, env in watch.environs.items() if UPSTREAM_KEY.encode() in env]
+    assert any(b"CONDUCTOR_AGENT_TOKEN=" in env or b"_TOKEN=" in env for env in watch.environs.values())
+    # The provider sees the conductor's key and never the job token.
+    for request in model.requests:
+        presented = request.headers.get("authorization", "") + request.headers.get("x-api-key", "")
+        assert UPSTREAM_KEY in presented, request.headers
+        assert "." not in presented.removeprefix("Bearer "), "a job token reached the provider"
+
+
+async def test_codex_ticket_job_commits_the_scripted_edit(
+    client, agent_settings, start_conductor, sample_remote, model
+):
+    settings = agent_settings.model_copy(update={"coding_agent": "codex"})
+    key = fresh_key()
+    model.script_responses(
+        # Slow enough for the process watch to see the CLI.
+        Stream(codex_patch_turn(add_file_patch(f"docs/{key}.md", f"Fixed {key}")).events, delay=0.2),
+        codex_message_turn(f"Documented the fix for {key}"),
+    )
+    started = time.monotonic()
+    with ProcessWatch(("codex", "agent_runtime")) as watch:
+        result = await run_ticket(client, settings, start_conductor, key)
+
+    assert result.state == JobState.SUCCEEDED, result
+    assert git("show", f"conductor/{key}:docs/{key}.md", cwd=sample_remote) == f"Fixed {key}"
+    assert git("diff", "--name-only", "main", f"conductor/{key}", cwd=sample_remote).split() == [
+        f"docs/{key}.md"
+    ]
+    usage = read_usage(attempt(settings, key))
+    assert (usage.requests, usage.input_tokens, usage.output_tokens) == (2, 200, 40)
+    # The job's `status` and its result show what the gateway counted.
+    status = await client.get_workflow_handle(result.job_id).query(AgentJobWorkflow.status)
+    assert status.progress.model_usage == usage == result.agent.model_usage
+    # What the agent did, as events: in `status`, and in `conductor logs JOB --events`.
+    assert [(e.kind, e.summary) for e in status.progress.events] == [
+        ("file_change", "add"),
+        ("message", f"Documented the fix for {key}"),
+    ]
+    assert status.progress.events[0].files[0].endswith(f"/repo/docs/{key}.md")
+    printed: list[str] = []
+    print_log(
+        open_log_store(settings),
+        result.job_id,
+        events=True,
+        echo=lambda text, err=False: printed.append(text),
+    )
+    assert printed[1:] == [
+        f"{printed[1][:8]} file_change: add [{status.progress.events[0].files[0]}]",
+        f"{printed[2][:8]} message: Documented the fix for {key}",
+    ]
+    # The agent's final message is the job's summary, which the PR body carries.
+    assert result.summary == f"Documented the fix for {key}"
+    assert_no_upstream_key_anywhere(settings, key, model, watch)
+    config = next(attempt(settings, key).root.rglob("codex/config.toml")).read_text()
+    assert 'env_key = "CONDUCTOR_MODEL_TOKEN"' in config and "127.0.0.1" in config
+    print(f"codex ticket job: {time.monotonic() - started:.1f}s")
+
+
+async def test_claude_ticket_job_commits_the_scripted_edit(
+    client, agent_settings, start_conductor, sample_remote, model
+):
+    settings = agent_settings.model_copy(update={"coding_agent": "claude"})
+    key = fresh_key()
+    model.script_messages(
+        lambda body: Stream(claude_write_turn(f"docs/{key}.md", f"Fixed {key}\n")(body).events, delay=0.2),
+        claude_message_turn(f"Documented the fix for {key}"),
+    )
+    started = time.monotonic()
+    with ProcessWatch(("claude", "agent_runtime")) as watch:
+        result = await run_ticket(client, settings, start_conductor, key)
+
+    assert result.state == JobState.SUCCEEDED, result
+    assert git("show", f"conductor/{key}:docs/{key}.md", cwd=sample_remote) == f"Fixed {key}"
+    usage = read_usage(attempt(settings, key))
+    assert usage.requests >= 2 and usage.output_tokens >= 40
+    status = await client.get_workflow_handle(result.job_id).query(AgentJobWorkflow.status)
+    assert status.progress.model_usage == usage
+    assert_no_upstream_key_anywhere(settings, key, model, watch)
+    print(f"claude ticket job: {time.monotonic() - started:.1f}s")
+
+
+async def test_ended_and_superseded_tokens_are_refused_by_the_model_gateway(
+    client, agent_settings, start_conductor, model
+):
+    settings = agent_settings.model_copy(update={"coding_agent": "codex"})
+    key = fresh_key()
+    model.script_responses(
+        codex_patch_turn(add_file_patch(f"docs/{key}.md", "x")), codex_message_turn("done")
+    )
+    result = await run_ticket(client, settings, start_conductor, key)
+    assert result.state == JobState.SUCCEEDED
+    secret = settings.signing_secret()
+    url = f"http://{settings.rest_listen}/v1/responses"
+    request = {"model": "gpt-5.5", "stream": True, "input": "spend more"}
+
+    async def call(token: str) -> httpx.Response:
+        async with httpx.AsyncClient() as http:
+            return await http.post(url, json=request, headers={"authorization": f"Bearer {token}"})
+
+    ended = await call(mint_token(secret, result.job_id, 1, ttl_seconds=60))
+    assert ended.status_code == 401 and "ended" in ended.json()["error"]["message"]
+
+    # A live attempt (staged, no result) of another job: forwarded. Then a later attempt supersedes it.
+    live = JobAttemptDir(settings.jobs_dir, "job/ticket/jira/LIVE-1", 1)
+    live.stage_files([])
+    token = mint_token(secret, live.job_id, 1, ttl_seconds=60)
+    before = len(model.requests)
+    assert (await call(token)).status_code == 200
+    JobAttemptDir(settings.jobs_dir, live.job_id, 2).stage_files([])
+    superseded = await call(token)
+    assert superseded.status_code == 401 and "superseded" in superseded.json()["error"]["message"]
+    assert len(model.requests) == before + 1, "a refused token must cost nothing upstream"
+
+
+async def test_429_with_retry_after_then_success(
+    client, agent_settings, start_conductor, sample_remote, model
+):
+    settings = agent_settings.model_copy(update={"coding_agent": "codex"})
+    key = fresh_key()
+    model.script_responses(
+        Fail(429, retry_after=1, message="rate limited"),
+        codex_patch_turn(add_file_patch(f"docs/{key}.md", "after the 429")),
+        codex_message_turn("done"),
+    )
+    result = await run_ticket(client, settings, start_conductor, key)
+
+    assert result.state == JobState.SUCCEEDED, result
+    first, second, *_ = model.requests_to("/v1/responses")
+    assert second.at - first.at >= 0.95, "Retry-After was not honoured"
+    assert first.body == second.body
+    assert git("show", f"conductor/{key}:docs/{key}.md", cwd=sample_remote) == "after the 429"
+
+
+async def test_a_stream_cut_mid_way_fails_the_job_clearly(client, agent_settings, start_conductor, model):
+    settings = agent_settings.model_copy(update={"coding_agent": "codex"})
+    key = fresh_key()
+    turn = codex_patch_turn(add_file_patch(f"docs/{key}.md", "never"))
+    model.script_responses(Stream(turn.events, cut_after=1))
+    started = time.monotonic()
+
+    with pytest.raises(WorkflowFailureError) as failed:
+        await run_ticket(client, settings, start_conductor, key)
+
+    elapsed = time.monotonic() - started
+    message = failed.value.cause.message
+    assert "codex" in message and ("stream" in message.lower() or "exited with code" in message), message
+    assert elapsed < 60
+    print(f"cut stream -> job failed after {elapsed:.1f}s: {message}")
+
+
+async def test_exit_0_without_a_change_ends_the_job_no_changes_with_the_agents_words_as_the_note(
+    client, agent_settings, start_conductor, model
+):
+    with JiraStandin(email="conductor@acme.test", token="jira-secret") as jira:
+        settings = agent_settings.model_copy(
+            update={
+                "coding_agent": "codex",
+                "jira_base_url": jira.base_url,
+                "jira_email": "conductor@acme.test",
+                "jira_api_token": SecretStr("jira-secret"),
+            }
+        )
+        key = fresh_key()
+        jira.add_issue(key)
+        model.script_responses(codex_message_turn("The ticket is already fixed on main."))
+
+        with pytest.raises(WorkflowFailureError) as failed:
+            await run_ticket(client, settings, start_conductor, key)
+
+        words = "codex finished without changing anything: The ticket is already fixed on main."
+        assert failed.value.cause.message == f"NO_CHANGES: {words}"
+        status = await client.get_workflow_handle(ticket_job_id("jira", key)).query(AgentJobWorkflow.status)
+        assert status.state == JobState.NO_CHANGES
+        [note] = jira.comments(key)
+        assert "ended NO_CHANGES" in note and words in note
+
+
+@pytest.mark.parametrize("cli", ["codex", "claude"])
+async def test_steering_reaches_the_running_agents_next_model_request(
+    cli, client, agent_settings, start_conductor, sample_remote, model
+):
+    settings = agent_settings.model_copy(update={"coding_agent": cli})
+    key = fresh_key()
+    instruction = f"Also mention {key} in the changelog"
+    if cli == "codex":
+        # The first turn streams slowly, so the instruction arrives while the agent works on it.
+        slow = codex_patch_turn(add_file_patch(f"docs/{key}.md", "first turn"))
+        model.script_responses(Stream(slow.events, delay=0.5), codex_message_turn("done, as instructed"))
+    else:
+        model.script_messages(
+            lambda body: Stream(claude_write_turn(f"docs/{key}.md", "first turn")(body).events, delay=0.5),
+            claude_message_turn("done, as instructed"),
+        )
+    path = "/v1/responses" if cli == "codex" else "/v1/messages"
+    await start_conductor(settings)
+    await SqsIntake(client, settings, None).start_ticket(parse_message(ticket_body(key)))
+    await wait_for(lambda: _first_request(model, path), timeout=60)
+    job = client.get_workflow_handle(ticket_job_id("jira", key))
+
+    ack = await job.execute_update(AgentJobWorkflow.steer, SteerRequest(text=instruction, by="alice"))
+    result = await ticket_result(client, key, timeout=75)
+
+    assert ack.delivered_to_agent and ack.seq == 1
+    first, second, *_ = model.requests_to(path)
+    assert instruction not in str(first.body)
+    assert f"1. {instruction} (from alice)" in str(second.body)
+    assert result.state == JobState.SUCCEEDED
+
+
+async def _first_request(model: ModelStandin, path: str) -> bool:
+    return bool(model.requests_to(path))
+
+
+async def _logged(caplog, text: str) -> bool:
+    return text in caplog.text
+
+
+async def _awaiting_approval(client, key: str) -> bool:
+    try:
+        status = await client.get_workflow_handle(ticket_job_id("jira", key)).query(AgentJobWorkflow.status)
+    except RPCError:  # not started yet
+        return False
+    return status.state == JobState.AWAITING_APPROVAL
+
+
+@pytest.mark.parametrize("answer", ["approve", "refuse"])
+async def test_a_spent_budget_pauses_the_job_until_the_readme_line_answers(
+    answer, client, env, agent_settings, start_conductor, sample_remote, model, caplog
+):
+    # The first answer uses 120 tokens of 100: the agent's second request is held.
+    policy = JobPolicy(retry_window_seconds=0, token_budget=100)
+    settings = agent_settings.model_copy(update={"coding_agent": "codex", "ticket_policy": policy})
+    key = fresh_key()
+    model.script_responses(
+        codex_patch_turn(add_file_patch(f"docs/{key}.md", "within budget")), codex_message_turn("done")
+    )
+    await start_conductor(settings)
+    await SqsIntake(client, settings, None).start_ticket(parse_message(ticket_body(key)))
+    await wait_for(lambda: _awaiting_approval(client, key), timeout=60)
+    assert len(model.requests_to("/v1/responses")) == 1, "the held request reached the provider"
+    job_id = ticket_job_id("jira", key)
+    address = env.client.service_client.config.target_host
+
+    await run_readme_command(rf"--name {answer}_budget", address, job_id=job_id)
+
+    if answer == "approve":
+        result = await ticket_result(client, key, timeout=60)
+        assert result.state == JobState.SUCCEEDED
+        assert len(model.requests_to("/v1/responses")) == 2
+        assert git("show", f"conductor/{key}:docs/{key}.md", cwd=sample_remote) == "within budget"
+        return
+    with pytest.raises(WorkflowFailureError) as failed:
+        await ticket_result(client, key, timeout=60)
+    assert failed.value.cause.message == "FAILED: budget: refused by alice: too expensive"
+    assert len(model.requests_to("/v1/responses")) == 1
+    # The held request was answered with the refusal before the agent was stopped.
+    await wait_for(lambda: _logged(caplog, "the job's token budget was refused"), timeout=10)
+    agent = json.loads((attempt(settings, key).root / "agent.json").read_text())["agent_id"]
+    assert not is_running(int(agent.removeprefix("local:")))
