@@ -15,6 +15,7 @@ import pytest
 
 from activities.launch_local import LocalLauncher
 from activities.sandbox import SandboxUnavailable
+from agent_runtime.builtin_steps import CLI_HOME_DIR
 from conductor_worker.job_store import JobAttemptDir
 from contracts.ids import safe_name, ticket_job_id
 from contracts.jobs import JobState, TaskFile
@@ -41,16 +42,19 @@ def install_hostile_agent(settings, remote: Path, bin_dir: Path, monkeypatch) ->
     other.stage_files([TaskFile(path="prompt.md", content="another job's private prompt\n")])
     targets = {
         "token_secret": str(settings.state_dir / "token-secret"),
-        # HOME is state/jobs/<job>/attempt-N/workdir-X: four levels below the state directory.
-        "secret_relative": "../../../../token-secret",
+        # HOME is state/jobs/<job>/attempt-N/workdir-X/<job>-N/<CLI home>: six levels below the state dir.
+        "secret_relative": "../../../../../../token-secret",
         "conductor_pid": os.getpid(),  # the conductor runs in this test process
         "other_job_file": str(other.files_dir / "prompt.md"),
         "jobs_dir": str(settings.jobs_dir),
         "remote": str(remote),
     }
-    script = HOSTILE.read_text().replace("__TARGETS__", json.dumps(targets), 1)
-    script = script.replace("#!/usr/bin/env python3", f"#!{sys.executable}", 1)
-    install_fake_codex(bin_dir, script, monkeypatch)
+    # The hostile program is Python; the stand-in `codex` (a shell script that passes the version check)
+    # runs it. Both live in bin_dir, which the sandbox binds read-only as a PATH entry.
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    hostile = bin_dir / "hostile_agent.py"
+    hostile.write_text(HOSTILE.read_text().replace("__TARGETS__", json.dumps(targets), 1))
+    install_fake_codex(bin_dir, f'#!/bin/sh\n"{sys.executable}" "{hostile}" "$@"\n', monkeypatch)
     return targets
 
 
@@ -68,7 +72,7 @@ async def run_hostile_job(client, settings, start_conductor, sample_remote, tmp_
     result = await ticket_result(client, key)
     elapsed = time.monotonic() - started
     attempt = settings.jobs_dir / safe_name(ticket_job_id("jira", key)) / f"attempt-{result.attempt}"
-    (report_file,) = attempt.glob("workdir-*/hostile-report.json")
+    (report_file,) = attempt.glob(f"workdir-*/*/{CLI_HOME_DIR}/hostile-report.json")
     report = json.loads(report_file.read_text())
     status = await client.get_workflow_handle(result.job_id).query(AgentJobWorkflow.status)
     return result, report, secret, main_before, status, elapsed
