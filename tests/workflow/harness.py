@@ -21,6 +21,7 @@ from temporalio.worker import Worker
 
 from conductor_worker.devserver import temporal_executable
 from conductor_worker.task_failures import WorkflowTaskFailures
+from contracts import search_attributes
 
 T = TypeVar("T")
 
@@ -45,6 +46,8 @@ class Harness:
             dev_server_existing_path=temporal_executable(),
             data_converter=pydantic_data_converter,
             ip="127.0.0.1",
+            # The incident chain and the pool set the project's search attributes.
+            search_attributes=search_attributes.ALL,
             dev_server_extra_args=["--ui-disable-news-fetch", "--headless"],
         )
 
