@@ -124,8 +124,13 @@ async def _start(worker: Worker) -> None:
     await asyncio.sleep(0)
 
 
-async def eventually(check: Callable[[], Awaitable[str | None]], timeout: float = 30.0) -> None:
-    """Poll `check` (None: holds; else why not) until it holds; fail with its last reason."""
+async def eventually(
+    check: Callable[[], Awaitable[str | None]], timeout: float = 30.0, interval: float = 0.01
+) -> None:
+    """Poll `check` (None: holds; else why not) until it holds; fail with its last reason.
+
+    A check that queries a workflow makes the worker replay its history (no cache): such checks poll
+    less often, or the polling itself slows the workflow down."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         reason = await check()
@@ -133,4 +138,4 @@ async def eventually(check: Callable[[], Awaitable[str | None]], timeout: float 
             return
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(reason)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(interval)

@@ -41,6 +41,7 @@ T0 = datetime(2026, 5, 12, 20, 0, tzinfo=UTC)
 POLICY = ChainPolicy(window=timedelta(minutes=10), max_age=timedelta(minutes=45), on_failed_job="hold")
 ALARMS_PER_RUN = 3
 QUERY_TIMEOUT = timedelta(seconds=1)
+POLL_INTERVAL = 0.1
 NAMES = ("cpu-high", "latency-p99", "errors-5xx")
 
 # What the runs exercised, so the test can show the interleavings it claims actually happened.
@@ -196,7 +197,7 @@ def chain_machine(harness: Harness, queue: str, recorder: Recorder) -> type[Rule
 
         def _settle(self) -> None:
             try:
-                harness.run(eventually(self._matches_model))
+                harness.run(eventually(self._matches_model, interval=POLL_INTERVAL))
             except AssertionError as err:
                 raise AssertionError(f"{err}\nsteps: {self.trace}") from None
 
