@@ -206,7 +206,10 @@ class IncidentChainWorkflow:
         return not (self._pending or self._finished or self._outbox or running)
 
     def _should_continue_as_new(self) -> bool:
-        return self._placed_this_run >= self._input.alarms_per_run or workflow.info().is_continue_as_new_suggested()
+        return (
+            self._placed_this_run >= self._input.alarms_per_run
+            or workflow.info().is_continue_as_new_suggested()
+        )
 
     def _add_to_dossier(self, chain_id: str, alarm: Alarm) -> None:
         dossier = self._input.dossiers.setdefault(chain_id, [])
