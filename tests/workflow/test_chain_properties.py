@@ -61,6 +61,7 @@ class AccountModel:
     account: str
     chains: AccountChains = None  # type: ignore[assignment]
     launches: Counter[str] = field(default_factory=Counter)
+    ended: dict[str, int] = field(default_factory=dict)  # job id -> its launches when seen COMPLETED
     sent: list[Alarm] = field(default_factory=list)
     started: bool = False
 
@@ -225,10 +226,13 @@ def chain_machine(harness: Harness, queue: str, recorder: Recorder) -> type[Rule
                 if launched != model.launches:
                     return f"{model.account}: launches {dict(launched)} != model {dict(model.launches)}"
                 # Every job has ended, so a chain that reopens under a pruned chain's id starts a new job.
-                for job_id in model.launches:
+                for job_id, launches in model.launches.items():
+                    if model.ended.get(job_id) == launches:
+                        continue  # seen ended since its last launch: describe only the new ones
                     described = await client.get_workflow_handle(job_id).describe()
                     if described.status != WorkflowExecutionStatus.COMPLETED:
                         return f"{job_id} is {described.status}"
+                    model.ended[job_id] = launches
                 SEEN["continued as new"] = max(SEEN["continued as new"], status.runs)
             return None
 
