@@ -15,6 +15,9 @@ class IncidentChainInput(BaseModel):
     dossiers: dict[str, list[Alarm]] = Field(default_factory=dict)
     decisions: list["Decision"] = Field(default_factory=list)
     runs: int = 0
+    # Continue-as-new after placing this many alarms in one run (sooner if the server suggests it);
+    # the property tests make it small so every few steps cross a run boundary.
+    alarms_per_run: int = Field(default=1000, ge=1)
 
 
 class JobFinished(BaseModel):

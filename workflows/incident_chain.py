@@ -25,8 +25,9 @@ with workflow.unsafe.imports_passed_through():
 # so a storm costs the job a few signals, not one per alarm.
 FORWARD_EVERY = timedelta(seconds=5)
 FORWARD_BATCH = 100
-# Continue-as-new after this many alarms even if the server has not suggested it yet.
-ALARMS_PER_RUN = 1000
+# Continue-as-new after this many alarms even if the server has not suggested it yet (the default of
+# `IncidentChainInput.alarms_per_run`).
+ALARMS_PER_RUN = IncidentChainInput.model_fields["alarms_per_run"].default
 DECISIONS_KEPT = 200
 
 
@@ -205,7 +206,10 @@ class IncidentChainWorkflow:
         return not (self._pending or self._finished or self._outbox or running)
 
     def _should_continue_as_new(self) -> bool:
-        return self._placed_this_run >= ALARMS_PER_RUN or workflow.info().is_continue_as_new_suggested()
+        return (
+            self._placed_this_run >= self._input.alarms_per_run
+            or workflow.info().is_continue_as_new_suggested()
+        )
 
     def _add_to_dossier(self, chain_id: str, alarm: Alarm) -> None:
         dossier = self._input.dossiers.setdefault(chain_id, [])

@@ -21,6 +21,7 @@ from temporalio.worker import Worker
 
 from conductor_worker.devserver import temporal_executable
 from conductor_worker.task_failures import WorkflowTaskFailures
+from contracts import search_attributes
 
 T = TypeVar("T")
 
@@ -45,6 +46,8 @@ class Harness:
             dev_server_existing_path=temporal_executable(),
             data_converter=pydantic_data_converter,
             ip="127.0.0.1",
+            # The incident chain and the pool set the project's search attributes.
+            search_attributes=search_attributes.ALL,
             dev_server_extra_args=["--ui-disable-news-fetch", "--headless"],
         )
 
@@ -121,8 +124,13 @@ async def _start(worker: Worker) -> None:
     await asyncio.sleep(0)
 
 
-async def eventually(check: Callable[[], Awaitable[str | None]], timeout: float = 30.0) -> None:
-    """Poll `check` (None: holds; else why not) until it holds; fail with its last reason."""
+async def eventually(
+    check: Callable[[], Awaitable[str | None]], timeout: float = 30.0, interval: float = 0.01
+) -> None:
+    """Poll `check` (None: holds; else why not) until it holds; fail with its last reason.
+
+    A check that queries a workflow makes the worker replay its history (no cache): such checks poll
+    less often, or the polling itself slows the workflow down."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         reason = await check()
@@ -130,4 +138,4 @@ async def eventually(check: Callable[[], Awaitable[str | None]], timeout: float 
             return
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(reason)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(interval)
