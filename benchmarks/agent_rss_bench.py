@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from benchmarks.log_bench import LoopThread, start_bench_gateway
+from benchmarks.results import record
 from conductor_worker.job_store import JobAttemptDir
 from conductor_worker.log_store import LocalLogStore
 from tests.agent_helpers import stage_job
@@ -70,6 +71,13 @@ def main(lines: int = 500_000) -> None:
     print(
         f"agent job with a {lines}-line step ({lines * 100 / 1e6:.0f} MB of log, {elapsed:.1f} s), peak RSS:"
         f" {peak / 1024:7.1f} MiB = {peak / baseline:.2f} x the import-only baseline"
+    )
+    record(
+        "agent peak RSS",
+        f"{peak / 1024:.1f} MiB ({lines}-line step)",
+        f"{baseline / 1024:.1f} MiB importing the agent's modules",
+        peak / baseline,
+        "<= 60 MiB",
     )
 
 

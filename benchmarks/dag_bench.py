@@ -16,6 +16,7 @@ from pathlib import Path
 
 from agent_runtime.dag import DagRunner
 from agent_runtime.log_buffer import LogBuffer
+from benchmarks.results import record
 from contracts.steps import StepSpec, StepStatus, TaskSpec
 
 
@@ -75,6 +76,13 @@ async def bench(steps: int, width: int, repeat: int) -> None:
     print(
         f"step DAG, {len(spec.steps)} steps, width {width}:  agent DAG {a:5.2f} s, raw subprocesses"
         f" {r:5.2f} s  = {a / r:.2f} x raw (target <= 1.2; median of {repeat})"
+    )
+    record(
+        "step DAG",
+        f"{a:.2f} s ({len(spec.steps)} steps, width {width})",
+        f"{r:.2f} s raw subprocesses",
+        a / r,
+        "<= 1.2 x",
     )
 
 

@@ -21,6 +21,7 @@ import grpc
 
 from agent_runtime.connection import GatewayConnection
 from agent_runtime.log_buffer import BATCH_LINES, LogBuffer, LogSender
+from benchmarks.results import record
 from conductor_worker.config import Settings
 from conductor_worker.gateway import start_gateway
 from conductor_worker.job_store import JobAttemptDir
@@ -135,6 +136,13 @@ def main(lines: int = 200_000, size: int = 100) -> None:
     print(
         f"logs through the gateway ({lines} lines, {megabytes:.0f} MB, {spilled} spilled):"
         f" {megabytes / gateway:7.1f} MB/s = {raw / gateway:.2f} x raw"
+    )
+    record(
+        "logs through the gateway",
+        f"{megabytes / gateway:.1f} MB/s ({lines} lines)",
+        f"{megabytes / raw:.1f} MB/s loopback gRPC unary",
+        raw / gateway,
+        ">= 0.3 x",
     )
 
 
