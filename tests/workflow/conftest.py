@@ -1,13 +1,14 @@
 """Time-skipping tier: the real workflows on `temporal-test-server`, with the recorder as launcher."""
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from conductor_worker.devserver import register_search_attributes, test_server_executable
+from tests.workflow.harness import Harness
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +25,11 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture
 def task_queue() -> str:
     return f"ts-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def harness() -> Iterator[Harness]:
+    """A dev server and workers on a loop of their own, for the property tests (tests/workflow/harness.py)."""
+    running = Harness()
+    yield running
+    running.close()

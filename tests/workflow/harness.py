@@ -14,6 +14,8 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -139,3 +141,20 @@ async def eventually(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(reason)
         await asyncio.sleep(interval)
+
+
+def run_state_machine(
+    machine: type[RuleBasedStateMachine], examples: int, steps: int, **options: Any
+) -> None:
+    """Run a machine for `examples` examples of up to `steps` steps; `options` are hypothesis settings.
+
+    No deadline and no health checks: a step waits on a real server, so its time says nothing of the test.
+    """
+    machine.TestCase.settings = settings(
+        max_examples=examples,
+        stateful_step_count=steps,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        **options,
+    )
+    machine.TestCase().runTest()

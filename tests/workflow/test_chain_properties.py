@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import Phase
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from temporalio.client import WorkflowExecutionStatus
@@ -30,7 +30,7 @@ from contracts.alarms import AccountChains, Alarm, AlarmBatch, AlarmState, Chain
 from contracts.ids import account_workflow_id, incident_job_id
 from contracts.incidents import IncidentChainInput
 from tests.workflow.chain_doubles import ChainForgetsSeenIds, RecordedIncidentJob
-from tests.workflow.harness import Harness, eventually
+from tests.workflow.harness import Harness, eventually, run_state_machine
 from workflows.chaining import find_chain, place_alarm, prune, wants_job
 from workflows.incident_chain import IncidentChainWorkflow
 
@@ -241,27 +241,13 @@ def chain_machine(harness: Harness, queue: str, recorder: Recorder) -> type[Rule
     return ChainMachine
 
 
-@pytest.fixture(scope="module")
-def harness():
-    running = Harness()
-    yield running
-    running.close()
-
-
 def run_machine(harness: Harness, chain_workflow: type, examples: int, **options) -> None:
     recorder = Recorder()
     queue, _ = harness.serve(
         workflows=[chain_workflow, RecordedIncidentJob], activities=[recorder.launch_agent]
     )
     machine = chain_machine(harness, queue, recorder)
-    machine.TestCase.settings = settings(
-        max_examples=examples,
-        stateful_step_count=8,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-        **options,
-    )
-    machine.TestCase().runTest()
+    run_state_machine(machine, examples, 8, **options)
 
 
 @pytest.mark.slow

@@ -15,7 +15,6 @@ import uuid
 from dataclasses import dataclass, field
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from temporalio.client import WorkflowQueryFailedError
@@ -25,7 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.claims import ClaimChecks
 from contracts.claims import ClaimRelease, ClaimRequest, RepoClaimState
 from tests.workflow.claim_doubles import ClaimWithRemoveBug, FakeClaimJob
-from tests.workflow.harness import Harness, eventually
+from tests.workflow.harness import Harness, eventually, run_state_machine
 from workflows.repo_claim import RepoClaimWorkflow
 
 EXAMPLES = int(os.environ.get("CONDUCTOR_PROPERTY_EXAMPLES", "500"))
@@ -243,13 +242,6 @@ def claim_machine(harness: Harness, queue: str, jobs_queue: str) -> type[RuleBas
     return ClaimMachine
 
 
-@pytest.fixture(scope="module")
-def harness():
-    running = Harness()
-    yield running
-    running.close()
-
-
 def serve(harness: Harness, claim_workflow: type) -> type[RuleBasedStateMachine]:
     queue, jobs_queue = harness.serve(
         workflows=[claim_workflow],
@@ -261,11 +253,7 @@ def serve(harness: Harness, claim_workflow: type) -> type[RuleBasedStateMachine]
 
 @pytest.mark.timeout(1200)
 def test_claim_holds_under_every_interleaving(harness):
-    machine = serve(harness, RepoClaimWorkflow)
-    machine.TestCase.settings = settings(
-        max_examples=EXAMPLES, stateful_step_count=14, deadline=None, suppress_health_check=list(HealthCheck)
-    )
-    machine.TestCase().runTest()
+    run_state_machine(serve(harness, RepoClaimWorkflow), EXAMPLES, 14)
 
 
 def test_the_machine_catches_the_old_holders_remove_bug(harness):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import Phase
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
@@ -42,7 +42,7 @@ from contracts.pool import (
     pool_workflow_id,
     script_workflow_id,
 )
-from tests.workflow.harness import Harness, eventually
+from tests.workflow.harness import Harness, eventually, run_state_machine
 from tests.workflow.pool_doubles import PoolHandsOutNewest
 from workflows.agent_pool import AgentPoolWorkflow
 from workflows.script_task import ScriptTaskWorkflow
@@ -297,24 +297,10 @@ def pool_machine(harness: Harness, queue: str) -> type[RuleBasedStateMachine]:
     return PoolMachine
 
 
-@pytest.fixture(scope="module")
-def harness():
-    running = Harness()
-    yield running
-    running.close()
-
-
 def run_machine(harness: Harness, pool_workflow: type, examples: int, **options) -> None:
     queue, _ = harness.serve(workflows=[pool_workflow, ScriptTaskWorkflow], activities=[submit_script_task])
     machine = pool_machine(harness, queue)
-    machine.TestCase.settings = settings(
-        max_examples=examples,
-        stateful_step_count=10,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-        **options,
-    )
-    machine.TestCase().runTest()
+    run_state_machine(machine, examples, 10, **options)
 
 
 @pytest.mark.slow
