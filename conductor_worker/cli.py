@@ -181,6 +181,9 @@ def run_script_command(
 @app.command()
 def doctor(
     limit: Annotated[int, typer.Option(help="Running workflows examined at most.", min=1)] = 1000,
+    all_queues: Annotated[
+        bool, typer.Option("--all-queues", help="Every task queue, not only the conductor's own.")
+    ] = False,
 ) -> None:
     """List what is stuck: workflows whose task keeps failing, claims held by closed jobs, jobs waiting
     for a claim that does not list them. Exit code 1 when anything is found."""
@@ -191,7 +194,8 @@ def doctor(
     settings = Settings()
 
     async def run():
-        return await diagnose(await connect(settings), limit=limit)
+        task_queue = None if all_queues else settings.task_queue
+        return await diagnose(await connect(settings), limit=limit, task_queue=task_queue)
 
     findings = asyncio.run(run())
     for finding in findings:

@@ -17,13 +17,13 @@ from tests.integration.stuck_workflows import BrokenSignalWorkflow
 from workflows.repo_claim import RepoClaimWorkflow
 
 
-async def run_doctor(address: str) -> tuple[int, str]:
+async def run_doctor(address: str, task_queue: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "conductor_worker",
         "doctor",
-        env={**os.environ, "CONDUCTOR_TEMPORAL_ADDRESS": address},
+        env={**os.environ, "CONDUCTOR_TEMPORAL_ADDRESS": address, "CONDUCTOR_TASK_QUEUE": task_queue},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
@@ -50,11 +50,11 @@ async def test_a_failing_workflow_task_is_logged_once_counted_and_named_by_docto
         assert handle.id in logged[0] and "ValueError: poked a broken workflow" in logged[0]
         assert "signal poke" in logged[0]
 
-        findings = [f for f in await diagnose(client) if f.workflow_id == handle.id]
+        findings = [f for f in await diagnose(client, task_queue=queue) if f.workflow_id == handle.id]
         assert [f.kind for f in findings] == ["task-failing"]
         assert "poked a broken workflow" in findings[0].detail
 
-        code, out = await run_doctor(client.service_client.config.target_host)
+        code, out = await run_doctor(client.service_client.config.target_host, queue)
         assert code == 1, out
         assert "task-failing" in out and handle.id in out
         await handle.terminate("test done")
@@ -73,7 +73,7 @@ async def test_doctor_names_a_claim_held_by_a_closed_job(client):
             id=f"repo-claim//srv/{queue}.git",
             task_queue=queue,
         )
-        findings = [f for f in await diagnose(client) if f.workflow_id == claim.id]
+        findings = [f for f in await diagnose(client, task_queue=queue) if f.workflow_id == claim.id]
         assert [(f.kind, f.detail) for f in findings] == [
             ("claim-held-by-closed-job", f"holder {closed_job} has closed")
         ]

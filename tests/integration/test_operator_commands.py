@@ -93,7 +93,7 @@ async def test_cancel_then_retry_with_the_readme_commands(
     assert status.attempt == 1 and status.claim_workflow_id == claim_workflow_id(str(sample_remote))
     pid = agent_pid(settings, job_id, 1)
     first_attempt = settings.jobs_dir / safe_name(job_id) / "attempt-1"
-    await wait_for(lambda: _any(first_attempt.glob("workdir-*/first-run-started")), timeout=60)  # it works
+    await wait_for(lambda: _any(first_attempt.glob("workdir-*/**/first-run-started")), timeout=60)  # it works
     assert is_running(pid)
 
     ack = cli_model(SteerAck, await run_readme_command(r"--name steer", address(env), job_id=job_id))

@@ -42,7 +42,7 @@ def install_codex(tmp_path: Path, monkeypatch, mode: str, first_key: str = "") -
 
 def run_log(settings) -> list[list[str]]:
     """Every run's start and end lines, from every job's work directories."""
-    logs = sorted(settings.jobs_dir.glob("*/attempt-*/workdir-*/runs.log"))
+    logs = sorted(settings.jobs_dir.glob("*/attempt-*/workdir-*/**/runs.log"))
     return [line.split() for log in logs for line in log.read_text().splitlines()]
 
 
@@ -132,7 +132,12 @@ async def test_the_claim_is_released_when_a_job_ends_badly(
     await wait_for(lambda: _in_state(client, first, JobState.RUNNING), timeout=60)
     await start_ticket(client, settings, second)
     await wait_for(lambda: _in_state(client, second, JobState.QUEUED), timeout=60)
-    assert (await claim_state(client, sample_remote)).position(ticket_job_id("jira", second)) == 1
+
+    async def second_in_line() -> bool:
+        # QUEUED is set as the job asks; its request reaches the claim a moment later.
+        return (await claim_state(client, sample_remote)).position(ticket_job_id("jira", second)) == 1
+
+    await wait_for(second_in_line, timeout=30)
 
     first_job = client.get_workflow_handle(ticket_job_id("jira", first))
     if exit_path == "crash":
@@ -157,4 +162,4 @@ async def _in_state(client, key: str, state: JobState) -> bool:
 
 async def _first_run_started(settings, key: str) -> bool:
     attempt = settings.jobs_dir / safe_name(ticket_job_id("jira", key)) / "attempt-1"
-    return any(attempt.glob("workdir-*/first-run"))
+    return any(attempt.glob("workdir-*/**/first-run"))
