@@ -27,8 +27,8 @@ from tests.workflow.claim_doubles import ClaimWithRemoveBug, FakeClaimJob
 from tests.workflow.harness import Harness, eventually, run_state_machine
 from workflows.repo_claim import RepoClaimWorkflow
 
-# 200 in `make test` (about 1 s an example on 2 cores in a full run); CONDUCTOR_PROPERTY_EXAMPLES=500 for the long run.
-EXAMPLES = int(os.environ.get("CONDUCTOR_PROPERTY_EXAMPLES", "200"))
+# 100 in `make test` (1-2 s an example on 2 cores in a full run); CONDUCTOR_PROPERTY_EXAMPLES=500 for the long run.
+EXAMPLES = int(os.environ.get("CONDUCTOR_PROPERTY_EXAMPLES", "100"))
 MAX_JOBS = 4
 ACTIONS = ("request", "release", "end")
 
