@@ -7,7 +7,7 @@ from the simulator's own bookkeeping; each simulation starts its own time-skippi
 import json
 import time
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -102,14 +102,17 @@ async def test_ticket_burst_merges_each_keys_3_messages_into_its_one_job() -> No
     assert (report.totals.ticket_jobs, report.totals.incident_jobs, report.totals.launched) == (200, 0, 200)
     assert {job.subject: job.messages for job in report.jobs} == expected
     assert all(job.outcome == "succeeded" and job.repository == "sim://default" for job in report.jobs)
+
     # Each job is started by its key's first message (message #n is delivered at (n - 1) * 100 ms), not
-    # held back for the rest of the burst. How soon after is a latency, measured by `make bench` (P2); a
-    # bound here failed under CI load (a launch 1.015 s after its message, the clock running in real time
-    # while the server is not skipping), so this checks only that no job
-    # started before its first message. Merging the later messages into it is checked above.
+    # held back for the rest of the burst. How soon is a latency, measured by `make bench` (P2), not here:
+    # a 1 s bound failed under CI load (1.015 s; the test server's clock runs in real time between skips).
+    def delivered(n: int) -> datetime:
+        return report.start + (n - 1) * timedelta(milliseconds=100)
+
     for job in report.jobs:
-        delivered = report.start + (job.messages[0] - 1) * timedelta(milliseconds=100)
-        assert job.started_at >= delivered, job
+        assert job.started_at >= delivered(job.messages[0]), job
+        if delivered(job.messages[-1]) - delivered(job.messages[0]) > timedelta(seconds=10):
+            assert job.started_at < delivered(job.messages[-1]), job
 
 
 def test_ticket_burst_jsonl_is_the_yaml_burst_as_jira_bodies() -> None:
