@@ -17,14 +17,10 @@ with workflow.unsafe.imports_passed_through():
     from activities.publish_git import LocalGitPublisher
     from activities.publish_github import GithubPublisher
     from activities.routing import Router
-    from activities.steering import SteeringMailbox
     from activities.task_files import TaskFileStager
     from contracts import search_attributes as sa
     from contracts.activity_io import (
         AwaitAgentInput,
-        AwaitSteeringDeliveryInput,
-        DeliverAlarmsInput,
-        DeliverSteeringInput,
         FailureNoteInput,
         LaunchAgentInput,
         LaunchAgentResult,
@@ -34,8 +30,6 @@ with workflow.unsafe.imports_passed_through():
         StageTaskFilesInput,
         StopAgentInput,
     )
-    from contracts.alarms import Alarm, AlarmBatch
-    from contracts.claims import ClaimGranted
     from contracts.incidents import JobFinished
     from contracts.jobs import (
         AgentProgress,
@@ -44,55 +38,23 @@ with workflow.unsafe.imports_passed_through():
         JobResult,
         JobSpec,
         JobState,
-        JobStatus,
     )
     from contracts.operator import (
-        BudgetApproval,
-        BudgetExceeded,
-        BudgetRefusal,
-        BudgetState,
         CancelRequest,
-        RetryRequest,
-        SteerAck,
-        SteerRequest,
     )
     from contracts.policies import JobPolicy
-    from workflows.job_budget import JobBudget
-    from workflows.job_claim import JobClaim
-    from workflows.job_details import details_markdown
-    from workflows.job_outcomes import RETRYABLE, TERMINAL, AgentLost, JobEnded
+    from workflows.job_operations import SHORT_TIMEOUT, JobOperations
+    from workflows.job_outcomes import TERMINAL, AgentLost, JobEnded
 
-# Quick local side effects get this long per try; it is also how long a conductor that died mid-call
-# delays the job before the retry runs elsewhere. How many tries: the job kind's policy.
 # How long a refused budget's held request gets to be answered before the agent is stopped.
 BUDGET_ANSWER_GRACE = timedelta(seconds=2)
-SHORT_TIMEOUT = timedelta(seconds=30)
 AGENT_HEARTBEAT_TIMEOUT = timedelta(seconds=15)
 CRASH_TYPES = {"AgentCrashed", "AgentSilent", "AgentHandshakeTimeout"}
-# Alarms kept in the job's state (and history payloads); the count stays exact beyond it.
-DOSSIER_LIMIT = 100
 
 
 @workflow.defn
-class AgentJobWorkflow:
-    def __init__(self) -> None:
-        self._state = JobState.QUEUED
-        self._attempt = 1
-        self._launches_this_run = 0
-        self._spec: JobSpec | None = None
-        self._agent_id = ""
-        self._pr_url: str | None = None
-        self._reason = ""
-        self._history: list[str] = []
-        self._dossier: list[Alarm] = []
-        self._dossier_count = 0
-        self._claim = JobClaim()
-        self._cancel: CancelRequest | None = None
-        self._retry: RetryRequest | None = None
-        self._steering: list[SteerRequest] = []
-        self._notes: list[str] = []
-        self._progress: AgentProgress | None = None
-        self._budget = JobBudget()
+class AgentJobWorkflow(JobOperations):
+    """The job's run; its state and operator handlers are in JobOperations (workflows/job_operations.py)."""
 
     @workflow.run
     async def run(self, spec: JobSpec) -> JobResult:
@@ -123,145 +85,6 @@ class AgentJobWorkflow:
                         raise asyncio.CancelledError(ended.reason) from None
                     raise ended.error() from None
             self._begin_retry()
-
-    # -- operator signals, update and queries ---------------------------------------------------------------
-
-    @workflow.signal
-    def cancel(self, request: CancelRequest | None = None) -> None:
-        """Stop the agent for real, give the repository back, leave a note; `retry` can run it again."""
-        self._cancel = request or CancelRequest()
-
-    @workflow.signal
-    def retry(self, request: RetryRequest | None = None) -> None:
-        """Run a FAILED, CRASHED, TIMED_OUT, NO_CHANGES or CANCELLED job again, as a new attempt."""
-        request = request or RetryRequest()
-        if self._state in RETRYABLE:
-            self._retry = request
-        else:
-            self._log(f"retry from {request.by} ignored: the job is {self._state}")
-
-    @workflow.update
-    async def steer(self, request: SteerRequest) -> SteerAck:
-        """Append instructions for the agent; the running agent gets them with its next heartbeat."""
-        self._steering.append(request)
-        seq = len(self._steering)
-        self._log(f"steering #{seq} from {request.by}")
-        running = self._state == JobState.RUNNING
-        await workflow.execute_activity_method(
-            SteeringMailbox.deliver_steering,
-            DeliverSteeringInput(job_id=self._spec.job_id, seq=seq, text=request.text, by=request.by),
-            **self._short(),
-        )
-        delivered = False
-        if running and workflow.patched("steer-awaits-model-delivery"):
-            # A coding CLI's next model request carries it (model_gateway/steering.py); bounded by config.
-            delivered = await workflow.execute_activity_method(
-                SteeringMailbox.await_steering_delivery,
-                AwaitSteeringDeliveryInput(job_id=self._spec.job_id, attempt=self._attempt, seq=seq),
-                start_to_close_timeout=timedelta(minutes=10),
-                heartbeat_timeout=timedelta(seconds=30),
-                retry_policy=RetryPolicy(maximum_attempts=3),
-            )
-        return SteerAck(
-            seq=seq,
-            attempt=self._attempt,
-            state=self._state,
-            delivered_to_running_agent=running,
-            delivered_to_agent=delivered,
-        )
-
-    @steer.validator
-    def _steerable(self, request: SteerRequest) -> None:
-        if self._spec is None or self._state in TERMINAL:
-            raise ValueError(f"job is {self._state}: only a queued or running job can be steered")
-
-    @workflow.signal
-    def claim_granted(self, grant: ClaimGranted) -> None:
-        self._claim.on_granted(grant)
-
-    @workflow.signal
-    def progress(self, progress: AgentProgress) -> None:
-        """The result watcher's relay of the agent's step states and last log lines."""
-        self._progress = progress
-
-    @workflow.signal
-    async def budget_exceeded(self, request: BudgetExceeded) -> None:
-        """From the model gateway, which now holds the agent's next model request: wait for an operator."""
-        if self._state != JobState.RUNNING or not self._budget.exceeded(request, self._attempt):
-            return
-        self._log(f"token budget spent: attempt {request.attempt} used {request.used_tokens} tokens")
-        self._set_state(JobState.AWAITING_APPROVAL)
-        window = self._spec.policy.approval_window_seconds
-        try:
-            await workflow.wait_condition(
-                lambda: not self._budget.awaiting or self._state != JobState.AWAITING_APPROVAL,
-                timeout=timedelta(seconds=window),
-            )
-        except TimeoutError:
-            self._budget.expire(window)
-
-    @workflow.update
-    def approve_budget(self, approval: BudgetApproval) -> BudgetState:
-        """Let the held model request go on, with `raise_tokens` more for this attempt."""
-        self._budget.approve(approval)
-        self._log(f"budget raised by {approval.raise_tokens} tokens by {approval.by}")
-        self._set_state(JobState.RUNNING)
-        return self._budget.state(self._attempt)
-
-    @workflow.update
-    def refuse_budget(self, refusal: BudgetRefusal) -> BudgetState:
-        """End the job FAILED with reason `budget`; the held request gets an error, the agent is stopped."""
-        self._budget.refuse(refusal)
-        return self._budget.state(self._attempt)
-
-    @approve_budget.validator
-    def _approvable(self, approval: BudgetApproval) -> None:
-        self._check_awaiting_approval()
-
-    @refuse_budget.validator
-    def _refusable(self, refusal: BudgetRefusal) -> None:
-        self._check_awaiting_approval()
-
-    def _check_awaiting_approval(self) -> None:
-        if self._state != JobState.AWAITING_APPROVAL:
-            raise ValueError(f"job is {self._state}: only a job AWAITING_APPROVAL has a budget to decide")
-
-    @workflow.query
-    def budget(self) -> BudgetState:
-        return self._budget.state(self._attempt)
-
-    @workflow.signal
-    async def add_alarms(self, batch: AlarmBatch) -> None:
-        """Later alarms of this job's incident chain: extra context for the running job."""
-        self._add_to_dossier(batch.alarms)
-        running = self._state in (JobState.RUNNING, JobState.AWAITING_APPROVAL)
-        if running and workflow.patched("alarms-reach-running-agent"):
-            # Its coding CLI's next model request carries them (model_gateway/steering.py); a later launch
-            # gets the whole dossier in its task files instead.
-            await workflow.execute_activity_method(
-                SteeringMailbox.deliver_later_alarms,
-                DeliverAlarmsInput(job_id=self._spec.job_id, alarms=batch.alarms),
-                **self._short(),
-            )
-
-    @workflow.query
-    def status(self) -> JobStatus:
-        return JobStatus(
-            job_id=self._spec.job_id if self._spec else workflow.info().workflow_id,
-            state=self._state,
-            attempt=self._attempt,
-            agent_id=self._agent_id,
-            branch=self._spec.branch if self._spec else "",
-            pr_url=self._pr_url,
-            reason=self._reason,
-            history=list(self._history),
-            dossier_count=self._dossier_count,
-            dossier_recent=list(self._dossier),
-            claim_workflow_id=self._claim.workflow_id,
-            steering=[entry.text for entry in self._steering],
-            notes=list(self._notes),
-            progress=self._progress,
-        )
 
     # -- the job ---------------------------------------------------------------------------------------------
 
@@ -503,27 +326,3 @@ class AgentJobWorkflow:
             await workflow.get_external_workflow_handle(workflow_id).signal("job_finished", finished)
         except FailureError as err:  # the account workflow may have ended (idle); nothing waits for us then
             workflow.logger.info("could not report to %s: %s", workflow_id, err)
-
-    # -- bookkeeping ------------------------------------------------------------------------------------------
-
-    def _short(self) -> dict:
-        return dict(start_to_close_timeout=SHORT_TIMEOUT, retry_policy=self._retry_policy())
-
-    def _retry_policy(self) -> RetryPolicy:
-        policy = self._spec.policy if self._spec and self._spec.policy else JobPolicy()
-        return RetryPolicy(
-            maximum_attempts=policy.activity_max_attempts, maximum_interval=timedelta(seconds=10)
-        )
-
-    def _add_to_dossier(self, alarms: list[Alarm]) -> None:
-        self._dossier_count += len(alarms)
-        self._dossier = (self._dossier + alarms)[-DOSSIER_LIMIT:]
-
-    def _log(self, line: str) -> None:
-        self._history.append(f"{workflow.now().isoformat()} {line}")
-
-    def _set_state(self, state: JobState) -> None:
-        self._state = state
-        self._log(str(state))
-        workflow.upsert_search_attributes([sa.JOB_STATE.value_set(state.value)])
-        workflow.set_current_details(details_markdown(self.status(), self._spec))

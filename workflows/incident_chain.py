@@ -18,8 +18,9 @@ with workflow.unsafe.imports_passed_through():
     from contracts.ids import incident_branch, incident_job_id, incident_key
     from contracts.incidents import Decision, IncidentChainInput, IncidentChainStatus, JobFinished
     from contracts.jobs import JobSpec, WorkItem
-    from workflows.agent_job import DOSSIER_LIMIT, AgentJobWorkflow
+    from workflows.agent_job import AgentJobWorkflow
     from workflows.chaining import find_chain, place_alarm, prune, wants_job
+    from workflows.job_operations import DOSSIER_LIMIT
 
 # Later alarms are forwarded to a running job at most this often (or once this many have queued up),
 # so a storm costs the job a few signals, not one per alarm.

@@ -17,7 +17,6 @@ with workflow.unsafe.imports_passed_through():
     from contracts.claims import ClaimGranted, ClaimRelease, ClaimRequest, RepoClaimState
 
 
-
 @workflow.defn
 class RepoClaimWorkflow:
     """Holds `RepoClaimState` and nothing else, so every decision survives continue-as-new and restarts.
