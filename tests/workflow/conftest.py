@@ -11,9 +11,13 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
+from activities.pool_dispatch import submit_script_task
 from conductor_worker.devserver import register_search_attributes, test_server_executable
 from tests.workflow.harness import Harness
+from workflows.agent_pool import AgentPoolWorkflow
+from workflows.script_task import ScriptTaskWorkflow
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +69,18 @@ async def terminate_open_workflows(client: Client) -> None:
 @pytest.fixture
 def task_queue() -> str:
     return f"ts-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def pool_worker(ts_env: WorkflowEnvironment, task_queue: str) -> AsyncIterator[Worker]:
+    """The agent pool and its script tasks on `task_queue` (tests/workflow/test_agent_pool.py and friends)."""
+    async with Worker(
+        ts_env.client,
+        task_queue=task_queue,
+        workflows=[AgentPoolWorkflow, ScriptTaskWorkflow],
+        activities=[submit_script_task],
+    ) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -98,6 +98,13 @@ class Harness:
             self._worker = self.run(_built(self._worker_factory))
             self.run(_start(self._worker))
 
+    def settle(self, check: Callable[[], Awaitable[str | None]], trace: list[str], interval: float) -> None:
+        """Wait until `check` holds (see `eventually`); a failure names the steps that led to it."""
+        try:
+            self.run(eventually(check, interval=interval))
+        except AssertionError as err:
+            raise AssertionError(f"{err}\nsteps: {trace}") from None
+
     @property
     def paused(self) -> bool:
         return self._worker is None

@@ -12,7 +12,6 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 import contracts.pool
-from activities.pool_dispatch import submit_script_task
 from contracts.jobs import FailureClass
 from contracts.pool import (
     AgentRegistration,
@@ -33,17 +32,6 @@ from workflows.agent_pool import AgentPoolWorkflow
 from workflows.script_task import ScriptTaskWorkflow
 
 SHELL = ["shell"]
-
-
-@pytest.fixture
-async def worker(ts_env, task_queue):
-    async with Worker(
-        ts_env.client,
-        task_queue=task_queue,
-        workflows=[AgentPoolWorkflow, ScriptTaskWorkflow],
-        activities=[submit_script_task],
-    ) as running:
-        yield running
 
 
 async def start_script(client, task_queue: str, capability: str = "shell", **options):
@@ -77,7 +65,7 @@ async def queued(client, task_queue: str) -> int:
         return 0
 
 
-async def test_the_queue_survives_continue_as_new_in_order(ts_env, task_queue, worker):
+async def test_the_queue_survives_continue_as_new_in_order(ts_env, task_queue, pool_worker):
     client = ts_env.client
     pool = await client.start_workflow(
         AgentPoolWorkflow.run,
@@ -131,7 +119,7 @@ async def test_the_queue_survives_continue_as_new_in_order(ts_env, task_queue, w
     }
 
 
-async def test_a_lost_agents_task_is_requeued_then_fails_as_infrastructure(ts_env, task_queue, worker):
+async def test_a_lost_agents_task_is_requeued_then_fails_as_infrastructure(ts_env, task_queue, pool_worker):
     client = ts_env.client
     handle = await start_script(client, task_queue, lease_seconds=30, max_attempts=2)
     task_id = handle.id.removeprefix("script/")
@@ -161,7 +149,7 @@ async def test_a_lost_agents_task_is_requeued_then_fails_as_infrastructure(ts_en
     assert await queued(client, task_queue) == 0
 
 
-async def test_a_script_without_a_result_by_its_timeout_ends_timed_out(ts_env, task_queue, worker):
+async def test_a_script_without_a_result_by_its_timeout_ends_timed_out(ts_env, task_queue, pool_worker):
     client = ts_env.client
     handle = await start_script(client, task_queue, lease_seconds=30)
     task_id = handle.id.removeprefix("script/")
@@ -179,7 +167,7 @@ async def test_a_script_without_a_result_by_its_timeout_ends_timed_out(ts_env, t
 
 
 async def test_an_unclaimed_task_fails_after_the_queue_timeout_and_leaves_the_queue(
-    ts_env, task_queue, worker
+    ts_env, task_queue, pool_worker
 ):
     client = ts_env.client
     handle = await start_script(client, task_queue, capability="gpu", queue_timeout_seconds=120)

@@ -30,7 +30,7 @@ from contracts.alarms import AccountChains, Alarm, AlarmBatch, AlarmState, Chain
 from contracts.ids import account_workflow_id, incident_job_id
 from contracts.incidents import IncidentChainInput
 from tests.workflow.chain_doubles import ChainForgetsSeenIds, RecordedIncidentJob
-from tests.workflow.harness import Harness, eventually, run_state_machine
+from tests.workflow.harness import Harness, run_state_machine
 from workflows.chaining import find_chain, place_alarm, prune, wants_job
 from workflows.incident_chain import IncidentChainWorkflow
 
@@ -199,10 +199,7 @@ def chain_machine(harness: Harness, queue: str, recorder: Recorder) -> type[Rule
         # -- checks ------------------------------------------------------------------------------------
 
         def _settle(self) -> None:
-            try:
-                harness.run(eventually(self._matches_model, interval=POLL_INTERVAL))
-            except AssertionError as err:
-                raise AssertionError(f"{err}\nsteps: {self.trace}") from None
+            harness.settle(self._matches_model, self.trace, interval=POLL_INTERVAL)
 
         async def _matches_model(self) -> str | None:
             if harness.failures.count:

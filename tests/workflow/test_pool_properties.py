@@ -42,7 +42,7 @@ from contracts.pool import (
     pool_workflow_id,
     script_workflow_id,
 )
-from tests.workflow.harness import Harness, eventually, run_state_machine
+from tests.workflow.harness import Harness, run_state_machine
 from tests.workflow.pool_doubles import PoolHandsOutNewest
 from workflows.agent_pool import AgentPoolWorkflow
 from workflows.script_task import ScriptTaskWorkflow
@@ -248,10 +248,7 @@ def pool_machine(harness: Harness, queue: str) -> type[RuleBasedStateMachine]:
         # -- checks ------------------------------------------------------------------------------------
 
         def _settle(self) -> None:
-            try:
-                harness.run(eventually(self._matches_model, interval=POLL_INTERVAL))
-            except AssertionError as err:
-                raise AssertionError(f"{err}\nsteps: {self.trace}") from None
+            harness.settle(self._matches_model, self.trace, interval=POLL_INTERVAL)
 
         async def _matches_model(self) -> str | None:
             if harness.failures.count:

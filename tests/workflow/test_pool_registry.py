@@ -10,9 +10,7 @@ from datetime import timedelta
 import pytest
 from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.client import WorkflowUpdateFailedError
-from temporalio.worker import Worker
 
-from activities.pool_dispatch import submit_script_task
 from conductor_worker.pool_calls import PoolCalls, RegistryFull
 from contracts.pool import (
     MAX_POOL_AGENTS,
@@ -31,17 +29,6 @@ from workflows.script_task import ScriptTaskWorkflow
 
 REGISTRATIONS = 13_500
 AT_ONCE = 200
-
-
-@pytest.fixture
-async def worker(ts_env, task_queue):
-    async with Worker(
-        ts_env.client,
-        task_queue=task_queue,
-        workflows=[AgentPoolWorkflow, ScriptTaskWorkflow],
-        activities=[submit_script_task],
-    ) as running:
-        yield running
 
 
 def registration(n: int) -> AgentRegistration:
@@ -91,7 +78,7 @@ async def registered(pool) -> int:
 
 @pytest.mark.timeout(90)
 async def test_13500_registrations_through_the_rest_calls_are_bounded_and_wedge_nothing(
-    ts_env, task_queue, worker
+    ts_env, task_queue, pool_worker
 ):
     """The measured case: 13,500 agent ids registering, as the REST API registers them (PoolCalls).
     The first MAX_POOL_AGENTS are registered, every other is refused with the reason, the pool's state
@@ -148,7 +135,7 @@ async def rest_register(calls: PoolCalls, n: int) -> str:
 
 @pytest.mark.timeout(60)
 async def test_a_full_registry_refuses_a_new_agent_clearly_until_silent_agents_are_forgotten(
-    ts_env, task_queue, worker
+    ts_env, task_queue, pool_worker
 ):
     """The REST API's `register_agent` update: past the bound, a refusal with the reason (the REST API
     answers 503 with it), and room again once agents have been silent for AGENT_EVICTABLE_AFTER."""
