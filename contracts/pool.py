@@ -24,6 +24,11 @@ REGISTRY_BYTES_LIMIT = 256 * 1024
 # Reports carry at most this much of each stream (the agent keeps the end, like a terminal would):
 # one report is one Temporal payload, and payloads over 2 MB are refused.
 OUTPUT_LIMIT = 256 * 1024
+# The queue is carried whole across continue-as-new too: bounded in tasks and in script bytes. A task that
+# does not fit waits in its own workflow (its submit is refused and retried), so nothing is lost.
+SCRIPT_LIMIT = 64 * 1024
+MAX_QUEUED_TASKS = 1000
+QUEUE_BYTES_LIMIT = 512 * 1024
 BEAT_SECONDS = 5.0
 DEFAULT_LEASE_SECONDS = 30.0
 DEFAULT_QUEUE_TIMEOUT_SECONDS = 600.0
@@ -61,7 +66,7 @@ class ScriptTask(BaseModel):
     """What an agent runs: `GET /api/v1/tasks` returns it (seed: `task_id`, `script`)."""
 
     task_id: str = Field(pattern=NAME_PATTERN)
-    script: str
+    script: str = Field(max_length=SCRIPT_LIMIT)
     capability: str = "shell"
     timeout_seconds: float = Field(default=600, gt=0)
 

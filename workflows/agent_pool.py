@@ -15,6 +15,8 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from contracts.pool import (
         MAX_POOL_AGENTS,
+        MAX_QUEUED_TASKS,
+        QUEUE_BYTES_LIMIT,
         REGISTRY_BYTES_LIMIT,
         AgentRegistration,
         Assignment,
@@ -66,18 +68,53 @@ class AgentPoolWorkflow:
         self._forget_idle_agents()
         workflow.continue_as_new(self._state.model_copy(update={"runs": self._state.runs + 1}))
 
+    @workflow.update
+    def enqueue(self, input: SubmitInput) -> None:
+        """The submit activity's update-with-start: refused (by the validator) while the queue is full."""
+        self._submit(input.queued)
+
+    @enqueue.validator
+    def _queue_has_room(self, input: SubmitInput) -> None:
+        if self._closing:  # the queue moves to the next run: submit again there
+            raise ApplicationError("the pool is continuing as new; submit again", type="PoolQueueFull")
+        refusal = self._queue_refusal(input.queued)
+        if refusal:
+            raise ApplicationError(refusal, type="PoolQueueFull")
+
     @workflow.signal
     def submit(self, input: SubmitInput) -> None:
-        queued = input.queued
+        """Submission as a signal (conductors before `enqueue`); kept so their histories replay."""
+        self._submit(input.queued)
+
+    def _submit(self, queued: QueuedTask) -> None:
         task_id = queued.task.task_id
         # Idempotent: the activity's retry, or a submit of an attempt already claimed, changes nothing.
-        if self._state.handed_out.get(task_id, 0) >= queued.attempt:
-            return
-        if any(q.task.task_id == task_id and q.attempt >= queued.attempt for q in self._state.queue):
+        if self._already_has(queued):
             return
         self._state.queue = [q for q in self._state.queue if q.task.task_id != task_id]
         self._state.queue.append(queued.model_copy(update={"enqueued_at": workflow.now()}))
         self._messages += 1
+
+    def _already_has(self, queued: QueuedTask) -> bool:
+        task_id = queued.task.task_id
+        return self._state.handed_out.get(task_id, 0) >= queued.attempt or any(
+            q.task.task_id == task_id and q.attempt >= queued.attempt for q in self._state.queue
+        )
+
+    def _queue_refusal(self, queued: QueuedTask) -> str | None:
+        if self._already_has(queued):
+            return None  # a repeat changes nothing: never refused
+        queue_bytes = sum(len(q.task.script) for q in self._state.queue)
+        if (
+            len(self._state.queue) >= MAX_QUEUED_TASKS
+            or queue_bytes + len(queued.task.script) > QUEUE_BYTES_LIMIT
+        ):
+            return (
+                f"the pool queue is full ({len(self._state.queue)} tasks, {queue_bytes} script bytes; "
+                f"bounds {MAX_QUEUED_TASKS} tasks, {QUEUE_BYTES_LIMIT} bytes): the task waits in its own "
+                "workflow and is submitted again"
+            )
+        return None
 
     @workflow.signal
     def withdraw(self, withdrawal: Withdrawal) -> None:

@@ -4,14 +4,17 @@ matched by capability, leases that requeue a lost agent's task and then fail it,
 Polls and reports are sent as the REST API sends them (updates from the client), without HTTP.
 """
 
+import asyncio
 import uuid
 
 import pytest
+from pydantic import ValidationError
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 import contracts.pool
+from activities.pool_dispatch import submit_script_task
 from contracts.jobs import FailureClass
 from contracts.pool import (
     AgentRegistration,
@@ -202,3 +205,41 @@ async def test_the_registry_holds_at_most_max_pool_agents(ts_env, task_queue, mo
         status = await pool.query(AgentPoolWorkflow.status)
         await pool.terminate()
     assert sorted(status.agents) == ["agent-0", "agent-1", "agent-2"]
+
+
+async def test_a_full_queue_refuses_a_submit_and_the_task_waits_in_its_own_workflow(
+    ts_env, task_queue, monkeypatch
+):
+    """The queue is carried whole across continue-as-new, so it is bounded: a task past the bound is not
+    lost but waits in its script workflow (the submit activity is refused, with the reason, and retried),
+    and is queued once there is room; FIFO among the queued is kept."""
+    monkeypatch.setattr(contracts.pool, "MAX_QUEUED_TASKS", 3)  # read when the worker's sandbox imports
+    client = ts_env.client
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[AgentPoolWorkflow, ScriptTaskWorkflow],
+        activities=[submit_script_task],
+    ):
+        handles = []
+        for _ in range(5):
+            handles.append(await start_script(client, task_queue))
+            await asyncio.sleep(0.2)  # submit order = start order, for the FIFO check below
+        await wait_for(lambda: _equals(queued(client, task_queue), 3), timeout=30)
+
+        async def refused(handle) -> bool:
+            pending = (await handle.describe()).raw_description.pending_activities
+            return bool(pending) and "the pool queue is full (3 tasks" in pending[0].last_failure.message
+
+        for waiting in handles[3:]:
+            await wait_for(lambda waiting=waiting: refused(waiting), timeout=30)
+        first = [await claim(client, task_queue, "agent-0") for _ in range(3)]
+        assert [t.task_id for t in first] == [h.id.removeprefix("script/") for h in handles[:3]]
+        await wait_for(lambda: _equals(queued(client, task_queue), 2), timeout=30)
+        rest = {(await claim(client, task_queue, "agent-0")).task_id for _ in range(2)}
+        assert rest == {h.id.removeprefix("script/") for h in handles[3:]}
+
+
+def test_a_script_over_the_limit_is_refused_at_the_edge():
+    with pytest.raises(ValidationError, match="at most 65536 characters"):
+        ScriptTask(task_id="big", script="x" * (contracts.pool.SCRIPT_LIMIT + 1))
