@@ -248,7 +248,7 @@ def run_machine(harness: Harness, chain_workflow: type, examples: int, **options
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1200)
+@pytest.mark.timeout(max(1200, EXAMPLES * 30))  # 500 examples: a long run, on request
 def test_chains_match_the_pure_rule_under_every_interleaving(harness):
     SEEN.clear()
     run_machine(harness, IncidentChainWorkflow, EXAMPLES)

@@ -252,7 +252,7 @@ def serve(harness: Harness, claim_workflow: type) -> type[RuleBasedStateMachine]
     return claim_machine(harness, queue, jobs_queue)
 
 
-@pytest.mark.timeout(1200)
+@pytest.mark.timeout(max(1200, EXAMPLES * 30))  # 500 examples: a long run, on request
 def test_claim_holds_under_every_interleaving(harness):
     run_state_machine(serve(harness, RepoClaimWorkflow), EXAMPLES, 14)
 

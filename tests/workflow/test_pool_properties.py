@@ -301,7 +301,7 @@ def run_machine(harness: Harness, pool_workflow: type, examples: int, **options)
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1200)
+@pytest.mark.timeout(max(1200, EXAMPLES * 30))  # 500 examples: a long run, on request
 def test_no_task_is_lost_or_run_twice_under_every_interleaving(harness):
     run_machine(harness, AgentPoolWorkflow, EXAMPLES)
 
