@@ -58,7 +58,7 @@ class GithubPublisher:
         auth = basic_auth_header_config(self._token) if self._token else None
         sha = await push_agent_branch(input, auth, self._max_bundle_bytes)
         title = pr_title(spec.work)
-        body = pr_body(spec.work, spec.job_id, input.result.summary)
+        body = pr_body(spec.work, spec.job_id, input.result.summary, repo=repo_name)
         try:
             pr = await in_thread_with_heartbeats(
                 self._open_or_update, repo_name, spec.branch, spec.route.base_branch, title, body

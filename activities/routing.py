@@ -13,7 +13,7 @@ from contracts.activity_io import (
     RouteTicketResult,
 )
 from contracts.policies import JobPolicy
-from contracts.routing import AccountRouteRule, RoutesConfig, TicketRouteRule
+from contracts.routing import AccountRouteRule, RepoRoute, RoutesConfig, TicketRouteRule
 from contracts.tickets import TicketMessage
 
 
@@ -42,13 +42,22 @@ def account_route_for(config: RoutesConfig, account: str) -> AccountRouteRule | 
     return (exact or [rule for rule in config.accounts if rule.account == "*"] or [None])[0]
 
 
+def own_repository(repo: str, clone_url: str) -> RepoRoute:
+    """A GitHub issue's default route: its own repository, published through GitHub (a PR)."""
+    return RepoRoute(repo_url=clone_url.format(repo=repo), publisher="github", github_repo=repo, name=repo)
+
+
 class Router:
     """Routing decisions, read from the routes file on every call so edits need no restart."""
 
-    def __init__(self, routes_file: Path, policies: dict[str, JobPolicy] | None = None) -> None:
+    def __init__(
+        self, routes_file: Path, policies: dict[str, JobPolicy] | None = None, github_clone_url: str = ""
+    ) -> None:
         self._routes_file = routes_file
         # Per job kind ("ticket", "incident"), from config; handed to each job with its route.
         self._policies = policies or {}
+        # A GitHub issue with no rule of its own goes to its repository, cloned from here ({repo}: owner/name).
+        self._github_clone_url = github_clone_url
 
     def _load(self) -> RoutesConfig:
         try:
@@ -73,6 +82,11 @@ class Router:
         ticket = input.ticket
         config = self._load()
         rule = route_for(config, ticket)
+        if rule is None and ticket.github_issue and self._github_clone_url:
+            return RouteTicketResult(
+                route=own_repository(ticket.github_issue[0], self._github_clone_url),
+                policy=self._policies.get("ticket", JobPolicy()),
+            )
         if rule is None:
             raise ApplicationError(
                 f"no route for ticket {ticket.key} (project {ticket.project or '-'}, "

@@ -11,6 +11,7 @@ from conductor_worker.drain import DrainLog, clear_ready_file, running_agents, w
 from conductor_worker.gateway import start_gateway
 from conductor_worker.intake import SqsIntake
 from conductor_worker.rest_api import start_rest_api
+from conductor_worker.webhooks import webhook_router
 from conductor_worker.worker import build_launcher, build_worker
 from model_gateway.routes import router_from_settings
 
@@ -39,6 +40,20 @@ async def run_conductor(settings: Settings, stop: asyncio.Event) -> None:
     if settings.model_gateway_needed:
         model_router, model_upstream = router_from_settings(settings, client)
         routers.append(model_router)
+    if settings.webhooks_enabled:
+        if not settings.rest_listen:  # senders need a fixed address
+            raise ValueError(
+                "webhook secrets are set but CONDUCTOR_REST_LISTEN is not: set the address to serve them on"
+            )
+        routers.append(
+            webhook_router(
+                client,
+                settings.task_queue,
+                settings.github_webhook_secret.get_secret_value(),
+                settings.jira_webhook_secret.get_secret_value(),
+                settings.github_trigger_label,
+            )
+        )
     # The model gateway needs the HTTP server even without the pool API: then on the gateway's host.
     http_listen = settings.rest_listen or (
         f"{settings.gateway_listen.rsplit(':', 1)[0]}:0" if routers else ""

@@ -151,6 +151,13 @@ class Settings(BaseSettings):
     # GitHub publisher (and notes on pull requests of failed jobs)
     github_token: SecretStr = SecretStr("")
     github_api_url: str = "https://api.github.com"
+    # Webhook intake (conductor_worker/webhooks.py) on the HTTP server at rest_listen. An empty secret turns
+    # that source's route off. A GitHub issue labelled `github_trigger_label` becomes a job; with no rule
+    # in the routes file it is routed to its own repository, cloned from `github_clone_url`.
+    github_webhook_secret: SecretStr = SecretStr("")
+    github_trigger_label: str = Field(default="agent", min_length=1, max_length=50)
+    github_clone_url: str = "https://github.com/{repo}.git"
+    jira_webhook_secret: SecretStr = SecretStr("")
 
     # Notes on the Jira tickets of failed jobs. Empty URL: no Jira notes. With an email: basic auth with
     # an API token (Jira Cloud); without: the token is a bearer personal access token (Data Center).
@@ -204,6 +211,12 @@ class Settings(BaseSettings):
     @property
     def model_gateway_needed(self) -> bool:
         return self.coding_agent != "demo"
+
+    @property
+    def webhooks_enabled(self) -> bool:
+        return bool(
+            self.github_webhook_secret.get_secret_value() or self.jira_webhook_secret.get_secret_value()
+        )
 
     @property
     def agent_gateway_address(self) -> str:

@@ -12,31 +12,27 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from datetime import timedelta
 from enum import Enum
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.common import WorkflowIDConflictPolicy
 
 from conductor_worker.config import Settings
 from conductor_worker.dlq import REASON_ATTRIBUTE, SOURCE_ID_ATTRIBUTE, find_dlq
 from conductor_worker.intake_outage import Availability, KeptInvisible, is_refusal
 from conductor_worker.messages import PoisonMessage, parse_message
+from conductor_worker.ticket_start import START_RPC_TIMEOUT, start_ticket
 from contracts.alarms import Alarm
 from contracts.ids import account_workflow_id, ticket_workflow_id
 from contracts.incidents import IncidentChainInput
 from contracts.tickets import TicketMessage
 from workflows.incident_chain import IncidentChainWorkflow
-from workflows.ticket import TicketWorkflow
 
 log = logging.getLogger(__name__)
 
 DEAD_LETTERED_REMEMBERED = 10_000
-# A start that gets no answer in this long counts as Temporal being unreachable.
-START_RPC_TIMEOUT = timedelta(seconds=10)
 SQS_BACKOFF_FIRST = 1.0
 SQS_BACKOFF_MAX = 30.0
 
@@ -191,23 +187,11 @@ class SqsIntake:
         )
 
     async def start_ticket(self, ticket: TicketMessage) -> None:
-        workflow_id = ticket_workflow_id(ticket.source, ticket.key)
-        try:
-            await self._client.start_workflow(
-                TicketWorkflow.run,
-                ticket,
-                id=workflow_id,
-                task_queue=self._settings.task_queue,
-                # A duplicate of a running ticket joins it; a finished ticket is not redone.
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                rpc_timeout=START_RPC_TIMEOUT,
-            )
-        except WorkflowAlreadyStartedError:
+        if not await start_ticket(self._client, self._settings.task_queue, ticket):
             log.info(
                 "ticket %s already handled by %s; duplicate message dropped",
                 ticket.key,
-                workflow_id,
+                ticket_workflow_id(ticket.source, ticket.key),
             )
 
     async def _delete(self, messages: list[dict]) -> None:

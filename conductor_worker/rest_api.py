@@ -193,7 +193,9 @@ async def start_rest_api(
             settings.pool_join_token.get_secret_value(),
             settings.token_ttl_seconds,
             # Model requests carry whole conversations: with the gateway on this server, its larger bound.
-            max(settings.rest_max_body_bytes, MODEL_REQUEST_MAX_BYTES) if routers else settings.rest_max_body_bytes,
+            max(settings.rest_max_body_bytes, MODEL_REQUEST_MAX_BYTES)
+            if routers
+            else settings.rest_max_body_bytes,
         )
     else:
         app = FastAPI(title="Agent Conductor", version="1")

@@ -59,7 +59,7 @@ def jira_access(settings: Settings) -> JiraAccess | None:
 def operations_activities(client: Client, settings: Settings, task_queue: str) -> list:
     """Repository claims, routing, steering and failure notes: the same in the real and recording workers."""
     claims = ClaimChecks(client, task_queue)
-    router = Router(settings.routes_file, settings.job_policies())
+    router = Router(settings.routes_file, settings.job_policies(), github_clone_url=settings.github_clone_url)
     notes = FailureNotes(jira_access(settings), github_factory(settings))
     wait = settings.steering_delivery_wait_seconds if settings.model_gateway_needed else 0.0
     steering = SteeringMailbox(settings.jobs_dir, wait)

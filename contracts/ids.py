@@ -6,8 +6,9 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def ticket_workflow_id(source: str, key: str) -> str:
-    """`ticket/jira/ENG-123`: one workflow per ticket, so a duplicate message finds the same run."""
-    return f"ticket/{source}/{key}"
+    """`ticket/jira/ENG-123`, `ticket/github/acme/app/7` (key `acme/app#7`): one workflow per ticket, so a
+    duplicate message finds the same run."""
+    return f"ticket/{source}/{key.replace('#', '/')}"
 
 
 def ticket_job_id(source: str, key: str) -> str:
@@ -16,8 +17,9 @@ def ticket_job_id(source: str, key: str) -> str:
 
 
 def ticket_branch(key: str) -> str:
-    """The branch an agent's work is published to; also the PR head, so a retry finds its PR."""
-    return f"conductor/{key}"
+    """The branch an agent's work is published to; also the PR head, so a retry finds its PR.
+    (`conductor/ENG-123`; a GitHub issue `acme/app#7`: `conductor/acme/app-7`.)"""
+    return f"conductor/{key.replace('#', '-')}"
 
 
 def safe_name(job_id: str) -> str:

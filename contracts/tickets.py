@@ -3,8 +3,10 @@
 A ticket travels in Temporal payloads (the ticket workflow's input, the agent job's spec), and Temporal
 refuses a payload over 2 MB with a workflow task that fails for ever; so each field has a limit here, at
 the edge, and the largest possible ticket is a few hundred KB (tests/unit/test_ticket_limits.py):
-- the key must have Jira's form (`ENG-123`: project key, dash, issue number) and is upper-cased first, so
-  `eng-123` is the same ticket (and the same workflow) as `ENG-123`; anything else is refused;
+- the key must have its source's form and is case-normalised first, so two spellings are one ticket (and
+  one workflow): Jira's `ENG-123` (project key, dash, issue number; upper-cased, `eng-123` is `ENG-123`),
+  or a GitHub issue's `owner/repo#123` (lower-cased, as GitHub names are case-insensitive); anything else
+  is refused;
 - the summary, names, labels and components are refused past Jira's own 255 characters;
 - the description is cut to DESCRIPTION_LIMIT_BYTES of UTF-8 with a marker saying so (the agent still
   gets the job; the whole text stays on the ticket);
@@ -15,7 +17,7 @@ the edge, and the largest possible ticket is a few hundred KB (tests/unit/test_t
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, StringConstraints, model_validator
 
 # Jira: a project key is an upper-case letter then upper-case letters, digits or underscores (Jira Cloud
 # allows 10 characters, Data Center can be configured longer: 32 here); issue numbers start at 1.
@@ -23,6 +25,11 @@ PROJECT_KEY_MAX = 32
 ISSUE_NUMBER_DIGITS = 10
 KEY_PATTERN = rf"^[A-Z][A-Z0-9_]{{0,{PROJECT_KEY_MAX - 1}}}-[1-9][0-9]{{0,{ISSUE_NUMBER_DIGITS - 1}}}$"
 KEY_MAX_LENGTH = PROJECT_KEY_MAX + 1 + ISSUE_NUMBER_DIGITS
+# GitHub: an owner (user or organisation) has at most 39 characters, a repository name 100.
+GITHUB_KEY_PATTERN = (
+    rf"^[a-z0-9][a-z0-9-]{{0,38}}/[a-z0-9._-]{{1,100}}#[1-9][0-9]{{0,{ISSUE_NUMBER_DIGITS - 1}}}$"
+)
+GITHUB_KEY_MAX_LENGTH = 39 + 1 + 100 + 1 + ISSUE_NUMBER_DIGITS
 # Jira's own limit for a summary and for names (project, issue type, priority, component, label).
 TEXT_LIMIT = 255
 URL_LIMIT = 2048
@@ -37,9 +44,9 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _CONTROL_AND_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-def normalise_key(value: object) -> object:
-    """`eng-123 ` -> `ENG-123`; the pattern then decides."""
-    return value.strip().upper() if isinstance(value, str) else value
+def normalise_key(source: str, key: str) -> str:
+    """`eng-123 ` -> `ENG-123`, `Acme/App#7` -> `acme/app#7`; the source's pattern then decides."""
+    return key.strip().lower() if source == "github" else key.strip().upper()
 
 
 def one_line(value: object) -> object:
@@ -69,9 +76,7 @@ class TicketMessage(BaseModel):
     """One ticket, normalized from Jira issue JSON or a Jira webhook envelope."""
 
     source: str = Field(default="jira", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
-    key: Annotated[
-        str, StringConstraints(max_length=KEY_MAX_LENGTH, pattern=KEY_PATTERN), BeforeValidator(normalise_key)
-    ]
+    key: str
     summary: Annotated[str, StringConstraints(min_length=1, max_length=TEXT_LIMIT), BeforeValidator(one_line)]
     description: Annotated[str, BeforeValidator(without_controls), AfterValidator(bounded_description)] = ""
     url: Annotated[str, StringConstraints(max_length=URL_LIMIT), BeforeValidator(one_line)] = ""
@@ -81,10 +86,33 @@ class TicketMessage(BaseModel):
     components: list[Name] = Field(default_factory=list, max_length=LIST_LIMIT)
     labels: list[Name] = Field(default_factory=list, max_length=LIST_LIMIT)
 
-    @field_validator("key", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _key_is_short_enough_to_read(cls, value: object) -> object:
-        # Checked before the pattern so a 300-character key is refused for its length, in a short reason.
-        if isinstance(value, str) and len(value) > KEY_MAX_LENGTH:
-            raise ValueError(f"a Jira key has at most {KEY_MAX_LENGTH} characters; this one has {len(value)}")
-        return value
+    def _key_normalised(cls, data: object) -> object:
+        if isinstance(data, dict) and isinstance(data.get("key"), str):
+            source = data.get("source") or "jira"
+            limit = GITHUB_KEY_MAX_LENGTH if source == "github" else KEY_MAX_LENGTH
+            # Checked before the pattern so a 300-character key is refused for its length, in a short reason.
+            if len(data["key"]) > limit:
+                raise ValueError(
+                    f"a {source} key has at most {limit} characters; this one has {len(data['key'])}"
+                )
+            data = {**data, "key": normalise_key(source, data["key"])}
+        return data
+
+    @model_validator(mode="after")
+    def _key_has_its_sources_form(self) -> "TicketMessage":
+        pattern, form = (
+            (GITHUB_KEY_PATTERN, "owner/repo#123") if self.source == "github" else (KEY_PATTERN, "ENG-123")
+        )
+        if not re.fullmatch(pattern, self.key):
+            raise ValueError(f"{self.key!r} is not a {self.source} key (the form is {form})")
+        return self
+
+    @property
+    def github_issue(self) -> tuple[str, int] | None:
+        """(`owner/repo`, issue number) of a GitHub issue's ticket, else None."""
+        if self.source != "github":
+            return None
+        repo, _, number = self.key.partition("#")
+        return repo, int(number)

@@ -10,10 +10,9 @@ from contracts.task_paths import check_relative_path
 def run_demo_agent(repo_dir: Path, instructions: TaskInstructions, prompt: str) -> CodingAgentOutcome:
     """Make a small, real, repeatable change: a changelog line and the prompt under docs/."""
     key = instructions.ticket_key
-    # The key names a file: refuse anything that is not one plain path component.
-    if "/" in key:
-        raise ValueError(f"ticket key is not a file name: {key!r}")
-    ticket_doc = Path(repo_dir, check_relative_path(f"docs/tickets/{key}.md"))
+    # The key names a file: a GitHub issue's `acme/app#7` becomes `acme-app-7`.
+    name = key.replace("/", "-").replace("#", "-")
+    ticket_doc = Path(repo_dir, check_relative_path(f"docs/tickets/{name}.md"))
     entry = f"- {key}: {_summary_line(instructions)}"
 
     changelog = repo_dir / "CHANGELOG.md"
@@ -24,8 +23,8 @@ def run_demo_agent(repo_dir: Path, instructions: TaskInstructions, prompt: str) 
     ticket_doc.write_text(prompt if prompt.endswith("\n") else prompt + "\n", encoding="utf-8")
     return CodingAgentOutcome(
         exit_code=0,
-        stdout_tail=f"updated CHANGELOG.md and docs/tickets/{key}.md\n",
-        summary=f"demo agent: changelog entry and docs/tickets/{key}.md for {key}",
+        stdout_tail=f"updated CHANGELOG.md and docs/tickets/{name}.md\n",
+        summary=f"demo agent: changelog entry and docs/tickets/{name}.md for {key}",
     )
 
 
