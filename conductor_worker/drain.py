@@ -71,16 +71,19 @@ def clear_ready_file(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
-def running_agents(jobs_dir: Path, probe: AgentProbe) -> int:
-    """Agents still working without a reported result: the jobs the next conductor resumes."""
+def running_agents(jobs_dir: Path, probe: AgentProbe, host_task_queue: str) -> int:
+    """This replica's agents still working without a reported result: the jobs the next conductor resumes."""
     count = 0
     for record in jobs_dir.glob("*/attempt-*/agent.json"):
         if (record.parent / "result.json").exists():
             continue
         try:
-            agent_id = json.loads(record.read_text())["agent_id"]
+            recorded = json.loads(record.read_text())
+            agent_id = recorded["agent_id"]
         except (OSError, ValueError, KeyError):
             continue
+        if recorded.get("host_task_queue", host_task_queue) != host_task_queue:
+            continue  # another replica's (a shared state dir): its pid means nothing on this host
         count += probe.is_alive(agent_id)
     return count
 
