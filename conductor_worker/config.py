@@ -86,8 +86,9 @@ class Settings(BaseSettings):
     rest_listen: str = ""
     pool_join_token: SecretStr = SecretStr("")
 
-    # Activities one conductor process runs at once; an agent holds one slot (its result watcher) while it
-    # works, so this also caps the agents one process supervises.
+    # Activities each of the process's workers runs at once (the shared queue's, and the replica's own
+    # queue's with the local launcher). An agent holds one slot (its result watcher) while it works, on
+    # the replica's own worker for a local agent, so this also caps the agents one process supervises.
     max_concurrent_activities: int = Field(default=50, ge=4)
 
     # Agent launch: `local` (a subprocess of the conductor) or `fargate` (an ECS task; README "Fargate launcher").
