@@ -156,10 +156,13 @@ class GatewayConnection:
             digest = hashlib.sha256()
             size = 0
             with os.fdopen(fd, "wb") as out, self._translate(f"download of {info.path}"):
+                # wait_for_ready: a handshake just before a drain stopped the gateway must not end the
+                # attempt; wait (within the deadline) for the next conductor at the same address.
                 chunks = self._stub.DownloadFile(
                     agent_pb2.DownloadFileRequest(path=info.path),
                     metadata=self._metadata,
                     timeout=self._transfer_timeout(info.size),
+                    wait_for_ready=True,
                 )
                 try:
                     for chunk in chunks:
