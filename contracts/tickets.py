@@ -39,6 +39,7 @@ TRUNCATION_MARKER = (
     "\n\n[conductor: description cut from {size} to {limit} bytes; the whole text is on the ticket]"
 )
 
+_SOURCE_NAMES = {"jira": "Jira", "github": "GitHub"}
 # C0 and C1 control characters and DEL; tab and newline are kept where text may have lines.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _CONTROL_AND_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -95,7 +96,8 @@ class TicketMessage(BaseModel):
             # Checked before the pattern so a 300-character key is refused for its length, in a short reason.
             if len(data["key"]) > limit:
                 raise ValueError(
-                    f"a {source} key has at most {limit} characters; this one has {len(data['key'])}"
+                    f"a {_SOURCE_NAMES.get(source, source)} key has at most {limit} characters; "
+                    f"this one has {len(data['key'])}"
                 )
             data = {**data, "key": normalise_key(source, data["key"])}
         return data
@@ -106,7 +108,9 @@ class TicketMessage(BaseModel):
             (GITHUB_KEY_PATTERN, "owner/repo#123") if self.source == "github" else (KEY_PATTERN, "ENG-123")
         )
         if not re.fullmatch(pattern, self.key):
-            raise ValueError(f"{self.key!r} is not a {self.source} key (the form is {form})")
+            raise ValueError(
+                f"{self.key!r} is not a {_SOURCE_NAMES.get(self.source, self.source)} key (the form is {form})"
+            )
         return self
 
     @property

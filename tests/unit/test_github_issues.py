@@ -38,7 +38,7 @@ def test_a_pull_request_is_not_an_issue_and_a_shapeless_event_is_refused():
         issue_event({"action": "labeled"}, "agent")
     payload = json.loads(issues_event("labeled", 7))
     payload["repository"]["full_name"] = "no-slash"
-    with pytest.raises(PoisonMessage, match="is not a github key"):
+    with pytest.raises(PoisonMessage, match="is not a GitHub key"):
         issue_event(payload, "agent")
 
 
