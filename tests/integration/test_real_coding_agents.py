@@ -27,6 +27,7 @@ from contracts.operator import SteerRequest
 from contracts.policies import JobPolicy
 from model_gateway.usage import read_usage
 from tests.git_helpers import git
+from tests.github_standin import GithubStandin
 from tests.helpers import (
     fresh_key,
     is_running,
@@ -50,6 +51,43 @@ from tests.operator_cli import run_readme_command
 from workflows.agent_job import AgentJobWorkflow
 
 pytestmark = pytest.mark.timeout(90)
+
+
+GITHUB_REPO = "acme/greeter"
+
+
+@pytest.fixture
+def github():
+    with GithubStandin(token="gh-secret", repos=[GITHUB_REPO]) as standin:
+        yield standin
+
+
+def with_github_route(settings, github: GithubStandin, sample_remote: Path, coding_agent: str):
+    """The ticket's route publishes through the `github` publisher, to the GitHub stand-in."""
+    routes = settings.routes_file.with_name("github-routes.yaml")
+    routes.write_text(
+        "tickets:\n  - project: ENG\n    route:\n"
+        f"      repo_url: {sample_remote}\n      publisher: github\n"
+        f"      github_repo: {GITHUB_REPO}\n      name: {GITHUB_REPO}\n"
+    )
+    return settings.model_copy(
+        update={
+            "coding_agent": coding_agent,
+            "routes_file": routes,
+            "github_api_url": github.base_url,
+            "github_token": SecretStr("gh-secret"),
+        }
+    )
+
+
+def assert_one_pr(github: GithubStandin, result, key: str, summary: str) -> None:
+    """The branch's commit is the PR's head, and the agent's final message is the PR body's summary."""
+    [pr] = github.pulls(GITHUB_REPO)
+    assert result.pr_url == pr["html_url"]
+    assert pr["head"]["ref"] == f"conductor/{key}"
+    assert f"\n\n{summary}\n\n---\nOpened by Agent Conductor for job {result.job_id}" in pr["body"], pr[
+        "body"
+    ]
 
 
 def attempt(settings, key: str, n: int = 1) -> JobAttemptDir:
@@ -101,10 +139,10 @@ def assert_no_upstream_key_anywhere(settings, key: str, model: ModelStandin, wat
         assert "." not in presented.removeprefix("Bearer "), "a job token reached the provider"
 
 
-async def test_codex_ticket_job_commits_the_scripted_edit(
-    client, agent_settings, start_conductor, sample_remote, model
+async def test_codex_ticket_job_commits_the_scripted_edit_and_opens_a_pr(
+    client, agent_settings, start_conductor, sample_remote, model, github
 ):
-    settings = agent_settings.model_copy(update={"coding_agent": "codex"})
+    settings = with_github_route(agent_settings, github, sample_remote, "codex")
     key = fresh_key()
     model.script_responses(
         # Slow enough for the process watch to see the CLI.
@@ -120,6 +158,8 @@ async def test_codex_ticket_job_commits_the_scripted_edit(
     assert git("diff", "--name-only", "main", f"conductor/{key}", cwd=sample_remote).split() == [
         f"docs/{key}.md"
     ]
+    assert git("rev-parse", f"conductor/{key}", cwd=sample_remote) == result.commit_sha
+    assert_one_pr(github, result, key, f"Documented the fix for {key}")
     usage = read_usage(attempt(settings, key))
     assert (usage.requests, usage.input_tokens, usage.output_tokens) == (2, 200, 40)
     # The job's `status` and its result show what the gateway counted.
@@ -150,10 +190,10 @@ async def test_codex_ticket_job_commits_the_scripted_edit(
     print(f"codex ticket job: {time.monotonic() - started:.1f}s")
 
 
-async def test_claude_ticket_job_commits_the_scripted_edit(
-    client, agent_settings, start_conductor, sample_remote, model
+async def test_claude_ticket_job_commits_the_scripted_edit_and_opens_a_pr(
+    client, agent_settings, start_conductor, sample_remote, model, github
 ):
-    settings = agent_settings.model_copy(update={"coding_agent": "claude"})
+    settings = with_github_route(agent_settings, github, sample_remote, "claude")
     key = fresh_key()
     model.script_messages(
         lambda body: Stream(claude_write_turn(f"docs/{key}.md", f"Fixed {key}\n")(body).events, delay=0.2),
@@ -168,7 +208,15 @@ async def test_claude_ticket_job_commits_the_scripted_edit(
     usage = read_usage(attempt(settings, key))
     assert usage.requests >= 2 and usage.output_tokens >= 40
     status = await client.get_workflow_handle(result.job_id).query(AgentJobWorkflow.status)
-    assert status.progress.model_usage == usage
+    assert status.progress.model_usage == usage == result.agent.model_usage
+    assert git("rev-parse", f"conductor/{key}", cwd=sample_remote) == result.commit_sha
+    assert_one_pr(github, result, key, f"Documented the fix for {key}")
+    # Claude Code's stream-json events, in the same contract as codex's.
+    assert [(e.kind, e.summary) for e in status.progress.events] == [
+        ("file_change", "Write"),
+        ("message", f"Documented the fix for {key}"),
+    ]
+    assert status.progress.events[0].files[0].endswith(f"/repo/docs/{key}.md")
     assert_no_upstream_key_anywhere(settings, key, model, watch)
     print(f"claude ticket job: {time.monotonic() - started:.1f}s")
 
