@@ -25,6 +25,7 @@ from contracts.ids import ticket_job_id
 from contracts.jobs import JobState
 from contracts.operator import SteerRequest
 from contracts.policies import JobPolicy
+from contracts.tickets import DESCRIPTION_LIMIT_BYTES, TRUNCATION_MARKER
 from model_gateway.usage import read_usage
 from tests.git_helpers import git
 from tests.github_standin import GithubStandin
@@ -399,3 +400,33 @@ async def test_a_spent_budget_pauses_the_job_until_the_readme_line_answers(
     await wait_for(lambda: _logged(caplog, "the job's token budget was refused"), timeout=10)
     agent = json.loads((attempt(settings, key).root / "agent.json").read_text())["agent_id"]
     assert not is_running(int(agent.removeprefix("local:")))
+
+
+async def test_a_1mb_ticket_description_through_a_whole_job_reaches_the_cli_cut_to_the_intake_bound(
+    client, agent_settings, start_conductor, sample_remote, model
+):
+    """What a whole job does with a 1 MB description today: the intake bounds every description
+    (contracts/tickets.py, DESCRIPTION_LIMIT_BYTES: Temporal payloads stay far below 2 MB), so the CLI
+    gets the first 64 KB and a marker saying the whole text is on the ticket; the job still succeeds.
+    (The adapters pass a full 1 MB prompt: tests/integration/test_coding_agent_clis.py.)"""
+    settings = agent_settings.model_copy(update={"coding_agent": "codex"})
+    key = fresh_key()
+    # 1 MB (10^6 bytes): with the rest of the ticket, just under the intake's 1 MiB message bound.
+    description = "".join(f"line {n} of a very long ticket\n" for n in range(31_000))[:1_000_000]
+    assert len(description.encode()) == 1_000_000
+    model.script_responses(
+        codex_patch_turn(add_file_patch(f"docs/{key}.md", "read it")), codex_message_turn("done")
+    )
+    await start_conductor(settings)
+    await SqsIntake(client, settings, None).start_ticket(
+        parse_message(ticket_body(key, description=description))
+    )
+    result = await ticket_result(client, key, timeout=75)
+
+    assert result.state == JobState.SUCCEEDED, result
+    [first, *_] = model.requests_to("/v1/responses")
+    prompt = str(first.body["input"])
+    assert "line 0 of a very long ticket" in prompt and "line 2000 of a very long ticket" in prompt
+    assert "line 30000 of a very long ticket" not in prompt
+    marker = TRUNCATION_MARKER.format(size=len(description.encode()), limit=DESCRIPTION_LIMIT_BYTES)
+    assert marker.strip() in prompt
