@@ -5,15 +5,23 @@ and the relays from its claim, its agent and its incident chain.
 `AgentJobWorkflow` (workflows/agent_job.py) inherits these handlers and drives the job with this state.
 """
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.failure_notes import FailureNotes
     from activities.steering import SteeringMailbox
     from contracts import search_attributes as sa
-    from contracts.activity_io import AwaitSteeringDeliveryInput, DeliverAlarmsInput, DeliverSteeringInput
+    from contracts.activity_io import (
+        AwaitSteeringDeliveryInput,
+        DeliverAlarmsInput,
+        DeliverSteeringInput,
+        FailureNoteInput,
+    )
     from contracts.alarms import Alarm, AlarmBatch
     from contracts.claims import ClaimGranted
     from contracts.jobs import AgentProgress, JobSpec, JobState, JobStatus
@@ -59,6 +67,8 @@ class JobOperations:
         self._retry: RetryRequest | None = None
         self._steering: list[SteerRequest] = []
         self._notes: list[str] = []
+        # A budget pause's note, left while the job waits (kept so the task is not collected).
+        self._pause_note: asyncio.Task | None = None
         self._progress: AgentProgress | None = None
         self._budget = JobBudget()
 
@@ -127,6 +137,9 @@ class JobOperations:
             return
         self._log(f"token budget spent: attempt {request.attempt} used {request.used_tokens} tokens")
         self._set_state(JobState.AWAITING_APPROVAL)
+        if workflow.patched("budget-pause-note"):
+            # Not awaited: the approval window runs from now, however long Jira or GitHub take to answer.
+            self._pause_note = asyncio.create_task(self._note_budget_pause(request))
         window = self._spec.policy.approval_window_seconds
         try:
             await workflow.wait_condition(
@@ -135,6 +148,23 @@ class JobOperations:
             )
         except TimeoutError:
             self._budget.expire(window)
+
+    async def _note_budget_pause(self, request: BudgetExceeded) -> None:
+        """A note on the ticket (and PR) saying the job waits, with the lines that answer it."""
+        note = FailureNoteInput(
+            spec=self._spec,
+            attempt=self._attempt,
+            state=JobState.AWAITING_APPROVAL,
+            reason=f"token budget of {self._budget.allowance} spent",
+            used_tokens=request.used_tokens,
+        )
+        try:
+            left = await workflow.execute_activity_method(
+                FailureNotes.leave_failure_note, note, **self._short()
+            )
+            self._notes += left.left_at
+        except ActivityError as err:
+            self._log(f"could not leave a note: {err.cause or err}")
 
     @workflow.update
     def approve_budget(self, approval: BudgetApproval) -> BudgetState:

@@ -366,40 +366,84 @@ async def _awaiting_approval(client, key: str) -> bool:
     return status.state == JobState.AWAITING_APPROVAL
 
 
-@pytest.mark.parametrize("answer", ["approve", "refuse"])
+def with_jira(settings, jira: JiraStandin):
+    return settings.model_copy(
+        update={
+            "jira_base_url": jira.base_url,
+            "jira_email": "conductor@acme.test",
+            "jira_api_token": SecretStr("jira-secret"),
+        }
+    )
+
+
+def with_route_budget(settings, sample_remote: Path, token_budget: int):
+    routes = settings.routes_file.with_name("budget-routes.yaml")
+    routes.write_text(
+        "tickets:\n  - project: ENG\n    route:\n"
+        f"      repo_url: {sample_remote}\n      name: examples/greeter\n"
+        f"      max_concurrent_jobs: 50\n      token_budget: {token_budget}\n"
+    )
+    return settings.model_copy(update={"routes_file": routes})
+
+
+@pytest.mark.parametrize(("answer", "budget_of"), [("approve", "route"), ("refuse", "job kind")])
 async def test_a_spent_budget_pauses_the_job_until_the_readme_line_answers(
-    answer, client, env, agent_settings, start_conductor, sample_remote, model, caplog
+    answer, budget_of, client, env, agent_settings, start_conductor, sample_remote, model, caplog
 ):
     # The first answer uses 120 tokens of 100: the agent's second request is held.
-    policy = JobPolicy(retry_window_seconds=0, token_budget=100)
-    settings = agent_settings.model_copy(update={"coding_agent": "codex", "ticket_policy": policy})
+    settings = agent_settings.model_copy(update={"coding_agent": "codex"})
+    if budget_of == "route":
+        # The job kind has none (the conftest's policy); the route's rule sets it.
+        assert settings.ticket_policy.token_budget == 0
+        settings = with_route_budget(settings, sample_remote, token_budget=100)
+    else:
+        policy = JobPolicy(retry_window_seconds=0, token_budget=100)
+        settings = settings.model_copy(update={"ticket_policy": policy})
     key = fresh_key()
     model.script_responses(
         codex_patch_turn(add_file_patch(f"docs/{key}.md", "within budget")), codex_message_turn("done")
     )
-    await start_conductor(settings)
-    await SqsIntake(client, settings, None).start_ticket(parse_message(ticket_body(key)))
-    await wait_for(lambda: _awaiting_approval(client, key), timeout=60)
-    assert len(model.requests_to("/v1/responses")) == 1, "the held request reached the provider"
-    job_id = ticket_job_id("jira", key)
-    address = env.client.service_client.config.target_host
+    with JiraStandin(email="conductor@acme.test", token="jira-secret") as jira:
+        jira.add_issue(key)
+        settings = with_jira(settings, jira)
+        await start_conductor(settings)
+        await SqsIntake(client, settings, None).start_ticket(parse_message(ticket_body(key)))
+        await wait_for(lambda: _awaiting_approval(client, key), timeout=60)
+        assert len(model.requests_to("/v1/responses")) == 1, "the held request reached the provider"
+        job_id = ticket_job_id("jira", key)
+        address = env.client.service_client.config.target_host
+        # The ticket says the job waits, and how to answer it.
+        await wait_for(lambda: _commented(jira, key), timeout=30)
+        [note] = jira.comments(key)
+        assert f"job {job_id} is AWAITING_APPROVAL (attempt 1)" in note and "120 tokens used" in note
+        assert "--name approve_budget" in note and "--name refuse_budget" in note
+        await wait_for(lambda: _noted(client, job_id, f"jira {key} comment "), timeout=10)
 
-    await run_readme_command(rf"--name {answer}_budget", address, job_id=job_id)
+        await run_readme_command(rf"--name {answer}_budget", address, job_id=job_id)
 
-    if answer == "approve":
-        result = await ticket_result(client, key, timeout=60)
-        assert result.state == JobState.SUCCEEDED
-        assert len(model.requests_to("/v1/responses")) == 2
-        assert git("show", f"conductor/{key}:docs/{key}.md", cwd=sample_remote) == "within budget"
-        return
-    with pytest.raises(WorkflowFailureError) as failed:
-        await ticket_result(client, key, timeout=60)
+        if answer == "approve":
+            result = await ticket_result(client, key, timeout=60)
+            assert result.state == JobState.SUCCEEDED
+            assert len(model.requests_to("/v1/responses")) == 2
+            assert git("show", f"conductor/{key}:docs/{key}.md", cwd=sample_remote) == "within budget"
+            return
+        with pytest.raises(WorkflowFailureError) as failed:
+            await ticket_result(client, key, timeout=60)
     assert failed.value.cause.message == "FAILED: budget: refused by alice: too expensive"
     assert len(model.requests_to("/v1/responses")) == 1
     # The held request was answered with the refusal before the agent was stopped.
     await wait_for(lambda: _logged(caplog, "the job's token budget was refused"), timeout=10)
     agent = json.loads((attempt(settings, key).root / "agent.json").read_text())["agent_id"]
     assert not is_running(int(agent.removeprefix("local:")))
+
+
+async def _commented(jira: JiraStandin, key: str) -> bool:
+    return bool(jira.comments(key))
+
+
+async def _noted(client, job_id: str, where: str) -> bool:
+    status = await client.get_workflow_handle(job_id).query(AgentJobWorkflow.status)
+    return any(note.startswith(where) for note in status.notes)
 
 
 async def test_a_1mb_ticket_description_through_a_whole_job_reaches_the_cli_cut_to_the_intake_bound(
