@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         SteerRequest,
     )
     from contracts.policies import JobPolicy
+    from contracts.usage import ModelUsage
     from workflows.job_budget import JobBudget
     from workflows.job_claim import JobClaim
     from workflows.job_details import details_markdown
@@ -70,6 +71,8 @@ class JobOperations:
         # A budget pause's note, left while the job waits (kept so the task is not collected).
         self._pause_note: asyncio.Task | None = None
         self._progress: AgentProgress | None = None
+        # The usage last put in the search attributes (_show_usage).
+        self._usage_shown: ModelUsage | None = None
         self._budget = JobBudget()
 
     @workflow.signal
@@ -129,6 +132,7 @@ class JobOperations:
     def progress(self, progress: AgentProgress) -> None:
         """The result watcher's relay of the agent's step states and last log lines."""
         self._progress = progress
+        self._show_usage()
 
     @workflow.signal
     async def budget_exceeded(self, request: BudgetExceeded) -> None:
@@ -250,5 +254,22 @@ class JobOperations:
     def _set_state(self, state: JobState) -> None:
         self._state = state
         self._log(str(state))
+        # The agent's result brings the final count, which the last progress relay may have missed.
+        self._show_usage()
         workflow.upsert_search_attributes([sa.JOB_STATE.value_set(state.value)])
+        workflow.set_current_details(details_markdown(self.status(), self._spec))
+
+    def _show_usage(self) -> None:
+        """Model usage, when it changed: in the search attributes and the Web UI's current details."""
+        usage = self._progress.model_usage if self._progress else None
+        if (
+            usage is None
+            or usage == self._usage_shown
+            or not workflow.patched("model-usage-search-attributes")
+        ):
+            return
+        self._usage_shown = usage
+        workflow.upsert_search_attributes(
+            [sa.MODEL_TOKENS.value_set(usage.tokens), sa.MODEL_COST_USD.value_set(usage.cost_usd)]
+        )
         workflow.set_current_details(details_markdown(self.status(), self._spec))

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from pydantic import SecretStr
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError
 
@@ -21,11 +22,13 @@ from conductor_worker.log_store import open_log_store
 from conductor_worker.logs_cli import print_log
 from conductor_worker.messages import parse_message
 from conductor_worker.tokens import mint_token
+from contracts import search_attributes as sa
 from contracts.ids import ticket_job_id
 from contracts.jobs import JobState
 from contracts.operator import SteerRequest
 from contracts.policies import JobPolicy
 from contracts.tickets import DESCRIPTION_LIMIT_BYTES, TRUNCATION_MARKER
+from contracts.usage import ModelPrice, ModelUsage
 from model_gateway.usage import read_usage
 from tests.git_helpers import git
 from tests.github_standin import GithubStandin
@@ -91,6 +94,22 @@ def assert_one_pr(github: GithubStandin, result, key: str, summary: str) -> None
     ]
 
 
+PRICE = ModelPrice(input_per_mtok=1.25, cached_input_per_mtok=0.125, output_per_mtok=10)
+
+
+async def assert_usage_shown(client, handle, usage: ModelUsage, cost_text: str) -> None:
+    """In the search attributes (found by a visibility query) and in the Web UI's current details."""
+    attributes = (await handle.describe()).typed_search_attributes
+    assert attributes.get(sa.MODEL_TOKENS) == usage.tokens
+    assert attributes.get(sa.MODEL_COST_USD) == usage.cost_usd
+    query = f"WorkflowId = '{handle.id}' AND ModelTokens >= {usage.tokens}"
+    assert [w.id async for w in client.list_workflows(query)] == [handle.id]
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    details = metadata.current_details
+    assert f"model usage: {usage.requests} model request(s), {usage.input_tokens} input tokens" in details
+    assert cost_text in details, details
+
+
 def attempt(settings, key: str, n: int = 1) -> JobAttemptDir:
     return JobAttemptDir(settings.jobs_dir, ticket_job_id("jira", key), n)
 
@@ -143,7 +162,9 @@ def assert_no_upstream_key_anywhere(settings, key: str, model: ModelStandin, wat
 async def test_codex_ticket_job_commits_the_scripted_edit_and_opens_a_pr(
     client, agent_settings, start_conductor, sample_remote, model, github
 ):
-    settings = with_github_route(agent_settings, github, sample_remote, "codex")
+    settings = with_github_route(agent_settings, github, sample_remote, "codex").model_copy(
+        update={"model_prices": {"gpt-5.5": PRICE}}
+    )
     key = fresh_key()
     model.script_responses(
         # Slow enough for the process watch to see the CLI.
@@ -163,9 +184,13 @@ async def test_codex_ticket_job_commits_the_scripted_edit_and_opens_a_pr(
     assert_one_pr(github, result, key, f"Documented the fix for {key}")
     usage = read_usage(attempt(settings, key))
     assert (usage.requests, usage.input_tokens, usage.output_tokens) == (2, 200, 40)
-    # The job's `status` and its result show what the gateway counted.
-    status = await client.get_workflow_handle(result.job_id).query(AgentJobWorkflow.status)
+    # Cost by the price table: 200 input tokens at $1.25/M and 40 output at $10/M.
+    assert (usage.cost_usd, usage.requests_unpriced) == (0.00065, 0)
+    # The job's `status`, its result, its search attributes and its Web UI details show what it counted.
+    handle = client.get_workflow_handle(result.job_id)
+    status = await handle.query(AgentJobWorkflow.status)
     assert status.progress.model_usage == usage == result.agent.model_usage
+    await assert_usage_shown(client, handle, usage, "$0.000650")
     # What the agent did, as events: in `status`, and in `conductor logs JOB --events`.
     assert [(e.kind, e.summary) for e in status.progress.events] == [
         ("file_change", "add"),
@@ -210,6 +235,9 @@ async def test_claude_ticket_job_commits_the_scripted_edit_and_opens_a_pr(
     assert usage.requests >= 2 and usage.output_tokens >= 40
     status = await client.get_workflow_handle(result.job_id).query(AgentJobWorkflow.status)
     assert status.progress.model_usage == usage == result.agent.model_usage
+    # Claude Code's model is not in the (empty) price table: counted, costed at 0 and said so.
+    assert usage.cost_usd == 0 and usage.requests_unpriced == usage.requests
+    await assert_usage_shown(client, client.get_workflow_handle(result.job_id), usage, "unpriced models")
     assert git("rev-parse", f"conductor/{key}", cwd=sample_remote) == result.commit_sha
     assert_one_pr(github, result, key, f"Documented the fix for {key}")
     # Claude Code's stream-json events, in the same contract as codex's.
