@@ -280,6 +280,11 @@ class Settings(BaseSettings):
         return self.state_dir / "jobs"
 
     @property
+    def blobs_dir(self) -> Path:
+        """Large text referenced from payloads by its sha256 (conductor_worker/blob_store.py)."""
+        return self.state_dir / "blobs"
+
+    @property
     def logs_path(self) -> Path:
         return Path(self.logs_dir) if self.logs_dir else self.state_dir / "logs"
 

@@ -23,7 +23,7 @@ from conductor_worker.logs_cli import print_log
 from conductor_worker.messages import parse_message
 from conductor_worker.tokens import mint_token
 from contracts import search_attributes as sa
-from contracts.ids import ticket_job_id
+from contracts.ids import ticket_job_id, ticket_workflow_id
 from contracts.jobs import JobState
 from contracts.operator import SteerRequest
 from contracts.policies import JobPolicy
@@ -474,21 +474,18 @@ async def _noted(client, job_id: str, where: str) -> bool:
     return any(note.startswith(where) for note in status.notes)
 
 
-async def test_a_1mb_ticket_description_through_a_whole_job_reaches_the_cli_cut_to_the_intake_bound(
+async def test_a_1mb_ticket_description_reaches_the_cli_through_a_whole_job(
     client, agent_settings, start_conductor, sample_remote, model
 ):
-    """What a whole job does with a 1 MB description today: the intake bounds every description
-    (contracts/tickets.py, DESCRIPTION_LIMIT_BYTES: Temporal payloads stay far below 2 MB), so the CLI
-    gets the first 64 KB and a marker saying the whole text is on the ticket; the job still succeeds.
-    (The adapters pass a full 1 MB prompt: tests/integration/test_coding_agent_clis.py.)"""
-    settings = agent_settings.model_copy(update={"coding_agent": "codex"})
+    """The intake cuts the description in the workflow payloads to 64 KB (contracts/tickets.py: Temporal
+    refuses payloads over 2 MB) and keeps the whole text in the blob store; the prompt gets all of it."""
+    settings = agent_settings.model_copy(update={"coding_agent": "claude"})
     key = fresh_key()
     # 1 MB (10^6 bytes): with the rest of the ticket, just under the intake's 1 MiB message bound.
     description = "".join(f"line {n} of a very long ticket\n" for n in range(31_000))[:1_000_000]
     assert len(description.encode()) == 1_000_000
-    model.script_responses(
-        codex_patch_turn(add_file_patch(f"docs/{key}.md", "read it")), codex_message_turn("done")
-    )
+    last_line = description.rstrip("\n").rsplit("\n", 1)[-1]
+    model.script_messages(claude_write_turn(f"docs/{key}.md", "read it\n"), claude_message_turn("done"))
     await start_conductor(settings)
     await SqsIntake(client, settings, None).start_ticket(
         parse_message(ticket_body(key, description=description))
@@ -496,9 +493,14 @@ async def test_a_1mb_ticket_description_through_a_whole_job_reaches_the_cli_cut_
     result = await ticket_result(client, key, timeout=75)
 
     assert result.state == JobState.SUCCEEDED, result
-    [first, *_] = model.requests_to("/v1/responses")
-    prompt = str(first.body["input"])
-    assert "line 0 of a very long ticket" in prompt and "line 2000 of a very long ticket" in prompt
-    assert "line 30000 of a very long ticket" not in prompt
+    first = model.requests_to("/v1/messages")[0]
+    assert last_line in str(first.body["messages"]) and "line 0 of a very long ticket" in str(first.body)
+    assert "[conductor: description cut" not in str(first.body)
+    # What travelled in Temporal: the cut text and the blob's reference, never the whole megabyte.
+    ticket = (await client.get_workflow_handle(ticket_workflow_id("jira", key)).fetch_history()).events[0]
+    started = ticket.workflow_execution_started_event_attributes.input.payloads[0].data
+    assert len(started) < 100_000 and last_line.encode() not in started
     marker = TRUNCATION_MARKER.format(size=len(description.encode()), limit=DESCRIPTION_LIMIT_BYTES)
-    assert marker.strip() in prompt
+    assert json.dumps(marker)[1:-1].encode() in started
+    blob = json.loads(started)["description_blob"]
+    assert (settings.blobs_dir / blob).read_text() == description
