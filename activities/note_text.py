@@ -50,13 +50,13 @@ def budget_pause_note(input: FailureNoteInput) -> str:
     update = f"temporal workflow update execute --workflow-id '{job_id}'"
     lines = [
         f"Agent Conductor: job {job_id} is AWAITING_APPROVAL (attempt {input.attempt}): "
-        f"its model token budget is spent ({input.used_tokens} tokens used).",
+        f"its model budget is spent ({input.used_tokens} tokens used).",
         "",
         f"Reason: {input.reason or 'token budget spent'}",
         "The agent's next model request is held until an operator answers within "
         f"{input.spec.policy.approval_window_seconds}s; without an answer the job ends FAILED `budget`.",
         "",
-        "To let it go on with more tokens:",
+        "To let it go on with more tokens (`raise_cost_usd` for a cost budget):",
         f'{update} --name approve_budget --input \'{{"raise_tokens": 100000, "by": "you"}}\'',
         "To end it:",
         f'{update} --name refuse_budget --input \'{{"by": "you", "reason": "too expensive"}}\'',

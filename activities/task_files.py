@@ -73,6 +73,8 @@ class TaskFileStager:
         # For the model gateway, which holds the agent's requests once the attempt used this many tokens.
         budget = input.spec.policy.token_budget if input.spec.policy else 0
         write_atomic(job.token_budget_path, str(budget).encode())
+        cost_budget = input.spec.policy.cost_budget_usd if input.spec.policy else 0.0
+        write_atomic(job.cost_budget_path, repr(float(cost_budget)).encode())
         return StageTaskFilesResult(files=[entry["path"] for entry in manifest])
 
     def _whole_description(self, spec: JobSpec) -> str | None:

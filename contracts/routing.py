@@ -23,12 +23,13 @@ class RepoRoute(BaseModel):
     # Model tokens an agent attempt of this route may use before the job pauses for approval; unset: the
     # job kind's policy (CONDUCTOR_TICKET_POLICY__TOKEN_BUDGET, ..._INCIDENT_...), 0: no budget.
     token_budget: int | None = Field(default=None, ge=0)
+    # The same in US dollars (by the price table); unset: the job kind's `cost_budget_usd`.
+    cost_budget_usd: float | None = Field(default=None, ge=0)
 
     def policy_for(self, kind_policy: JobPolicy) -> JobPolicy:
-        """The job kind's policy, with this route's budget when it sets one."""
-        if self.token_budget is None:
-            return kind_policy
-        return kind_policy.model_copy(update={"token_budget": self.token_budget})
+        """The job kind's policy, with this route's budgets where it sets them."""
+        budgets = {"token_budget": self.token_budget, "cost_budget_usd": self.cost_budget_usd}
+        return kind_policy.model_copy(update={k: v for k, v in budgets.items() if v is not None})
 
 
 class TicketRouteRule(BaseModel):

@@ -139,7 +139,10 @@ class JobOperations:
         """From the model gateway, which now holds the agent's next model request: wait for an operator."""
         if self._state != JobState.RUNNING or not self._budget.exceeded(request, self._attempt):
             return
-        self._log(f"token budget spent: attempt {request.attempt} used {request.used_tokens} tokens")
+        self._log(
+            f"budget spent: attempt {request.attempt} used {request.used_tokens} tokens"
+            f" (${request.used_cost_usd:.6f})"
+        )
         self._set_state(JobState.AWAITING_APPROVAL)
         if workflow.patched("budget-pause-note"):
             # Not awaited: the approval window runs from now, however long Jira or GitHub take to answer.
@@ -159,7 +162,7 @@ class JobOperations:
             spec=self._spec,
             attempt=self._attempt,
             state=JobState.AWAITING_APPROVAL,
-            reason=f"token budget of {self._budget.allowance} spent",
+            reason=self._budget.reason(),
             used_tokens=request.used_tokens,
         )
         try:

@@ -404,26 +404,33 @@ def with_jira(settings, jira: JiraStandin):
     )
 
 
-def with_route_budget(settings, sample_remote: Path, token_budget: int):
+def with_route_budget(settings, sample_remote: Path, budget: str):
     routes = settings.routes_file.with_name("budget-routes.yaml")
     routes.write_text(
         "tickets:\n  - project: ENG\n    route:\n"
         f"      repo_url: {sample_remote}\n      name: examples/greeter\n"
-        f"      max_concurrent_jobs: 50\n      token_budget: {token_budget}\n"
+        f"      max_concurrent_jobs: 50\n      {budget}\n"
     )
     return settings.model_copy(update={"routes_file": routes})
 
 
-@pytest.mark.parametrize(("answer", "budget_of"), [("approve", "route"), ("refuse", "job kind")])
+@pytest.mark.parametrize(
+    ("answer", "budget_of"), [("approve", "route"), ("approve", "route cost"), ("refuse", "job kind")]
+)
 async def test_a_spent_budget_pauses_the_job_until_the_readme_line_answers(
     answer, budget_of, client, env, agent_settings, start_conductor, sample_remote, model, caplog
 ):
-    # The first answer uses 120 tokens of 100: the agent's second request is held.
+    # The first answer uses 120 tokens of 100 ($0.000325 of $0.0003): the agent's second request is held.
     settings = agent_settings.model_copy(update={"coding_agent": "codex"})
+    readme_line = r"--name refuse_budget" if answer == "refuse" else r"approve_budget .*raise_tokens"
     if budget_of == "route":
         # The job kind has none (the conftest's policy); the route's rule sets it.
         assert settings.ticket_policy.token_budget == 0
-        settings = with_route_budget(settings, sample_remote, token_budget=100)
+        settings = with_route_budget(settings, sample_remote, "token_budget: 100")
+    elif budget_of == "route cost":
+        settings = with_route_budget(settings, sample_remote, "cost_budget_usd: 0.0003")
+        settings = settings.model_copy(update={"model_prices": {"gpt-5.5": PRICE}})
+        readme_line = r"approve_budget .*raise_cost_usd"
     else:
         policy = JobPolicy(retry_window_seconds=0, token_budget=100)
         settings = settings.model_copy(update={"ticket_policy": policy})
@@ -447,7 +454,7 @@ async def test_a_spent_budget_pauses_the_job_until_the_readme_line_answers(
         assert "--name approve_budget" in note and "--name refuse_budget" in note
         await wait_for(lambda: _noted(client, job_id, f"jira {key} comment "), timeout=10)
 
-        await run_readme_command(rf"--name {answer}_budget", address, job_id=job_id)
+        await run_readme_command(readme_line, address, job_id=job_id)
 
         if answer == "approve":
             result = await ticket_result(client, key, timeout=60)

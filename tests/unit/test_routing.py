@@ -70,6 +70,7 @@ async def test_a_routes_token_budget_overrides_the_job_kinds(tmp_path):
         "  - {project: ENG, route: {repo_url: /r/eng, token_budget: 5000}}\n"
         "  - {project: OPS, route: {repo_url: /r/ops}}\n"
         "  - {project: FREE, route: {repo_url: /r/free, token_budget: 0}}\n"
+        "  - {project: USD, route: {repo_url: /r/usd, cost_budget_usd: 2.5}}\n"
     )
     router = Router(routes, {"ticket": JobPolicy(token_budget=100_000, agent_timeout_seconds=60)})
 
@@ -82,3 +83,5 @@ async def test_a_routes_token_budget_overrides_the_job_kinds(tmp_path):
     assert await budget("ENG") == (5000, 60)
     assert await budget("OPS") == (100_000, 60)
     assert await budget("FREE") == (0, 60)  # 0: this route's jobs have no budget
+    usd = await ActivityEnvironment().run(router.route_ticket, RouteTicketInput(ticket=ticket(project="USD")))
+    assert (usd.policy.token_budget, usd.policy.cost_budget_usd) == (100_000, 2.5)  # each budget on its own
