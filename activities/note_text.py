@@ -1,4 +1,5 @@
-"""The note a failed or cancelled job leaves on its ticket or pull request. Pure functions, no I/O."""
+"""The note a failed or cancelled job leaves on its ticket or pull request, and the one a job paused for
+its token budget leaves (what to run to answer it). Pure functions, no I/O."""
 
 from contracts.activity_io import FailureNoteInput
 from contracts.jobs import JobState
@@ -10,10 +11,14 @@ TAIL_LIMIT = 4_000
 
 def note_marker(input: FailureNoteInput) -> str:
     """Names the job attempt and outcome: a retried activity finds its note and does not post twice."""
-    return f"agent-conductor:{input.spec.job_id}:attempt-{input.attempt}:{input.state}"
+    marker = f"agent-conductor:{input.spec.job_id}:attempt-{input.attempt}:{input.state}"
+    # An attempt may pause more than once (each approval raises its allowance): one note per pause.
+    return f"{marker}:{input.used_tokens}" if input.state == JobState.AWAITING_APPROVAL else marker
 
 
 def failure_note(input: FailureNoteInput) -> str:
+    if input.state == JobState.AWAITING_APPROVAL:
+        return budget_pause_note(input)
     spec, result = input.spec, input.result
     if input.state == JobState.CANCELLED:
         headline = f"Agent Conductor: job {spec.job_id} was cancelled by {input.by or 'an operator'}."
@@ -37,3 +42,25 @@ def failure_note(input: FailureNoteInput) -> str:
     ]
     text = "\n".join(lines)
     return text if len(text) <= NOTE_LIMIT else text[: NOTE_LIMIT - 20] + "\n… (truncated)"
+
+
+def budget_pause_note(input: FailureNoteInput) -> str:
+    """The job waits for an operator: why, and the two lines that answer it (README "Operating jobs")."""
+    job_id = input.spec.job_id
+    update = f"temporal workflow update execute --workflow-id '{job_id}'"
+    lines = [
+        f"Agent Conductor: job {job_id} is AWAITING_APPROVAL (attempt {input.attempt}): "
+        f"its model budget is spent ({input.used_tokens} tokens used).",
+        "",
+        f"Reason: {input.reason or 'token budget spent'}",
+        "The agent's next model request is held until an operator answers within "
+        f"{input.spec.policy.approval_window_seconds}s; without an answer the job ends FAILED `budget`.",
+        "",
+        "To let it go on with more tokens (`raise_cost_usd` for a cost budget):",
+        f'{update} --name approve_budget --input \'{{"raise_tokens": 100000, "by": "you"}}\'',
+        "To end it:",
+        f'{update} --name refuse_budget --input \'{{"by": "you", "reason": "too expensive"}}\'',
+        "",
+        f"[{note_marker(input)}]",
+    ]
+    return "\n".join(lines)

@@ -75,7 +75,9 @@ class Router:
                 type="NoRoute",
                 non_retryable=True,
             )
-        return RouteIncidentResult(route=rule.route, policy=self._policies.get("incident", JobPolicy()))
+        return RouteIncidentResult(
+            route=rule.route, policy=rule.route.policy_for(self._policies.get("incident", JobPolicy()))
+        )
 
     @activity.defn(name="route_ticket")
     async def route_ticket(self, input: RouteTicketInput) -> RouteTicketResult:
@@ -95,4 +97,6 @@ class Router:
                 type="NoRoute",
                 non_retryable=True,
             )
-        return RouteTicketResult(route=rule.route, policy=self._policies.get("ticket", JobPolicy()))
+        return RouteTicketResult(
+            route=rule.route, policy=rule.route.policy_for(self._policies.get("ticket", JobPolicy()))
+        )

@@ -5,6 +5,7 @@ import logging
 
 import boto3
 
+from conductor_worker.blob_store import BlobStore
 from conductor_worker.client import connect
 from conductor_worker.config import Settings
 from conductor_worker.drain import DrainLog, clear_ready_file, running_agents, watch_flag, write_ready_file
@@ -52,6 +53,7 @@ async def run_conductor(settings: Settings, stop: asyncio.Event) -> None:
                 settings.github_webhook_secret.get_secret_value(),
                 settings.jira_webhook_secret.get_secret_value(),
                 settings.github_trigger_label,
+                BlobStore(settings.blobs_dir),
             )
         )
     # The model gateway needs the HTTP server even without the pool API: then on the gateway's host.

@@ -22,6 +22,7 @@ from pydantic_settings import (
 from contracts.alarms import ChainPolicy
 from contracts.policies import JobPolicy
 from contracts.queues import CONDUCTOR_TASK_QUEUE
+from contracts.usage import ModelPrice
 
 # The file names deploy scripts know (conductor_worker/drain.py).
 SHUTDOWN_FLAG_NAME = "IS_CONDUCTOR_SHUTTING_DOWN"
@@ -105,6 +106,11 @@ class Settings(BaseSettings):
     # Anthropic Messages upstream (Claude Code), key sent as `x-api-key`.
     model_anthropic_url: str = "https://api.anthropic.com/v1"
     model_anthropic_api_key: SecretStr = SecretStr("")
+    # Price table for the cost shown with each job's model usage (status, Web UI, ModelCostUsd search
+    # attribute): model name (as the provider's answer names it) -> US dollars per million tokens, e.g.
+    # CONDUCTOR_MODEL_PRICES='{"gpt-5.5": {"input_per_mtok": 1.25, "cached_input_per_mtok": 0.125,
+    # "output_per_mtok": 10}}'. A model not listed costs 0 and is counted as unpriced.
+    model_prices: dict[str, ModelPrice] = Field(default_factory=dict, max_length=1000)
     # How long the `steer` update waits for a model request of the running coding CLI to carry the
     # instruction (then its ack says delivered_to_agent).
     steering_delivery_wait_seconds: float = Field(default=30, ge=0)
@@ -236,6 +242,11 @@ class Settings(BaseSettings):
     @property
     def jobs_dir(self) -> Path:
         return self.state_dir / "jobs"
+
+    @property
+    def blobs_dir(self) -> Path:
+        """Large text referenced from payloads by its sha256 (conductor_worker/blob_store.py)."""
+        return self.state_dir / "blobs"
 
     @property
     def logs_path(self) -> Path:

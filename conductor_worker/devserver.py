@@ -11,7 +11,6 @@ import sysconfig
 import time
 from pathlib import Path
 
-from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 
@@ -55,7 +54,7 @@ def dev_server_args(db_file: Path, port: int, ui_port: int, ip: str = "127.0.0.1
         "warn",
     ]
     for key in search_attributes.ALL:
-        args += ["--search-attribute", f"{key.name}=Keyword"]
+        args += ["--search-attribute", f"{key.name}={search_attributes.type_name(key)}"]
     return args
 
 
@@ -69,9 +68,7 @@ async def register_search_attributes(client: Client, namespace: str = "default")
     await client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(
             namespace=namespace,
-            search_attributes={
-                key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in search_attributes.ALL
-            },
+            search_attributes={key.name: int(key.indexed_value_type) for key in search_attributes.ALL},
         )
     )
 

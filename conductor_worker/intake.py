@@ -19,6 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
+from conductor_worker.blob_store import BlobStore
 from conductor_worker.config import Settings
 from conductor_worker.dlq import REASON_ATTRIBUTE, SOURCE_ID_ATTRIBUTE, find_dlq
 from conductor_worker.intake_outage import Availability, KeptInvisible, is_refusal
@@ -187,7 +188,8 @@ class SqsIntake:
         )
 
     async def start_ticket(self, ticket: TicketMessage) -> None:
-        if not await start_ticket(self._client, self._settings.task_queue, ticket):
+        blobs = BlobStore(self._settings.blobs_dir)
+        if not await start_ticket(self._client, self._settings.task_queue, ticket, blobs):
             log.info(
                 "ticket %s already handled by %s; duplicate message dropped",
                 ticket.key,

@@ -148,6 +148,15 @@ class JobAttemptDir:
         return int(path.read_text() or 0) if path.exists() else 0
 
     @property
+    def cost_budget_path(self) -> Path:
+        return self.root / "cost-budget"
+
+    def cost_budget(self) -> float:
+        """The attempt's starting allowance in US dollars (its policy's `cost_budget_usd`); 0: none."""
+        path = self.cost_budget_path
+        return float(path.read_text() or 0) if path.exists() else 0.0
+
+    @property
     def steering_delivered_path(self) -> Path:
         return self.root / "steering-delivered"
 

@@ -22,7 +22,6 @@ from contracts import search_attributes
 app = typer.Typer(help="Register and list the conductor's search attributes.", no_args_is_help=True)
 
 T = TypeVar("T")
-KEYWORD = IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
 AddressOption = Annotated[
     str | None, typer.Option(help="Temporal frontend HOST:PORT (default: CONDUCTOR_TEMPORAL_ADDRESS).")
 ]
@@ -49,23 +48,23 @@ async def registered(client: Client, namespace: str) -> dict[str, int]:
 async def ensure_registered(client: Client, namespace: str) -> tuple[list[str], list[str], list[str]]:
     """Add whichever of the conductor's attributes are missing: (added, already present, wrong type)."""
     existing = await registered(client, namespace)
-    names = [key.name for key in search_attributes.ALL]
-    present = [n for n in names if existing.get(n) == KEYWORD]
-    conflicting = [n for n in names if n in existing and existing[n] != KEYWORD]
-    missing = [n for n in names if n not in existing]
+    wanted = {key.name: int(key.indexed_value_type) for key in search_attributes.ALL}
+    present = [n for n, kind in wanted.items() if existing.get(n) == kind]
+    conflicting = [n for n, kind in wanted.items() if n in existing and existing[n] != kind]
+    missing = [n for n in wanted if n not in existing]
     if missing:
         try:
             await client.operator_service.add_search_attributes(
                 AddSearchAttributesRequest(
-                    namespace=namespace, search_attributes=dict.fromkeys(missing, KEYWORD)
+                    namespace=namespace, search_attributes={n: wanted[n] for n in missing}
                 )
             )
         except RPCError as err:
-            # Another `register` won the race: whatever it added as Keyword counts as present.
+            # Another `register` won the race: whatever it added with the right type counts as present.
             if err.status != RPCStatusCode.ALREADY_EXISTS:
                 raise
             now = await registered(client, namespace)
-            if any(now.get(n) != KEYWORD for n in missing):
+            if any(now.get(n) != wanted[n] for n in missing):
                 raise
             return [], present + missing, conflicting
     return missing, present, conflicting
@@ -95,16 +94,19 @@ def _settings(address: str | None, namespace: str | None) -> Settings:
 
 @app.command()
 def register(address: AddressOption = None, namespace: NamespaceOption = None) -> None:
-    """Register the five Keyword attributes; ones already present are left as they are."""
+    """Register the conductor's attributes; ones already present are left as they are."""
     settings = _settings(address, namespace)
     added, present, conflicting = _call(settings, ensure_registered)
     typer.echo(f"namespace {settings.temporal_namespace} on {settings.temporal_address}:")
+    types = {key.name: search_attributes.type_name(key) for key in search_attributes.ALL}
     for name in added:
-        typer.echo(f"  added            {name} (Keyword)")
+        typer.echo(f"  added            {name} ({types[name]})")
     for name in present:
-        typer.echo(f"  already present  {name} (Keyword)")
+        typer.echo(f"  already present  {name} ({types[name]})")
     for name in conflicting:
-        typer.echo(f"  WRONG TYPE       {name}: registered with another type, the conductor needs Keyword")
+        typer.echo(
+            f"  WRONG TYPE       {name}: registered with another type, the conductor needs {types[name]}"
+        )
     hard_exit(1 if conflicting else 0)
 
 

@@ -4,12 +4,14 @@ One workflow per ticket id, so a redelivered or duplicate message finds the run 
 is joined, a finished one is not redone.
 """
 
+import asyncio
 from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from conductor_worker.blob_store import BlobStore
 from contracts.ids import ticket_workflow_id
 from contracts.tickets import TicketMessage
 from workflows.ticket import TicketWorkflow
@@ -18,9 +20,17 @@ from workflows.ticket import TicketWorkflow
 START_RPC_TIMEOUT = timedelta(seconds=10)
 
 
-async def start_ticket(client: Client, task_queue: str, ticket: TicketMessage) -> bool:
+async def start_ticket(
+    client: Client, task_queue: str, ticket: TicketMessage, blobs: BlobStore | None = None
+) -> bool:
     """True: started, or joined the running workflow. False: the ticket was handled before (its workflow
-    has finished), so nothing was started. Raises what the start raised otherwise."""
+    has finished), so nothing was started. Raises what the start raised otherwise.
+
+    A description the ticket had to cut (contracts/tickets.py) goes whole to `blobs`; the payload carries
+    the cut text and the blob's reference, and the agent's prompt gets all of it."""
+    if blobs is not None and ticket.description_was_cut:
+        blob = await asyncio.to_thread(blobs.put, ticket.whole_description)
+        ticket = ticket.model_copy(update={"description_blob": blob})
     try:
         await client.start_workflow(
             TicketWorkflow.run,

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from conductor_worker.blob_store import BlobStore
 from conductor_worker.github_issues import issue_event
 from conductor_worker.intake_outage import is_refusal
 from conductor_worker.messages import PoisonMessage, load_json, parse_message
@@ -38,7 +39,12 @@ def signature_matches(secret: str, body: bytes, header: str | None) -> bool:
 
 
 def webhook_router(
-    client: Client, task_queue: str, github_secret: str, jira_secret: str, trigger_label: str
+    client: Client,
+    task_queue: str,
+    github_secret: str,
+    jira_secret: str,
+    trigger_label: str,
+    blobs: BlobStore | None = None,
 ) -> APIRouter:
     """The webhook routes; a source whose secret is empty is not served (404)."""
     router = APIRouter(prefix="/webhooks", tags=["webhooks"])
@@ -52,7 +58,7 @@ def webhook_router(
 
     async def accepted(ticket: TicketMessage, delivery: str) -> JSONResponse:
         try:
-            started = await start_ticket(client, task_queue, ticket)
+            started = await start_ticket(client, task_queue, ticket, blobs)
         except Exception as err:
             if is_refusal(err):  # a definite no, e.g. over a payload limit: sending it again cannot help
                 log.error("webhook %s: Temporal refused ticket %s: %s", delivery, ticket.key, err)

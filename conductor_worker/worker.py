@@ -18,6 +18,7 @@ from activities.recorder import Recorder
 from activities.routing import Router
 from activities.steering import SteeringMailbox
 from activities.task_files import TaskFileStager
+from conductor_worker.blob_store import BlobStore
 from conductor_worker.config import Settings
 from conductor_worker.log_store import open_log_store
 from conductor_worker.task_failures import WorkflowTaskFailures
@@ -102,7 +103,7 @@ def build_activities(client: Client, settings: Settings, task_queue: str) -> lis
     )
     return [
         *operations_activities(client, settings, task_queue),
-        TaskFileStager(settings.jobs_dir).stage_task_files,
+        TaskFileStager(settings.jobs_dir, BlobStore(settings.blobs_dir)).stage_task_files,
         submit_script_task,
         launcher.launch_agent,
         launcher.stop_agent,

@@ -99,6 +99,8 @@ class FailureNoteInput(BaseModel):
     result: AgentResult | None = None
     # Who cancelled (for CANCELLED); shown in the note.
     by: str = ""
+    # AWAITING_APPROVAL: the tokens the attempt had used when its budget was found spent (one note per pause).
+    used_tokens: int = 0
 
 
 class FailureNoteResult(BaseModel):

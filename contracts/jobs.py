@@ -52,11 +52,18 @@ class WorkItem(BaseModel):
     summary: str
     url: str = ""
     description: str = ""
+    # The whole description in the conductor's blob store when `description` was cut (contracts/tickets.py).
+    description_blob: str = ""
 
 
 def ticket_work_item(ticket: TicketMessage) -> WorkItem:
     return WorkItem(
-        kind="ticket", key=ticket.key, summary=ticket.summary, url=ticket.url, description=ticket.description
+        kind="ticket",
+        key=ticket.key,
+        summary=ticket.summary,
+        url=ticket.url,
+        description=ticket.description,
+        description_blob=ticket.description_blob,
     )
 
 

@@ -1,6 +1,6 @@
 """What operators send a running job with the `temporal` CLI: signals `cancel`/`retry`, update `steer`."""
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from contracts.jobs import JobState
 
@@ -40,13 +40,22 @@ class BudgetExceeded(BaseModel):
 
     attempt: int
     used_tokens: int
+    used_cost_usd: float = 0.0
 
 
 class BudgetApproval(BaseModel):
-    """`approve_budget`: let the held request go on, with this many more tokens."""
+    """`approve_budget`: let the held request go on, with this many more tokens (and dollars, for a cost
+    budget)."""
 
-    raise_tokens: int = Field(gt=0)
+    raise_tokens: int = Field(default=0, ge=0)
+    raise_cost_usd: float = Field(default=0, ge=0)
     by: str = "operator"
+
+    @model_validator(mode="after")
+    def _raises_something(self) -> "BudgetApproval":
+        if not self.raise_tokens and not self.raise_cost_usd:
+            raise ValueError("an approval raises raise_tokens or raise_cost_usd (or both)")
+        return self
 
 
 class BudgetRefusal(BaseModel):
@@ -62,5 +71,7 @@ class BudgetState(BaseModel):
     attempt: int
     # Tokens the current attempt may use; 0: no budget.
     allowance: int
+    # US dollars it may spend (price table); 0: no cost budget.
+    cost_allowance_usd: float = 0.0
     awaiting_approval: bool = False
     refused: bool = False

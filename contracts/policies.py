@@ -18,5 +18,7 @@ class JobPolicy(BaseModel):
     # Model tokens (input + output) one agent attempt may use through the model gateway before the job
     # pauses in AWAITING_APPROVAL for an operator's `approve_budget` / `refuse_budget`. 0: no budget.
     token_budget: int = Field(default=0, ge=0)
+    # The same in US dollars, by the price table (CONDUCTOR_MODEL_PRICES); whichever is reached first pauses.
+    cost_budget_usd: float = Field(default=0, ge=0)
     # How long a paused job waits for that answer; then it ends FAILED with reason `budget`.
     approval_window_seconds: int = Field(default=3600, gt=0)

@@ -4,6 +4,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from contracts.policies import JobPolicy
+
 
 class RepoRoute(BaseModel):
     # Clone URL handed to the agent, and push URL for the publisher.
@@ -18,6 +20,16 @@ class RepoRoute(BaseModel):
     agent_image: str = ""
     # Jobs that may work on this repository at once; more wait in its FIFO claim queue (state QUEUED).
     max_concurrent_jobs: int = Field(default=1, ge=1)
+    # Model tokens an agent attempt of this route may use before the job pauses for approval; unset: the
+    # job kind's policy (CONDUCTOR_TICKET_POLICY__TOKEN_BUDGET, ..._INCIDENT_...), 0: no budget.
+    token_budget: int | None = Field(default=None, ge=0)
+    # The same in US dollars (by the price table); unset: the job kind's `cost_budget_usd`.
+    cost_budget_usd: float | None = Field(default=None, ge=0)
+
+    def policy_for(self, kind_policy: JobPolicy) -> JobPolicy:
+        """The job kind's policy, with this route's budgets where it sets them."""
+        budgets = {"token_budget": self.token_budget, "cost_budget_usd": self.cost_budget_usd}
+        return kind_policy.model_copy(update={k: v for k, v in budgets.items() if v is not None})
 
 
 class TicketRouteRule(BaseModel):

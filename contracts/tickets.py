@@ -8,8 +8,10 @@ the edge, and the largest possible ticket is a few hundred KB (tests/unit/test_t
   or a GitHub issue's `owner/repo#123` (lower-cased, as GitHub names are case-insensitive); anything else
   is refused;
 - the summary, names, labels and components are refused past Jira's own 255 characters;
-- the description is cut to DESCRIPTION_LIMIT_BYTES of UTF-8 with a marker saying so (the agent still
-  gets the job; the whole text stays on the ticket);
+- the description is cut to DESCRIPTION_LIMIT_BYTES of UTF-8 with a marker saying so; the whole text
+  (`whole_description`, never in a payload) is kept by the intake in the conductor's blob store and the
+  ticket carries its reference (`description_blob`), so the agent's prompt still gets all of it
+  (conductor_worker/blob_store.py, activities/task_files.py);
 - control characters are dropped (the summary becomes one line); NUL is refused earlier, in
   conductor_worker/messages.py, with the rest of the hostile-JSON checks.
 """
@@ -17,7 +19,15 @@ the edge, and the largest possible ticket is a few hundred KB (tests/unit/test_t
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    model_validator,
+)
 
 # Jira: a project key is an upper-case letter then upper-case letters, digits or underscores (Jira Cloud
 # allows 10 characters, Data Center can be configured longer: 32 here); issue numbers start at 1.
@@ -86,6 +96,26 @@ class TicketMessage(BaseModel):
     priority: Name = ""
     components: list[Name] = Field(default_factory=list, max_length=LIST_LIMIT)
     labels: list[Name] = Field(default_factory=list, max_length=LIST_LIMIT)
+    # sha256 of the whole description in the conductor's blob store, when `description` was cut.
+    description_blob: str = Field(default="", pattern=r"^([0-9a-f]{64})?$")
+    # The description before the cut; only where the ticket was parsed (never serialized).
+    _whole_description: str = PrivateAttr(default="")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_the_whole_description(cls, data: object, handler):
+        ticket = handler(data)
+        raw = data.get("description") if isinstance(data, dict) else None
+        ticket._whole_description = without_controls(raw) if isinstance(raw, str) else ticket.description
+        return ticket
+
+    @property
+    def whole_description(self) -> str:
+        return self._whole_description or self.description
+
+    @property
+    def description_was_cut(self) -> bool:
+        return len(self.whole_description.encode()) > DESCRIPTION_LIMIT_BYTES
 
     @model_validator(mode="before")
     @classmethod

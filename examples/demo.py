@@ -32,7 +32,6 @@ from contracts.ids import ticket_workflow_id
 from contracts.jobs import JobResult
 
 ROOT = Path(__file__).resolve().parent.parent
-STATE = ROOT / ".demo-state"
 TICKET = ROOT / "examples" / "tickets" / "ENG-123.json"
 GIT_ENV = {
     **os.environ,
@@ -49,8 +48,8 @@ def git(*args: str, cwd: Path | None = None) -> str:
     ).stdout.rstrip()
 
 
-def make_remote() -> Path:
-    seed, bare = STATE / "greeter-seed", STATE / "remotes" / "greeter.git"
+def make_remote(state: Path) -> Path:
+    seed, bare = state / "greeter-seed", state / "remotes" / "greeter.git"
     shutil.copytree(ROOT / "examples" / "sample-repo", seed)
     git("init", "-q", "-b", "main", cwd=seed)
     git("add", "-A", cwd=seed)
@@ -102,35 +101,47 @@ def main() -> int:
         help="the provider's base URL (e.g. https://api.openai.com/v1) instead of the scripted model; "
         "its key in CONDUCTOR_MODEL_API_KEY",
     )
+    # Where it runs; a test runs the demo beside a developer's own with other ports and directory.
+    parser.add_argument("--state-dir", type=Path, default=ROOT / ".demo-state", help="emptied first")
+    parser.add_argument("--temporal-port", type=int, default=7233)
+    parser.add_argument("--ui-port", type=int, default=8233)
+    parser.add_argument("--gateway-listen", default="127.0.0.1:50051", help="the agents' gRPC gateway")
     args = parser.parse_args()
+    if args.model_upstream and not os.environ.get("CONDUCTOR_MODEL_API_KEY"):
+        parser.error("--model-upstream needs the provider's key in CONDUCTOR_MODEL_API_KEY")
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
-    shutil.rmtree(STATE, ignore_errors=True)
-    STATE.mkdir(parents=True)
+    state = args.state_dir.resolve()
+    shutil.rmtree(state, ignore_errors=True)
+    state.mkdir(parents=True)
     os.environ.update(AWS_ACCESS_KEY_ID="demo", AWS_SECRET_ACCESS_KEY="demo", AWS_DEFAULT_REGION="us-east-1")
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
     host, port = moto.get_host_and_port()
     endpoint = f"http://{host}:{port}"
-    remote = make_remote()
-    (STATE / "routes.yaml").write_text(
+    remote = make_remote(state)
+    (state / "routes.yaml").write_text(
         f"tickets:\n  - project: ENG\n    route:\n      repo_url: {remote}\n"
         "      base_branch: main\n      publisher: local\n      name: examples/greeter\n"
     )
     conductor_env = {
         **os.environ,
-        "CONDUCTOR_STATE_DIR": str(STATE / "conductor"),
-        "CONDUCTOR_ROUTES_FILE": str(STATE / "routes.yaml"),
+        "CONDUCTOR_STATE_DIR": str(state / "conductor"),
+        "CONDUCTOR_ROUTES_FILE": str(state / "routes.yaml"),
         "CONDUCTOR_SQS_QUEUE_URL": make_queues(endpoint),
         "CONDUCTOR_AWS_ENDPOINT_URL": endpoint,
         "CONDUCTOR_SQS_WAIT_SECONDS": "2",
+        "CONDUCTOR_GATEWAY_LISTEN": args.gateway_listen,
     }
     model = _model_settings(args, conductor_env)
-    settings = Settings(temporal_address="127.0.0.1:7233")
-    print(f"== starting `conductor dev` (logs: {STATE / 'conductor.log'})", flush=True)
-    log = (STATE / "conductor.log").open("w")
+    settings = Settings(temporal_address=f"127.0.0.1:{args.temporal_port}")
+    print(f"== starting `conductor dev` (logs: {state / 'conductor.log'})", flush=True)
+    log = (state / "conductor.log").open("w")
     conductor = subprocess.Popen(
-        [sys.executable, "-m", "conductor_worker", "dev"],
+        [
+            *(sys.executable, "-m", "conductor_worker", "dev"),
+            *("--temporal-port", str(args.temporal_port), "--ui-port", str(args.ui_port)),
+        ],
         env=conductor_env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -150,13 +161,9 @@ def main() -> int:
         print(f"summary: {result.summary}")
         usage = result.agent.model_usage if result.agent else None
         if usage is not None:
-            print(
-                f"model usage ({args.agent} through the gateway): {usage.requests} requests, "
-                f"{usage.input_tokens} input tokens ({usage.cached_input_tokens} cached), "
-                f"{usage.output_tokens} output tokens"
-            )
+            print(f"model usage ({args.agent} through the gateway): {usage.render()}")
         print(
-            "Web UI: http://localhost:8233/namespaces/default/workflows/"
+            f"Web UI: http://localhost:{args.ui_port}/namespaces/default/workflows/"
             + urllib.parse.quote(workflow_id, safe="")
             + f"/{run_id}/history"
         )
@@ -199,9 +206,7 @@ def _model_settings(args: argparse.Namespace, env: dict[str, str]):
     )
     api = "OPENAI" if args.agent == "codex" else "ANTHROPIC"
     if args.model_upstream:
-        key = os.environ.get("CONDUCTOR_MODEL_API_KEY", "")
-        if not key:
-            raise SystemExit("--model-upstream needs the provider's key in CONDUCTOR_MODEL_API_KEY")
+        key = os.environ["CONDUCTOR_MODEL_API_KEY"]  # checked with the arguments
         env.update({f"CONDUCTOR_MODEL_{api}_URL": args.model_upstream, f"CONDUCTOR_MODEL_{api}_API_KEY": key})
         print(f"== {args.agent} through the conductor's model gateway to {args.model_upstream}", flush=True)
         return None

@@ -32,30 +32,36 @@ class BudgetGate:
     async def admit(self, access: JobAccess, gone: Callable[[], Awaitable[bool]]) -> str:
         """'' when the request may go on (perhaps after a wait); else why not, for the agent's error."""
         job = access.job
-        allowance = job.token_budget()
-        if not allowance or self._client is None:
+        allowance, cost_allowance = job.token_budget(), job.cost_budget()
+        if not (allowance or cost_allowance) or self._client is None:
             return ""
         usage = read_usage(job)
-        used = usage.input_tokens + usage.output_tokens
-        if used < allowance:
+        used, cost = usage.tokens, usage.cost_usd
+        if not _spent(used, cost, allowance, cost_allowance):
             return ""
         handle = self._client.get_workflow_handle(job.job_id)
         state = await handle.query("budget", result_type=BudgetState)
-        if used < state.allowance and not state.awaiting_approval:
+        if not _spent(used, cost, state.allowance, state.cost_allowance_usd) and not state.awaiting_approval:
             return ""
         if state.refused:
             return "the job's token budget was refused"
-        await handle.signal("budget_exceeded", BudgetExceeded(attempt=job.attempt, used_tokens=used))
+        await handle.signal(
+            "budget_exceeded", BudgetExceeded(attempt=job.attempt, used_tokens=used, used_cost_usd=cost)
+        )
         log.info(
-            "holding a model request of %s attempt %d: %d tokens used of %d",
+            "holding a model request of %s attempt %d: %d tokens used of %d, $%.6f of $%.6f",
             job.job_id,
             job.attempt,
             used,
             state.allowance,
+            cost,
+            state.cost_allowance_usd,
         )
-        return await self._decision(handle, used, job.attempt, gone)
+        return await self._decision(handle, used, cost, job.attempt, gone)
 
-    async def _decision(self, handle, used: int, attempt: int, gone: Callable[[], Awaitable[bool]]) -> str:
+    async def _decision(
+        self, handle, used: int, cost: float, attempt: int, gone: Callable[[], Awaitable[bool]]
+    ) -> str:
         deadline = time.monotonic() + self._max_hold
         seen_waiting = False
         while time.monotonic() < deadline:
@@ -69,8 +75,13 @@ class BudgetGate:
                 return "the job's token budget was refused"
             if state.awaiting_approval:
                 seen_waiting = True
-            elif used < state.allowance:
+            elif not _spent(used, cost, state.allowance, state.cost_allowance_usd):
                 return ""
             elif seen_waiting:
                 return "the job stopped waiting for budget approval"
         return "no budget decision in time"
+
+
+def _spent(used: int, cost: float, allowance: int, cost_allowance: float) -> bool:
+    """Whichever budget is set and reached (as workflows/job_budget.py decides)."""
+    return bool(allowance and used >= allowance) or bool(cost_allowance and cost >= cost_allowance)

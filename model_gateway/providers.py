@@ -42,6 +42,8 @@ class UsageReader:
 
     usage: ModelUsage = field(default_factory=lambda: ModelUsage(requests=1))
     completed: bool = False
+    # The model that answered, as the answer names it: the price table's key.
+    model: str = ""
 
     def observe(self, event: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -55,7 +57,9 @@ class OpenAiUsage(UsageReader):
         if event.get("type") not in self._FINAL:
             return
         self.completed = event["type"] == "response.completed"
-        usage = (event.get("response") or {}).get("usage") or {}
+        response = event.get("response") or {}
+        self.model = str(response.get("model") or "")
+        usage = response.get("usage") or {}
         self.usage = ModelUsage(
             requests=1,
             input_tokens=int(usage.get("input_tokens") or 0),
@@ -69,7 +73,9 @@ class AnthropicUsage(UsageReader):
     def observe(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         if kind == "message_start":
-            self._update((event.get("message") or {}).get("usage") or {})
+            message = event.get("message") or {}
+            self.model = str(message.get("model") or "")
+            self._update(message.get("usage") or {})
         elif kind == "message_delta":
             self._update(event.get("usage") or {})
         elif kind == "message_stop":

@@ -14,6 +14,7 @@ from temporalio.client import Client
 
 from conductor_worker.job_store import JobAttemptDir
 from conductor_worker.tokens import TokenError
+from contracts.usage import ModelPrice, priced
 from model_gateway.access import attempt_for_model_call, token_from_headers
 from model_gateway.budget import BudgetGate
 from model_gateway.providers import Provider, UsageReader, providers
@@ -42,6 +43,7 @@ def router_from_settings(settings, client: Client | None = None) -> tuple[APIRou
         BudgetGate(client, longest_window + 60),
         settings.jobs_dir,
         settings.signing_secret(),
+        settings.model_prices,
     )
     return router, upstream
 
@@ -53,6 +55,7 @@ def model_gateway_router(
     budget: BudgetGate,
     jobs_dir,
     secret: bytes,
+    prices: dict[str, ModelPrice] | None = None,
 ) -> APIRouter:
     router = APIRouter(tags=["model gateway"])
 
@@ -74,7 +77,7 @@ def model_gateway_router(
                 return _error(provider, 403, f"conductor model gateway: {refused}")
             body = steer_request(provider.name, access.job, jobs_dir, body)
             answer = await upstream.open(provider, request.url.query, headers, body)
-            call = _Call(provider, access.job, ledger, started, answer.retries)
+            call = _Call(provider, access.job, ledger, started, answer.retries, prices or {})
             if answer.response is None:
                 call.done(502, None)
                 return _error(provider, 502, f"conductor model gateway: {answer.error}")
@@ -102,9 +105,15 @@ class _Call:
     """One forwarded request: relays the answer's bytes, reads its usage on the way, logs and counts at the end."""
 
     def __init__(
-        self, provider: Provider, job: JobAttemptDir, ledger: UsageLedger, started: float, retries: int
+        self,
+        provider: Provider,
+        job: JobAttemptDir,
+        ledger: UsageLedger,
+        started: float,
+        retries: int,
+        prices: dict[str, ModelPrice],
     ) -> None:
-        self.provider, self.job, self.ledger = provider, job, ledger
+        self.provider, self.job, self.ledger, self.prices = provider, job, ledger, prices
         self.started, self.retries = started, retries
         self.first_byte_at: float | None = None
 
@@ -130,6 +139,7 @@ class _Call:
     async def _finish(self, status: int, reader: UsageReader, cut: str) -> None:
         total = None
         if 200 <= status < 300:
+            reader.usage = priced(reader.usage, reader.model, self.prices)
             total = await self.ledger.add(self.job, reader.usage)
         self.done(status, reader, cut, total)
 
@@ -138,16 +148,18 @@ class _Call:
         now = time.monotonic()
         log.log(
             logging.WARNING if cut or status >= 400 else logging.INFO,
-            "model request: job %s attempt %d %s status %d%s input %d (cached %d) output %d tokens; "
-            "first byte %s, latency %.0f ms, %d retries%s",
+            "model request: job %s attempt %d %s %s status %d%s input %d (cached %d) output %d tokens, "
+            "$%.6f; first byte %s, latency %.0f ms, %d retries%s",
             self.job.job_id,
             self.job.attempt,
             self.provider.name,
+            (reader.model if reader else "") or "-",
             status,
             "" if reader is None or reader.completed else " (unfinished)",
             usage.input_tokens if usage else 0,
             usage.cached_input_tokens if usage else 0,
             usage.output_tokens if usage else 0,
+            usage.cost_usd if usage else 0.0,
             f"{(self.first_byte_at - self.started) * 1000:.0f} ms" if self.first_byte_at else "-",
             (now - self.started) * 1000,
             self.retries,

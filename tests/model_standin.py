@@ -283,21 +283,31 @@ class ModelStandin:
             if isinstance(turn, Fail):
                 extra = {"retry-after": f"{turn.retry_after:g}"} if turn.retry_after is not None else {}
                 return _error(path, turn.status, turn.message, extra)
-            return StreamingResponse(_events(turn), media_type="text/event-stream")
+            return StreamingResponse(
+                _events(turn, str(body.get("model") or "")), media_type="text/event-stream"
+            )
 
         app.post("/v1/responses")(answer)
         app.post("/v1/messages")(answer)
         return app
 
 
-async def _events(turn: Stream) -> AsyncIterator[bytes]:
+async def _events(turn: Stream, model: str) -> AsyncIterator[bytes]:
     for n, (name, data) in enumerate(turn.events):
         if turn.cut_after is not None and n >= turn.cut_after:
             # An exception mid-body makes uvicorn drop the connection without the chunked terminator.
             raise ConnectionAbortedError("scripted cut mid-stream")
-        yield _sse(name, data)
+        yield _sse(name, _naming_model(data, model))
         if turn.delay:
             await asyncio.sleep(turn.delay)
+
+
+def _naming_model(data: dict[str, Any], model: str) -> dict[str, Any]:
+    """As the providers do, the answer names the model the request asked for."""
+    for holder in ("response", "message"):
+        if model and isinstance(data.get(holder), dict):
+            return {**data, holder: {**data[holder], "model": model}}
+    return data
 
 
 def _error(path: str, status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

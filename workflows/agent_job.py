@@ -192,7 +192,7 @@ class AgentJobWorkflow(JobOperations):
         """One agent attempt: stage its files, launch it, await its result, and always stop it."""
         self._set_state(JobState.LAUNCHING)
         self._progress = None
-        self._budget.start_attempt(spec.policy.token_budget)
+        self._budget.start_attempt(spec.policy.token_budget, spec.policy.cost_budget_usd)
         await workflow.execute_activity_method(
             TaskFileStager.stage_task_files,
             StageTaskFilesInput(

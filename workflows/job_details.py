@@ -16,6 +16,9 @@ def details_markdown(status: JobStatus, spec: JobSpec | None) -> str:
         lines.append(f"waiting for `{status.claim_workflow_id}`")
     if status.agent_id:
         lines.append(f"agent `{status.agent_id}`")
+    usage = status.progress.model_usage if status.progress else None
+    if usage is not None:
+        lines.append(f"model usage: {usage.render()}")
     if status.dossier_count:
         lines.append(f"{status.dossier_count} alarm(s) in the dossier")
     if status.pr_url:

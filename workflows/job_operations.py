@@ -5,15 +5,23 @@ and the relays from its claim, its agent and its incident chain.
 `AgentJobWorkflow` (workflows/agent_job.py) inherits these handlers and drives the job with this state.
 """
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.failure_notes import FailureNotes
     from activities.steering import SteeringMailbox
     from contracts import search_attributes as sa
-    from contracts.activity_io import AwaitSteeringDeliveryInput, DeliverAlarmsInput, DeliverSteeringInput
+    from contracts.activity_io import (
+        AwaitSteeringDeliveryInput,
+        DeliverAlarmsInput,
+        DeliverSteeringInput,
+        FailureNoteInput,
+    )
     from contracts.alarms import Alarm, AlarmBatch
     from contracts.claims import ClaimGranted
     from contracts.jobs import AgentProgress, JobSpec, JobState, JobStatus
@@ -28,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         SteerRequest,
     )
     from contracts.policies import JobPolicy
+    from contracts.usage import ModelUsage
     from workflows.job_budget import JobBudget
     from workflows.job_claim import JobClaim
     from workflows.job_details import details_markdown
@@ -59,7 +68,11 @@ class JobOperations:
         self._retry: RetryRequest | None = None
         self._steering: list[SteerRequest] = []
         self._notes: list[str] = []
+        # A budget pause's note, left while the job waits (kept so the task is not collected).
+        self._pause_note: asyncio.Task | None = None
         self._progress: AgentProgress | None = None
+        # The usage last put in the search attributes (_show_usage).
+        self._usage_shown: ModelUsage | None = None
         self._budget = JobBudget()
 
     @workflow.signal
@@ -119,14 +132,21 @@ class JobOperations:
     def progress(self, progress: AgentProgress) -> None:
         """The result watcher's relay of the agent's step states and last log lines."""
         self._progress = progress
+        self._show_usage()
 
     @workflow.signal
     async def budget_exceeded(self, request: BudgetExceeded) -> None:
         """From the model gateway, which now holds the agent's next model request: wait for an operator."""
         if self._state != JobState.RUNNING or not self._budget.exceeded(request, self._attempt):
             return
-        self._log(f"token budget spent: attempt {request.attempt} used {request.used_tokens} tokens")
+        self._log(
+            f"budget spent: attempt {request.attempt} used {request.used_tokens} tokens"
+            f" (${request.used_cost_usd:.6f})"
+        )
         self._set_state(JobState.AWAITING_APPROVAL)
+        if workflow.patched("budget-pause-note"):
+            # Not awaited: the approval window runs from now, however long Jira or GitHub take to answer.
+            self._pause_note = asyncio.create_task(self._note_budget_pause(request))
         window = self._spec.policy.approval_window_seconds
         try:
             await workflow.wait_condition(
@@ -135,6 +155,23 @@ class JobOperations:
             )
         except TimeoutError:
             self._budget.expire(window)
+
+    async def _note_budget_pause(self, request: BudgetExceeded) -> None:
+        """A note on the ticket (and PR) saying the job waits, with the lines that answer it."""
+        note = FailureNoteInput(
+            spec=self._spec,
+            attempt=self._attempt,
+            state=JobState.AWAITING_APPROVAL,
+            reason=self._budget.reason(),
+            used_tokens=request.used_tokens,
+        )
+        try:
+            left = await workflow.execute_activity_method(
+                FailureNotes.leave_failure_note, note, **self._short()
+            )
+            self._notes += left.left_at
+        except ActivityError as err:
+            self._log(f"could not leave a note: {err.cause or err}")
 
     @workflow.update
     def approve_budget(self, approval: BudgetApproval) -> BudgetState:
@@ -220,5 +257,22 @@ class JobOperations:
     def _set_state(self, state: JobState) -> None:
         self._state = state
         self._log(str(state))
+        # The agent's result brings the final count, which the last progress relay may have missed.
+        self._show_usage()
         workflow.upsert_search_attributes([sa.JOB_STATE.value_set(state.value)])
+        workflow.set_current_details(details_markdown(self.status(), self._spec))
+
+    def _show_usage(self) -> None:
+        """Model usage, when it changed: in the search attributes and the Web UI's current details."""
+        usage = self._progress.model_usage if self._progress else None
+        if (
+            usage is None
+            or usage == self._usage_shown
+            or not workflow.patched("model-usage-search-attributes")
+        ):
+            return
+        self._usage_shown = usage
+        workflow.upsert_search_attributes(
+            [sa.MODEL_TOKENS.value_set(usage.tokens), sa.MODEL_COST_USD.value_set(usage.cost_usd)]
+        )
         workflow.set_current_details(details_markdown(self.status(), self._spec))

@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from conductor_worker.job_store import JobAttemptDir
 from conductor_worker.tokens import mint_token
+from contracts.usage import ModelPrice
 from model_gateway.routes import router_from_settings
 from model_gateway.upstream import retry_after_seconds
 from model_gateway.usage import read_usage
@@ -38,6 +39,9 @@ def gateway(settings, model):
             "model_anthropic_api_key": SecretStr(KEY),
             "model_retry_attempts": 3,
             "model_retry_max_wait_seconds": 2,
+            "model_prices": {
+                "claude-priced": ModelPrice(input_per_mtok=3, cached_input_per_mtok=0.3, output_per_mtok=15)
+            },
         }
     )
     app = FastAPI()
@@ -69,13 +73,14 @@ def test_events_arrive_as_the_provider_sends_them(gateway, model):
     assert len(arrivals) == 3 and arrivals[-1] - arrivals[0] >= 0.5
 
 
-def test_500s_before_the_first_byte_are_retried_and_usage_counted(gateway, model):
+def test_500s_before_the_first_byte_are_retried_and_usage_counted_and_priced(gateway, model):
     base, token, job = gateway
     model.script_messages(
         Fail(500), Fail(529), claude_message_turn("ok", input_tokens=7, output_tokens=3, cached=5)
     )
+    request = {"model": "claude-priced", "stream": True, "messages": []}
 
-    response = post(base, "/v1/messages?beta=true", token, {"stream": True, "messages": []})
+    response = post(base, "/v1/messages?beta=true", token, request)
 
     assert response.status_code == 200 and "message_stop" in response.text
     assert len(model.requests_to("/v1/messages")) == 3
@@ -84,6 +89,9 @@ def test_500s_before_the_first_byte_are_retried_and_usage_counted(gateway, model
         "input_tokens": 7,
         "cached_input_tokens": 5,
         "output_tokens": 3,
+        # 2 uncached input tokens at $3/M, 5 cached at $0.30/M, 3 output at $15/M.
+        "cost_usd": 0.0000525,
+        "requests_unpriced": 0,
     }
     # The provider saw the conductor's key and the beta flag, never the job token.
     last = model.requests_to("/v1/messages")[-1]

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from pydantic import SecretStr
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError
 
@@ -21,12 +22,16 @@ from conductor_worker.log_store import open_log_store
 from conductor_worker.logs_cli import print_log
 from conductor_worker.messages import parse_message
 from conductor_worker.tokens import mint_token
-from contracts.ids import ticket_job_id
+from contracts import search_attributes as sa
+from contracts.ids import ticket_job_id, ticket_workflow_id
 from contracts.jobs import JobState
 from contracts.operator import SteerRequest
 from contracts.policies import JobPolicy
+from contracts.tickets import DESCRIPTION_LIMIT_BYTES, TRUNCATION_MARKER
+from contracts.usage import ModelPrice, ModelUsage
 from model_gateway.usage import read_usage
 from tests.git_helpers import git
+from tests.github_standin import GithubStandin
 from tests.helpers import (
     fresh_key,
     is_running,
@@ -50,6 +55,59 @@ from tests.operator_cli import run_readme_command
 from workflows.agent_job import AgentJobWorkflow
 
 pytestmark = pytest.mark.timeout(90)
+
+
+GITHUB_REPO = "acme/greeter"
+
+
+@pytest.fixture
+def github():
+    with GithubStandin(token="gh-secret", repos=[GITHUB_REPO]) as standin:
+        yield standin
+
+
+def with_github_route(settings, github: GithubStandin, sample_remote: Path, coding_agent: str):
+    """The ticket's route publishes through the `github` publisher, to the GitHub stand-in."""
+    routes = settings.routes_file.with_name("github-routes.yaml")
+    routes.write_text(
+        "tickets:\n  - project: ENG\n    route:\n"
+        f"      repo_url: {sample_remote}\n      publisher: github\n"
+        f"      github_repo: {GITHUB_REPO}\n      name: {GITHUB_REPO}\n"
+    )
+    return settings.model_copy(
+        update={
+            "coding_agent": coding_agent,
+            "routes_file": routes,
+            "github_api_url": github.base_url,
+            "github_token": SecretStr("gh-secret"),
+        }
+    )
+
+
+def assert_one_pr(github: GithubStandin, result, key: str, summary: str) -> None:
+    """The branch's commit is the PR's head, and the agent's final message is the PR body's summary."""
+    [pr] = github.pulls(GITHUB_REPO)
+    assert result.pr_url == pr["html_url"]
+    assert pr["head"]["ref"] == f"conductor/{key}"
+    assert f"\n\n{summary}\n\n---\nOpened by Agent Conductor for job {result.job_id}" in pr["body"], pr[
+        "body"
+    ]
+
+
+PRICE = ModelPrice(input_per_mtok=1.25, cached_input_per_mtok=0.125, output_per_mtok=10)
+
+
+async def assert_usage_shown(client, handle, usage: ModelUsage, cost_text: str) -> None:
+    """In the search attributes (found by a visibility query) and in the Web UI's current details."""
+    attributes = (await handle.describe()).typed_search_attributes
+    assert attributes.get(sa.MODEL_TOKENS) == usage.tokens
+    assert attributes.get(sa.MODEL_COST_USD) == usage.cost_usd
+    query = f"WorkflowId = '{handle.id}' AND ModelTokens >= {usage.tokens}"
+    assert [w.id async for w in client.list_workflows(query)] == [handle.id]
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    details = metadata.current_details
+    assert f"model usage: {usage.requests} model request(s), {usage.input_tokens} input tokens" in details
+    assert cost_text in details, details
 
 
 def attempt(settings, key: str, n: int = 1) -> JobAttemptDir:
@@ -101,10 +159,12 @@ def assert_no_upstream_key_anywhere(settings, key: str, model: ModelStandin, wat
         assert "." not in presented.removeprefix("Bearer "), "a job token reached the provider"
 
 
-async def test_codex_ticket_job_commits_the_scripted_edit(
-    client, agent_settings, start_conductor, sample_remote, model
+async def test_codex_ticket_job_commits_the_scripted_edit_and_opens_a_pr(
+    client, agent_settings, start_conductor, sample_remote, model, github
 ):
-    settings = agent_settings.model_copy(update={"coding_agent": "codex"})
+    settings = with_github_route(agent_settings, github, sample_remote, "codex").model_copy(
+        update={"model_prices": {"gpt-5.5": PRICE}}
+    )
     key = fresh_key()
     model.script_responses(
         # Slow enough for the process watch to see the CLI.
@@ -120,11 +180,17 @@ async def test_codex_ticket_job_commits_the_scripted_edit(
     assert git("diff", "--name-only", "main", f"conductor/{key}", cwd=sample_remote).split() == [
         f"docs/{key}.md"
     ]
+    assert git("rev-parse", f"conductor/{key}", cwd=sample_remote) == result.commit_sha
+    assert_one_pr(github, result, key, f"Documented the fix for {key}")
     usage = read_usage(attempt(settings, key))
     assert (usage.requests, usage.input_tokens, usage.output_tokens) == (2, 200, 40)
-    # The job's `status` and its result show what the gateway counted.
-    status = await client.get_workflow_handle(result.job_id).query(AgentJobWorkflow.status)
+    # Cost by the price table: 200 input tokens at $1.25/M and 40 output at $10/M.
+    assert (usage.cost_usd, usage.requests_unpriced) == (0.00065, 0)
+    # The job's `status`, its result, its search attributes and its Web UI details show what it counted.
+    handle = client.get_workflow_handle(result.job_id)
+    status = await handle.query(AgentJobWorkflow.status)
     assert status.progress.model_usage == usage == result.agent.model_usage
+    await assert_usage_shown(client, handle, usage, "$0.000650")
     # What the agent did, as events: in `status`, and in `conductor logs JOB --events`.
     assert [(e.kind, e.summary) for e in status.progress.events] == [
         ("file_change", "add"),
@@ -150,10 +216,10 @@ async def test_codex_ticket_job_commits_the_scripted_edit(
     print(f"codex ticket job: {time.monotonic() - started:.1f}s")
 
 
-async def test_claude_ticket_job_commits_the_scripted_edit(
-    client, agent_settings, start_conductor, sample_remote, model
+async def test_claude_ticket_job_commits_the_scripted_edit_and_opens_a_pr(
+    client, agent_settings, start_conductor, sample_remote, model, github
 ):
-    settings = agent_settings.model_copy(update={"coding_agent": "claude"})
+    settings = with_github_route(agent_settings, github, sample_remote, "claude")
     key = fresh_key()
     model.script_messages(
         lambda body: Stream(claude_write_turn(f"docs/{key}.md", f"Fixed {key}\n")(body).events, delay=0.2),
@@ -168,7 +234,18 @@ async def test_claude_ticket_job_commits_the_scripted_edit(
     usage = read_usage(attempt(settings, key))
     assert usage.requests >= 2 and usage.output_tokens >= 40
     status = await client.get_workflow_handle(result.job_id).query(AgentJobWorkflow.status)
-    assert status.progress.model_usage == usage
+    assert status.progress.model_usage == usage == result.agent.model_usage
+    # Claude Code's model is not in the (empty) price table: counted, costed at 0 and said so.
+    assert usage.cost_usd == 0 and usage.requests_unpriced == usage.requests
+    await assert_usage_shown(client, client.get_workflow_handle(result.job_id), usage, "unpriced models")
+    assert git("rev-parse", f"conductor/{key}", cwd=sample_remote) == result.commit_sha
+    assert_one_pr(github, result, key, f"Documented the fix for {key}")
+    # Claude Code's stream-json events, in the same contract as codex's.
+    assert [(e.kind, e.summary) for e in status.progress.events] == [
+        ("file_change", "Write"),
+        ("message", f"Documented the fix for {key}"),
+    ]
+    assert status.progress.events[0].files[0].endswith(f"/repo/docs/{key}.md")
     assert_no_upstream_key_anywhere(settings, key, model, watch)
     print(f"claude ticket job: {time.monotonic() - started:.1f}s")
 
@@ -317,37 +394,120 @@ async def _awaiting_approval(client, key: str) -> bool:
     return status.state == JobState.AWAITING_APPROVAL
 
 
-@pytest.mark.parametrize("answer", ["approve", "refuse"])
+def with_jira(settings, jira: JiraStandin):
+    return settings.model_copy(
+        update={
+            "jira_base_url": jira.base_url,
+            "jira_email": "conductor@acme.test",
+            "jira_api_token": SecretStr("jira-secret"),
+        }
+    )
+
+
+def with_route_budget(settings, sample_remote: Path, budget: str):
+    routes = settings.routes_file.with_name("budget-routes.yaml")
+    routes.write_text(
+        "tickets:\n  - project: ENG\n    route:\n"
+        f"      repo_url: {sample_remote}\n      name: examples/greeter\n"
+        f"      max_concurrent_jobs: 50\n      {budget}\n"
+    )
+    return settings.model_copy(update={"routes_file": routes})
+
+
+@pytest.mark.parametrize(
+    ("answer", "budget_of"), [("approve", "route"), ("approve", "route cost"), ("refuse", "job kind")]
+)
 async def test_a_spent_budget_pauses_the_job_until_the_readme_line_answers(
-    answer, client, env, agent_settings, start_conductor, sample_remote, model, caplog
+    answer, budget_of, client, env, agent_settings, start_conductor, sample_remote, model, caplog
 ):
-    # The first answer uses 120 tokens of 100: the agent's second request is held.
-    policy = JobPolicy(retry_window_seconds=0, token_budget=100)
-    settings = agent_settings.model_copy(update={"coding_agent": "codex", "ticket_policy": policy})
+    # The first answer uses 120 tokens of 100 ($0.000325 of $0.0003): the agent's second request is held.
+    settings = agent_settings.model_copy(update={"coding_agent": "codex"})
+    readme_line = r"--name refuse_budget" if answer == "refuse" else r"approve_budget .*raise_tokens"
+    if budget_of == "route":
+        # The job kind has none (the conftest's policy); the route's rule sets it.
+        assert settings.ticket_policy.token_budget == 0
+        settings = with_route_budget(settings, sample_remote, "token_budget: 100")
+    elif budget_of == "route cost":
+        settings = with_route_budget(settings, sample_remote, "cost_budget_usd: 0.0003")
+        settings = settings.model_copy(update={"model_prices": {"gpt-5.5": PRICE}})
+        readme_line = r"approve_budget .*raise_cost_usd"
+    else:
+        policy = JobPolicy(retry_window_seconds=0, token_budget=100)
+        settings = settings.model_copy(update={"ticket_policy": policy})
     key = fresh_key()
     model.script_responses(
         codex_patch_turn(add_file_patch(f"docs/{key}.md", "within budget")), codex_message_turn("done")
     )
-    await start_conductor(settings)
-    await SqsIntake(client, settings, None).start_ticket(parse_message(ticket_body(key)))
-    await wait_for(lambda: _awaiting_approval(client, key), timeout=60)
-    assert len(model.requests_to("/v1/responses")) == 1, "the held request reached the provider"
-    job_id = ticket_job_id("jira", key)
-    address = env.client.service_client.config.target_host
+    with JiraStandin(email="conductor@acme.test", token="jira-secret") as jira:
+        jira.add_issue(key)
+        settings = with_jira(settings, jira)
+        await start_conductor(settings)
+        await SqsIntake(client, settings, None).start_ticket(parse_message(ticket_body(key)))
+        await wait_for(lambda: _awaiting_approval(client, key), timeout=60)
+        assert len(model.requests_to("/v1/responses")) == 1, "the held request reached the provider"
+        job_id = ticket_job_id("jira", key)
+        address = env.client.service_client.config.target_host
+        # The ticket says the job waits, and how to answer it.
+        await wait_for(lambda: _commented(jira, key), timeout=30)
+        [note] = jira.comments(key)
+        assert f"job {job_id} is AWAITING_APPROVAL (attempt 1)" in note and "120 tokens used" in note
+        assert "--name approve_budget" in note and "--name refuse_budget" in note
+        await wait_for(lambda: _noted(client, job_id, f"jira {key} comment "), timeout=10)
 
-    await run_readme_command(rf"--name {answer}_budget", address, job_id=job_id)
+        await run_readme_command(readme_line, address, job_id=job_id)
 
-    if answer == "approve":
-        result = await ticket_result(client, key, timeout=60)
-        assert result.state == JobState.SUCCEEDED
-        assert len(model.requests_to("/v1/responses")) == 2
-        assert git("show", f"conductor/{key}:docs/{key}.md", cwd=sample_remote) == "within budget"
-        return
-    with pytest.raises(WorkflowFailureError) as failed:
-        await ticket_result(client, key, timeout=60)
+        if answer == "approve":
+            result = await ticket_result(client, key, timeout=60)
+            assert result.state == JobState.SUCCEEDED
+            assert len(model.requests_to("/v1/responses")) == 2
+            assert git("show", f"conductor/{key}:docs/{key}.md", cwd=sample_remote) == "within budget"
+            return
+        with pytest.raises(WorkflowFailureError) as failed:
+            await ticket_result(client, key, timeout=60)
     assert failed.value.cause.message == "FAILED: budget: refused by alice: too expensive"
     assert len(model.requests_to("/v1/responses")) == 1
     # The held request was answered with the refusal before the agent was stopped.
     await wait_for(lambda: _logged(caplog, "the job's token budget was refused"), timeout=10)
     agent = json.loads((attempt(settings, key).root / "agent.json").read_text())["agent_id"]
     assert not is_running(int(agent.removeprefix("local:")))
+
+
+async def _commented(jira: JiraStandin, key: str) -> bool:
+    return bool(jira.comments(key))
+
+
+async def _noted(client, job_id: str, where: str) -> bool:
+    status = await client.get_workflow_handle(job_id).query(AgentJobWorkflow.status)
+    return any(note.startswith(where) for note in status.notes)
+
+
+async def test_a_1mb_ticket_description_reaches_the_cli_through_a_whole_job(
+    client, agent_settings, start_conductor, sample_remote, model
+):
+    """The intake cuts the description in the workflow payloads to 64 KB (contracts/tickets.py: Temporal
+    refuses payloads over 2 MB) and keeps the whole text in the blob store; the prompt gets all of it."""
+    settings = agent_settings.model_copy(update={"coding_agent": "claude"})
+    key = fresh_key()
+    # 1 MB (10^6 bytes): with the rest of the ticket, just under the intake's 1 MiB message bound.
+    description = "".join(f"line {n} of a very long ticket\n" for n in range(31_000))[:1_000_000]
+    assert len(description.encode()) == 1_000_000
+    last_line = description.rstrip("\n").rsplit("\n", 1)[-1]
+    model.script_messages(claude_write_turn(f"docs/{key}.md", "read it\n"), claude_message_turn("done"))
+    await start_conductor(settings)
+    await SqsIntake(client, settings, None).start_ticket(
+        parse_message(ticket_body(key, description=description))
+    )
+    result = await ticket_result(client, key, timeout=75)
+
+    assert result.state == JobState.SUCCEEDED, result
+    first = model.requests_to("/v1/messages")[0]
+    assert last_line in str(first.body["messages"]) and "line 0 of a very long ticket" in str(first.body)
+    assert "[conductor: description cut" not in str(first.body)
+    # What travelled in Temporal: the cut text and the blob's reference, never the whole megabyte.
+    ticket = (await client.get_workflow_handle(ticket_workflow_id("jira", key)).fetch_history()).events[0]
+    started = ticket.workflow_execution_started_event_attributes.input.payloads[0].data
+    assert len(started) < 100_000 and last_line.encode() not in started
+    marker = TRUNCATION_MARKER.format(size=len(description.encode()), limit=DESCRIPTION_LIMIT_BYTES)
+    assert json.dumps(marker)[1:-1].encode() in started
+    blob = json.loads(started)["description_blob"]
+    assert (settings.blobs_dir / blob).read_text() == description

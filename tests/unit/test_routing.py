@@ -4,6 +4,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.routing import Router, load_routes, route_for
 from contracts.activity_io import RouteTicketInput
+from contracts.policies import JobPolicy
 from contracts.tickets import TicketMessage
 
 ROUTES = """
@@ -60,3 +61,27 @@ async def test_invalid_routes_file_is_reported_and_retryable(tmp_path):
             Router(bad).route_ticket, RouteTicketInput(ticket=ticket(project="ENG"))
         )
     assert not info.value.non_retryable and "is invalid" in info.value.message
+
+
+async def test_a_routes_token_budget_overrides_the_job_kinds(tmp_path):
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(
+        "tickets:\n"
+        "  - {project: ENG, route: {repo_url: /r/eng, token_budget: 5000}}\n"
+        "  - {project: OPS, route: {repo_url: /r/ops}}\n"
+        "  - {project: FREE, route: {repo_url: /r/free, token_budget: 0}}\n"
+        "  - {project: USD, route: {repo_url: /r/usd, cost_budget_usd: 2.5}}\n"
+    )
+    router = Router(routes, {"ticket": JobPolicy(token_budget=100_000, agent_timeout_seconds=60)})
+
+    async def budget(project: str) -> tuple[int, int]:
+        routed = await ActivityEnvironment().run(
+            router.route_ticket, RouteTicketInput(ticket=ticket(project=project))
+        )
+        return routed.policy.token_budget, routed.policy.agent_timeout_seconds
+
+    assert await budget("ENG") == (5000, 60)
+    assert await budget("OPS") == (100_000, 60)
+    assert await budget("FREE") == (0, 60)  # 0: this route's jobs have no budget
+    usd = await ActivityEnvironment().run(router.route_ticket, RouteTicketInput(ticket=ticket(project="USD")))
+    assert (usd.policy.token_budget, usd.policy.cost_budget_usd) == (100_000, 2.5)  # each budget on its own
