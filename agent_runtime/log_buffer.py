@@ -15,8 +15,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from itertools import islice
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO, NamedTuple, Protocol
 
 from agent_runtime.connection import GatewayError, GatewayRefused
 
@@ -124,14 +125,23 @@ class LogBuffer:
         with self._cond:
             return len(self._memory) + self._spilled
 
-    def next_batch(self, timeout: float) -> list[Line]:
-        """The oldest unacked lines (without removing them); waits up to `timeout` for one."""
+    def next_batch(self, timeout: float, after: int = 0) -> list[Line]:
+        """The oldest unacked lines with seq > `after` (without removing them); waits up to `timeout`.
+
+        `after` skips lines already in flight; a batch never holds more than the memory bound allows.
+        """
         with self._cond:
-            self._cond.wait_for(lambda: self._memory or self._spilled, timeout)
-            if len(self._memory) < BATCH_LINES and self._spilled:
+            self._cond.wait_for(
+                lambda: self._memory and self._memory[-1].seq > after or self._spilled, timeout
+            )
+            if self._spilled and (not self._memory or self._memory[-1].seq - after < BATCH_LINES):
                 self._refill()
+            if not self._memory or self._memory[-1].seq <= after:
+                return []
+            # Lines are consecutive: the first one after `after` is at a known index.
+            start = max(0, after + 1 - self._memory[0].seq)
             batch, size = [], 0
-            for line in self._memory:
+            for line in islice(self._memory, start, None):
                 if batch and (len(batch) >= BATCH_LINES or size + line.size() > BATCH_BYTES):
                     break
                 batch.append(line)
@@ -194,22 +204,30 @@ class LogBuffer:
 class LogSender:
     """A daemon thread that sends the buffer's lines until the final line is acked.
 
-    `send(lines, final)` returns the conductor's ack (highest seq stored). Unreachable gateway: retry
-    with exponential backoff. A refused token (a superseded attempt): stop; nobody will take our lines.
+    `send(lines, final)` returns the conductor's ack (highest seq stored without gaps), or an object whose
+    `result()` waits for it (`GatewayConnection.start_append_logs`): then up to `in_flight` batches are
+    in flight at once, so the agent encodes the next batch while the conductor stores the last one. A
+    call that reaches the store before the one ahead of it stores nothing (a gap) and the sender
+    re-sends from the ack, so every line is stored once and in order. Unreachable gateway: retry with
+    exponential backoff. A refused token (a superseded attempt): stop; nobody will take our lines.
     """
 
     def __init__(
         self,
         buffer: LogBuffer,
-        send: Callable[[list[Line], bool], int],
+        send: Callable[[list[Line], bool], "int | _Pending"],
         *,
         initial_backoff: float = 0.2,
         max_backoff: float = 5.0,
+        in_flight: int = 4,
     ) -> None:
+        if in_flight < 1:
+            raise ValueError("in_flight must be at least 1")
         self._buffer = buffer
         self._send = send
         self._initial_backoff = initial_backoff
         self._max_backoff = max_backoff
+        self._in_flight = in_flight
         self._stopped = threading.Event()
         self.complete = False
         self.refused: GatewayRefused | None = None
@@ -224,24 +242,49 @@ class LogSender:
         self._stopped.set()
         return self.complete
 
+    def _start(self, batch: list[Line], final: bool) -> "_Pending":
+        try:
+            sent = self._send(batch, final)
+        except GatewayError as err:
+            return _Done(err)
+        return _Done(sent) if isinstance(sent, int) else sent
+
     def _run(self) -> None:
         backoff, failing = self._initial_backoff, False
+        acked = sent = 0  # the conductor stored every line through `acked`; calls carry lines through `sent`
+        resent_from = -1  # the ack we last re-sent from: no progress past it twice means the store is behind
+        in_flight: deque[tuple[Line, Line, _Pending]] = deque()
         while not self._stopped.is_set():
-            batch = self._buffer.next_batch(timeout=0.5)
-            if not batch:
+            while len(in_flight) < self._in_flight:
+                batch = self._buffer.next_batch(timeout=0 if in_flight else 0.5, after=sent)
+                if not batch:
+                    break
+                final = batch[-1].seq == self._buffer.final_seq
+                in_flight.append((batch[0], batch[-1], self._start(batch, final)))
+                sent = batch[-1].seq
+            if not in_flight:
                 continue
-            final = batch[-1].seq == self._buffer.final_seq
+            first, last, call = in_flight.popleft()
             try:
-                acked = self._send(batch, final)
-                if acked < batch[0].seq:
-                    # The store is behind lines it acked before (another conductor's local store?):
-                    # we no longer hold them, so back off rather than spin.
-                    raise GatewayError(f"the conductor acked {acked}, below the batch's first seq")
+                acked = max(acked, call.result())
+                if acked < last.seq:
+                    # Not all of this batch stored: a call behind it reached the store first, or the
+                    # store is behind lines it acked before. Let the others land, then resume from the ack.
+                    acked = max(acked, _settle(in_flight))
+                    self._buffer.ack(acked)
+                    sent = acked
+                    if acked < first.seq and acked <= resent_from:
+                        raise GatewayError(f"the conductor acked {acked}, below the batch's first seq")
+                    resent_from = acked
             except GatewayRefused as err:
                 self.refused = err
+                _settle(in_flight)
                 log.error("log upload refused, %d lines will not be delivered: %s", self._buffer.pending, err)
                 return
             except GatewayError as err:
+                acked = max(acked, _settle(in_flight))
+                self._buffer.ack(acked)
+                sent = acked
                 if not failing:
                     log.warning("log upload failed, retrying with backoff: %s", err)
                 failing = True
@@ -252,6 +295,35 @@ class LogSender:
                 log.info("log upload: gateway reachable again")
             backoff, failing = self._initial_backoff, False
             self._buffer.ack(acked)
-            if final and acked >= batch[-1].seq:
+            if self._buffer.final_seq and acked >= self._buffer.final_seq:
                 self.complete = True
+                _settle(in_flight)
                 return
+
+
+class _Pending(Protocol):
+    def result(self) -> int: ...
+
+
+class _Done:
+    """A call that already answered (a plain `send`), or failed before leaving."""
+
+    def __init__(self, outcome: int | GatewayError) -> None:
+        self._outcome = outcome
+
+    def result(self) -> int:
+        if isinstance(self._outcome, GatewayError):
+            raise self._outcome
+        return self._outcome
+
+
+def _settle(in_flight: deque[tuple[Line, Line, _Pending]]) -> int:
+    """Wait for every call still in flight; the highest ack among those that answered (0 if none)."""
+    best = 0
+    while in_flight:
+        *_, call = in_flight.popleft()
+        try:
+            best = max(best, call.result())
+        except GatewayError:
+            pass
+    return best

@@ -69,7 +69,7 @@ def through_gateway(loop: LoopThread, state_dir: Path, lines: int, size: int) ->
     final_seq = buffer.close("end")
     try:
         with GatewayConnection(settings.gateway_listen, token) as conn:
-            sender = LogSender(buffer, conn.append_logs)
+            sender = LogSender(buffer, conn.start_append_logs)
             began = time.perf_counter()
             sender.start()
             assert sender.finish(timeout=600), "the log did not complete"
@@ -82,15 +82,15 @@ def through_gateway(loop: LoopThread, state_dir: Path, lines: int, size: int) ->
 
 
 def raw_batches(lines: int, size: int) -> list[bytes]:
-    """The LogBatch messages the sender sends for the same lines, serialized."""
+    """The LogBlock messages the sender sends for the same lines, serialized."""
     batches = []
     for first in range(1, lines + 1, BATCH_LINES):
         last = min(first + BATCH_LINES - 1, lines)
-        batch = agent_pb2.LogBatch(
-            lines=[
-                agent_pb2.LogLine(seq=i, step="spew", stream="stdout", text=text_of(i, size), ts=time.time())
-                for i in range(first, last + 1)
-            ],
+        batch = agent_pb2.LogBlock(
+            first_seq=first,
+            text=[text_of(i, size) for i in range(first, last + 1)],
+            ts=[time.time()] * (last + 1 - first),
+            runs=[agent_pb2.LogRun(step="spew", stream="stdout", count=last + 1 - first)],
             final=last == lines,
         )
         batches.append(batch.SerializeToString())

@@ -10,14 +10,16 @@ import hashlib
 import logging
 import os
 import tempfile
+import weakref
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from conductor_worker.config import Settings
 from conductor_worker.job_access import open_job_attempt
 from conductor_worker.job_store import JobAttemptDir, read_steering, sha256_file
+from conductor_worker.log_blocks import LogBlock
 from conductor_worker.log_store import LogStore, open_log_store
 from conductor_worker.tls import grpc_server_credentials, tls_enabled
 from conductor_worker.tokens import TokenClaims, TokenError
@@ -39,6 +41,10 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         self._settings = settings
         self._secret = settings.signing_secret()
         self._logs = logs if logs is not None else open_log_store(settings)
+        # One lock per job attempt for its log (see _store_logs); weak: it lives while a call holds or waits.
+        self._log_order: weakref.WeakValueDictionary[tuple[str, int], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     async def _authorize(self, context: grpc.aio.ServicerContext) -> tuple[TokenClaims, JobAttemptDir]:
         metadata = dict(context.invocation_metadata() or ())
@@ -93,19 +99,56 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
 
     async def AppendLogs(self, request, context):
         claims, _ = await self._authorize(context)
-        # Validated as one list: a flood of lines costs a quarter less than one model at a time.
-        lines = _LOG_LINES.validate_python(
-            [
-                {"seq": line.seq, "step": line.step, "stream": line.stream, "text": line.text, "ts": line.ts}
-                for line in request.lines
-                if line.seq >= 1
-            ]
-        )
-        # Off the event loop: the local store fsyncs before it acks, S3 is a blocking HTTP call.
-        acked = await asyncio.to_thread(
-            self._logs.append, claims.job_id, claims.attempt, lines, request.final
-        )
+
+        def lines() -> list[LogLine]:
+            # Validated as one list: a flood of lines costs a quarter less than one model at a time.
+            return _LOG_LINES.validate_python(
+                [
+                    {
+                        "seq": line.seq,
+                        "step": line.step,
+                        "stream": line.stream,
+                        "text": line.text,
+                        "ts": line.ts,
+                    }
+                    for line in request.lines
+                    if line.seq >= 1
+                ]
+            )
+
+        return await self._store_logs(context, claims, lines, request.final)
+
+    async def AppendLogBlock(self, request, context):
+        claims, _ = await self._authorize(context)
+
+        def block() -> LogBlock:
+            runs = [(run.step, run.stream, run.count) for run in request.runs]
+            return LogBlock.checked(request.first_seq, request.text, request.ts, runs)
+
+        return await self._store_logs(context, claims, block, request.final)
+
+    async def _store_logs(self, context, claims: TokenClaims, decode, final: bool) -> agent_pb2.LogAck:
+        """Check and store in a worker thread, in arrival order per attempt.
+
+        Nothing per line runs on the event loop: heartbeats (and the Temporal worker) share it, and an
+        agent that floods its log must never delay its own heartbeat past the conductor's silence limit.
+        An agent keeps several blocks in flight; the lock (asyncio locks are FIFO) stores them in the order
+        they arrived, so a block does not reach the store before the one ahead of it and leave a gap.
+        """
+        key = (claims.job_id, claims.attempt)
+        order = self._log_order.get(key)
+        if order is None:
+            order = self._log_order[key] = asyncio.Lock()
+        async with order:
+            try:
+                acked = await asyncio.to_thread(self._decode_and_store, claims, decode, final)
+            except (ValueError, ValidationError) as err:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad log lines: {err}")
         return agent_pb2.LogAck(acked_through_seq=acked)
+
+    def _decode_and_store(self, claims: TokenClaims, decode, final: bool) -> int:
+        # The local store fsyncs before it acks; S3 is a blocking HTTP call.
+        return self._logs.append(claims.job_id, claims.attempt, decode(), final)
 
     async def UploadResult(self, request_iterator, context):
         claims, job = await self._authorize(context)
