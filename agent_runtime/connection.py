@@ -234,17 +234,7 @@ class GatewayConnection:
 
         Calls started one after another leave in that order, so a sender can keep several in flight.
         """
-        runs = [
-            agent_pb2.LogRun(step=step, stream=stream, count=sum(1 for _ in run))
-            for (step, stream), run in groupby(lines, key=itemgetter(1, 2))
-        ]
-        block = agent_pb2.LogBlock(
-            first_seq=lines[0][0] if lines else 1,
-            text=[line[3] for line in lines],
-            ts=[line[4] for line in lines],
-            runs=runs,
-            final=final,
-        )
+        block = log_block(lines, final)
         call = self._stub.AppendLogBlock.future(block, metadata=self._metadata, timeout=self._call_timeout)
         return PendingAck(self, call)
 
@@ -264,6 +254,21 @@ class GatewayConnection:
                     f"cannot reach the gateway at {self.address} ({what}): {details}"
                 ) from err
             raise GatewayError(f"gateway {what} failed: {code.name}: {details}") from err
+
+
+def log_block(lines: Sequence[LogLineFields], final: bool) -> agent_pb2.LogBlock:
+    """Consecutive lines as one `LogBlock`: columns, and runs of lines from one step and stream."""
+    runs = [
+        agent_pb2.LogRun(step=step, stream=stream, count=sum(1 for _ in run))
+        for (step, stream), run in groupby(lines, key=itemgetter(1, 2))
+    ]
+    return agent_pb2.LogBlock(
+        first_seq=lines[0][0] if lines else 1,
+        text=[line[3] for line in lines],
+        ts=[line[4] for line in lines],
+        runs=runs,
+        final=final,
+    )
 
 
 class PendingAck:

@@ -24,11 +24,14 @@ from agent_runtime.connection import GatewayError, GatewayRefused
 log = logging.getLogger(__name__)
 
 AGENT_STREAM = "agent"
-DEFAULT_MEMORY_BYTES = 8 * 1024 * 1024
+# 1 MiB: a flood spills to disk almost whole anyway (a step prints faster than the gateway stores), so
+# more memory buys little; with the blocks in flight (at most the memory bound: a line stays in memory
+# until acked) the agent stays under 60 MiB of RSS.
+DEFAULT_MEMORY_BYTES = 1024 * 1024
 DEFAULT_SPILL_BYTES = 512 * 1024 * 1024
-# Per batch: well under gRPC's 4 MiB message limit, large enough that a flood is a few calls a second.
+# Per block: well under gRPC's 4 MiB message limit; four fit in the memory bound, to keep four in flight.
 BATCH_LINES = 5000
-BATCH_BYTES = 1024 * 1024
+BATCH_BYTES = 256 * 1024
 # What a line costs beyond its text (tuple, strings, deque slot): keeps the memory bound honest.
 _LINE_OVERHEAD = 120
 

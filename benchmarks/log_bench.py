@@ -19,8 +19,8 @@ from typing import Any
 
 import grpc
 
-from agent_runtime.connection import GatewayConnection
-from agent_runtime.log_buffer import BATCH_LINES, LogBuffer, LogSender
+from agent_runtime.connection import GatewayConnection, log_block
+from agent_runtime.log_buffer import LogBuffer, LogSender
 from benchmarks.results import record
 from conductor_worker.config import Settings
 from conductor_worker.gateway import start_gateway
@@ -28,7 +28,6 @@ from conductor_worker.job_store import JobAttemptDir
 from conductor_worker.log_store import LocalLogStore
 from conductor_worker.tokens import mint_token
 from contracts.jobs import TaskFile
-from proto.conductor.v1 import agent_pb2
 from tests.helpers import free_port
 
 JOB = "job/bench/logs"
@@ -81,19 +80,16 @@ def through_gateway(loop: LoopThread, state_dir: Path, lines: int, size: int) ->
     return elapsed, buffer.spilled_total
 
 
-def raw_batches(lines: int, size: int) -> list[bytes]:
-    """The LogBlock messages the sender sends for the same lines, serialized."""
+def raw_batches(state_dir: Path, lines: int, size: int) -> list[bytes]:
+    """The LogBlock messages the sender sends for the same lines (cut by the same buffer), serialized."""
+    buffer = LogBuffer(state_dir / "raw-spill.pickle")
+    for i in range(1, lines + 1):
+        buffer.append("spew", "stdout", text_of(i, size))
+    buffer.close("end")
     batches = []
-    for first in range(1, lines + 1, BATCH_LINES):
-        last = min(first + BATCH_LINES - 1, lines)
-        batch = agent_pb2.LogBlock(
-            first_seq=first,
-            text=[text_of(i, size) for i in range(first, last + 1)],
-            ts=[time.time()] * (last + 1 - first),
-            runs=[agent_pb2.LogRun(step="spew", stream="stdout", count=last + 1 - first)],
-            final=last == lines,
-        )
-        batches.append(batch.SerializeToString())
+    while batch := buffer.next_batch(timeout=0):
+        batches.append(log_block(batch, batch[-1].seq == buffer.final_seq).SerializeToString())
+        buffer.ack(batch[-1].seq)
     return batches
 
 
@@ -128,7 +124,7 @@ def main(lines: int = 200_000, size: int = 100) -> None:
     megabytes = lines * size / 1e6
     try:
         with tempfile.TemporaryDirectory() as state:
-            raw = raw_unary(loop, raw_batches(lines, size))
+            raw = raw_unary(loop, raw_batches(Path(state), lines, size))
             gateway, spilled = through_gateway(loop, Path(state), lines, size)
     finally:
         loop.close()
