@@ -10,7 +10,8 @@ import hashlib
 import logging
 import os
 import tempfile
-import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -36,15 +37,23 @@ _LOG_LINES = TypeAdapter(list[LogLine])
 SERVICE_NAME = "conductor.v1.AgentService"
 
 
+@dataclass(frozen=True)
+class _WaitingLogs:
+    """A log call waiting for its turn: how to decode its lines (in the worker thread), and its ack."""
+
+    decode: Callable[[], Sequence[LogLine] | LogBlock]
+    final: bool
+    ack: asyncio.Future
+
+
 class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
     def __init__(self, settings: Settings, logs: LogStore | None = None) -> None:
         self._settings = settings
         self._secret = settings.signing_secret()
         self._logs = logs if logs is not None else open_log_store(settings)
-        # One lock per job attempt for its log (see _store_logs); weak: it lives while a call holds or waits.
-        self._log_order: weakref.WeakValueDictionary[tuple[str, int], asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
+        # Per job attempt, the log calls waiting to be stored and the task storing them (see _store_logs).
+        self._log_queues: dict[tuple[str, int], list[_WaitingLogs]] = {}
+        self._log_writers: dict[tuple[str, int], asyncio.Task] = {}
 
     async def _authorize(self, context: grpc.aio.ServicerContext) -> tuple[TokenClaims, JobAttemptDir]:
         metadata = dict(context.invocation_metadata() or ())
@@ -128,27 +137,53 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         return await self._store_logs(context, claims, block, request.final)
 
     async def _store_logs(self, context, claims: TokenClaims, decode, final: bool) -> agent_pb2.LogAck:
-        """Check and store in a worker thread, in arrival order per attempt.
+        """Queue the lines for the attempt's one storing task and wait for their ack.
 
         Nothing per line runs on the event loop: heartbeats (and the Temporal worker) share it, and an
         agent that floods its log must never delay its own heartbeat past the conductor's silence limit.
-        An agent keeps several blocks in flight; the lock (asyncio locks are FIFO) stores them in the order
-        they arrived, so a block does not reach the store before the one ahead of it and leave a gap.
+        An agent keeps several blocks in flight: they are stored in the order they arrived (no block
+        reaches the store before the one ahead of it and leaves a gap), all those waiting at once in one
+        worker-thread call with one fsync.
         """
         key = (claims.job_id, claims.attempt)
-        order = self._log_order.get(key)
-        if order is None:
-            order = self._log_order[key] = asyncio.Lock()
-        async with order:
-            try:
-                acked = await asyncio.to_thread(self._decode_and_store, claims, decode, final)
-            except (ValueError, ValidationError) as err:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad log lines: {err}")
+        waiting = _WaitingLogs(decode, final, asyncio.get_running_loop().create_future())
+        self._log_queues.setdefault(key, []).append(waiting)
+        if key not in self._log_writers:
+            self._log_writers[key] = asyncio.create_task(self._write_logs(key))
+        try:
+            acked = await asyncio.shield(waiting.ack)
+        except (ValueError, ValidationError) as err:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad log lines: {err}")
         return agent_pb2.LogAck(acked_through_seq=acked)
 
-    def _decode_and_store(self, claims: TokenClaims, decode, final: bool) -> int:
-        # The local store fsyncs before it acks; S3 is a blocking HTTP call.
-        return self._logs.append(claims.job_id, claims.attempt, decode(), final)
+    async def _write_logs(self, key: tuple[str, int]) -> None:
+        try:
+            # No await between the check and the task's end: a call queued after it finds no writer.
+            while group := self._log_queues.pop(key, None):
+                try:
+                    outcomes = await asyncio.to_thread(self._decode_and_store, key, group)
+                except Exception as err:  # the store failed: every call of the group gets the error
+                    outcomes = [err] * len(group)
+                for waiting, outcome in zip(group, outcomes, strict=True):
+                    if isinstance(outcome, BaseException):
+                        waiting.ack.set_exception(outcome)
+                    else:
+                        waiting.ack.set_result(outcome)
+        finally:
+            del self._log_writers[key]
+
+    def _decode_and_store(self, key: tuple[str, int], group: list["_WaitingLogs"]) -> list[int | Exception]:
+        refused: list[Exception | None] = []
+        decoded = []
+        for waiting in group:
+            try:
+                decoded.append((waiting.decode(), waiting.final))
+                refused.append(None)
+            except (ValueError, ValidationError) as err:
+                refused.append(err)
+        # The local store fsyncs before it acks (once for the group); S3 is a blocking HTTP call.
+        acks = iter(self._logs.append_group(*key, decoded) if decoded else [])
+        return [next(acks) if err is None else err for err in refused]
 
     async def UploadResult(self, request_iterator, context):
         claims, job = await self._authorize(context)
