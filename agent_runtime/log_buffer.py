@@ -32,6 +32,8 @@ DEFAULT_SPILL_BYTES = 512 * 1024 * 1024
 # Per block: well under gRPC's 4 MiB message limit; four fit in the memory bound, to keep four in flight.
 BATCH_LINES = 5000
 BATCH_BYTES = 256 * 1024
+# Lines per pickled chunk of the spill file (about 30 KiB of 100-byte lines).
+SPILL_CHUNK_LINES = 256
 # What a line costs beyond its text (tuple, strings, deque slot): keeps the memory bound honest.
 _LINE_OVERHEAD = 120
 
@@ -68,7 +70,14 @@ class LogBuffer:
         # Pickled Line tuples: ours alone, read back by this same process, and 3x cheaper than JSON.
         self._spill_out: IO[bytes] | None = None
         self._spill_in: IO[bytes] | None = None
-        self._spilled = 0  # lines in the spill file not read back yet
+        # Spilled lines, oldest first: read back but not in memory yet (at most one chunk), in the file,
+        # then waiting to be written (at most one chunk). Whole chunks are pickled: a flood that spills
+        # costs a pickle call per SPILL_CHUNK_LINES lines, not per line.
+        self._front: deque[Line] = deque()
+        self._in_file = 0
+        self._chunk: list[tuple] = []
+        self._chunk_bytes = 0  # what the chunk will take in the file, at most
+        self._spilled = 0  # all three: lines spilled and not back in memory yet
         self.last_seq = 0
         self.final_seq = 0  # set by close(): the seq of the attempt's last line
         self.spilled_total = 0
@@ -93,7 +102,7 @@ class LogBuffer:
         if not self._spilled and self.memory_bytes + size + _LINE_OVERHEAD <= self._bound:
             return False  # goes to memory
         written = self._spill_out.tell() if self._spill_out is not None else 0
-        return written + size + _LINE_OVERHEAD > self._spill_bound
+        return written + self._chunk_bytes + size + _LINE_OVERHEAD > self._spill_bound
 
     def _dropped_text(self) -> str:
         text = (
@@ -166,19 +175,28 @@ class LogBuffer:
         with self._cond, path.open("w", encoding="utf-8") as out:
             for line in self._memory:
                 out.write(json.dumps(line._asdict()) + "\n")
-            if self._spilled:
+            spilled = list(self._front)
+            if self._in_file:
                 self._open_spill_in()
                 assert self._spill_in is not None
-                for _ in range(self._spilled):
-                    out.write(json.dumps(Line(*pickle.load(self._spill_in))._asdict()) + "\n")
+                while len(spilled) < len(self._front) + self._in_file:
+                    spilled.extend(map(Line._make, pickle.load(self._spill_in)))
+            spilled.extend(map(Line._make, self._chunk))
+            for line in spilled:
+                out.write(json.dumps(line._asdict()) + "\n")
             return len(self._memory) + self._spilled
 
     def _spill(self, line: Line) -> None:
-        if self._spill_out is None:
-            self._spill_out = self._spill_path.open("wb")
-        pickle.dump(tuple(line), self._spill_out)
+        self._chunk.append(tuple(line))
+        self._chunk_bytes += line.size()
         self._spilled += 1
         self.spilled_total += 1
+        if len(self._chunk) >= SPILL_CHUNK_LINES:
+            if self._spill_out is None:
+                self._spill_out = self._spill_path.open("wb")
+            pickle.dump(self._chunk, self._spill_out, protocol=pickle.HIGHEST_PROTOCOL)
+            self._in_file += len(self._chunk)
+            self._chunk, self._chunk_bytes = [], 0
 
     def _open_spill_in(self) -> None:
         assert self._spill_out is not None
@@ -188,10 +206,17 @@ class LogBuffer:
 
     def _refill(self) -> None:
         """Move lines from the front of the spill file to memory, up to the memory bound."""
-        self._open_spill_in()
-        assert self._spill_in is not None
         while self._spilled and (not self._memory or self.memory_bytes < self._bound):
-            line = Line(*pickle.load(self._spill_in))
+            if not self._front:
+                if self._in_file:
+                    self._open_spill_in()
+                    assert self._spill_in is not None
+                    chunk = pickle.load(self._spill_in)
+                    self._in_file -= len(chunk)
+                else:
+                    chunk, self._chunk, self._chunk_bytes = self._chunk, [], 0
+                self._front.extend(map(Line._make, chunk))
+            line = self._front.popleft()
             self._memory.append(line)
             self.memory_bytes += line.size()
             self._spilled -= 1

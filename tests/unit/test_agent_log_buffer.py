@@ -72,12 +72,14 @@ def test_a_partial_ack_keeps_the_rest_for_the_next_batch(tmp_path: Path):
 
 def test_unacked_lines_can_be_saved_for_a_person(tmp_path: Path):
     buffer = LogBuffer(tmp_path / "spill.pickle", memory_bytes=2048)
-    for i in range(100):
+    for i in range(1000):  # in memory, read back from the spill file, in it, waiting to be written
         buffer.append("s", "stdout", f"line {i}")
     buffer.ack(10)
-    assert buffer.save_unacked(tmp_path / "unsent.jsonl") == 90
+    buffer.ack(buffer.next_batch(timeout=0)[-1].seq)  # reads a chunk back from the file
+    acked = 1000 - buffer.pending
+    assert buffer.save_unacked(tmp_path / "unsent.jsonl") == 1000 - acked
     saved = [json.loads(raw) for raw in (tmp_path / "unsent.jsonl").read_text().splitlines()]
-    assert [line["seq"] for line in saved] == list(range(11, 101))
+    assert [line["seq"] for line in saved] == list(range(acked + 1, 1001))
 
 
 def test_no_line_after_the_final_one(tmp_path: Path):
