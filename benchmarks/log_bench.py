@@ -1,11 +1,11 @@
 """Log throughput through the gateway against raw loopback gRPC unary calls of the same payload.
 
 Gateway figure: the agent's path for a burst of log lines already buffered (LogBuffer, spilling past
-its 8 MiB bound, LogSender batches) -> `AppendLogs` on the real gateway -> the local log store, which
-de-duplicates and fsyncs each batch before it acks. Raw figure: the same LogBatch messages, already
-serialized, as unary calls to a loopback gRPC server that only answers. Both servers run on an event
-loop in a thread of this process and both clients send one call at a time, so the ratio is the price
-of the log path itself. MB/s counts the lines' text.
+its 1 MiB bound, LogSender blocks, 4 in flight) -> `AppendLogBlock` on the real gateway -> the local log
+store, which de-duplicates, encodes and fsyncs (once per group of waiting blocks) before it acks. Raw
+figure: the same LogBlock messages (cut by the same buffer), already serialized, as unary calls one at a
+time to a loopback gRPC server that only answers. Both servers run on an event loop in a thread of this
+process, so the ratio is the price of the log path itself. MB/s counts the lines' text.
 """
 
 import argparse
