@@ -19,8 +19,6 @@ from pydantic import ValidationError
 from agent_runtime.connection import TlsFiles
 from agent_runtime.job import DEFAULT_REPORT_TIMEOUT, EXIT_RESULT_KEPT, run_job
 from agent_runtime.log_buffer import DEFAULT_MEMORY_BYTES, DEFAULT_SPILL_BYTES
-from agent_runtime.pool import run_pool
-from contracts.pool import AgentRegistration
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 
@@ -197,6 +195,10 @@ def pool(
     Runs until SIGTERM/SIGINT, then finishes and reports the running scripts (a second signal exits at
     once). Exits 77 when the conductor refuses the join token or the registration.
     """
+    # Here, not at the top: the pool's HTTP client (httpx) costs the per-job agent ~8 MiB it never uses.
+    from agent_runtime.pool import run_pool
+    from contracts.pool import AgentRegistration
+
     # Scripts inherit this process's environment: they must not see the pool's join secret.
     os.environ.pop("CONDUCTOR_POOL_JOIN_TOKEN", None)
     try:

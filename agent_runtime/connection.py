@@ -15,6 +15,8 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 
 import grpc
@@ -119,14 +121,19 @@ class GatewayConnection:
         self._call_timeout = call_timeout
         self._connect_timeout = connect_timeout
         self._metadata = (("authorization", f"Bearer {token}"),)
-        if tls is None:
-            self._channel = grpc.insecure_channel(address, options=_CHANNEL_OPTIONS)
-        else:
-            self._channel = grpc.secure_channel(address, tls.channel_credentials(), options=_CHANNEL_OPTIONS)
+        self._channel = _channel(address, tls, _CHANNEL_OPTIONS)
         self._stub = agent_pb2_grpc.AgentServiceStub(self._channel)
+        # Heartbeats get a connection of their own: on the shared one a beat waits behind every log
+        # byte already queued (HTTP/2 flow control is per connection too), and a beat late past its
+        # deadline is a missed beat. Three missed beats and the conductor relaunches a working agent.
+        self._beat_channel = _channel(
+            address, tls, [*_CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1)]
+        )
+        self._beat_stub = agent_pb2_grpc.AgentServiceStub(self._beat_channel)
 
     def close(self) -> None:
         self._channel.close()
+        self._beat_channel.close()
 
     def __enter__(self) -> "GatewayConnection":
         return self
@@ -213,7 +220,7 @@ class GatewayConnection:
         self, phase: str, steps: dict[str, str], *, steering_seen: int = 0, timeout: float | None = None
     ) -> agent_pb2.HeartbeatResponse:
         with self._translate("heartbeat"):
-            return self._stub.Heartbeat(
+            return self._beat_stub.Heartbeat(
                 agent_pb2.HeartbeatRequest(
                     phase=phase, steps=_step_states(steps), steering_seen=steering_seen
                 ),
@@ -223,16 +230,16 @@ class GatewayConnection:
 
     def append_logs(self, lines: Sequence[LogLineFields], final: bool) -> int:
         """Send consecutive log lines; returns the highest seq the conductor has stored without gaps."""
-        batch = agent_pb2.LogBatch(
-            lines=[
-                agent_pb2.LogLine(seq=seq, step=step, stream=stream, text=text, ts=ts)
-                for seq, step, stream, text, ts in lines
-            ],
-            final=final,
-        )
-        with self._translate("log upload"):
-            ack = self._stub.AppendLogs(batch, metadata=self._metadata, timeout=self._call_timeout)
-        return ack.acked_through_seq
+        return self.start_append_logs(lines, final).result()
+
+    def start_append_logs(self, lines: Sequence[LogLineFields], final: bool) -> "PendingAck":
+        """Send consecutive log lines as one block now, without waiting for the ack.
+
+        Calls started one after another leave in that order, so a sender can keep several in flight.
+        """
+        block = log_block(lines, final)
+        call = self._stub.AppendLogBlock.future(block, metadata=self._metadata, timeout=self._call_timeout)
+        return PendingAck(self, call)
 
     def _transfer_timeout(self, size: int) -> float:
         return self._call_timeout + size / _MIN_TRANSFER_BYTES_PER_SECOND
@@ -252,6 +259,33 @@ class GatewayConnection:
             raise GatewayError(f"gateway {what} failed: {code.name}: {details}") from err
 
 
+def log_block(lines: Sequence[LogLineFields], final: bool) -> agent_pb2.LogBlock:
+    """Consecutive lines as one `LogBlock`: columns, and runs of lines from one step and stream."""
+    runs = [
+        agent_pb2.LogRun(step=step, stream=stream, count=sum(1 for _ in run))
+        for (step, stream), run in groupby(lines, key=itemgetter(1, 2))
+    ]
+    return agent_pb2.LogBlock(
+        first_seq=lines[0][0] if lines else 1,
+        text=[line[3] for line in lines],
+        ts=[line[4] for line in lines],
+        runs=runs,
+        final=final,
+    )
+
+
+class PendingAck:
+    """An `AppendLogBlock` call in flight; `result()` waits for the conductor's ack (or its error)."""
+
+    def __init__(self, conn: GatewayConnection, call: grpc.Future) -> None:
+        self._conn = conn
+        self._call = call
+
+    def result(self) -> int:
+        with self._conn._translate("log upload"):
+            return self._call.result().acked_through_seq
+
+
 def _upload_requests(
     result: AgentResult, bundle: Path | None, steps: dict[str, str]
 ) -> Iterator[agent_pb2.UploadResultRequest]:
@@ -263,6 +297,12 @@ def _upload_requests(
                 yield agent_pb2.UploadResultRequest(bundle_chunk=chunk)
     bundle_sha256 = digest.hexdigest() if bundle is not None else ""
     yield agent_pb2.UploadResultRequest(result=to_proto_result(result, bundle_sha256, steps))
+
+
+def _channel(address: str, tls: TlsFiles | None, options: list[tuple[str, object]]) -> grpc.Channel:
+    if tls is None:
+        return grpc.insecure_channel(address, options=options)
+    return grpc.secure_channel(address, tls.channel_credentials(), options=options)
 
 
 def _step_states(steps: dict[str, str]) -> list[agent_pb2.StepState]:

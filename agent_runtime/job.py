@@ -117,7 +117,7 @@ def run_job(
             return _gateway_exit(err)
         job_dir = _fresh_job_dir(workdir, hello)
         logs = LogBuffer(job_dir / "log-spill.pickle", log_memory_bytes, log_spill_bytes)
-        sender = LogSender(logs, conn.append_logs)
+        sender = LogSender(logs, conn.start_append_logs)
         sender.start()
         handler = _LogHandler(logs)
         logging.getLogger("agent_runtime").addHandler(handler)

@@ -15,19 +15,25 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from itertools import islice
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO, NamedTuple, Protocol
 
 from agent_runtime.connection import GatewayError, GatewayRefused
 
 log = logging.getLogger(__name__)
 
 AGENT_STREAM = "agent"
-DEFAULT_MEMORY_BYTES = 8 * 1024 * 1024
+# 1 MiB: a flood spills to disk almost whole anyway (a step prints faster than the gateway stores), so
+# more memory buys little; with the blocks in flight (at most the memory bound: a line stays in memory
+# until acked) the agent stays under 60 MiB of RSS.
+DEFAULT_MEMORY_BYTES = 1024 * 1024
 DEFAULT_SPILL_BYTES = 512 * 1024 * 1024
-# Per batch: well under gRPC's 4 MiB message limit, large enough that a flood is a few calls a second.
+# Per block: well under gRPC's 4 MiB message limit; four fit in the memory bound, to keep four in flight.
 BATCH_LINES = 5000
-BATCH_BYTES = 1024 * 1024
+BATCH_BYTES = 256 * 1024
+# Lines per pickled chunk of the spill file (about 30 KiB of 100-byte lines).
+SPILL_CHUNK_LINES = 256
 # What a line costs beyond its text (tuple, strings, deque slot): keeps the memory bound honest.
 _LINE_OVERHEAD = 120
 
@@ -64,7 +70,14 @@ class LogBuffer:
         # Pickled Line tuples: ours alone, read back by this same process, and 3x cheaper than JSON.
         self._spill_out: IO[bytes] | None = None
         self._spill_in: IO[bytes] | None = None
-        self._spilled = 0  # lines in the spill file not read back yet
+        # Spilled lines, oldest first: read back but not in memory yet (at most one chunk), in the file,
+        # then waiting to be written (at most one chunk). Whole chunks are pickled: a flood that spills
+        # costs a pickle call per SPILL_CHUNK_LINES lines, not per line.
+        self._front: deque[Line] = deque()
+        self._in_file = 0
+        self._chunk: list[tuple] = []
+        self._chunk_bytes = 0  # what the chunk will take in the file, at most
+        self._spilled = 0  # all three: lines spilled and not back in memory yet
         self.last_seq = 0
         self.final_seq = 0  # set by close(): the seq of the attempt's last line
         self.spilled_total = 0
@@ -89,7 +102,7 @@ class LogBuffer:
         if not self._spilled and self.memory_bytes + size + _LINE_OVERHEAD <= self._bound:
             return False  # goes to memory
         written = self._spill_out.tell() if self._spill_out is not None else 0
-        return written + size + _LINE_OVERHEAD > self._spill_bound
+        return written + self._chunk_bytes + size + _LINE_OVERHEAD > self._spill_bound
 
     def _dropped_text(self) -> str:
         text = (
@@ -124,14 +137,23 @@ class LogBuffer:
         with self._cond:
             return len(self._memory) + self._spilled
 
-    def next_batch(self, timeout: float) -> list[Line]:
-        """The oldest unacked lines (without removing them); waits up to `timeout` for one."""
+    def next_batch(self, timeout: float, after: int = 0) -> list[Line]:
+        """The oldest unacked lines with seq > `after` (without removing them); waits up to `timeout`.
+
+        `after` skips lines already in flight; a batch never holds more than the memory bound allows.
+        """
         with self._cond:
-            self._cond.wait_for(lambda: self._memory or self._spilled, timeout)
-            if len(self._memory) < BATCH_LINES and self._spilled:
+            self._cond.wait_for(
+                lambda: self._memory and self._memory[-1].seq > after or self._spilled, timeout
+            )
+            if self._spilled and (not self._memory or self._memory[-1].seq - after < BATCH_LINES):
                 self._refill()
+            if not self._memory or self._memory[-1].seq <= after:
+                return []
+            # Lines are consecutive: the first one after `after` is at a known index.
+            start = max(0, after + 1 - self._memory[0].seq)
             batch, size = [], 0
-            for line in self._memory:
+            for line in islice(self._memory, start, None):
                 if batch and (len(batch) >= BATCH_LINES or size + line.size() > BATCH_BYTES):
                     break
                 batch.append(line)
@@ -153,19 +175,28 @@ class LogBuffer:
         with self._cond, path.open("w", encoding="utf-8") as out:
             for line in self._memory:
                 out.write(json.dumps(line._asdict()) + "\n")
-            if self._spilled:
+            spilled = list(self._front)
+            if self._in_file:
                 self._open_spill_in()
                 assert self._spill_in is not None
-                for _ in range(self._spilled):
-                    out.write(json.dumps(Line(*pickle.load(self._spill_in))._asdict()) + "\n")
+                while len(spilled) < len(self._front) + self._in_file:
+                    spilled.extend(map(Line._make, pickle.load(self._spill_in)))
+            spilled.extend(map(Line._make, self._chunk))
+            for line in spilled:
+                out.write(json.dumps(line._asdict()) + "\n")
             return len(self._memory) + self._spilled
 
     def _spill(self, line: Line) -> None:
-        if self._spill_out is None:
-            self._spill_out = self._spill_path.open("wb")
-        pickle.dump(tuple(line), self._spill_out)
+        self._chunk.append(tuple(line))
+        self._chunk_bytes += line.size()
         self._spilled += 1
         self.spilled_total += 1
+        if len(self._chunk) >= SPILL_CHUNK_LINES:
+            if self._spill_out is None:
+                self._spill_out = self._spill_path.open("wb")
+            pickle.dump(self._chunk, self._spill_out, protocol=pickle.HIGHEST_PROTOCOL)
+            self._in_file += len(self._chunk)
+            self._chunk, self._chunk_bytes = [], 0
 
     def _open_spill_in(self) -> None:
         assert self._spill_out is not None
@@ -175,10 +206,17 @@ class LogBuffer:
 
     def _refill(self) -> None:
         """Move lines from the front of the spill file to memory, up to the memory bound."""
-        self._open_spill_in()
-        assert self._spill_in is not None
         while self._spilled and (not self._memory or self.memory_bytes < self._bound):
-            line = Line(*pickle.load(self._spill_in))
+            if not self._front:
+                if self._in_file:
+                    self._open_spill_in()
+                    assert self._spill_in is not None
+                    chunk = pickle.load(self._spill_in)
+                    self._in_file -= len(chunk)
+                else:
+                    chunk, self._chunk, self._chunk_bytes = self._chunk, [], 0
+                self._front.extend(map(Line._make, chunk))
+            line = self._front.popleft()
             self._memory.append(line)
             self.memory_bytes += line.size()
             self._spilled -= 1
@@ -194,22 +232,30 @@ class LogBuffer:
 class LogSender:
     """A daemon thread that sends the buffer's lines until the final line is acked.
 
-    `send(lines, final)` returns the conductor's ack (highest seq stored). Unreachable gateway: retry
-    with exponential backoff. A refused token (a superseded attempt): stop; nobody will take our lines.
+    `send(lines, final)` returns the conductor's ack (highest seq stored without gaps), or an object whose
+    `result()` waits for it (`GatewayConnection.start_append_logs`): then up to `in_flight` batches are
+    in flight at once, so the agent encodes the next batch while the conductor stores the last one. A
+    call that reaches the store before the one ahead of it stores nothing (a gap) and the sender
+    re-sends from the ack, so every line is stored once and in order. Unreachable gateway: retry with
+    exponential backoff. A refused token (a superseded attempt): stop; nobody will take our lines.
     """
 
     def __init__(
         self,
         buffer: LogBuffer,
-        send: Callable[[list[Line], bool], int],
+        send: Callable[[list[Line], bool], "int | _Pending"],
         *,
         initial_backoff: float = 0.2,
         max_backoff: float = 5.0,
+        in_flight: int = 4,
     ) -> None:
+        if in_flight < 1:
+            raise ValueError("in_flight must be at least 1")
         self._buffer = buffer
         self._send = send
         self._initial_backoff = initial_backoff
         self._max_backoff = max_backoff
+        self._in_flight = in_flight
         self._stopped = threading.Event()
         self.complete = False
         self.refused: GatewayRefused | None = None
@@ -224,24 +270,49 @@ class LogSender:
         self._stopped.set()
         return self.complete
 
+    def _start(self, batch: list[Line], final: bool) -> "_Pending":
+        try:
+            sent = self._send(batch, final)
+        except GatewayError as err:
+            return _Done(err)
+        return _Done(sent) if isinstance(sent, int) else sent
+
     def _run(self) -> None:
         backoff, failing = self._initial_backoff, False
+        acked = sent = 0  # the conductor stored every line through `acked`; calls carry lines through `sent`
+        resent_from = -1  # the ack we last re-sent from: no progress past it twice means the store is behind
+        in_flight: deque[tuple[Line, Line, _Pending]] = deque()
         while not self._stopped.is_set():
-            batch = self._buffer.next_batch(timeout=0.5)
-            if not batch:
+            while len(in_flight) < self._in_flight:
+                batch = self._buffer.next_batch(timeout=0 if in_flight else 0.5, after=sent)
+                if not batch:
+                    break
+                final = batch[-1].seq == self._buffer.final_seq
+                in_flight.append((batch[0], batch[-1], self._start(batch, final)))
+                sent = batch[-1].seq
+            if not in_flight:
                 continue
-            final = batch[-1].seq == self._buffer.final_seq
+            first, last, call = in_flight.popleft()
             try:
-                acked = self._send(batch, final)
-                if acked < batch[0].seq:
-                    # The store is behind lines it acked before (another conductor's local store?):
-                    # we no longer hold them, so back off rather than spin.
-                    raise GatewayError(f"the conductor acked {acked}, below the batch's first seq")
+                acked = max(acked, call.result())
+                if acked < last.seq:
+                    # Not all of this batch stored: a call behind it reached the store first, or the
+                    # store is behind lines it acked before. Let the others land, then resume from the ack.
+                    acked = max(acked, _settle(in_flight))
+                    self._buffer.ack(acked)
+                    sent = acked
+                    if acked < first.seq and acked <= resent_from:
+                        raise GatewayError(f"the conductor acked {acked}, below the batch's first seq")
+                    resent_from = acked
             except GatewayRefused as err:
                 self.refused = err
+                _settle(in_flight)
                 log.error("log upload refused, %d lines will not be delivered: %s", self._buffer.pending, err)
                 return
             except GatewayError as err:
+                acked = max(acked, _settle(in_flight))
+                self._buffer.ack(acked)
+                sent = acked
                 if not failing:
                     log.warning("log upload failed, retrying with backoff: %s", err)
                 failing = True
@@ -252,6 +323,35 @@ class LogSender:
                 log.info("log upload: gateway reachable again")
             backoff, failing = self._initial_backoff, False
             self._buffer.ack(acked)
-            if final and acked >= batch[-1].seq:
+            if self._buffer.final_seq and acked >= self._buffer.final_seq:
                 self.complete = True
+                _settle(in_flight)
                 return
+
+
+class _Pending(Protocol):
+    def result(self) -> int: ...
+
+
+class _Done:
+    """A call that already answered (a plain `send`), or failed before leaving."""
+
+    def __init__(self, outcome: int | GatewayError) -> None:
+        self._outcome = outcome
+
+    def result(self) -> int:
+        if isinstance(self._outcome, GatewayError):
+            raise self._outcome
+        return self._outcome
+
+
+def _settle(in_flight: deque[tuple[Line, Line, _Pending]]) -> int:
+    """Wait for every call still in flight; the highest ack among those that answered (0 if none)."""
+    best = 0
+    while in_flight:
+        *_, call = in_flight.popleft()
+        try:
+            best = max(best, call.result())
+        except GatewayError:
+            pass
+    return best

@@ -4,7 +4,7 @@ A real `conductor-agent run` (clone, demo coding agent, the flood step, bundle, 
 gateway on loopback, started by a wrapper that prints `getrusage(RUSAGE_CHILDREN).ru_maxrss`: the peak
 of the largest process it waited for, the agent (its steps are small processes). Baseline, in the same
 run: the same wrapper around a Python that only imports the agent's modules, the agent's fixed cost.
-The agent's log buffer keeps at most 8 MiB of unsent lines in memory, so the flood adds little.
+The agent's log buffer keeps at most 1 MiB of unsent lines in memory, so the flood adds little.
 """
 
 import argparse

@@ -1,11 +1,11 @@
 """Log throughput through the gateway against raw loopback gRPC unary calls of the same payload.
 
 Gateway figure: the agent's path for a burst of log lines already buffered (LogBuffer, spilling past
-its 8 MiB bound, LogSender batches) -> `AppendLogs` on the real gateway -> the local log store, which
-de-duplicates and fsyncs each batch before it acks. Raw figure: the same LogBatch messages, already
-serialized, as unary calls to a loopback gRPC server that only answers. Both servers run on an event
-loop in a thread of this process and both clients send one call at a time, so the ratio is the price
-of the log path itself. MB/s counts the lines' text.
+its 1 MiB bound, LogSender blocks, 4 in flight) -> `AppendLogBlock` on the real gateway -> the local log
+store, which de-duplicates, encodes and fsyncs (once per group of waiting blocks) before it acks. Raw
+figure: the same LogBlock messages (cut by the same buffer), already serialized, as unary calls one at a
+time to a loopback gRPC server that only answers. Both servers run on an event loop in a thread of this
+process, so the ratio is the price of the log path itself. MB/s counts the lines' text.
 """
 
 import argparse
@@ -19,8 +19,8 @@ from typing import Any
 
 import grpc
 
-from agent_runtime.connection import GatewayConnection
-from agent_runtime.log_buffer import BATCH_LINES, LogBuffer, LogSender
+from agent_runtime.connection import GatewayConnection, log_block
+from agent_runtime.log_buffer import LogBuffer, LogSender
 from benchmarks.results import record
 from conductor_worker.config import Settings
 from conductor_worker.gateway import start_gateway
@@ -28,7 +28,6 @@ from conductor_worker.job_store import JobAttemptDir
 from conductor_worker.log_store import LocalLogStore
 from conductor_worker.tokens import mint_token
 from contracts.jobs import TaskFile
-from proto.conductor.v1 import agent_pb2
 from tests.helpers import free_port
 
 JOB = "job/bench/logs"
@@ -69,7 +68,7 @@ def through_gateway(loop: LoopThread, state_dir: Path, lines: int, size: int) ->
     final_seq = buffer.close("end")
     try:
         with GatewayConnection(settings.gateway_listen, token) as conn:
-            sender = LogSender(buffer, conn.append_logs)
+            sender = LogSender(buffer, conn.start_append_logs)
             began = time.perf_counter()
             sender.start()
             assert sender.finish(timeout=600), "the log did not complete"
@@ -81,19 +80,16 @@ def through_gateway(loop: LoopThread, state_dir: Path, lines: int, size: int) ->
     return elapsed, buffer.spilled_total
 
 
-def raw_batches(lines: int, size: int) -> list[bytes]:
-    """The LogBatch messages the sender sends for the same lines, serialized."""
+def raw_batches(state_dir: Path, lines: int, size: int) -> list[bytes]:
+    """The LogBlock messages the sender sends for the same lines (cut by the same buffer), serialized."""
+    buffer = LogBuffer(state_dir / "raw-spill.pickle")
+    for i in range(1, lines + 1):
+        buffer.append("spew", "stdout", text_of(i, size))
+    buffer.close("end")
     batches = []
-    for first in range(1, lines + 1, BATCH_LINES):
-        last = min(first + BATCH_LINES - 1, lines)
-        batch = agent_pb2.LogBatch(
-            lines=[
-                agent_pb2.LogLine(seq=i, step="spew", stream="stdout", text=text_of(i, size), ts=time.time())
-                for i in range(first, last + 1)
-            ],
-            final=last == lines,
-        )
-        batches.append(batch.SerializeToString())
+    while batch := buffer.next_batch(timeout=0):
+        batches.append(log_block(batch, batch[-1].seq == buffer.final_seq).SerializeToString())
+        buffer.ack(batch[-1].seq)
     return batches
 
 
@@ -128,7 +124,7 @@ def main(lines: int = 200_000, size: int = 100) -> None:
     megabytes = lines * size / 1e6
     try:
         with tempfile.TemporaryDirectory() as state:
-            raw = raw_unary(loop, raw_batches(lines, size))
+            raw = raw_unary(loop, raw_batches(Path(state), lines, size))
             gateway, spilled = through_gateway(loop, Path(state), lines, size)
     finally:
         loop.close()

@@ -10,14 +10,17 @@ import hashlib
 import logging
 import os
 import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from conductor_worker.config import Settings
 from conductor_worker.job_access import open_job_attempt
 from conductor_worker.job_store import JobAttemptDir, read_steering, sha256_file
+from conductor_worker.log_blocks import LogBlock
 from conductor_worker.log_store import LogStore, open_log_store
 from conductor_worker.tls import grpc_server_credentials, tls_enabled
 from conductor_worker.tokens import TokenClaims, TokenError
@@ -34,11 +37,23 @@ _LOG_LINES = TypeAdapter(list[LogLine])
 SERVICE_NAME = "conductor.v1.AgentService"
 
 
+@dataclass(frozen=True)
+class _WaitingLogs:
+    """A log call waiting for its turn: how to decode its lines (in the worker thread), and its ack."""
+
+    decode: Callable[[], Sequence[LogLine] | LogBlock]
+    final: bool
+    ack: asyncio.Future
+
+
 class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
     def __init__(self, settings: Settings, logs: LogStore | None = None) -> None:
         self._settings = settings
         self._secret = settings.signing_secret()
         self._logs = logs if logs is not None else open_log_store(settings)
+        # Per job attempt, the log calls waiting to be stored and the task storing them (see _store_logs).
+        self._log_queues: dict[tuple[str, int], list[_WaitingLogs]] = {}
+        self._log_writers: dict[tuple[str, int], asyncio.Task] = {}
 
     async def _authorize(self, context: grpc.aio.ServicerContext) -> tuple[TokenClaims, JobAttemptDir]:
         metadata = dict(context.invocation_metadata() or ())
@@ -93,19 +108,82 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
 
     async def AppendLogs(self, request, context):
         claims, _ = await self._authorize(context)
-        # Validated as one list: a flood of lines costs a quarter less than one model at a time.
-        lines = _LOG_LINES.validate_python(
-            [
-                {"seq": line.seq, "step": line.step, "stream": line.stream, "text": line.text, "ts": line.ts}
-                for line in request.lines
-                if line.seq >= 1
-            ]
-        )
-        # Off the event loop: the local store fsyncs before it acks, S3 is a blocking HTTP call.
-        acked = await asyncio.to_thread(
-            self._logs.append, claims.job_id, claims.attempt, lines, request.final
-        )
+
+        def lines() -> list[LogLine]:
+            # Validated as one list: a flood of lines costs a quarter less than one model at a time.
+            return _LOG_LINES.validate_python(
+                [
+                    {
+                        "seq": line.seq,
+                        "step": line.step,
+                        "stream": line.stream,
+                        "text": line.text,
+                        "ts": line.ts,
+                    }
+                    for line in request.lines
+                    if line.seq >= 1
+                ]
+            )
+
+        return await self._store_logs(context, claims, lines, request.final)
+
+    async def AppendLogBlock(self, request, context):
+        claims, _ = await self._authorize(context)
+
+        def block() -> LogBlock:
+            runs = [(run.step, run.stream, run.count) for run in request.runs]
+            return LogBlock.checked(request.first_seq, request.text, request.ts, runs)
+
+        return await self._store_logs(context, claims, block, request.final)
+
+    async def _store_logs(self, context, claims: TokenClaims, decode, final: bool) -> agent_pb2.LogAck:
+        """Queue the lines for the attempt's one storing task and wait for their ack.
+
+        Nothing per line runs on the event loop: heartbeats (and the Temporal worker) share it, and an
+        agent that floods its log must never delay its own heartbeat past the conductor's silence limit.
+        An agent keeps several blocks in flight: they are stored in the order they arrived (no block
+        reaches the store before the one ahead of it and leaves a gap), all those waiting at once in one
+        worker-thread call with one fsync.
+        """
+        key = (claims.job_id, claims.attempt)
+        waiting = _WaitingLogs(decode, final, asyncio.get_running_loop().create_future())
+        self._log_queues.setdefault(key, []).append(waiting)
+        if key not in self._log_writers:
+            self._log_writers[key] = asyncio.create_task(self._write_logs(key))
+        try:
+            acked = await asyncio.shield(waiting.ack)
+        except (ValueError, ValidationError) as err:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad log lines: {err}")
         return agent_pb2.LogAck(acked_through_seq=acked)
+
+    async def _write_logs(self, key: tuple[str, int]) -> None:
+        try:
+            # No await between the check and the task's end: a call queued after it finds no writer.
+            while group := self._log_queues.pop(key, None):
+                try:
+                    outcomes = await asyncio.to_thread(self._decode_and_store, key, group)
+                except Exception as err:  # the store failed: every call of the group gets the error
+                    outcomes = [err] * len(group)
+                for waiting, outcome in zip(group, outcomes, strict=True):
+                    if isinstance(outcome, BaseException):
+                        waiting.ack.set_exception(outcome)
+                    else:
+                        waiting.ack.set_result(outcome)
+        finally:
+            del self._log_writers[key]
+
+    def _decode_and_store(self, key: tuple[str, int], group: list["_WaitingLogs"]) -> list[int | Exception]:
+        refused: list[Exception | None] = []
+        decoded = []
+        for waiting in group:
+            try:
+                decoded.append((waiting.decode(), waiting.final))
+                refused.append(None)
+            except (ValueError, ValidationError) as err:
+                refused.append(err)
+        # The local store fsyncs before it acks (once for the group); S3 is a blocking HTTP call.
+        acks = iter(self._logs.append_group(*key, decoded) if decoded else [])
+        return [next(acks) if err is None else err for err in refused]
 
     async def UploadResult(self, request_iterator, context):
         claims, job = await self._authorize(context)

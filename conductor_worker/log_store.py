@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from conductor_worker.config import Settings
 from conductor_worker.job_store import write_atomic
+from conductor_worker.log_blocks import LogBlock
 from contracts.ids import safe_name
 from contracts.logs import LogLine
 
@@ -41,20 +42,25 @@ class Dropped(BaseModel):
 
 
 def split_at_limit(
-    new: list[LogLine], used_bytes: int, limit: int, dropped: Dropped
-) -> tuple[bytes, list[LogLine], Dropped]:
-    """(the serialized lines that fit, those lines, the updated drop count); once over, all are dropped."""
+    new: LogBlock, used_bytes: int, limit: int, dropped: Dropped
+) -> tuple[bytes, int, Dropped]:
+    """(the encoded lines that fit, the seq of the last one kept (0: none), the updated drop count).
+
+    Once over the limit, every later line is dropped. The usual case is one check for the whole block.
+    """
+    data = new.encoded()
+    if dropped.count == 0 and used_bytes + len(data) <= limit:
+        return data, new.last_seq if len(new) else 0, dropped
     kept: list[bytes] = []
-    stored: list[LogLine] = []
-    for line in new:
-        data = line.__pydantic_serializer__.to_json(line) + b"\n"
-        if dropped.count == 0 and used_bytes + len(data) <= limit:
-            kept.append(data)
-            stored.append(line)
-            used_bytes += len(data)
+    kept_through = 0
+    for seq, raw in enumerate(data.splitlines(keepends=True), start=new.first_seq):
+        if dropped.count == 0 and used_bytes + len(raw) <= limit:
+            kept.append(raw)
+            kept_through = seq
+            used_bytes += len(raw)
         else:
-            dropped = Dropped(count=dropped.count + 1, through_seq=line.seq, limit_bytes=limit)
-    return b"".join(kept), stored, dropped
+            dropped = Dropped(count=dropped.count + 1, through_seq=seq, limit_bytes=limit)
+    return b"".join(kept), kept_through, dropped
 
 
 def dropped_note(dropped: Dropped) -> LogLine:
@@ -83,18 +89,60 @@ def lines_to_store(lines: Iterable[LogLine], stored_through: int) -> list[LogLin
     return out
 
 
-def _jsonl(lines: Iterable[LogLine]) -> bytes:
-    # The model's serializer straight to bytes: half the cost of model_dump_json() + encode().
-    return b"".join(line.__pydantic_serializer__.to_json(line) + b"\n" for line in lines)
+def block_to_store(lines: Sequence[LogLine] | LogBlock, stored_through: int) -> LogBlock:
+    """What continues a log stored up to `stored_through`, as one block (empty: nothing does).
+
+    A block that starts past the next seq leaves a gap and stores nothing; one that overlaps what is
+    stored (re-sent after a lost ack) stores only its new lines.
+    """
+    if not isinstance(lines, LogBlock):
+        return LogBlock.from_lines(lines_to_store(lines, stored_through))
+    skip = stored_through + 1 - lines.first_seq
+    if skip < 0 or skip >= len(lines):
+        return LogBlock(stored_through + 1, (), (), ())
+    if skip == 0:
+        return lines
+    return LogBlock(stored_through + 1, lines.texts[skip:], lines.ts[skip:], _skip_runs(lines.runs, skip))
+
+
+def _skip_runs(runs: Sequence[tuple[str, str, int]], skip: int) -> list[tuple[str, str, int]]:
+    out = []
+    for step, stream, n in runs:
+        take = n - min(skip, n)
+        skip -= n - take
+        if take:
+            out.append((step, stream, take))
+    return out
+
+
+def _lowest_seq(lines: Sequence[LogLine] | LogBlock) -> int:
+    if isinstance(lines, LogBlock):
+        return lines.first_seq
+    return min(line.seq for line in lines)
+
+
+def _highest_seq(lines: Sequence[LogLine] | LogBlock) -> int:
+    if isinstance(lines, LogBlock):
+        return lines.last_seq
+    return max((line.seq for line in lines), default=0)
 
 
 class LogStore(ABC):
     @abstractmethod
-    def append(self, job_id: str, attempt: int, lines: Sequence[LogLine], final: bool = False) -> int:
+    def append(
+        self, job_id: str, attempt: int, lines: Sequence[LogLine] | LogBlock, final: bool = False
+    ) -> int:
         """Store what continues the log; return the highest seq stored with nothing missing below it.
 
+        `lines`: consecutive or not (a batch), or a block of consecutive lines.
         `final`: the batch ends with the attempt's last line; once that line is stored, the log is complete.
         """
+
+    def append_group(
+        self, job_id: str, attempt: int, group: Sequence[tuple[Sequence[LogLine] | LogBlock, bool]]
+    ) -> list[int]:
+        """`append` for each (lines, final) in order; the acks in the same order."""
+        return [self.append(job_id, attempt, lines, final) for lines, final in group]
 
     @abstractmethod
     def read(self, job_id: str, attempt: int, after_seq: int = 0) -> list[LogLine]:
@@ -152,26 +200,44 @@ class LocalLogStore(LogStore):
         except FileNotFoundError:
             return Dropped()
 
-    def append(self, job_id: str, attempt: int, lines: Sequence[LogLine], final: bool = False) -> int:
+    def append(
+        self, job_id: str, attempt: int, lines: Sequence[LogLine] | LogBlock, final: bool = False
+    ) -> int:
+        return self.append_group(job_id, attempt, [(lines, final)])[0]
+
+    def append_group(
+        self, job_id: str, attempt: int, group: Sequence[tuple[Sequence[LogLine] | LogBlock, bool]]
+    ) -> list[int]:
+        """Several appends in order under one lock and one fsync (a group commit): the blocks an agent
+        keeps in flight cost one disk flush, not one each. Every ack is returned after the fsync."""
         path = self.path(job_id, attempt)
         path.parent.mkdir(parents=True, exist_ok=True)
+        acks: list[int] = []
+        complete = 0
         with path.open("a+b") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
-            dropped = self.dropped(job_id, attempt)
+            before = dropped = self.dropped(job_id, attempt)
             stored = max(_last_seq(f), dropped.through_seq)
-            new = lines_to_store(lines, stored)
-            data, kept, now_dropped = split_at_limit(new, f.seek(0, os.SEEK_END), self.max_bytes, dropped)
-            if kept:
-                f.write(data)
+            written = False
+            for lines, final in group:
+                new = block_to_store(lines, stored)
+                data, kept, dropped = split_at_limit(new, f.seek(0, os.SEEK_END), self.max_bytes, dropped)
+                if kept:
+                    f.write(data)
+                    written = True
+                if len(new):
+                    stored = new.last_seq
+                acks.append(stored)
+                if final and len(lines) and stored >= _highest_seq(lines):
+                    complete = stored
+            if written:
                 f.flush()
                 os.fsync(f.fileno())
-            if now_dropped != dropped:
-                write_atomic(self._dropped_path(job_id, attempt), now_dropped.model_dump_json().encode())
-            if new:
-                stored = new[-1].seq
-        if final and lines and stored >= max(line.seq for line in lines):
-            self._complete_path(job_id, attempt).write_text(f"{stored}\n")
-        return stored
+            if dropped != before:
+                write_atomic(self._dropped_path(job_id, attempt), dropped.model_dump_json().encode())
+        if complete:
+            self._complete_path(job_id, attempt).write_text(f"{complete}\n")
+        return acks
 
     def read(self, job_id: str, attempt: int, after_seq: int = 0) -> list[LogLine]:
         path = self.path(job_id, attempt)
@@ -303,22 +369,24 @@ class S3LogStore(LogStore):
         except self._s3.exceptions.NoSuchKey:
             return Dropped()
 
-    def append(self, job_id: str, attempt: int, lines: Sequence[LogLine], final: bool = False) -> int:
+    def append(
+        self, job_id: str, attempt: int, lines: Sequence[LogLine] | LogBlock, final: bool = False
+    ) -> int:
         key = (job_id, attempt)
         with self._locks_lock:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
             stored = self._stored.get(key)
-            if stored is None or (lines and min(line.seq for line in lines) != stored + 1):
+            if stored is None or (len(lines) and _lowest_seq(lines) != stored + 1):
                 chunks = self._sized_chunks(job_id, attempt)
                 self._bytes[key] = sum(size for *_, size in chunks)
                 self._dropped[key] = self.dropped(job_id, attempt)
                 stored = max(max((c[1] for c in chunks), default=0), self._dropped[key].through_seq)
-            new = lines_to_store(lines, stored)
+            new = block_to_store(lines, stored)
             dropped = self._dropped.get(key, Dropped())
             data, kept, now_dropped = split_at_limit(new, self._bytes.get(key, 0), self.max_bytes, dropped)
             if kept:
-                name = f"{kept[0].seq:012d}-{kept[-1].seq:012d}.jsonl"
+                name = f"{new.first_seq:012d}-{kept:012d}.jsonl"
                 self._s3.put_object(
                     Bucket=self._bucket, Key=self._attempt_prefix(job_id, attempt) + name, Body=data
                 )
@@ -330,10 +398,10 @@ class S3LogStore(LogStore):
                     Body=now_dropped.model_dump_json().encode(),
                 )
                 self._dropped[key] = now_dropped
-            if new:
-                stored = new[-1].seq
+            if len(new):
+                stored = new.last_seq
             self._stored[key] = stored
-        if final and lines and stored >= max(line.seq for line in lines):
+        if final and len(lines) and stored >= _highest_seq(lines):
             self._s3.put_object(
                 Bucket=self._bucket, Key=self._attempt_prefix(job_id, attempt) + "complete", Body=b""
             )

@@ -21,6 +21,7 @@ from pydantic import SecretStr
 from activities.git_push import BundleError, push_bundle_branch
 from conductor_worker.gateway import start_gateway
 from conductor_worker.job_store import JobAttemptDir
+from conductor_worker.log_store import LocalLogStore
 from conductor_worker.tokens import mint_token
 from contracts.jobs import AgentStatus, TaskFile
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
@@ -80,6 +81,22 @@ async def test_a_grpc_message_over_the_limit_is_resource_exhausted_before_authen
         await stub.AppendLogs(batch)  # no token at all
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "524288" in refused.value.details()
+
+
+async def test_a_log_block_that_contradicts_itself_is_refused_with_the_reason_and_stores_nothing(
+    small_gateway,
+):
+    stub, metadata, settings = small_gateway
+    runs = [agent_pb2.LogRun(step="code", stream="stdout", count=5)]  # 5 lines claimed, 2 sent
+    block = agent_pb2.LogBlock(first_seq=1, text=["a", "b"], ts=[1.0, 2.0], runs=runs)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.AppendLogBlock(block, metadata=metadata)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "add up to the 2 lines" in refused.value.details()
+    one_run = [agent_pb2.LogRun(step="code", stream="stdout", count=2)]
+    good = agent_pb2.LogBlock(first_seq=1, text=["a", "b"], ts=[1.0, 2.0], runs=one_run)
+    assert (await stub.AppendLogBlock(good, metadata=metadata)).acked_through_seq == 2
+    assert [line.text for line in LocalLogStore(settings.logs_path).read(JOB, 1)] == ["a", "b"]
 
 
 async def test_result_texts_are_cut_to_the_limit_saying_so(small_gateway):

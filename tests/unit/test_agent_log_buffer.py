@@ -1,7 +1,9 @@
 """The agent's log buffer and sender: order, spill to disk under a memory bound, retry, drop only on ack."""
 
 import json
+import random
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -70,12 +72,14 @@ def test_a_partial_ack_keeps_the_rest_for_the_next_batch(tmp_path: Path):
 
 def test_unacked_lines_can_be_saved_for_a_person(tmp_path: Path):
     buffer = LogBuffer(tmp_path / "spill.pickle", memory_bytes=2048)
-    for i in range(100):
+    for i in range(1000):  # in memory, read back from the spill file, in it, waiting to be written
         buffer.append("s", "stdout", f"line {i}")
     buffer.ack(10)
-    assert buffer.save_unacked(tmp_path / "unsent.jsonl") == 90
+    buffer.ack(buffer.next_batch(timeout=0)[-1].seq)  # reads a chunk back from the file
+    acked = 1000 - buffer.pending
+    assert buffer.save_unacked(tmp_path / "unsent.jsonl") == 1000 - acked
     saved = [json.loads(raw) for raw in (tmp_path / "unsent.jsonl").read_text().splitlines()]
-    assert [line["seq"] for line in saved] == list(range(11, 101))
+    assert [line["seq"] for line in saved] == list(range(acked + 1, 1001))
 
 
 def test_no_line_after_the_final_one(tmp_path: Path):
@@ -152,3 +156,63 @@ def test_past_the_spill_bound_lines_are_counted_not_kept_and_the_log_says_so(tmp
         "(CONDUCTOR_AGENT_LOG_SPILL_BYTES) while the conductor was away"
     )
     assert lines[-1].text == "exiting" and len(lines) == 5000 - dropped + 2
+
+
+class ReorderingGateway:
+    """Answers calls later and in any order, like several calls in flight: a call that reaches the store
+    before the one ahead of it stores nothing past the gap. Stores like the real store (ack = stored through)."""
+
+    def __init__(self, seed: int) -> None:
+        self.random = random.Random(seed)
+        self.stored: list[int] = []
+        self.in_flight_peak = 0
+        self._waiting: list[tuple[list[Line], Future]] = []
+        self._lock = threading.Lock()
+
+    def start(self, lines: list[Line], final: bool) -> Future:
+        future: Future = Future()
+        with self._lock:
+            self._waiting.append((lines, future))
+            self.in_flight_peak = max(self.in_flight_peak, len(self._waiting))
+            if len(self._waiting) >= 3 or final or self.random.random() < 0.3:
+                self._answer_all()
+        return _Ack(future, self)
+
+    def _answer_all(self) -> None:
+        self.random.shuffle(self._waiting)
+        for lines, future in self._waiting:
+            for line in lines:
+                if line.seq == len(self.stored) + 1:
+                    self.stored.append(line.seq)
+            future.set_result(len(self.stored))
+        self._waiting.clear()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._answer_all()
+
+
+class _Ack:
+    def __init__(self, future: Future, gateway: ReorderingGateway) -> None:
+        self._future, self._gateway = future, gateway
+
+    def result(self) -> int:
+        if not self._future.done():
+            self._gateway.flush()  # nothing else would answer it: the sender waits on this one
+        return self._future.result()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_blocks_in_flight_answered_out_of_order_are_stored_once_and_in_order(tmp_path: Path, seed: int):
+    # Room in memory for a few blocks in flight (a block in flight stays in memory until acked).
+    buffer = LogBuffer(tmp_path / "spill.pickle", memory_bytes=2 * 1024 * 1024)
+    gateway = ReorderingGateway(seed)
+    for i in range(30_000):  # buffered (mostly spilled) first, so there is always a next block to send
+        buffer.append("s", "stdout", f"{i:06d} " + "y" * 30)
+    buffer.close("the end")
+    sender = LogSender(buffer, gateway.start, in_flight=4)
+    sender.start()
+    assert sender.finish(timeout=30)
+    assert buffer.spilled_total > 0
+    assert gateway.stored == list(range(1, 30_002))
+    assert gateway.in_flight_peak > 1 and buffer.pending == 0

@@ -1,0 +1,77 @@
+"""Log blocks (AppendLogBlock): encoded exactly as the store reads lines back, stored once and in order."""
+
+import math
+
+import pytest
+
+from conductor_worker.log_blocks import BadLogBlock, LogBlock
+from conductor_worker.log_store import LocalLogStore, LogStore
+from contracts.logs import LogLine
+
+pytestmark = pytest.mark.timeout(60)
+
+JOB = "job/ticket/jira/ENG-8"
+# Text a JSON encoder must escape, and text that looks like the encoder's own separators.
+HOSTILE = ['a"b\\c', "\n\r\t\x00\x1f", 'x", "y', "\\", "é 😀 \u2028\u2029", "", '{"seq":1}\n']
+
+
+def block(first: int, texts: list[str], step: str = "code", stream: str = "stdout") -> LogBlock:
+    return LogBlock.checked(first, texts, [1.5 + i for i in range(len(texts))], [(step, stream, len(texts))])
+
+
+def test_encoded_lines_read_back_as_the_same_log_lines():
+    mixed = LogBlock.checked(
+        7,
+        HOSTILE,
+        [0.0, 1e16, 1795692879.0833678, 2.5, 3.0, 4.0, 5.0],
+        [("clone", "stderr", 3), ("", "agent", 4)],
+    )
+    raw = mixed.encoded().splitlines(keepends=True)
+    read = [LogLine.model_validate_json(line) for line in raw]
+    assert [line.seq for line in read] == list(range(7, 14))
+    assert [line.text for line in read] == HOSTILE
+    assert [(line.step, line.stream) for line in read] == [("clone", "stderr")] * 3 + [("", "agent")] * 4
+    assert [line.ts for line in read] == [0.0, 1e16, 1795692879.0833678, 2.5, 3.0, 4.0, 5.0]
+    assert mixed.encoded(4) == b"".join(raw[4:])
+
+
+def test_a_block_that_contradicts_itself_is_refused_with_the_reason():
+    with pytest.raises(BadLogBlock, match="at least 1"):
+        block(0, ["x"])
+    with pytest.raises(BadLogBlock, match="2 texts but 1 times"):
+        LogBlock.checked(1, ["a", "b"], [1.0], [("s", "stdout", 2)])
+    with pytest.raises(BadLogBlock, match="add up"):
+        LogBlock.checked(1, ["a", "b"], [1.0, 2.0], [("s", "stdout", 3)])
+    with pytest.raises(BadLogBlock, match="add up"):
+        LogBlock.checked(1, ["a"], [1.0], [("s", "stdout", 2), ("s", "stderr", -1)])
+    with pytest.raises(BadLogBlock, match="longer than"):
+        LogBlock.checked(1, ["a"], [1.0], [("s" * 256, "stdout", 1)])
+    with pytest.raises(BadLogBlock, match="finite"):
+        LogBlock.checked(1, ["a", "b"], [1.0, math.nan], [("s", "stdout", 2)])
+
+
+def test_blocks_resent_overlapping_or_past_a_gap_are_stored_once_in_order(tmp_path):
+    store: LogStore = LocalLogStore(tmp_path / "logs")
+    texts = [f"line {i}" for i in range(1, 301)]
+    assert store.append(JOB, 1, block(1, texts[:100])) == 100
+    assert store.append(JOB, 1, block(1, texts[:100])) == 100  # the ack was lost: the same block again
+    assert store.append(JOB, 1, block(201, texts[200:])) == 100  # a gap: nothing stored, ack unchanged
+    # Re-sent from the ack in two pieces, the first overlapping what is stored, across a run boundary.
+    overlap = LogBlock.checked(51, texts[50:150], [1.0] * 100, [("a", "stdout", 60), ("b", "stderr", 40)])
+    assert store.append(JOB, 1, overlap) == 150
+    assert store.append(JOB, 1, block(151, texts[150:]), final=True) == 300
+    stored = store.read(JOB, 1)
+    assert [line.seq for line in stored] == list(range(1, 301))
+    assert [line.text for line in stored] == texts
+    assert [line.step for line in stored[100:150]] == ["a"] * 10 + ["b"] * 40
+    assert store.is_complete(JOB, 1)
+
+
+def test_a_block_past_the_limit_is_stored_up_to_it_and_the_rest_counted(tmp_path):
+    store = LocalLogStore(tmp_path / "logs", max_bytes=2000)
+    assert store.append(JOB, 1, block(1, [f"{i:04d} " + "x" * 50 for i in range(100)])) == 100
+    stored = store.read(JOB, 1)
+    assert 0 < len(stored) < 100 and [line.seq for line in stored] == list(range(1, len(stored) + 1))
+    assert store.path(JOB, 1).stat().st_size <= 2000
+    dropped = store.dropped(JOB, 1)
+    assert (dropped.count, dropped.through_seq) == (100 - len(stored), 100)
