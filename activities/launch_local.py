@@ -83,6 +83,8 @@ class LocalLauncher:
         else:
             bwrap_executable()  # SandboxUnavailable now, at start-up, rather than at the first job
         self._secret = settings.signing_secret()
+        # Where this process watches and stops the agents it starts (worker-specific task queue).
+        self.host_task_queue = settings.host_task_queue
         # Children of this process, so they can be reaped (a zombie would look alive).
         self._children: dict[int, subprocess.Popen] = {}
 
@@ -99,9 +101,15 @@ class LocalLauncher:
         record = job.root / "agent.json"
         if record.exists():
             # A retried launch (e.g. the conductor died after spawning): never start a second agent.
-            agent_id = json.loads(record.read_text())["agent_id"]
+            recorded = json.loads(record.read_text())
+            agent_id = recorded["agent_id"]
+            host = recorded.get("host_task_queue", self.host_task_queue)
+            if host != self.host_task_queue:
+                # Another replica's agent (a shared state dir): only its host can tell whether it lives;
+                # if that host is gone, the watch on its queue times out and the job relaunches.
+                return LaunchAgentResult(agent_id=agent_id, launcher="local", host_task_queue=host)
             if self.is_alive(agent_id) or job.result() is not None:
-                return LaunchAgentResult(agent_id=agent_id, launcher="local")
+                return LaunchAgentResult(agent_id=agent_id, launcher="local", host_task_queue=host)
         # A directory per spawn: a conductor killed between spawning and writing agent.json leaves an
         # unrecorded agent behind, and the retried launch's agent must not clone into the same place.
         workdir = job.root / f"workdir-{uuid.uuid4().hex[:8]}"
@@ -128,7 +136,14 @@ class LocalLauncher:
         agent_id = f"local:{child.pid}"
         write_atomic(
             record,
-            json.dumps({"agent_id": agent_id, "started_at": time.time(), "sandbox": self.sandbox}).encode(),
+            json.dumps(
+                {
+                    "agent_id": agent_id,
+                    "started_at": time.time(),
+                    "sandbox": self.sandbox,
+                    "host_task_queue": self.host_task_queue,
+                }
+            ).encode(),
         )
         level = logging.WARNING if self.sandbox == UNSAFE else logging.INFO
         log.log(
@@ -139,7 +154,9 @@ class LocalLauncher:
             input.attempt,
             self.sandbox,
         )
-        return LaunchAgentResult(agent_id=agent_id, launcher="local", sandbox=self.sandbox)
+        return LaunchAgentResult(
+            agent_id=agent_id, launcher="local", sandbox=self.sandbox, host_task_queue=self.host_task_queue
+        )
 
     async def _sandboxed(
         self, job: JobAttemptDir, workdir: Path, command: list[str], env: dict[str, str]

@@ -13,7 +13,7 @@ from conductor_worker.gateway import start_gateway
 from conductor_worker.intake import SqsIntake
 from conductor_worker.rest_api import start_rest_api
 from conductor_worker.webhooks import webhook_router
-from conductor_worker.worker import build_launcher, build_worker
+from conductor_worker.worker import build_launcher, build_workers
 from model_gateway.routes import router_from_settings
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ def sqs_client(settings: Settings):
 async def run_conductor(settings: Settings, stop: asyncio.Event) -> None:
     """Serve until `stop` is set or the shutdown flag says true, then drain (conductor_worker/drain.py)."""
     clear_ready_file(settings.ready_path)
+    settings.shutdown_flag_path.parent.mkdir(parents=True, exist_ok=True)  # where the deploy writes it
     gateway, port = await start_gateway(settings)
     if settings.gateway_listen.endswith(":0") and not settings.gateway_public_address:
         host = settings.gateway_listen.rsplit(":", 1)[0]
@@ -67,9 +68,9 @@ async def run_conductor(settings: Settings, stop: asyncio.Event) -> None:
         host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
         public = f"{rest.scheme}://{host}:{rest.port}"
         settings = settings.model_copy(update={"model_gateway_public_url": public})
-    worker = build_worker(client, settings)
+    workers = build_workers(client, settings)
     intake_stop = asyncio.Event()
-    worker_task = asyncio.create_task(worker.run(), name="worker")
+    worker_tasks = [asyncio.create_task(w.run(), name=f"worker {w.task_queue}") for w in workers]
     intake_task = None
     if settings.sqs_queue_url:
         intake = SqsIntake(client, settings, sqs_client(settings))
@@ -78,12 +79,15 @@ async def run_conductor(settings: Settings, stop: asyncio.Event) -> None:
         log.info("no CONDUCTOR_SQS_QUEUE_URL: SQS intake is off")
     flag_watch = asyncio.create_task(watch_flag(settings.shutdown_flag_path, stop), name="shutdown-flag")
     log.info(
-        "conductor serving (task queue %s, Temporal %s; drains when %s says true)",
-        settings.task_queue,
+        "conductor serving (replica %s; task queues %s; Temporal %s; drains when %s says true, "
+        "then writes %s)",
+        settings.replica,
+        ", ".join(w.task_queue for w in workers),
         settings.temporal_address,
         settings.shutdown_flag_path,
+        settings.ready_path,
     )
-    tasks = [t for t in (worker_task, intake_task, rest and rest.task) if t is not None]
+    tasks = [t for t in (*worker_tasks, intake_task, rest and rest.task) if t is not None]
     stop_wait = asyncio.create_task(stop.wait())
     try:
         done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
@@ -102,8 +106,8 @@ async def run_conductor(settings: Settings, stop: asyncio.Event) -> None:
         if intake_task is not None:
             await asyncio.gather(intake_task, return_exceptions=True)
     with drain.stage("worker", "worker drained; agent result watchers handed to the next conductor"):
-        await worker.shutdown()
-        await asyncio.gather(worker_task, return_exceptions=True)
+        await asyncio.gather(*(w.shutdown() for w in workers))
+        await asyncio.gather(*worker_tasks, return_exceptions=True)
     with drain.stage("gateway", "gateway stopped; agents reconnect to the next conductor by themselves"):
         await gateway.stop(grace=GATEWAY_GRACE_SECONDS)
     if rest is not None:
@@ -111,6 +115,6 @@ async def run_conductor(settings: Settings, stop: asyncio.Event) -> None:
             await rest.stop()
             if model_upstream is not None:
                 await model_upstream.aclose()
-    agents = running_agents(settings.jobs_dir, build_launcher(settings))
+    agents = running_agents(settings.jobs_dir, build_launcher(settings), settings.host_task_queue)
     write_ready_file(settings.ready_path, drain.report(agents_still_running=agents))
     log.info("conductor stopped; %d agents keep running; wrote %s", agents, settings.ready_path)

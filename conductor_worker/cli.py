@@ -75,8 +75,16 @@ def dev(
 @app.command()
 def serve(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     """Run worker, gateway and intake against the configured Temporal cluster (production)."""
+    from conductor_worker.config import TokenSecretMissing
+
     _setup_logging(verbose)
-    asyncio.run(_serve_until_signalled(Settings()))
+    settings = Settings()
+    try:
+        settings.check_token_secret()
+    except TokenSecretMissing as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    asyncio.run(_serve_until_signalled(settings))
 
 
 @app.command()

@@ -4,7 +4,10 @@ Precedence: explicit arguments > environment > the file named by `CONDUCTOR_CONF
 Nothing AWS-specific (account ids, queue URLs, regions) is hard-coded: it all comes from here.
 """
 
+import hashlib
 import os
+import re
+import socket
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -27,6 +30,13 @@ from contracts.usage import ModelPrice
 # The file names deploy scripts know (conductor_worker/drain.py).
 SHUTDOWN_FLAG_NAME = "IS_CONDUCTOR_SHUTTING_DOWN"
 READY_FILE_NAME = "CONDUCTOR_READY_FOR_SAFE_SHUTDOWN"
+# An HMAC key shorter than this is a typo or a placeholder, not a secret.
+MIN_TOKEN_SECRET_CHARS = 32
+_REPLICA_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+class TokenSecretMissing(ValueError):
+    """`conductor serve` without CONDUCTOR_TOKEN_SECRET: replicas would each sign with a secret of their own."""
 
 
 class Settings(BaseSettings):
@@ -41,12 +51,20 @@ class Settings(BaseSettings):
 
     # Where the conductor keeps job files, uploaded bundles, secrets and the dev server's database.
     state_dir: Path = Path(".conductor-state")
+    # This conductor replica's name: its own task queue for what must run on its host (a local agent's
+    # watch and stop) and its own drain flag and ready file. Empty: `<hostname>-<hash of the state dir>`,
+    # the same across restarts on one host, so a restarted conductor takes its host's agents back.
+    # Processes sharing a state dir on one host are one replica unless each sets its own.
+    replica_id: str = ""
 
     # Agent gateway (gRPC). `gateway_public_address` is what agents dial; defaults to the listen address.
     gateway_listen: str = "127.0.0.1:50051"
     gateway_public_address: str = ""
-    # Signs per-job agent tokens. Empty: a random secret is created once under state_dir.
+    # Signs per-job agent tokens; every replica needs the same one (from the environment or a secrets
+    # manager). Empty: `conductor dev` and an embedded conductor create one once under state_dir;
+    # `conductor serve` refuses to start unless generate_token_secret says a single host may do that.
     token_secret: SecretStr = SecretStr("")
+    generate_token_secret: bool = False
     token_ttl_seconds: int = 6 * 3600
     heartbeat_interval_seconds: int = 5
     # TLS for the gateway (gRPC) and the REST API (HTTPS); scripts/make-local-ca.sh makes a CA to try it.
@@ -69,8 +87,9 @@ class Settings(BaseSettings):
     rest_listen: str = ""
     pool_join_token: SecretStr = SecretStr("")
 
-    # Activities one conductor process runs at once; an agent holds one slot (its result watcher) while it
-    # works, so this also caps the agents one process supervises.
+    # Activities each of the process's workers runs at once (the shared queue's, and the replica's own
+    # queue's with the local launcher). An agent holds one slot (its result watcher) while it works, on
+    # the replica's own worker for a local agent, so this also caps the agents one process supervises.
     max_concurrent_activities: int = Field(default=50, ge=4)
 
     # Agent launch: `local` (a subprocess of the conductor) or `fargate` (an ECS task; README "Fargate launcher").
@@ -147,7 +166,8 @@ class Settings(BaseSettings):
     # Set for moto or LocalStack; empty means the real AWS endpoint.
     aws_endpoint_url: str = ""
 
-    # Safe shutdown for deploys (conductor_worker/drain.py). Empty paths: the files live under state_dir.
+    # Safe shutdown for deploys (conductor_worker/drain.py). Empty paths: the replica's own files,
+    # <state_dir>/replicas/<replica>/, so a flag drains one replica and a start clears its own ready file.
     # The deploy writes "true" to the flag file (or sends SIGTERM); the ready file appears once drained.
     shutdown_flag_file: str = ""
     ready_file: str = ""
@@ -191,6 +211,22 @@ class Settings(BaseSettings):
     agent_log_spill_bytes: int = Field(default=512 * 2**20, ge=4096)
     # The result's summary and each output tail, as stored and carried in workflow history (cut past it).
     max_result_text_chars: int = Field(default=16_000, gt=0)
+
+    @field_validator("token_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if 0 < len(value.get_secret_value()) < MIN_TOKEN_SECRET_CHARS:
+            raise ValueError(f"CONDUCTOR_TOKEN_SECRET needs at least {MIN_TOKEN_SECRET_CHARS} characters")
+        return value
+
+    @field_validator("replica_id")
+    @classmethod
+    def _queue_safe(cls, value: str) -> str:
+        if value and not _REPLICA_ID.fullmatch(value):
+            raise ValueError(
+                "CONDUCTOR_REPLICA_ID: 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
+        return value
 
     @field_validator("ecs_subnets", "ecs_security_groups", mode="before")
     @classmethod
@@ -253,17 +289,44 @@ class Settings(BaseSettings):
         return Path(self.logs_dir) if self.logs_dir else self.state_dir / "logs"
 
     @property
+    def replica(self) -> str:
+        if self.replica_id:
+            return self.replica_id
+        state = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:8]
+        host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:40].strip("-._") or "host"
+        return f"{host}-{state}"
+
+    @property
+    def host_task_queue(self) -> str:
+        """This replica's own task queue (Temporal's worker-specific task queue pattern)."""
+        return f"{self.task_queue}/host/{self.replica}"
+
+    @property
+    def replica_dir(self) -> Path:
+        return self.state_dir / "replicas" / self.replica
+
+    @property
     def shutdown_flag_path(self) -> Path:
         return (
-            Path(self.shutdown_flag_file) if self.shutdown_flag_file else self.state_dir / SHUTDOWN_FLAG_NAME
+            Path(self.shutdown_flag_file)
+            if self.shutdown_flag_file
+            else self.replica_dir / SHUTDOWN_FLAG_NAME
         )
 
     @property
     def ready_path(self) -> Path:
-        return Path(self.ready_file) if self.ready_file else self.state_dir / READY_FILE_NAME
+        return Path(self.ready_file) if self.ready_file else self.replica_dir / READY_FILE_NAME
+
+    def check_token_secret(self) -> None:
+        """For `conductor serve`: the secret comes from the environment unless one host may generate it."""
+        if not self.token_secret.get_secret_value() and not self.generate_token_secret:
+            raise TokenSecretMissing(
+                "set CONDUCTOR_TOKEN_SECRET (at least 32 characters, the same on every replica), or "
+                "CONDUCTOR_GENERATE_TOKEN_SECRET=true for a single host that keeps one in its state dir"
+            )
 
     def signing_secret(self) -> bytes:
-        """The token secret: configured, or created once (0600) under state_dir."""
+        """The token secret: configured, or (dev, one host) created once (0600) under state_dir."""
         configured = self.token_secret.get_secret_value()
         if configured:
             return configured.encode()

@@ -1,14 +1,17 @@
 """Safe shutdown for deploys: the flag file that asks for a drain, and the ready file that reports it.
 
-A deploy writes `true` to IS_CONDUCTOR_SHUTTING_DOWN (or sends SIGTERM). The conductor then stops SQS
-intake, so new messages wait in the queue; drains its Temporal worker; stops its agent gateway; and
-writes CONDUCTOR_READY_FOR_SAFE_SHUTDOWN, after which the process exits 0 and the new version may start.
+A deploy writes `true` to the replica's IS_CONDUCTOR_SHUTTING_DOWN (or sends SIGTERM). The conductor then
+stops SQS intake, so new messages wait in the queue; drains its Temporal workers; stops its agent gateway;
+and writes the replica's CONDUCTOR_READY_FOR_SAFE_SHUTDOWN, after which the process exits 0 and the new
+version may start. Both files are the replica's own (<state dir>/replicas/<replica>/ by default), so on a
+shared state dir one flag does not drain every replica and a start does not clear another's ready file.
 
 Nothing is handed over explicitly. Agents run in their own sessions and outlive the conductor; when the
 gateway stops, their gRPC channels drop and reconnect by themselves to whichever conductor next listens
 at the same address (uploads and handshakes use wait_for_ready). Their result watchers end with a
 retryable `ConductorDraining` error (activities/agent_results.py), so Temporal runs them again on the new
-conductor's worker, which reads the agent's progress from the same on-disk job store. The pool agents'
+conductor of the same replica (a local agent's watch is on the replica's own task queue; the job's
+launching_host_timeout_seconds bounds the wait), which reads the agent's progress from the same job store. The pool agents'
 REST API stops last (requests in flight finish first); pool agents move on to their next conductor URL,
 and their tasks' state is in Temporal, so nothing is handed over for them either.
 
@@ -71,16 +74,19 @@ def clear_ready_file(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
-def running_agents(jobs_dir: Path, probe: AgentProbe) -> int:
-    """Agents still working without a reported result: the jobs the next conductor resumes."""
+def running_agents(jobs_dir: Path, probe: AgentProbe, host_task_queue: str) -> int:
+    """This replica's agents still working without a reported result: the jobs the next conductor resumes."""
     count = 0
     for record in jobs_dir.glob("*/attempt-*/agent.json"):
         if (record.parent / "result.json").exists():
             continue
         try:
-            agent_id = json.loads(record.read_text())["agent_id"]
+            recorded = json.loads(record.read_text())
+            agent_id = recorded["agent_id"]
         except (OSError, ValueError, KeyError):
             continue
+        if recorded.get("host_task_queue", host_task_queue) != host_task_queue:
+            continue  # another replica's (a shared state dir): its pid means nothing on this host
         count += probe.is_alive(agent_id)
     return count
 

@@ -83,7 +83,8 @@ def build_launcher(settings: Settings) -> LocalLauncher | FargateLauncher:
     return LocalLauncher(settings)
 
 
-def build_activities(client: Client, settings: Settings, task_queue: str) -> list:
+def build_activities(client: Client, settings: Settings, task_queue: str) -> tuple[list, list]:
+    """(activities for the shared task queue, activities for this replica's own host queue)."""
     launcher = build_launcher(settings)
     logs = open_log_store(settings)
 
@@ -101,16 +102,21 @@ def build_activities(client: Client, settings: Settings, task_queue: str) -> lis
     github_publisher = GithubPublisher(
         github_factory(settings), settings.github_token.get_secret_value(), settings.max_bundle_bytes
     )
-    return [
+    shared = [
         *operations_activities(client, settings, task_queue),
         TaskFileStager(settings.jobs_dir, BlobStore(settings.blobs_dir)).stage_task_files,
         submit_script_task,
         launcher.launch_agent,
+        # Here too: Fargate's agents, and jobs launched before the host queue existed, are watched and
+        # stopped from any replica.
         launcher.stop_agent,
         watcher.await_agent_result,
         LocalGitPublisher(settings.max_bundle_bytes).publish_local,
         github_publisher.publish_github,
     ]
+    # A local agent lives on the host that launched it: only that process can see and stop it.
+    on_host = [launcher.stop_agent, watcher.await_agent_result] if isinstance(launcher, LocalLauncher) else []
+    return shared, on_host
 
 
 def build_recording_worker(client: Client, settings: Settings, recorder: Recorder) -> Worker:
@@ -127,15 +133,23 @@ def build_recording_worker(client: Client, settings: Settings, recorder: Recorde
     )
 
 
-def build_worker(client: Client, settings: Settings, task_queue: str | None = None) -> Worker:
-    task_queue = task_queue or settings.task_queue
-    return Worker(
-        client,
-        task_queue=task_queue,
-        workflows=WORKFLOWS,
-        activities=build_activities(client, settings, task_queue),
-        interceptors=[WorkflowTaskFailures()],
-        max_concurrent_activities=settings.max_concurrent_activities,
-        # Drain: in-flight activities get this long to finish; agent watchers hand over at once.
-        graceful_shutdown_timeout=timedelta(seconds=settings.drain_timeout_seconds),
-    )
+def build_workers(client: Client, settings: Settings) -> list[Worker]:
+    """The worker of the shared task queue and, with the local launcher, the one of this replica's own
+    queue (Temporal's worker-specific task queue pattern); both share the launcher and the watcher."""
+    shared, on_host = build_activities(client, settings, settings.task_queue)
+    queues = [(settings.task_queue, WORKFLOWS, shared)]
+    if on_host:
+        queues.append((settings.host_task_queue, [], on_host))
+    return [
+        Worker(
+            client,
+            task_queue=task_queue,
+            workflows=workflows,
+            activities=activities,
+            interceptors=[WorkflowTaskFailures()] if workflows else [],
+            max_concurrent_activities=settings.max_concurrent_activities,
+            # Drain: in-flight activities get this long to finish; agent watchers hand over at once.
+            graceful_shutdown_timeout=timedelta(seconds=settings.drain_timeout_seconds),
+        )
+        for task_queue, workflows, activities in queues
+    ]

@@ -50,6 +50,9 @@ class LaunchAgentResult(BaseModel):
     launcher: str
     # The local launcher's sandbox (`bwrap`, or `unsafe` when the operator turned it off); empty elsewhere.
     sandbox: str = ""
+    # The launching conductor's own task queue, for what needs its host (the local agent's watch and
+    # stop); empty when any replica can do that (Fargate: DescribeTasks and StopTask work from anywhere).
+    host_task_queue: str = ""
 
 
 class AwaitAgentInput(BaseModel):

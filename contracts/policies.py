@@ -15,6 +15,10 @@ class JobPolicy(BaseModel):
     # A FAILED, CRASHED, TIMED_OUT, NO_CHANGES or CANCELLED job stays open this long for a `retry` signal, then closes
     # as failed. 0: close at once.
     retry_window_seconds: int = Field(default=24 * 3600, ge=0)
+    # How long a local agent's watch or stop waits for its launching conductor to take it (the
+    # schedule-to-start timeout on that conductor's own task queue). A conductor gone longer took its
+    # agents with it: the job relaunches on another. Covers a deploy's restart (README "Deploying safely").
+    launching_host_timeout_seconds: int = Field(default=60, gt=0)
     # Model tokens (input + output) one agent attempt may use through the model gateway before the job
     # pauses in AWAITING_APPROVAL for an operator's `approve_budget` / `refuse_budget`. 0: no budget.
     token_budget: int = Field(default=0, ge=0)

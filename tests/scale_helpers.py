@@ -76,6 +76,13 @@ def conductor_process(
         "CONDUCTOR_MAX_CONCURRENT_ACTIVITIES": "24",
         "CONDUCTOR_TICKET_POLICY__RETRY_WINDOW_SECONDS": "0",
         "CONDUCTOR_INCIDENT_POLICY__RETRY_WINDOW_SECONDS": "0",
+        # `serve` wants the secret from the environment; processes of one test on one state dir may share
+        # the generated one (the test mints tokens from it too).
+        **(
+            {"CONDUCTOR_TOKEN_SECRET": settings.token_secret.get_secret_value()}
+            if settings.token_secret.get_secret_value()
+            else {"CONDUCTOR_GENERATE_TOKEN_SECRET": "true"}
+        ),
         **(extra_env or {}),
     }
     return subprocess.Popen(

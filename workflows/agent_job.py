@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError, TimeoutType
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
@@ -208,18 +208,38 @@ class AgentJobWorkflow(JobOperations):
         self._agent_id = agent.agent_id
         if agent.sandbox == "unsafe":
             self._log(f"UNSANDBOXED agent {agent.agent_id}: CONDUCTOR_SANDBOX=unsafe")
+        on_host = self._on_launching_host(spec, agent)
         try:
             self._set_state(JobState.RUNNING)
-            return await self._await_result(spec, agent)
+            return await self._await_result(spec, agent, on_host)
         finally:
             # Orphan kill on every exit path: success, failure, crash, timeout, cancel.
-            await workflow.execute_activity_method(
-                LocalLauncher.stop_agent,
-                StopAgentInput(job_id=spec.job_id, attempt=self._attempt, agent_id=agent.agent_id),
-                **self._short(),
-            )
+            try:
+                await workflow.execute_activity_method(
+                    LocalLauncher.stop_agent,
+                    StopAgentInput(job_id=spec.job_id, attempt=self._attempt, agent_id=agent.agent_id),
+                    **self._short(),
+                    **on_host,
+                )
+            except ActivityError as err:
+                if not _never_started(err):
+                    raise
+                self._log(f"launching conductor gone: agent {agent.agent_id} went with it")
 
-    async def _await_result(self, spec: JobSpec, agent: LaunchAgentResult) -> AgentResult:
+    def _on_launching_host(self, spec: JobSpec, agent: LaunchAgentResult) -> dict:
+        """Where the agent's watch and stop run: the launching conductor's own queue for a local agent
+        (only its host sees the process), any replica for Fargate. A conductor that does not take them
+        within the policy's time is gone, with its agents."""
+        if not agent.host_task_queue or not workflow.patched("agent-watched-on-launching-host"):
+            return {}
+        return dict(
+            task_queue=agent.host_task_queue,
+            schedule_to_start_timeout=timedelta(seconds=spec.policy.launching_host_timeout_seconds),
+        )
+
+    async def _await_result(
+        self, spec: JobSpec, agent: LaunchAgentResult, on_host: dict | None = None
+    ) -> AgentResult:
         timeout = spec.policy.agent_timeout_seconds
         try:
             result = await workflow.execute_activity_method(
@@ -231,9 +251,15 @@ class AgentJobWorkflow(JobOperations):
                 # The watcher moves to another conductor process on every deploy (ConductorDraining) or crash
                 # while the agent keeps working; the job's own timeout bounds the whole wait.
                 retry_policy=RetryPolicy(maximum_attempts=20, maximum_interval=timedelta(seconds=5)),
+                **(on_host or {}),
             )
         except ActivityError as err:
             cause = err.cause
+            if _never_started(err):
+                raise AgentLost(
+                    f"launching conductor ({on_host['task_queue']}) did not take the agent's watch within "
+                    f"{spec.policy.launching_host_timeout_seconds}s: it is gone, and its agent with it"
+                ) from err
             if isinstance(cause, TemporalTimeoutError):
                 raise JobEnded(
                     JobState.TIMED_OUT, f"agent did not finish within {timeout}s ({cause.type.name})"
@@ -326,3 +352,9 @@ class AgentJobWorkflow(JobOperations):
             await workflow.get_external_workflow_handle(workflow_id).signal("job_finished", finished)
         except FailureError as err:  # the account workflow may have ended (idle); nothing waits for us then
             workflow.logger.info("could not report to %s: %s", workflow_id, err)
+
+
+def _never_started(err: ActivityError) -> bool:
+    """No worker of the queue took the activity in time: on a launching host's queue, the host is gone."""
+    cause = err.cause
+    return isinstance(cause, TemporalTimeoutError) and cause.type == TimeoutType.SCHEDULE_TO_START

@@ -16,7 +16,6 @@ import pytest
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.service import RPCError
 
-from conductor_worker.config import READY_FILE_NAME, SHUTDOWN_FLAG_NAME
 from contracts.ids import safe_name, ticket_job_id
 from contracts.jobs import JobState
 from tests.git_helpers import git
@@ -114,8 +113,9 @@ async def test_drain_hands_running_jobs_to_the_next_conductor(
     prefix = f"D{random.randrange(1000, 9999)}"
     keys = [f"{prefix}-{i}" for i in range(1, JOBS + 1)]
     extras = [f"{prefix}-{i}" for i in range(JOBS + 1, JOBS + EXTRA + 1)]
-    flag, ready = settings.state_dir / SHUTDOWN_FLAG_NAME, settings.state_dir / READY_FILE_NAME
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    # The replica's own files (<state dir>/replicas/<replica>/): the test computes the same replica name.
+    flag, ready = settings.shutdown_flag_path, settings.ready_path
+    flag.parent.mkdir(parents=True, exist_ok=True)
     flag.write_text("false\n")
     port, log = free_port(), tmp_path / "conductor.log"
     first = second = None

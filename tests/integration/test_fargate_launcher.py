@@ -100,6 +100,8 @@ async def test_the_task_gets_the_agent_command_and_only_the_agent_environment(
     launched = await ActivityEnvironment().run(launcher.launch_agent, JOB)
 
     assert launched.launcher == "fargate" and launched.agent_id.startswith("fargate:arn:aws:ecs:")
+    # No launching-host queue: DescribeTasks and StopTask work from any replica.
+    assert launched.host_task_queue == ""
     task = describe(fargate_settings, launched.agent_id)
     assert task["launchType"] == "FARGATE"
     assert ":task-definition/agent-default:" in task["taskDefinitionArn"]

@@ -1,11 +1,13 @@
 """What the local launcher really hands a live agent process, and that stopping it leaves nothing."""
 
+import json
 import os
 from pathlib import Path
 
 from temporalio.testing import ActivityEnvironment
 
 from activities.launch_local import LocalLauncher
+from conductor_worker.job_store import JobAttemptDir
 from contracts.activity_io import LaunchAgentInput, StopAgentInput
 
 CREDENTIALS = {
@@ -51,3 +53,20 @@ async def test_live_agent_environment_holds_no_credentials(settings, monkeypatch
         )
     assert not launcher.is_alive(launched.agent_id)
     assert not os.path.exists(f"/proc/{pid}")
+
+
+async def test_a_retried_launch_returns_another_replicas_agent_with_that_replicas_queue(settings, tmp_path):
+    """On a shared state dir, a launch retried on another replica must not judge (or start beside) an
+    agent it cannot see: it hands back the launching replica's queue, where the watch finds out."""
+    mine = settings.model_copy(update={"replica_id": "replica-b"})
+    theirs = settings.model_copy(update={"replica_id": "replica-a"}).host_task_queue
+    record = JobAttemptDir(mine.jobs_dir, "job-x", 1).root / "agent.json"
+    record.parent.mkdir(parents=True)
+    # A pid that is not an agent here: the old code judged it dead on this host and launched a second one.
+    record.write_text(json.dumps({"agent_id": "local:1", "host_task_queue": theirs}))
+    launcher = LocalLauncher(mine)
+    launched = await ActivityEnvironment().run(
+        launcher.launch_agent, LaunchAgentInput(job_id="job-x", attempt=1)
+    )
+    assert (launched.agent_id, launched.host_task_queue) == ("local:1", theirs)
+    assert not list(record.parent.glob("workdir-*"))  # nothing was spawned

@@ -50,6 +50,8 @@ class ScriptedAgents:
     runs: list[tuple[str, str]] = field(default_factory=list)  # (job, "start" | "end") in order
     notes: list[str] = field(default_factory=list)
     hold: asyncio.Event = field(default_factory=asyncio.Event)
+    # Each launch of a job names the next launching-host queue from its list (default: none, any replica).
+    host_queues: dict[str, list[str]] = field(default_factory=dict)
 
     def activities(self) -> list:
         return [self.stage, self.launch, self.await_result, self.stop, self.publish, self.note]
@@ -61,7 +63,12 @@ class ScriptedAgents:
     @activity.defn(name="launch_agent")
     async def launch(self, input: LaunchAgentInput) -> LaunchAgentResult:
         self.launches.append((input.job_id, input.attempt))
-        return LaunchAgentResult(agent_id=f"scripted:{input.job_id}:{input.attempt}", launcher="scripted")
+        hosts = self.host_queues.get(input.job_id, [])
+        return LaunchAgentResult(
+            agent_id=f"scripted:{input.job_id}:{input.attempt}",
+            launcher="scripted",
+            host_task_queue=hosts.pop(0) if hosts else "",
+        )
 
     @activity.defn(name="await_agent_result")
     async def await_result(self, input: AwaitAgentInput) -> AgentResult:
@@ -147,6 +154,26 @@ async def test_a_crashed_agent_is_relaunched_as_a_new_attempt(ts_env, task_queue
     assert (result.state, result.attempt) == (JobState.SUCCEEDED, 3)
     assert agents.launches == [(job.job_id, 1), (job.job_id, 2), (job.job_id, 3)]
     assert agents.stops == agents.launches  # every attempt's agent stopped, the lost ones too
+
+
+async def test_an_agent_whose_launching_host_is_gone_is_relaunched_on_one_that_is_there(
+    ts_env, task_queue, agents
+):
+    job = spec(repo_for(task_queue), new_key(), launching_host_timeout_seconds=1)
+    gone, here = f"{task_queue}/host/gone", f"{task_queue}/host/here"
+    agents.host_queues[job.job_id] = [gone, here]
+    agents.hold.set()
+    # Only `here` has a worker: the watch and the stop of `gone`'s agent are never taken.
+    async with Worker(ts_env.client, task_queue=here, activities=[agents.await_result, agents.stop]):
+        handle = await start(ts_env.client, task_queue, job)
+        result = await handle.result()
+        status = await handle.query(AgentJobWorkflow.status)
+    assert (result.state, result.attempt) == (JobState.SUCCEEDED, 2)
+    assert agents.launches == [(job.job_id, 1), (job.job_id, 2)]
+    assert agents.runs == [(job.job_id, "start"), (job.job_id, "end")]  # only attempt 2 was watched
+    assert agents.stops == [(job.job_id, 2)]
+    assert any(f"launching conductor ({gone}) did not take" in line for line in status.history)
+    assert any("launching conductor gone: agent scripted:" in line for line in status.history)
 
 
 async def test_crashes_past_the_limit_end_crashed_with_a_note(ts_env, task_queue, agents):
