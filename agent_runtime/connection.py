@@ -12,6 +12,7 @@ import socket
 import ssl
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,6 +59,7 @@ _CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2000),
 ]
+DOWNLOAD_ATTEMPTS = 5
 _REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 _UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
@@ -156,7 +158,22 @@ class GatewayConnection:
             )
 
     def download_file(self, info: agent_pb2.TaskFileInfo, dest: Path) -> Path:
-        """Stream one task file to `dest`; on any mismatch nothing is left at `dest`."""
+        """Stream one task file to `dest`; on any mismatch nothing is left at `dest`.
+
+        grpc retries a stream only until its first response: a stream cut mid-way (the conductor serving
+        it was killed after the first chunk, seen in test_conductor_failover) is fetched again whole, from
+        whichever conductor answers next, up to DOWNLOAD_ATTEMPTS times."""
+        for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+            try:
+                return self._download_once(info, dest)
+            except GatewayUnavailable as err:
+                if attempt == DOWNLOAD_ATTEMPTS:
+                    raise
+                log.warning("download of %s cut (%s); fetching it again (%d)", info.path, err, attempt)
+                time.sleep(min(0.2 * 2**attempt, 5.0))
+        raise AssertionError("unreachable")
+
+    def _download_once(self, info: agent_pb2.TaskFileInfo, dest: Path) -> Path:
         fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
         tmp = Path(tmp_name)
         try:

@@ -117,3 +117,36 @@ def test_a_mismatching_download_leaves_nothing(gateway, tmp_path: Path, announce
         with pytest.raises(TaskFileIntegrityError):
             conn.download_file(announced(servicer.files["job.json"]), tmp_path / "job.json")
     assert list(tmp_path.iterdir()) == []
+
+
+class CuttingFileServer(FileServer):
+    """Cuts the first stream of each file after its first chunk, as a conductor killed mid-stream does."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        super().__init__(files)
+        self.calls = 0
+
+    def DownloadFile(self, request, context) -> Iterator[agent_pb2.FileChunk]:
+        self.calls += 1
+        chunks = super().DownloadFile(request, context)
+        yield next(chunks)
+        if self.calls == 1:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "Stream removed")
+        yield from chunks
+
+
+def test_a_stream_cut_mid_way_is_fetched_again_whole(tmp_path: Path):
+    data = b'{"job_id": "j", "more": "than one chunk"}'
+    servicer = CuttingFileServer({"job.json": data})
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with GatewayConnection(f"127.0.0.1:{port}", TOKEN, call_timeout=5) as conn:
+            conn.download_file(info_for("job.json", data), tmp_path / "job.json")
+    finally:
+        server.stop(grace=None)
+    assert (tmp_path / "job.json").read_bytes() == data
+    assert servicer.calls == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["job.json"]  # no part file left from the cut stream
