@@ -12,7 +12,6 @@ from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from activities.agent_results import AgentResultWatcher
-    from activities.failure_notes import FailureNotes
     from activities.launch_local import LocalLauncher
     from activities.publish_git import LocalGitPublisher
     from activities.publish_github import GithubPublisher
@@ -310,13 +309,7 @@ class AgentJobWorkflow(JobOperations):
             result=ended.result,
             by=self._cancel.by if self._cancel else "",
         )
-        try:
-            left = await workflow.execute_activity_method(
-                FailureNotes.leave_failure_note, note, **self._short()
-            )
-            self._notes += left.left_at
-        except ActivityError as err:
-            self._log(f"could not leave a note: {err.cause or err}")
+        await self._post_note(note)
 
     async def _retry_requested(self, policy: JobPolicy) -> bool:
         """Wait up to the policy's window for `retry`; a `cancel` now closes the job at once."""

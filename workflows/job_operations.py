@@ -165,6 +165,10 @@ class JobOperations:
             reason=self._budget.reason(),
             used_tokens=request.used_tokens,
         )
+        await self._post_note(note)
+
+    async def _post_note(self, note: FailureNoteInput) -> None:
+        """Leave `note` on the ticket (and PR); a note that fails is logged, it never fails the job."""
         try:
             left = await workflow.execute_activity_method(
                 FailureNotes.leave_failure_note, note, **self._short()

@@ -200,3 +200,20 @@ async def _absent(client, workflow_id: str) -> bool:
     except Exception:
         return True
     return False
+
+
+@pytest.mark.timeout(120)
+async def test_with_the_signature_check_off_a_forged_delivery_starts_a_job(
+    client, webhook_settings, start_conductor, monkeypatch
+):
+    """The 401 above is the check's doing: with it off, the same forged delivery makes a job."""
+    import conductor_worker.webhooks
+
+    monkeypatch.setattr(conductor_worker.webhooks, "signature_matches", lambda *args: True)
+    settings = webhook_settings
+    await start_conductor(settings)
+    await served(settings)
+    number = random.randrange(10**5, 10**6)
+    forged = await post_github(base_url(settings), issues_event("labeled", number), secret="not-the-secret")
+    assert forged.status_code == 200 and forged.json()["outcome"] == "started"
+    assert not await _absent(client, ticket_workflow_id("github", f"{REPO}#{number}"))
