@@ -30,6 +30,18 @@ FORWARD_BATCH = 100
 # `IncidentChainInput.alarms_per_run`).
 ALARMS_PER_RUN = IncidentChainInput.model_fields["alarms_per_run"].default
 DECISIONS_KEPT = 200
+# A workflow task must finish within the SDK's 2 s deadlock timeout, or the task fails (and, seen in
+# tests, the worker can then never evict the run: its shutdown hangs). A storm delivers thousands of
+# alarms in one task, and placing 2,700 took 6 s on a loaded machine, so each task places at most this many.
+PLACE_PER_TURN = 500
+PLACE_IN_SLICES = "place-alarms-in-slices"
+SLICE_PAUSE = timedelta(milliseconds=1)
+# At most this many undecided alarms ride in a continue-as-new input (~230 bytes each); more are decided
+# first (`_drain_before_continuing`).
+CARRY_PENDING_LIMIT = 500
+DECIDE_BEFORE_CONTINUING = "decide-pending-before-continuing"
+# Temporal ends a run at 50,000 events; deciding stops well before.
+DRAIN_HISTORY_LIMIT = 40_000
 
 
 @workflow.defn
@@ -65,9 +77,7 @@ class IncidentChainWorkflow:
             await self._forward(force=False)
             workflow.set_current_details(self._details())
             if self._should_continue_as_new():
-                await self._forward(force=True)
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                self._take_job_reports()
+                await self._drain_before_continuing()
                 # Alarms still pending ride along: under a sustained storm there is never a quiet moment.
                 workflow.continue_as_new(self._carry_over())
 
@@ -103,11 +113,14 @@ class IncidentChainWorkflow:
                 chain.last_job_state = report.state
 
     async def _place_pending(self) -> None:
-        batch, self._pending = self._pending, []
-        policy = self._input.policy
         # Alarms delivered together are placed in event-time order: chains never merge, so placing a
         # 10:40 alarm after 11:30 would split what its event times make one incident.
-        for alarm in sorted(batch, key=lambda a: (a.event_time, a.event_id)):
+        batch, self._pending = sorted(self._pending, key=lambda a: (a.event_time, a.event_id)), []
+        sliced = len(batch) > PLACE_PER_TURN and workflow.patched(PLACE_IN_SLICES)
+        if sliced:
+            batch, self._pending = batch[:PLACE_PER_TURN], batch[PLACE_PER_TURN:]
+        policy = self._input.policy
+        for alarm in batch:
             placement = place_alarm(self._chains, alarm, policy)
             decision = Decision(
                 event_id=alarm.event_id,
@@ -128,6 +141,9 @@ class IncidentChainWorkflow:
                     self._queue_forward(chain.last_job_id, alarm)
         for dropped in prune(self._chains, policy):
             self._input.dossiers.pop(dropped.chain_id, None)
+        if sliced:
+            # A timer ends this workflow task, so the rest are placed in the next one (see PLACE_PER_TURN).
+            await workflow.sleep(SLICE_PAUSE)
 
     async def _spawn(self, chain: Chain) -> str:
         number = chain.jobs_started + 1
@@ -185,6 +201,25 @@ class IncidentChainWorkflow:
                 )
             except Exception as err:  # the job ended meanwhile; its chain's dossier still has them
                 workflow.logger.info("could not forward %d alarm(s) to %s: %s", len(alarms), job_id, err)
+
+    async def _drain_before_continuing(self) -> None:
+        """Decide what arrived while this run was winding down, so the carried state stays small.
+
+        Every await here lets a storm deliver more alarms; carrying them all undecided once made a
+        continue-as-new input of 1.7 MB (7,300 alarms) — near Temporal's 2 MB payload limit, past which the
+        continue-as-new fails on every retry and the account's chain is wedged. Each pass decides all that
+        is pending, so only what one last activation brings (at most `CARRY_PENDING_LIMIT`) rides along.
+        """
+        while True:
+            await self._forward(force=True)
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            self._take_job_reports()
+            # Patched: a run recorded before this carried every pending alarm straight over.
+            if len(self._pending) <= CARRY_PENDING_LIMIT or not workflow.patched(DECIDE_BEFORE_CONTINUING):
+                return
+            if workflow.info().get_current_history_length() >= DRAIN_HISTORY_LIMIT:
+                return  # a storm faster than this worker: the run's history limit comes first
+            await self._place_pending()
 
     # Conditions ------------------------------------------------------------------------------
 

@@ -82,8 +82,11 @@ async def _stop_workers():
     yield
     while _RUNNING:
         worker, task = _RUNNING.pop()
-        await worker.shutdown()
-        await task
+        # Bounded: a run the worker cannot evict (after a deadlocked workflow task) hangs its shutdown for
+        # ever, and a test's time limit no longer covers its teardown once the test itself timed out.
+        async with asyncio.timeout(60):
+            await worker.shutdown()
+            await task
 
 
 async def chain_status(ts_env, account: str) -> IncidentChainStatus:
@@ -213,11 +216,16 @@ async def test_an_alarm_storm_continues_as_new_and_loses_nothing(ts_env, conduct
     assert [c.alarm_count for c in status.chains.chains] == [10_000]
     assert len(recorder.launches) == 1
     runs = await run_histories(ts_env, f"alarms/{a}")
-    assert len(runs) == status.runs + 1 >= 2  # it continued as new
+    # It continued as new (the status may come from a run that had decided everything before it did).
+    assert len(runs) >= max(2, status.runs + 1)
     # Every alarm signal is in exactly one run, and no run comes near Temporal's 50,000-event limit.
     assert sum(_alarm_signals(events) for events in runs) == 10_000
     assert max(len(events) for events in runs) < 25_000
-    print(f"storm: {len(runs)} runs, events per run {[len(e) for e in runs]}")
+    # What a run carries into the next stays well under Temporal's 2 MB payload limit, however fast the
+    # storm (undecided alarms once rode along by the thousand: 1.7 MB).
+    carried = [events[0].workflow_execution_started_event_attributes.input.ByteSize() for events in runs]
+    assert max(carried) < 1024 * 1024
+    print(f"storm: {len(runs)} runs, events per run {[len(e) for e in runs]}, input bytes {carried}")
 
 
 async def run_histories(ts_env, workflow_id: str) -> list[list]:
