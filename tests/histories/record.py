@@ -28,7 +28,8 @@ from conductor_worker.devserver import DevServer
 from conductor_worker.intake import SqsIntake
 from conductor_worker.messages import parse_message
 from conductor_worker.run_script import run_script
-from contracts.alarms import Alarm, AlarmState
+from contracts.alarms import Alarm, AlarmBatch, AlarmState
+from contracts.incidents import IncidentChainInput
 from contracts.claims import claim_workflow_id
 from contracts.ids import account_workflow_id, ticket_job_id, ticket_workflow_id
 from contracts.jobs import JobState
@@ -41,12 +42,13 @@ from tests.helpers import EXAMPLES, free_port, ticket_body, wait_for
 from tests.pool_helpers import JOIN_TOKEN, pool_agent, stop_agent
 from workflows.agent_job import AgentJobWorkflow
 from workflows.chaining import chain_id_for
-from workflows.incident_chain import ALARMS_PER_RUN
+from workflows.incident_chain import ALARMS_PER_RUN, PLACE_PER_TURN, IncidentChainWorkflow
 
 HISTORIES = Path(__file__).resolve().parent
 T0 = datetime(2026, 5, 12, 20, 0, tzinfo=UTC)
 CHAIN_ACCOUNT = "204772699175"
 STORM_ACCOUNT = "111122223333"
+SLICED_ACCOUNT = "555566667777"
 BROKEN_REMOTE_ACCOUNT = "999999999999"  # routed to a remote that does not exist: its agent fails
 STORM_ALARMS = ALARMS_PER_RUN + 100  # so the chain workflow continues as new once
 SCENARIO_TIMEOUT = 180
@@ -163,6 +165,24 @@ async def alarm_storm(rec: Recording) -> None:
     rec.add("AgentJobWorkflow", "storm_job", chain_id_for(STORM_ACCOUNT, T0))
 
 
+async def alarm_batch_placed_in_slices(rec: Recording) -> None:
+    """One signal of more alarms than a workflow task places: they are placed over several tasks."""
+    alarms = [_alarm(SLICED_ACCOUNT, 0.004 * i, f"alarm-{i % 7}") for i in range(PLACE_PER_TURN + 200)]
+    workflow_id = account_workflow_id(SLICED_ACCOUNT)
+    handle = await rec.client.start_workflow(
+        IncidentChainWorkflow.run,
+        IncidentChainInput(
+            account=SLICED_ACCOUNT, policy=rec.settings.chain_policy(), task_queue=rec.settings.task_queue
+        ),
+        id=workflow_id,
+        task_queue=rec.settings.task_queue,
+        start_signal="alarms",
+        start_signal_args=[AlarmBatch(alarms=alarms)],
+    )
+    await handle.result()
+    rec.add("IncidentChainWorkflow", "batch_placed_in_slices", workflow_id)
+
+
 async def script_tasks_on_a_pool_agent(rec: Recording) -> None:
     """Two scripts through the REST API and a real `conductor-agent pool`: one beats and completes, one fails."""
     queue = rec.settings.task_queue
@@ -203,6 +223,7 @@ SCENARIOS = [
     incident_chain,
     incident_agent_fails,
     alarm_storm,
+    alarm_batch_placed_in_slices,
     script_tasks_on_a_pool_agent,
 ]
 
