@@ -4,6 +4,8 @@ Tiers and commands: see tests/README.md.
 """
 
 import asyncio
+import faulthandler
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -23,6 +25,46 @@ from contracts import search_attributes
 from contracts.policies import JobPolicy
 from tests.git_helpers import make_bare_repo_from
 from tests.helpers import EXAMPLES, make_intake_queues
+
+# A test's time limit (pytest-timeout, signal method) ends the test, but not a teardown that then hangs:
+# in CI a workflow worker that could not evict a deadlocked run hung its shutdown until the 90-minute
+# limit. This watchdog dumps every thread's stack and ends the run instead, a while after the limit.
+WATCHDOG_GRACE_SECONDS = 240
+_watchdog_out = None
+
+
+def _terminal_stderr(config):
+    """The stderr pytest captured fd 2 from (its capture would swallow the dump); fd 2 without capture."""
+    global _watchdog_out
+    if _watchdog_out is None:
+        capturing = getattr(config.pluginmanager.getplugin("capturemanager"), "_global_capturing", None)
+        saved = getattr(getattr(capturing, "err", None), "targetfd_save", None)
+        _watchdog_out = os.fdopen(os.dup(saved if saved is not None else 2), "w")
+    return _watchdog_out
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item):
+    marker = item.get_closest_marker("timeout")
+    limit = float(marker.args[0]) if marker and marker.args else float(item.config.getini("timeout") or 0)
+    if limit:
+        faulthandler.dump_traceback_later(
+            limit + WATCHDOG_GRACE_SECONDS, exit=True, file=_terminal_stderr(item.config)
+        )
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_exception_interact(node, call, report):
+    # pytest's faulthandler plugin cancels any pending dump when a test fails (its hook runs first): a
+    # test that failed on its time limit is the one whose teardown may hang, so arm the watchdog again.
+    if isinstance(node, pytest.Item):
+        faulthandler.dump_traceback_later(
+            WATCHDOG_GRACE_SECONDS, exit=True, file=_terminal_stderr(node.config)
+        )
 
 
 @pytest.fixture(scope="session")

@@ -29,9 +29,9 @@ from conductor_worker.intake import SqsIntake
 from conductor_worker.messages import parse_message
 from conductor_worker.run_script import run_script
 from contracts.alarms import Alarm, AlarmBatch, AlarmState
-from contracts.incidents import IncidentChainInput
 from contracts.claims import claim_workflow_id
 from contracts.ids import account_workflow_id, ticket_job_id, ticket_workflow_id
+from contracts.incidents import IncidentChainInput
 from contracts.jobs import JobState
 from contracts.operator import CancelRequest, RetryRequest, SteerRequest
 from contracts.policies import JobPolicy
