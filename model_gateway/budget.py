@@ -16,7 +16,7 @@ from temporalio.client import Client
 
 from contracts.operator import BudgetExceeded, BudgetState
 from model_gateway.access import JobAccess
-from model_gateway.usage import read_usage
+from model_gateway.usage import UsageLedger, read_usage
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +24,11 @@ POLL_SECONDS = 0.25
 
 
 class BudgetGate:
-    def __init__(self, client: Client | None, max_hold_seconds: float) -> None:
+    def __init__(self, client: Client | None, max_hold_seconds: float, ledger: UsageLedger) -> None:
         # No client (the gateway without Temporal, in tests): budgets are not enforced.
         self._client = client
         self._max_hold = max_hold_seconds
+        self._ledger = ledger
 
     async def admit(self, access: JobAccess, gone: Callable[[], Awaitable[bool]]) -> str:
         """'' when the request may go on (perhaps after a wait); else why not, for the agent's error."""
@@ -35,6 +36,7 @@ class BudgetGate:
         allowance, cost_allowance = job.token_budget(), job.cost_budget()
         if not (allowance or cost_allowance) or self._client is None:
             return ""
+        await self._ledger.settled(job)  # the previous answers' usage is counted
         usage = read_usage(job)
         used, cost = usage.tokens, usage.cost_usd
         if not _spent(used, cost, allowance, cost_allowance):

@@ -36,11 +36,12 @@ def router_from_settings(settings, client: Client | None = None) -> tuple[APIRou
     upstream = Upstream(RetryPolicy(settings.model_retry_attempts, settings.model_retry_max_wait_seconds))
     # A held request waits at most as long as the longest approval window, and a little more.
     longest_window = max(p.approval_window_seconds for p in settings.job_policies().values())
+    ledger = UsageLedger()
     router = model_gateway_router(
         providers(settings),
         upstream,
-        UsageLedger(),
-        BudgetGate(client, longest_window + 60),
+        ledger,
+        BudgetGate(client, longest_window + 60, ledger),
         settings.jobs_dir,
         settings.signing_secret(),
         settings.model_prices,
@@ -137,13 +138,12 @@ class _Call:
             await self._finish(response.status_code, reader, cut)
 
     async def _finish(self, status: int, reader: UsageReader, cut: str) -> None:
-        total = None
         if 200 <= status < 300:
             reader.usage = priced(reader.usage, reader.model, self.prices)
-            total = await self.ledger.add(self.job, reader.usage)
-        self.done(status, reader, cut, total)
+            self.ledger.add_later(self.job, reader.usage)
+        self.done(status, reader, cut)
 
-    def done(self, status: int, reader: UsageReader | None, cut: str = "", total=None) -> None:
+    def done(self, status: int, reader: UsageReader | None, cut: str = "") -> None:
         usage = reader.usage if reader else None
         now = time.monotonic()
         log.log(
@@ -165,8 +165,6 @@ class _Call:
             self.retries,
             f"; stream cut: {cut}" if cut else "",
         )
-        if total is not None:
-            log.debug("job %s attempt %d model usage so far: %s", self.job.job_id, self.job.attempt, total)
 
 
 async def _bounded_body(request: Request) -> bytes | None:
