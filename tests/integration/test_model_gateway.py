@@ -121,3 +121,21 @@ def test_retry_after_reads_seconds_and_http_dates():
     assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
     in_a_minute = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 60))
     assert 55 < retry_after_seconds(in_a_minute) <= 60
+
+
+@pytest.mark.parametrize("check", ["on", "off"])
+def test_an_ended_attempts_token_spends_nothing(gateway, model, monkeypatch, check):
+    """Zero spend once an attempt has ended; with the check off, its agent's request reaches the provider."""
+    base, token, job = gateway
+    job.result_path.parent.mkdir(parents=True, exist_ok=True)
+    job.result_path.write_text("{}")  # the attempt's result is in: it has ended
+    if check == "off":
+        monkeypatch.setattr("model_gateway.access._ended", lambda job: False)
+
+    response = post(base, "/v1/responses", token, {"stream": True})
+
+    if check == "on":
+        assert response.status_code == 401 and "ended" in response.json()["error"]["message"]
+        assert model.requests == [] and read_usage(job).requests == 0
+    else:  # the protection is what stops it: the same request, unchecked, is forwarded and spends
+        assert response.status_code == 200 and len(model.requests) == 1
