@@ -63,6 +63,8 @@ class CliRun:
     files_changed: list[str] = field(default_factory=list)
     # What the agent did, in order (contracts/agent_events.py); the runner logs each as it comes.
     events: list[AgentEvent] = field(default_factory=list)
+    # Commands the CLI started and has not reported the end of yet, by the CLI's own call id.
+    pending_commands: dict[str, str] = field(default_factory=dict)
 
 
 class CliAdapter(ABC):

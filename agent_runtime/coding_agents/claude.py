@@ -9,6 +9,7 @@ otherwise), and the non-essential traffic (telemetry, updates) is off, so nothin
 
 import json
 import os
+import re
 
 from agent_runtime.coding_agents.base import CliAdapter, CliRun, CliWorkspace, json_object
 from contracts.agent_events import AgentEvent, short
@@ -74,10 +75,16 @@ class ClaudeAdapter(CliAdapter):
                         AgentEvent(kind="file_change", summary=str(block["name"]), files=[path])
                     )
                 elif block.get("type") == "tool_use" and block.get("name") == "Bash":
-                    run.events.append(
-                        AgentEvent(kind="command", summary=short(str(tool_input.get("command", ""))))
-                    )
+                    # Logged once its result is in, with the exit code (`_command_ended`).
+                    run.pending_commands[str(block.get("id", ""))] = short(str(tool_input.get("command", "")))
+        elif kind == "user":
+            for block in (event.get("message") or {}).get("content", []):
+                if isinstance(block, dict) and block.get("type") == "tool_result":
+                    _command_ended(block, event, run)
         elif kind == "result":
+            for command in run.pending_commands.values():  # never answered: the CLI stopped first
+                run.events.append(AgentEvent(kind="command", summary=command))
+            run.pending_commands.clear()
             run.succeeded = event.get("subtype") == "success" and not event.get("is_error")
             if event.get("result"):
                 run.final_message = str(event["result"])
@@ -94,3 +101,25 @@ class ClaudeAdapter(CliAdapter):
                 f"{d.get('tool_name', '?')} {json.dumps(d.get('tool_input', {}))[:200]}"
                 for d in event.get("permission_denials", [])
             ]
+
+
+# Claude Code reports a Bash command's end as a `tool_result` in a "user" event (2.1.332): `is_error` false
+# for exit 0; otherwise content "Exit code N\n<output>"; a command it refused to run (permissions) carries a
+# `non_execution_kind` in `tool_result_meta` and has no exit code.
+_EXIT_CODE = re.compile(r"^Exit code (\d+)")
+
+
+def _command_ended(block: dict, event: dict, run: CliRun) -> None:
+    call_id = str(block.get("tool_use_id", ""))
+    command = run.pending_commands.pop(call_id, None)
+    if command is None:
+        return  # the result of another tool (Write, Edit, ...)
+    meta = next((m for m in event.get("tool_result_meta") or [] if m.get("id") == call_id), {})
+    exit_code = None
+    if not meta.get("non_execution_kind"):
+        content = block.get("content")
+        if isinstance(content, list):
+            content = "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+        match = _EXIT_CODE.match(str(content or ""))
+        exit_code = int(match.group(1)) if match else (None if block.get("is_error") else 0)
+    run.events.append(AgentEvent(kind="command", summary=command, exit_code=exit_code))

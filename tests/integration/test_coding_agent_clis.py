@@ -12,6 +12,7 @@ import pytest
 from agent_runtime.coding_agents import CLI_ADAPTERS
 from agent_runtime.coding_agents.base import CliWorkspace
 from agent_runtime.coding_agents.cli_process import PROMPT_FILE, run_cli
+from contracts.agent_events import event_from_log_text
 from contracts.jobs import FailureClass
 from tests.git_helpers import git
 from tests.helpers import use_real_agent_clis
@@ -22,6 +23,7 @@ from tests.model_standin import (
     claude_write_turn,
     codex_message_turn,
     codex_patch_turn,
+    messages_turn,
 )
 
 TOKEN = "job-token-under-test"
@@ -76,6 +78,38 @@ def test_claude_edits_through_write(workspace: CliWorkspace, model: ModelStandin
     assert requests and all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in requests)
     # Nothing the CLI wrote for itself (HOME, temporary files) is in the clone.
     assert git("status", "--porcelain", cwd=workspace.repo).split() == ["??", "hello.txt"]
+
+
+def test_claude_commands_are_reported_with_their_exit_codes(
+    workspace: CliWorkspace, model: ModelStandin, capsys
+):
+    """Read from the tool results in Claude Code's stream: a failing command, a passing one, a refused one."""
+
+    def bash(call_id: str, command: str):
+        return messages_turn(
+            {
+                "type": "tool_use",
+                "id": call_id,
+                "name": "Bash",
+                "input": {"command": command, "description": "x"},
+            }
+        )
+
+    model.script_messages(
+        bash("toolu_1", "ls no-such-dir"),
+        bash("toolu_2", "ls"),
+        bash("toolu_3", "echo hi; exit 3"),  # compound: acceptEdits mode refuses it unasked
+        claude_write_turn("hello.txt", "hello\n"),
+        claude_message_turn("Done"),
+    )
+    outcome = run_cli(CLI_ADAPTERS["claude"], workspace, "Look around", timeout=60)
+
+    assert outcome.failure_class is FailureClass.NONE, outcome.summary
+    # The events as the job's log receives them (the runner writes each as a marked line).
+    events = [event_from_log_text(line) for line in capsys.readouterr().out.splitlines()]
+    commands = [(e.summary, e.exit_code) for e in events if e is not None and e.kind == "command"]
+    assert commands == [("ls no-such-dir", 2), ("ls", 0), ("echo hi; exit 3", None)]
+    assert any("exit 3" in denial for denial in outcome.denials)
 
 
 @pytest.mark.parametrize("cli", ["codex", "claude"])
