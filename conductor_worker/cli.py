@@ -126,6 +126,7 @@ def simulate(
     from conductor_worker.scenario import ScenarioError, load_scenario
     from conductor_worker.simulate import simulate as run_scenario
     from conductor_worker.simulation_report import render_table
+    from conductor_worker.simulation_run import SimulationStuck
 
     # A job failing (no route, a failing agent) is a decision to report, not a traceback to print.
     logging.getLogger("temporalio").setLevel(logging.ERROR)
@@ -134,6 +135,9 @@ def simulate(
     except (ScenarioError, FileNotFoundError) as err:  # a bad file, or no temporal-test-server installed
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
+    except SimulationStuck as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from err
     typer.echo(report.model_dump_json(indent=2) if json_output else render_table(report))
 
 

@@ -6,7 +6,9 @@ the real Router routes; only the launcher and publishers are the Recorder, which
 The chain decisions come from each account workflow's `status` query (`conductor_worker/chain_log.py`).
 """
 
+import asyncio
 import functools
+import logging
 import tempfile
 import time
 import uuid
@@ -16,6 +18,7 @@ import yaml
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from activities.recorder import Recorder
 from activities.routing import load_routes
@@ -27,6 +30,9 @@ from conductor_worker.simulation_run import SimulationRun
 from conductor_worker.worker import build_recording_worker
 from contracts.jobs import AgentStatus
 from contracts.routing import AccountRouteRule, RepoRoute, RoutesConfig, TicketRouteRule
+
+log = logging.getLogger(__name__)
+WORKER_STOP_SECONDS = 30
 
 # Without a routes file or inline routes, every ticket and account goes to one placeholder repository.
 DEFAULT_ROUTE = RepoRoute(repo_url="sim://default", name="sim://default", publisher="local")
@@ -70,13 +76,27 @@ async def simulate(scenario: Scenario, routes_file: Path | None, settings: Setti
         )
         try:
             await register_search_attributes(env.client)
-            async with build_recording_worker(env.client, settings, recorder):
+            worker = build_recording_worker(env.client, settings, recorder)
+            running = asyncio.create_task(worker.run())
+            try:
                 run = SimulationRun(env, settings, scenario)
                 await run.deliver_all()
                 notes = await run.settle()
                 return await run.report(recorder.launches, notes, time.monotonic() - began)
+            finally:
+                await _stop(worker, running)
         finally:
             await env.shutdown()
+
+
+async def _stop(worker: Worker, running: asyncio.Task) -> None:
+    # Bounded: a worker that cannot evict a run (after a deadlocked workflow task) never ends its shutdown.
+    try:
+        async with asyncio.timeout(WORKER_STOP_SECONDS):
+            await worker.shutdown()
+            await running
+    except TimeoutError:
+        log.error("the simulation's worker did not stop within %d s; leaving it", WORKER_STOP_SECONDS)
 
 
 @functools.cache

@@ -4,9 +4,11 @@ Launch times come from the Recorder (the server's clock at each launch), job out
 job workflows, chain membership from the account workflows' logs (`conductor_worker/chain_log.py`).
 """
 
+import asyncio
 from collections import defaultdict
 from datetime import datetime, timedelta
 
+from temporalio.api.workflowservice.v1 import ListOpenWorkflowExecutionsRequest
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -27,6 +29,14 @@ from workflows.incident_chain import DECISIONS_KEPT
 # long: a job stuck retrying is then reported as running rather than hanging the command.
 SETTLE_STEP = timedelta(seconds=1)
 SETTLE_LIMIT = timedelta(hours=1)
+# Real time one step of simulated time may take (the test server waits for outstanding workflow tasks).
+SLEEP_LIMIT_SECONDS = 60
+
+
+class SimulationStuck(RuntimeError):
+    """Simulated time stopped: some workflow task never completes."""
+
+
 _OUTCOMES = {
     WorkflowExecutionStatus.COMPLETED: "succeeded",
     WorkflowExecutionStatus.RUNNING: "running",
@@ -66,7 +76,7 @@ class SimulationRun:
         if target <= self._now:
             return
         await self._chains.before_sleep(target)
-        await self._env.sleep(target - self._now)
+        await self._sleep(target - self._now)
         self._now = target
 
     async def _deliver(self, number: int, body: str) -> None:
@@ -83,6 +93,31 @@ class SimulationRun:
         await self._intake.deliver_alarm(work)
         await self._chains.delivered(work, number, self._now)
 
+    async def _sleep(self, duration: timedelta) -> None:
+        """Advance simulated time; the test server advances only once no workflow task is outstanding, so a
+        workflow task that never completes would hold this for ever: bounded, and the culprits named."""
+        try:
+            async with asyncio.timeout(SLEEP_LIMIT_SECONDS):
+                await self._env.sleep(duration)
+        except TimeoutError:
+            raise SimulationStuck(
+                f"simulated time did not advance by {duration} within {SLEEP_LIMIT_SECONDS} s of real time; "
+                f"workflows with a workflow task outstanding: {await self._outstanding() or 'none found'}"
+            ) from None
+
+    async def _outstanding(self) -> list[str]:
+        request = ListOpenWorkflowExecutionsRequest(namespace=self._client.namespace, maximum_page_size=200)
+        listed = await self._client.workflow_service.list_open_workflow_executions(request)
+        stuck = []
+        for execution in listed.executions:
+            handle = self._client.get_workflow_handle(
+                execution.execution.workflow_id, run_id=execution.execution.run_id
+            )
+            task = (await handle.describe()).raw_description.pending_workflow_task
+            if task.attempt:
+                stuck.append(f"{execution.execution.workflow_id} (task attempt {task.attempt}, {task.state})")
+        return stuck
+
     # Settling ------------------------------------------------------------------------------------
 
     async def settle(self) -> list[str]:
@@ -96,7 +131,7 @@ class SimulationRun:
             if waited >= SETTLE_LIMIT:
                 still = sorted(pending) or "incident jobs"
                 return [f"not settled after {SETTLE_LIMIT} of simulated time; still running: {still}"]
-            await self._env.sleep(SETTLE_STEP)
+            await self._sleep(SETTLE_STEP)
             waited += SETTLE_STEP
         self._now = await self._env.get_current_time()
         return []
