@@ -45,8 +45,13 @@ def _terminal_stderr(config):
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item):
+    # pytest-timeout's order: the test's marker, then --timeout, then the ini value; 0 turns both off.
     marker = item.get_closest_marker("timeout")
-    limit = float(marker.args[0]) if marker and marker.args else float(item.config.getini("timeout") or 0)
+    given = item.config.getoption("timeout", None)
+    if marker and marker.args:
+        limit = float(marker.args[0])
+    else:
+        limit = float(given if given is not None else item.config.getini("timeout") or 0)
     if limit:
         faulthandler.dump_traceback_later(
             limit + WATCHDOG_GRACE_SECONDS, exit=True, file=_terminal_stderr(item.config)
