@@ -12,7 +12,7 @@ from pydantic import SecretStr
 
 from conductor_worker.job_store import JobAttemptDir
 from conductor_worker.tokens import mint_token
-from contracts.usage import ModelPrice
+from contracts.usage import ModelPrice, ModelUsage
 from model_gateway.routes import router_from_settings
 from model_gateway.upstream import retry_after_seconds
 from model_gateway.usage import read_usage
@@ -55,6 +55,14 @@ def gateway(settings, model):
     server.stop()
 
 
+def counted(job: JobAttemptDir, requests: int = 1) -> ModelUsage:
+    """The attempt's usage once `requests` answers are counted: the gateway writes it just after the answer."""
+    deadline = time.monotonic() + 5
+    while (usage := read_usage(job)).requests < requests and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return usage
+
+
 def post(base: str, path: str, token: str, body: dict) -> httpx.Response:
     return httpx.post(f"{base}{path}", json=body, headers={"authorization": f"Bearer {token}"}, timeout=20)
 
@@ -84,7 +92,7 @@ def test_500s_before_the_first_byte_are_retried_and_usage_counted_and_priced(gat
 
     assert response.status_code == 200 and "message_stop" in response.text
     assert len(model.requests_to("/v1/messages")) == 3
-    assert read_usage(job).model_dump() == {
+    assert counted(job).model_dump() == {
         "requests": 1,
         "input_tokens": 7,
         "cached_input_tokens": 5,
