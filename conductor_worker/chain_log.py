@@ -23,6 +23,7 @@ from workflows.incident_chain import DECISIONS_KEPT, IncidentChainWorkflow
 PLACE_TIMEOUT = 60.0
 # Real seconds between two reads of `status`; equal answers in a row mean the turn is over.
 REREAD_AFTER = 0.05
+QUERY_RPC_TIMEOUT = timedelta(seconds=20)
 
 
 @dataclass
@@ -85,7 +86,8 @@ class ChainLogs:
         deadline = time.monotonic() + PLACE_TIMEOUT
         previous = None
         while True:
-            status = await handle.query(IncidentChainWorkflow.status)
+            # Bounded: a query waits for the workflow's outstanding task, which may never complete.
+            status = await handle.query(IncidentChainWorkflow.status, rpc_timeout=QUERY_RPC_TIMEOUT)
             # A query can land while a turn awaits a job's start: the alarm is counted, its decision not yet
             # logged. Such a chain shows no job yet; two equal answers in a row rule out the rest.
             if status == previous and _turn_done(status, log.delivered):

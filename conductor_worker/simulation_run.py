@@ -107,13 +107,17 @@ class SimulationRun:
 
     async def _outstanding(self) -> list[str]:
         request = ListOpenWorkflowExecutionsRequest(namespace=self._client.namespace, maximum_page_size=200)
-        listed = await self._client.workflow_service.list_open_workflow_executions(request)
+        listed = await self._client.workflow_service.list_open_workflow_executions(
+            request, timeout=timedelta(seconds=10)
+        )
         stuck = []
         for execution in listed.executions:
             handle = self._client.get_workflow_handle(
                 execution.execution.workflow_id, run_id=execution.execution.run_id
             )
-            task = (await handle.describe()).raw_description.pending_workflow_task
+            task = (
+                await handle.describe(rpc_timeout=timedelta(seconds=10))
+            ).raw_description.pending_workflow_task
             if task.attempt:
                 stuck.append(f"{execution.execution.workflow_id} (task attempt {task.attempt}, {task.state})")
         return stuck
