@@ -74,6 +74,10 @@ class JobOperations:
         # The usage last put in the search attributes (_show_usage).
         self._usage_shown: ModelUsage | None = None
         self._budget = JobBudget()
+        # Set when Python collects this run's coroutines after its worker stopped with the run still cached:
+        # the `finally` blocks then run outside any workflow loop and must not call workflow APIs (the SDK
+        # raises). Nothing is lost: the next worker replays the run and releases and stops from there.
+        self._dropped = False
 
     @workflow.signal
     def cancel(self, request: CancelRequest | None = None) -> None:
