@@ -139,6 +139,9 @@ class Settings(BaseSettings):
     coding_agent_timeout_seconds: int = 1500
 
     # Timeouts, relaunches, retries and the `retry` window, per job kind (contracts/policies.py).
+    # Serve Prometheus metrics (the SDK's and the conductor's) at http://<this>/metrics; empty: off.
+    metrics_listen: str = ""
+
     ticket_policy: JobPolicy = JobPolicy()
     incident_policy: JobPolicy = JobPolicy()
     scheduled_policy: JobPolicy = JobPolicy()
