@@ -10,6 +10,10 @@ one port to scrape. Jobs are counted by the workflow's own replay-safe meter: a 
                                                       dead_lettered | unavailable (kind: ticket | alarm | poison)
     conductor_jobs_ended_total{kind, state}          agent jobs reaching an end state (a retried job counts each end)
     conductor_job_duration_seconds{kind, state}      histogram: from the job's start to that end
+    conductor_agents_lost_total{kind}                agents that crashed, fell silent or never handshook
+    conductor_model_requests_total{provider, status} requests through the model gateway, by answer status
+    conductor_model_request_seconds{provider}        histogram: the gateway's whole answer, upstream included
+    conductor_model_tokens_total{kind, direction}    tokens the model gateway counted (input | output)
 """
 
 import functools
@@ -19,6 +23,7 @@ from temporalio.common import MetricMeter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 JOB_DURATION_BUCKETS = [10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400]
+MODEL_REQUEST_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
 
 
 @functools.cache
@@ -47,3 +52,22 @@ class IntakeMetrics:
 
     def message(self, kind: str, outcome: str) -> None:
         self._messages.add(1, {"kind": kind, "outcome": outcome})
+
+
+class ModelGatewayMetrics:
+    def __init__(self, meter: MetricMeter) -> None:
+        self._requests = meter.create_counter("conductor_model_requests", "Model gateway requests by status")
+        self._latency = meter.create_histogram_float(
+            "conductor_model_request_seconds", "Model gateway answers, from request to last byte"
+        )
+        self._tokens = meter.create_counter("conductor_model_tokens", "Model tokens counted by the gateway")
+
+    def request(self, provider: str, status: int, seconds: float) -> None:
+        self._requests.add(1, {"provider": provider, "status": str(status)})
+        self._latency.record(seconds, {"provider": provider})
+
+    def tokens(self, kind: str, input_tokens: int, output_tokens: int) -> None:
+        if input_tokens:
+            self._tokens.add(input_tokens, {"kind": kind, "direction": "input"})
+        if output_tokens:
+            self._tokens.add(output_tokens, {"kind": kind, "direction": "output"})

@@ -51,3 +51,12 @@ def incident_branch(chain_id: str, job_number: int) -> str:
     """Git refs may not hold `:`; the branch carries the chain's account and opening time instead."""
     suffix = "" if job_number == 1 else f"-{job_number}"
     return f"conductor/{incident_key(chain_id)}{suffix}"
+
+
+def job_kind(job_id: str) -> str:
+    """The kind of job an id names (ticket, incident, scheduled), for metrics that see only the id."""
+    if job_id.startswith("job/ticket/"):
+        return "ticket"
+    if job_id.startswith("job/schedule/"):
+        return "scheduled"
+    return "incident" if job_id.startswith("incident/") else "other"

@@ -11,9 +11,12 @@ import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from temporalio.client import Client
+from temporalio.common import MetricMeter
 
 from conductor_worker.job_store import JobAttemptDir
+from conductor_worker.metrics import ModelGatewayMetrics, client_meter
 from conductor_worker.tokens import TokenError
+from contracts.ids import job_kind
 from contracts.usage import ModelPrice, priced
 from model_gateway.access import attempt_for_model_call, token_from_headers
 from model_gateway.budget import BudgetGate
@@ -31,12 +34,17 @@ MAX_REQUEST_BYTES = 32 << 20
 _PASSED_RESPONSE_HEADERS = ("retry-after", "request-id", "x-request-id", "openai-processing-ms")
 
 
-def router_from_settings(settings, client: Client | None = None) -> tuple[APIRouter, Upstream]:
-    """The routes for the conductor's HTTP server, and the upstream client to close when it stops."""
+def router_from_settings(
+    settings, client: Client | None = None, meter: MetricMeter | None = None
+) -> tuple[APIRouter, Upstream]:
+    """The routes for the conductor's HTTP server, and the upstream client to close when it stops.
+    Metrics go to `meter`, by default the client's runtime's (conductor_worker/metrics.py)."""
     upstream = Upstream(RetryPolicy(settings.model_retry_attempts, settings.model_retry_max_wait_seconds))
     # A held request waits at most as long as the longest approval window, and a little more.
     longest_window = max(p.approval_window_seconds for p in settings.job_policies().values())
     ledger = UsageLedger()
+    meter = meter or (client_meter(client) if client is not None else None)
+    metrics = ModelGatewayMetrics(meter) if meter is not None else None
     router = model_gateway_router(
         providers(settings),
         upstream,
@@ -45,6 +53,7 @@ def router_from_settings(settings, client: Client | None = None) -> tuple[APIRou
         settings.jobs_dir,
         settings.signing_secret(),
         settings.model_prices,
+        metrics,
     )
     return router, upstream
 
@@ -57,6 +66,7 @@ def model_gateway_router(
     jobs_dir,
     secret: bytes,
     prices: dict[str, ModelPrice] | None = None,
+    metrics: ModelGatewayMetrics | None = None,
 ) -> APIRouter:
     router = APIRouter(tags=["model gateway"])
 
@@ -78,7 +88,7 @@ def model_gateway_router(
                 return _error(provider, 403, f"conductor model gateway: {refused}")
             body = steer_request(provider.name, access.job, jobs_dir, body)
             answer = await upstream.open(provider, request.url.query, headers, body)
-            call = _Call(provider, access.job, ledger, started, answer.retries, prices or {})
+            call = _Call(provider, access.job, ledger, started, answer.retries, prices or {}, metrics)
             if answer.response is None:
                 call.done(502, None)
                 return _error(provider, 502, f"conductor model gateway: {answer.error}")
@@ -113,8 +123,10 @@ class _Call:
         started: float,
         retries: int,
         prices: dict[str, ModelPrice],
+        metrics: ModelGatewayMetrics | None,
     ) -> None:
         self.provider, self.job, self.ledger, self.prices = provider, job, ledger, prices
+        self.metrics = metrics
         self.started, self.retries = started, retries
         self.first_byte_at: float | None = None
 
@@ -146,6 +158,10 @@ class _Call:
     def done(self, status: int, reader: UsageReader | None, cut: str = "") -> None:
         usage = reader.usage if reader else None
         now = time.monotonic()
+        if self.metrics is not None:
+            self.metrics.request(self.provider.name, status, now - self.started)
+            if usage is not None:
+                self.metrics.tokens(job_kind(self.job.job_id), usage.input_tokens, usage.output_tokens)
         log.log(
             logging.WARNING if cut or status >= 400 else logging.INFO,
             "model request: job %s attempt %d %s %s status %d%s input %d (cached %d) output %d tokens, "

@@ -181,6 +181,7 @@ class AgentJobWorkflow(JobOperations):
             try:
                 return await self._run_attempt(spec)
             except AgentLost as lost:
+                self._count_lost_agent()
                 # A crashed, silent or never-connecting agent is relaunched as a new attempt with a new
                 # token (the gateway refuses the old one from then on), a bounded number of times.
                 limit = spec.policy.max_agent_attempts

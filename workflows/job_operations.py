@@ -281,6 +281,12 @@ class JobOperations:
             "conductor_job_duration_seconds", "From a job's start to an end state"
         ).record(workflow.now() - workflow.info().start_time)
 
+    def _count_lost_agent(self) -> None:
+        kind = self._spec.work.kind if self._spec else ""
+        workflow.metric_meter().create_counter(
+            "conductor_agents_lost", "Agents that crashed, fell silent or never handshook"
+        ).add(1, {"kind": kind})
+
     def _show_usage(self) -> None:
         """Model usage, when it changed: in the search attributes and the Web UI's current details."""
         usage = self._progress.model_usage if self._progress else None

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
+from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
 
 from conductor_worker.job_store import JobAttemptDir
 from conductor_worker.tokens import mint_token
@@ -29,8 +30,19 @@ def model():
         yield standin
 
 
+@pytest.fixture(scope="module")
+def metrics() -> MetricBuffer:
+    """What the gateway records, as the SDK's runtime (the Prometheus exporter's source) receives it."""
+    return MetricBuffer(10_000)
+
+
+@pytest.fixture(scope="module")
+def meter(metrics: MetricBuffer):
+    return Runtime(telemetry=TelemetryConfig(metrics=metrics)).metric_meter
+
+
 @pytest.fixture
-def gateway(settings, model):
+def gateway(settings, model, meter):
     settings = settings.model_copy(
         update={
             "model_openai_url": f"{model.base_url}/v1",
@@ -45,7 +57,7 @@ def gateway(settings, model):
         }
     )
     app = FastAPI()
-    router, _ = router_from_settings(settings)
+    router, _ = router_from_settings(settings, meter=meter)
     app.include_router(router)
     job = JobAttemptDir(settings.jobs_dir, "job/ticket/jira/GW-1", 1)
     job.stage_files([])
@@ -104,6 +116,26 @@ def test_500s_before_the_first_byte_are_retried_and_usage_counted_and_priced(gat
     # The provider saw the conductor's key and the beta flag, never the job token.
     last = model.requests_to("/v1/messages")[-1]
     assert last.headers["x-api-key"] == KEY and token not in str(last.headers)
+
+
+def test_requests_latency_and_tokens_are_metered(gateway, model, metrics):
+    base, token, job = gateway
+    metrics.retrieve_updates()  # only this test's
+    model.script_messages(claude_message_turn("ok", input_tokens=11, output_tokens=4))
+    assert post(base, "/v1/messages", token, {"stream": True, "messages": []}).status_code == 200
+    model.script_responses(Fail(503), Fail(503), Fail(503))
+    assert post(base, "/v1/responses", token, {"stream": True}).status_code == 503
+    counted(job)
+
+    updates = [(u.metric.name, u.value, dict(u.attributes)) for u in metrics.retrieve_updates()]
+    requests = sorted((a["provider"], a["status"]) for n, _, a in updates if n == "conductor_model_requests")
+    assert requests == [("anthropic", "200"), ("openai", "503")]
+    tokens = {
+        a["direction"]: v for n, v, a in updates if n == "conductor_model_tokens" and a["kind"] == "ticket"
+    }
+    assert tokens == {"input": 11, "output": 4}
+    latencies = [v for n, v, _ in updates if n == "conductor_model_request_seconds"]
+    assert len(latencies) == 2 and all(0 < v < 20 for v in latencies)
 
 
 def test_an_upstream_error_that_outlasts_the_retries_reaches_the_cli(gateway, model):

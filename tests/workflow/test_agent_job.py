@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 
 import pytest
 from temporalio import activity
-from temporalio.client import WorkflowFailureError, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
+from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
@@ -273,3 +274,39 @@ async def test_a_run_dropped_by_a_stopped_worker_releases_nothing_from_outside_i
         except RPCError:
             pass
     assert [f"{hook.object}: {hook.exc_value!r}" for hook in unraisable] == []
+
+
+async def test_lost_agents_and_job_ends_are_metered_once_however_often_replayed(ts_env, task_queue):
+    """The job workflow's Prometheus counters (conductor_worker/metrics.py) through a worker whose runtime
+    buffers metrics; a worker without a cache replays the whole history at every task, and counts nothing
+    twice (the workflow's meter records nothing while replaying)."""
+    buffer = MetricBuffer(10_000)
+    metered = await Client.connect(
+        ts_env.client.service_client.config.target_host,
+        data_converter=ts_env.client.data_converter,
+        runtime=Runtime(telemetry=TelemetryConfig(metrics=buffer)),
+    )
+    scripted = ScriptedAgents()
+    claims = ClaimChecks(metered, task_queue)
+    job = spec(repo_for(task_queue), new_key(), max_agent_attempts=3)
+    scripted.scripts[job.job_id] = [CRASH, CRASH, SUCCEED]
+    scripted.hold.set()
+    async with Worker(
+        metered,
+        task_queue=task_queue,
+        workflows=[AgentJobWorkflow, RepoClaimWorkflow],
+        activities=[*scripted.activities(), claims.request_claim, claims.closed_workflows],
+        max_cached_workflows=0,
+    ):
+        assert (await (await start(ts_env.client, task_queue, job)).result()).state == JobState.SUCCEEDED
+        await ts_env.client.get_workflow_handle(claim_workflow_id(repo_for(task_queue))).terminate("done")
+    counted = {}
+    for update in buffer.retrieve_updates():
+        if update.metric.name.startswith("conductor_"):
+            key = (update.metric.name, tuple(sorted(dict(update.attributes).items())))
+            counted[key] = counted.get(key, 0) + update.value
+    lost = [v for (name, _), v in counted.items() if name == "conductor_agents_lost"]
+    ended = {
+        dict(attrs)["state"]: v for (name, attrs), v in counted.items() if name == "conductor_jobs_ended"
+    }
+    assert lost == [2] and ended == {"SUCCEEDED": 1}
