@@ -4,6 +4,7 @@ import asyncio
 import logging
 
 import boto3
+from opentelemetry.sdk.trace import TracerProvider
 
 from conductor_worker.blob_store import BlobStore
 from conductor_worker.client import connect
@@ -13,6 +14,7 @@ from conductor_worker.gateway import start_gateway
 from conductor_worker.intake import SqsIntake
 from conductor_worker.metrics import metrics_runtime
 from conductor_worker.rest_api import start_rest_api
+from conductor_worker.tracing import client_interceptors, tracer_of, tracer_provider
 from conductor_worker.webhooks import webhook_router
 from conductor_worker.worker import build_launcher, build_workers
 from model_gateway.routes import router_from_settings
@@ -29,8 +31,12 @@ def sqs_client(settings: Settings):
     )
 
 
-async def run_conductor(settings: Settings, stop: asyncio.Event) -> None:
-    """Serve until `stop` is set or the shutdown flag says true, then drain (conductor_worker/drain.py)."""
+async def run_conductor(
+    settings: Settings, stop: asyncio.Event, tracing: TracerProvider | None = None
+) -> None:
+    """Serve until `stop` is set or the shutdown flag says true, then drain (conductor_worker/drain.py).
+    `tracing`: where spans go; by default the OTLP exporter the settings name, if any."""
+    tracing = tracing or tracer_provider(settings)
     clear_ready_file(settings.ready_path)
     settings.shutdown_flag_path.parent.mkdir(parents=True, exist_ok=True)  # where the deploy writes it
     gateway, port = await start_gateway(settings)
@@ -38,7 +44,9 @@ async def run_conductor(settings: Settings, stop: asyncio.Event) -> None:
         host = settings.gateway_listen.rsplit(":", 1)[0]
         settings = settings.model_copy(update={"gateway_public_address": f"{host}:{port}"})
     client = await connect(
-        settings, runtime=metrics_runtime(settings.metrics_listen) if settings.metrics_listen else None
+        settings,
+        runtime=metrics_runtime(settings.metrics_listen) if settings.metrics_listen else None,
+        interceptors=client_interceptors(tracing),
     )
     rest, model_upstream = None, None
     routers = []
@@ -76,7 +84,7 @@ async def run_conductor(settings: Settings, stop: asyncio.Event) -> None:
     worker_tasks = [asyncio.create_task(w.run(), name=f"worker {w.task_queue}") for w in workers]
     intake_task = None
     if settings.sqs_queue_url:
-        intake = SqsIntake(client, settings, sqs_client(settings))
+        intake = SqsIntake(client, settings, sqs_client(settings), tracer_of(tracing))
         intake_task = asyncio.create_task(intake.run(intake_stop), name="intake")
     else:
         log.info("no CONDUCTOR_SQS_QUEUE_URL: SQS intake is off")
@@ -120,4 +128,6 @@ async def run_conductor(settings: Settings, stop: asyncio.Event) -> None:
                 await model_upstream.aclose()
     agents = running_agents(settings.jobs_dir, build_launcher(settings), settings.host_task_queue)
     write_ready_file(settings.ready_path, drain.report(agents_still_running=agents))
+    if tracing is not None:
+        tracing.force_flush()  # the last spans, before the process exits
     log.info("conductor stopped; %d agents keep running; wrote %s", agents, settings.ready_path)

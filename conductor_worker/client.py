@@ -3,8 +3,9 @@
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 
@@ -19,9 +20,13 @@ STARTING_SERVER_PATIENCE_SECONDS = 30.0
 
 
 async def connect(
-    settings: Settings, patience: float = STARTING_SERVER_PATIENCE_SECONDS, runtime: Runtime | None = None
+    settings: Settings,
+    patience: float = STARTING_SERVER_PATIENCE_SECONDS,
+    runtime: Runtime | None = None,
+    interceptors: Sequence[Interceptor] = (),
 ) -> Client:
-    """`runtime`: one that exports metrics (conductor_worker/metrics.py); the SDK's default otherwise."""
+    """`runtime`: one that exports metrics (conductor_worker/metrics.py); the SDK's default otherwise.
+    `interceptors`: e.g. tracing (conductor_worker/tracing.py); workers built on the client take them too."""
     deadline = time.monotonic() + patience
     delay = 0.2
     while True:
@@ -31,6 +36,7 @@ async def connect(
                 namespace=settings.temporal_namespace,
                 data_converter=pydantic_data_converter,
                 runtime=runtime,
+                interceptors=interceptors,
             )
         except RuntimeError as err:
             if "Unavailable" not in str(err) or time.monotonic() + delay > deadline:

@@ -141,6 +141,9 @@ class Settings(BaseSettings):
     # Timeouts, relaunches, retries and the `retry` window, per job kind (contracts/policies.py).
     # Serve Prometheus metrics (the SDK's and the conductor's) at http://<this>/metrics; empty: off.
     metrics_listen: str = ""
+    # Export OpenTelemetry traces over OTLP/HTTP to this URL (e.g. http://otel-collector:4318/v1/traces);
+    # empty: off (conductor_worker/tracing.py).
+    otlp_traces_endpoint: str = ""
 
     ticket_policy: JobPolicy = JobPolicy()
     incident_policy: JobPolicy = JobPolicy()

@@ -16,6 +16,7 @@ from enum import Enum
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from opentelemetry import trace
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
@@ -46,7 +47,9 @@ class Outcome(Enum):
 
 
 class SqsIntake:
-    def __init__(self, client: Client, settings: Settings, sqs: Any) -> None:
+    def __init__(
+        self, client: Client, settings: Settings, sqs: Any, tracer: trace.Tracer | None = None
+    ) -> None:
         self._client = client
         self._settings = settings
         self._sqs = sqs
@@ -59,6 +62,8 @@ class SqsIntake:
         self._sqs_failed_at = 0.0
         self._last_start_error: BaseException | None = None
         self._metrics = IntakeMetrics(client_meter(client))
+        # Each message opens its trace; the workflow start inside carries it on (conductor_worker/tracing.py).
+        self._tracer = tracer or trace.NoOpTracer()
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("SQS intake polling %s with %d pollers", self._queue_url, self._settings.sqs_pollers)
@@ -152,6 +157,13 @@ class SqsIntake:
 
     async def handle(self, message: dict) -> Outcome:
         """Act on one message and say what becomes of it."""
+        attributes = {"messaging.system": "aws_sqs", "messaging.message.id": message["MessageId"]}
+        with self._tracer.start_as_current_span(
+            "sqs.receive", kind=trace.SpanKind.CONSUMER, attributes=attributes
+        ):
+            return await self._handle(message)
+
+    async def _handle(self, message: dict) -> Outcome:
         message_id = message["MessageId"]
         try:
             work = parse_message(message["Body"])
