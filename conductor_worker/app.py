@@ -32,11 +32,12 @@ async def run_conductor(settings: Settings, stop: asyncio.Event) -> None:
     """Serve until `stop` is set or the shutdown flag says true, then drain (conductor_worker/drain.py)."""
     clear_ready_file(settings.ready_path)
     settings.shutdown_flag_path.parent.mkdir(parents=True, exist_ok=True)  # where the deploy writes it
-    gateway, port = await start_gateway(settings)
+    # The gateway turns what agents say into calls on their jobs: it needs the client first.
+    client = await connect(settings)
+    gateway, port = await start_gateway(settings, client)
     if settings.gateway_listen.endswith(":0") and not settings.gateway_public_address:
         host = settings.gateway_listen.rsplit(":", 1)[0]
         settings = settings.model_copy(update={"gateway_public_address": f"{host}:{port}"})
-    client = await connect(settings)
     rest, model_upstream = None, None
     routers = []
     if settings.model_gateway_needed:
