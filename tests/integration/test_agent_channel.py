@@ -4,7 +4,8 @@ The test plays the agent over gRPC (handshake, heartbeats, result) with a real p
 launcher, stager and publisher are scripted (no process starts), so each path takes seconds:
 a result through the gateway completes the job; a silent agent is found by the await activity's heartbeat
 timeout and relaunched; a cancel reaches the agent in its heartbeat reply; a superseded attempt's result is
-refused by Temporal even when the gateway's own disk does not know of the newer attempt.
+refused by Temporal even when the gateway's own disk does not know of the newer attempt; a job run from
+before the channel (its await activity's id assigned by Temporal) is still completed.
 """
 
 import asyncio
@@ -12,14 +13,15 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
 import pytest
-from temporalio import activity
+from temporalio import activity, workflow
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.agent_results import SILENCE_WINDOWS, AgentResultWatcher
 from activities.claims import ClaimChecks
@@ -28,6 +30,8 @@ from conductor_worker.gateway import start_gateway
 from conductor_worker.job_store import JobAttemptDir
 from conductor_worker.tokens import mint_token
 from contracts.activity_io import (
+    AgentChannelState,
+    AwaitAgentInput,
     FailureNoteInput,
     FailureNoteResult,
     LaunchAgentInput,
@@ -39,7 +43,7 @@ from contracts.activity_io import (
     StopAgentInput,
 )
 from contracts.claims import claim_workflow_id
-from contracts.jobs import JobResult, JobSpec, JobState, WorkItem
+from contracts.jobs import AgentResult, JobResult, JobSpec, JobState, WorkItem
 from contracts.operator import CancelRequest
 from contracts.policies import JobPolicy
 from contracts.routing import RepoRoute
@@ -291,3 +295,58 @@ async def test_a_superseded_attempts_result_is_refused(conductor):
     assert beat.cancel_requested  # the old agent is told to stop
     assert (await handle.query(AgentJobWorkflow.status)).state == JobState.RUNNING  # attempt 2 still awaited
     await handle.terminate("test done")
+
+
+@workflow.defn(name="JobFromBeforeTheChannel")
+class JobFromBeforeTheChannel:
+    """What a job run started before the channel does on today's code (`agent-channel-through-temporal` not
+    patched): it awaits its agent under an id Temporal assigned, and its `agent_channel` names none."""
+
+    @workflow.run
+    async def run(self, input: AwaitAgentInput) -> AgentResult:
+        return await workflow.execute_activity(
+            "await_agent_result",
+            input,
+            result_type=AgentResult,
+            schedule_to_close_timeout=timedelta(seconds=60),
+            heartbeat_timeout=timedelta(seconds=15),
+        )
+
+    @workflow.query
+    def agent_channel(self) -> AgentChannelState:
+        return AgentChannelState(attempt=1, open=True)
+
+
+@pytest.mark.timeout(60)
+async def test_a_job_from_before_the_channel_is_found_by_describe_and_completed(conductor):
+    job_id = f"job/ticket/jira/OLD-{uuid.uuid4().hex[:6].upper()}"
+    JobAttemptDir(conductor.settings.jobs_dir, job_id, 1).stage_files([])
+    queue = f"{conductor.settings.task_queue}-before"
+    async with Worker(
+        conductor.client,
+        task_queue=queue,
+        workflows=[JobFromBeforeTheChannel],
+        activities=[AgentResultWatcher().await_agent_result],
+        workflow_runner=UnsandboxedWorkflowRunner(),  # a test module's workflow; determinism is not the point
+    ):
+        handle = await conductor.client.start_workflow(
+            JobFromBeforeTheChannel.run,
+            AwaitAgentInput(job_id=job_id, attempt=1, agent_id="scripted:old"),
+            id=job_id,
+            task_queue=queue,
+        )
+
+        async def awaited() -> str:
+            pending = (await handle.describe()).raw_description.pending_activities
+            return pending[0].activity_id if pending else ""
+
+        assigned = await wait_for(awaited, timeout=20)
+        agent = FakeAgent(conductor, job_id, 1)
+        await agent.handshake()
+        assert not (await agent.beat(code="RUNNING")).cancel_requested
+        await agent.report("reported to an old run")
+        result = await asyncio.wait_for(handle.result(), timeout=20)
+        await agent.close()
+
+    assert not assigned.startswith("agent-attempt-")
+    assert result.summary == "reported to an old run"
