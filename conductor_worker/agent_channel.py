@@ -58,6 +58,10 @@ MAX_TRACKED_ATTEMPTS = 10_000
 REPORT_PATIENCE_SECONDS = 30.0
 REPORT_RETRY_SECONDS = 0.5
 RPC_TIMEOUT = timedelta(seconds=10)
+# What an agent's heartbeat puts in Temporal (its activity's heartbeat details, and `status`) is bounded:
+# a hostile agent must not fill the job's history or push a heartbeat past Temporal's payload limit.
+MAX_STEPS = 200
+MAX_NAME_CHARS = 100
 
 # (job id, n) -> the last n log lines of the job's latest attempt.
 LogTail = Callable[[str, int], list[LogLine]]
@@ -87,7 +91,7 @@ class AgentChannel:
 
     async def beat(self, job: JobAttemptDir, phase: str, steps: dict[str, str]) -> bool:
         """Record the agent's heartbeat on its await activity; True when the job asks the agent to stop."""
-        details = {"phase": phase, "steps": steps, "at": time.time()}
+        details = {"phase": phase[:MAX_NAME_CHARS], "steps": _bounded(steps), "at": time.time()}
         try:
             await self._on_activity(job, lambda handle: handle.heartbeat(details))
         except AsyncActivityCancelledError as err:
@@ -215,7 +219,7 @@ class AgentChannel:
         )
         events = [event for line in lines if (event := event_from_log_text(line.text))]
         progress = AgentProgress(
-            steps=steps,
+            steps=_bounded(steps),
             last_lines=[line.render() for line in lines[-PROGRESS_LINES:]],
             model_usage=job.model_usage(),
             events=events[-PROGRESS_EVENTS:],
@@ -231,3 +235,8 @@ class AgentChannel:
             log.warning("could not relay progress of %s: %s", job.job_id, err)
             return
         tracked.relayed = progress
+
+
+def _bounded(steps: dict[str, str]) -> dict[str, str]:
+    """At most MAX_STEPS steps, names and states cut to MAX_NAME_CHARS."""
+    return {name[:MAX_NAME_CHARS]: state[:MAX_NAME_CHARS] for name, state in list(steps.items())[:MAX_STEPS]}
