@@ -264,7 +264,7 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
             await self._channel.report(job, result)
         except AttemptEnded as err:
             log.warning("result refused: %s", err)
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"result refused: {err}")
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"result refused: {err}")
         except (RPCError, TimeoutError) as err:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"result not recorded yet, send it again: {err}")
 

@@ -290,7 +290,7 @@ async def test_a_superseded_attempts_result_is_refused(conductor):
     beat = await old.beat()
     await old.close()
 
-    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED  # the agent stops retrying
     assert "result refused" in refused.value.details() and "attempt 1 has ended" in refused.value.details()
     assert beat.cancel_requested  # the old agent is told to stop
     assert (await handle.query(AgentJobWorkflow.status)).state == JobState.RUNNING  # attempt 2 still awaited
