@@ -4,8 +4,8 @@ The test plays the agent over gRPC (handshake, heartbeats, result) with a real p
 launcher, stager and publisher are scripted (no process starts), so each path takes seconds:
 a result through the gateway completes the job; a silent agent is found by the await activity's heartbeat
 timeout and relaunched; a cancel reaches the agent in its heartbeat reply; a superseded attempt's result is
-refused by Temporal even when the gateway's own disk does not know of the newer attempt; a job run from
-before the channel (its await activity's id assigned by Temporal) is still completed.
+refused by Temporal even when the gateway's own disk does not know of the newer attempt, and another
+replica's gateway, on its own state dir, completes that newer attempt; a job run from before the channel (its await activity's id assigned by Temporal) is still completed.
 """
 
 import asyncio
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from pydantic import SecretStr
 from temporalio import activity, workflow
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
@@ -107,6 +108,8 @@ class Conductor:
 
 @pytest.fixture
 async def conductor(client: Client, settings: Settings, tmp_path: Path) -> AsyncIterator[Conductor]:
+    # Replicas share the token secret and Temporal, nothing else.
+    settings = settings.model_copy(update={"token_secret": SecretStr(uuid.uuid4().hex)})
     host = ScriptedHost(settings.jobs_dir, tmp_path / "other-replica" / "jobs")
     claims = ClaimChecks(client, settings.task_queue)
     watcher = AgentResultWatcher(handshake_timeout_seconds=30)
@@ -275,8 +278,11 @@ async def test_a_cancel_reaches_the_agent_in_its_heartbeat_reply(conductor):
 
 
 @pytest.mark.timeout(60)
-async def test_a_superseded_attempts_result_is_refused(conductor):
-    # Attempt 2 is staged by another replica: this gateway's disk knows nothing of it, Temporal does.
+async def test_a_superseded_attempts_result_is_refused_and_another_replica_takes_the_next(
+    conductor, tmp_path
+):
+    # Attempt 2 is staged by another replica with its own state dir: this gateway's disk knows nothing of
+    # it, Temporal does.
     conductor.host.elsewhere_from = 2
     handle = await start_job(conductor)
     old = FakeAgent(conductor, handle.id, 1)
@@ -294,7 +300,22 @@ async def test_a_superseded_attempts_result_is_refused(conductor):
     assert "result refused" in refused.value.details() and "attempt 1 has ended" in refused.value.details()
     assert beat.cancel_requested  # the old agent is told to stop
     assert (await handle.query(AgentJobWorkflow.status)).state == JobState.RUNNING  # attempt 2 still awaited
-    await handle.terminate("test done")
+
+    # The other replica's gateway (same token secret, nothing else shared but Temporal) takes attempt 2.
+    other = conductor.settings.model_copy(update={"state_dir": conductor.host.other_jobs_dir.parent})
+    server, port = await start_gateway(other, conductor.client)
+    try:
+        second = FakeAgent(
+            Conductor(conductor.client, other, conductor.host, f"127.0.0.1:{port}"), handle.id, 2
+        )
+        await second.handshake()
+        await second.report("through the other replica")
+        result = await asyncio.wait_for(handle.result(), timeout=20)
+        await second.close()
+    finally:
+        await server.stop(grace=None)
+    assert result.state == JobState.SUCCEEDED and result.attempt == 2
+    assert result.agent.summary == "through the other replica"
 
 
 @workflow.defn(name="JobFromBeforeTheChannel")
