@@ -14,12 +14,12 @@ CLAUDE_CODE_VERSION := 2.1.332
 TOOLS := .tools/npm
 TOOLS_STAMP := $(TOOLS)/.installed-codex-$(CODEX_VERSION)-claude-$(CLAUDE_CODE_VERSION)
 
-.PHONY: demo test test-fast bench proto venv clean lint sandbox agent-clis
+.PHONY: demo test test-fast bench proto venv clean lint sandbox agent-clis prometheus
 
 demo: $(STAMP) proto sandbox agent-clis
 	$(BIN)/python examples/demo.py $(ARGS)
 
-test: $(STAMP) proto sandbox agent-clis
+test: $(STAMP) proto sandbox agent-clis prometheus
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The fast lane for a change (about a minute on 2 cores): unit tests, the workflows on the time-skipping
@@ -55,6 +55,14 @@ sandbox:
 	  { apt-get install -y -q bubblewrap >/dev/null 2>&1 || \
 	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q bubblewrap >/dev/null 2>&1; }; }; } || \
 	  echo "bubblewrap (bwrap) is missing: install it (apt-get install bubblewrap), or set CONDUCTOR_SANDBOX=unsafe for development"
+
+# Prometheus, for the metrics test (a real server scraping the conductor; README "Metrics"): Debian's
+# package, installed when missing and we are root; the test names what is missing otherwise.
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1; }; }; } || \
+	  echo "prometheus is missing: install it (apt-get install prometheus) for tests/integration/test_metrics.py"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -15,6 +15,7 @@ _ASKS = {
     "ticket": "Make the change the ticket asks for, keep the tests passing, and summarise what you did.",
     "incident": "Investigate the incident from its alarms (incident/alarms.json), make the fix or mitigation "
     "the repository needs, keep the tests passing, and summarise your findings.",
+    "scheduled": "Do the recurring task described above, keep the tests passing, and summarise what you did.",
 }
 
 

@@ -11,6 +11,7 @@ from conductor_worker.config import Settings
 from conductor_worker.drain import DrainLog, clear_ready_file, running_agents, watch_flag, write_ready_file
 from conductor_worker.gateway import start_gateway
 from conductor_worker.intake import SqsIntake
+from conductor_worker.metrics import metrics_runtime
 from conductor_worker.rest_api import start_rest_api
 from conductor_worker.webhooks import webhook_router
 from conductor_worker.worker import build_launcher, build_workers
@@ -33,7 +34,9 @@ async def run_conductor(settings: Settings, stop: asyncio.Event) -> None:
     clear_ready_file(settings.ready_path)
     settings.shutdown_flag_path.parent.mkdir(parents=True, exist_ok=True)  # where the deploy writes it
     # The gateway turns what agents say into calls on their jobs: it needs the client first.
-    client = await connect(settings)
+    client = await connect(
+        settings, runtime=metrics_runtime(settings.metrics_listen) if settings.metrics_listen else None
+    )
     gateway, port = await start_gateway(settings, client)
     if settings.gateway_listen.endswith(":0") and not settings.gateway_public_address:
         host = settings.gateway_listen.rsplit(":", 1)[0]

@@ -107,14 +107,19 @@ class ChainLogs:
         log.chains.update({chain.chain_id: chain for chain in status.chains.chains})
         return True
 
-    async def quiet(self) -> bool:
-        """Every alarm placed and every chain's job reported back."""
+    async def unsettled(self) -> list[str]:
+        """What keeps the accounts from being quiet: alarms not yet placed, chains whose job still runs."""
+        waiting = []
         for account, log in self.accounts.items():
             if not await self.read(account, wait=False):
-                return False
-            if any(chain.last_job_state == "RUNNING" for chain in log.chains.values()):
-                return False
-        return True
+                waiting.append(f"{account_workflow_id(account)}: alarms not all placed")
+                continue
+            waiting += [
+                f"{chain.chain_id}: job {chain.last_job_id} RUNNING"
+                for chain in log.chains.values()
+                if chain.last_job_state == "RUNNING"
+            ]
+        return waiting
 
     def members(self, account: str) -> ChainMembers:
         # Decisions of one event id come in delivery order, so they take that id's message numbers in turn.

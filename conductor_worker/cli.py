@@ -1,6 +1,6 @@
 """`conductor`: run the conductor (`dev`, `serve`), feed it (`send`), rehearse it (`simulate`), run scripts
 on pool agents (`run-script`), look into and redrive its dead-letter queue (`dlq`), find what is stuck
-(`doctor`)."""
+(`doctor`), run agent jobs on a schedule (`schedule`)."""
 
 import asyncio
 import logging
@@ -13,6 +13,7 @@ import typer
 from conductor_worker.config import Settings
 from conductor_worker.dlq_cli import app as dlq_app
 from conductor_worker.logs_cli import logs as logs_command
+from conductor_worker.schedule_cli import app as schedule_app
 from conductor_worker.search_attributes_cli import app as search_attributes_app
 
 app = typer.Typer(
@@ -20,6 +21,7 @@ app = typer.Typer(
 )
 app.add_typer(search_attributes_app, name="search-attributes")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(schedule_app, name="schedule")
 app.command(name="logs")(logs_command)
 
 

@@ -6,6 +6,7 @@ import time
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 
 from conductor_worker.config import Settings
 
@@ -17,7 +18,10 @@ log = logging.getLogger(__name__)
 STARTING_SERVER_PATIENCE_SECONDS = 30.0
 
 
-async def connect(settings: Settings, patience: float = STARTING_SERVER_PATIENCE_SECONDS) -> Client:
+async def connect(
+    settings: Settings, patience: float = STARTING_SERVER_PATIENCE_SECONDS, runtime: Runtime | None = None
+) -> Client:
+    """`runtime`: one that exports metrics (conductor_worker/metrics.py); the SDK's default otherwise."""
     deadline = time.monotonic() + patience
     delay = 0.2
     while True:
@@ -26,6 +30,7 @@ async def connect(settings: Settings, patience: float = STARTING_SERVER_PATIENCE
                 settings.temporal_address,
                 namespace=settings.temporal_namespace,
                 data_converter=pydantic_data_converter,
+                runtime=runtime,
             )
         except RuntimeError as err:
             if "Unavailable" not in str(err) or time.monotonic() + delay > deadline:

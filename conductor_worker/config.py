@@ -139,8 +139,12 @@ class Settings(BaseSettings):
     coding_agent_timeout_seconds: int = 1500
 
     # Timeouts, relaunches, retries and the `retry` window, per job kind (contracts/policies.py).
+    # Serve Prometheus metrics (the SDK's and the conductor's) at http://<this>/metrics; empty: off.
+    metrics_listen: str = ""
+
     ticket_policy: JobPolicy = JobPolicy()
     incident_policy: JobPolicy = JobPolicy()
+    scheduled_policy: JobPolicy = JobPolicy()
 
     # Incident chains (README "Incident chains"). A running account workflow keeps the policy it started with.
     chain_window_seconds: int = Field(default=3600, gt=0)
@@ -271,7 +275,11 @@ class Settings(BaseSettings):
         return self.gateway_public_address or self.gateway_listen
 
     def job_policies(self) -> dict[str, JobPolicy]:
-        return {"ticket": self.ticket_policy, "incident": self.incident_policy}
+        return {
+            "ticket": self.ticket_policy,
+            "incident": self.incident_policy,
+            "scheduled": self.scheduled_policy,
+        }
 
     def chain_policy(self) -> ChainPolicy:
         return ChainPolicy(

@@ -24,6 +24,7 @@ from conductor_worker.config import Settings
 from conductor_worker.dlq import REASON_ATTRIBUTE, SOURCE_ID_ATTRIBUTE, find_dlq
 from conductor_worker.intake_outage import Availability, KeptInvisible, is_refusal
 from conductor_worker.messages import PoisonMessage, parse_message
+from conductor_worker.metrics import IntakeMetrics, client_meter
 from conductor_worker.ticket_start import START_RPC_TIMEOUT, start_ticket
 from contracts.alarms import Alarm
 from contracts.ids import account_workflow_id, ticket_workflow_id
@@ -57,6 +58,7 @@ class SqsIntake:
         self._sqs_failures = 0
         self._sqs_failed_at = 0.0
         self._last_start_error: BaseException | None = None
+        self._metrics = IntakeMetrics(client_meter(client))
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("SQS intake polling %s with %d pollers", self._queue_url, self._settings.sqs_pollers)
@@ -154,20 +156,27 @@ class SqsIntake:
         try:
             work = parse_message(message["Body"])
         except PoisonMessage as err:
+            self._metrics.message("poison", "dead_lettered")
             return await self._dead_letter(message, err.reason)
         except Exception as err:  # a parser bug: the message still cannot be acted on, and says why
+            self._metrics.message("poison", "dead_lettered")
             return await self._dead_letter(message, f"the parser failed: {type(err).__name__}: {err}"[:500])
+        kind = "alarm" if isinstance(work, Alarm) else "ticket"
         try:
             if isinstance(work, Alarm):
                 await self.deliver_alarm(work)
+                started = True
             else:
-                await self.start_ticket(work)
+                started = await self.start_ticket(work)
         except Exception as err:
             if is_refusal(err):
+                self._metrics.message(kind, "dead_lettered")
                 return await self._dead_letter(message, f"Temporal refused the start: {err}")
             log.debug("message %s: workflow start failed: %s", message_id, err)
+            self._metrics.message(kind, "unavailable")
             self._last_start_error = err
             return Outcome.UNAVAILABLE
+        self._metrics.message(kind, "started" if started else "duplicate")
         return Outcome.DONE
 
     async def deliver_alarm(self, alarm: Alarm) -> None:
@@ -187,7 +196,8 @@ class SqsIntake:
             rpc_timeout=START_RPC_TIMEOUT,
         )
 
-    async def start_ticket(self, ticket: TicketMessage) -> None:
+    async def start_ticket(self, ticket: TicketMessage) -> bool:
+        """True if this started the ticket's workflow; False for a duplicate (already started or done)."""
         blobs = BlobStore(self._settings.blobs_dir)
         if not await start_ticket(self._client, self._settings.task_queue, ticket, blobs):
             log.info(
@@ -195,6 +205,8 @@ class SqsIntake:
                 ticket.key,
                 ticket_workflow_id(ticket.source, ticket.key),
             )
+            return False
+        return True
 
     async def _delete(self, messages: list[dict]) -> None:
         if not messages:

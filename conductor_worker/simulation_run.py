@@ -5,6 +5,8 @@ job workflows, chain membership from the account workflows' logs (`conductor_wor
 """
 
 import asyncio
+import logging
+import time
 from collections import defaultdict
 from datetime import datetime, timedelta
 
@@ -29,8 +31,13 @@ from workflows.incident_chain import DECISIONS_KEPT
 # long: a job stuck retrying is then reported as running rather than hanging the command.
 SETTLE_STEP = timedelta(seconds=1)
 SETTLE_LIMIT = timedelta(hours=1)
+# ... and at most this much real time (each step costs queries and a round trip to the test server).
+SETTLE_REAL_SECONDS = 120
 # Real time one step of simulated time may take (the test server waits for outstanding workflow tasks).
 SLEEP_LIMIT_SECONDS = 60
+
+
+log = logging.getLogger(__name__)
 
 
 class SimulationStuck(RuntimeError):
@@ -127,14 +134,16 @@ class SimulationRun:
     async def settle(self) -> list[str]:
         """Advance simulated time until every ticket, account and job workflow is quiet (bounded)."""
         waited = timedelta()
+        real_deadline = time.monotonic() + SETTLE_REAL_SECONDS
         pending = {ticket_workflow_id(source, key) for source, key in self._ticket_messages}
         while True:
             pending = {wid for wid in pending if await self._status(wid) == WorkflowExecutionStatus.RUNNING}
-            if not pending and await self._chains.quiet():
+            unsettled = sorted(pending) + await self._chains.unsettled()
+            if not unsettled:
                 break
-            if waited >= SETTLE_LIMIT:
-                still = sorted(pending) or "incident jobs"
-                return [f"not settled after {SETTLE_LIMIT} of simulated time; still running: {still}"]
+            if waited >= SETTLE_LIMIT or time.monotonic() > real_deadline:
+                log.warning("simulation not settled after %s simulated: %s", waited, unsettled)
+                return [f"not settled after {waited} of simulated time; still running: {unsettled}"]
             await self._sleep(SETTLE_STEP)
             waited += SETTLE_STEP
         self._now = await self._env.get_current_time()

@@ -25,6 +25,7 @@ from workflows.agent_job import AgentJobWorkflow
 from workflows.agent_pool import AgentPoolWorkflow
 from workflows.incident_chain import IncidentChainWorkflow
 from workflows.repo_claim import RepoClaimWorkflow
+from workflows.scheduled_job import ScheduledJobWorkflow
 from workflows.script_task import ScriptTaskWorkflow
 from workflows.ticket import TicketWorkflow
 
@@ -32,6 +33,7 @@ WORKFLOWS = [
     TicketWorkflow,
     IncidentChainWorkflow,
     AgentJobWorkflow,
+    ScheduledJobWorkflow,
     RepoClaimWorkflow,
     AgentPoolWorkflow,
     ScriptTaskWorkflow,

@@ -44,9 +44,10 @@ class FailureClass(StrEnum):
 
 
 class WorkItem(BaseModel):
-    """What a job is about, in the words a person (and a PR) needs: a ticket or an incident chain."""
+    """What a job is about, in the words a person (and a PR) needs: a ticket, an incident chain, or a
+    schedule's recurring task."""
 
-    kind: Literal["ticket", "incident"]
+    kind: Literal["ticket", "incident", "scheduled"]
     # `ENG-123`, or an incident's short key such as `incident-204772699175-20260512T200000Z`.
     key: str
     summary: str

@@ -157,8 +157,12 @@ class AgentJobWorkflow(JobOperations):
                 )
             self._set_state(JobState.PUBLISHING)
             published = await self._publish(spec, result)
+        except GeneratorExit:
+            self._dropped = True
+            raise
         finally:
-            await self._claim.release()
+            if not self._dropped:
+                await self._claim.release()
         self._pr_url = published.pr_url
         self._set_state(JobState.SUCCEEDED)
         return JobResult(
@@ -213,19 +217,26 @@ class AgentJobWorkflow(JobOperations):
         try:
             self._set_state(JobState.RUNNING)
             return await self._await_result(spec, agent, on_host)
+        except GeneratorExit:
+            self._dropped = True
+            raise
         finally:
             # Orphan kill on every exit path: success, failure, crash, timeout, cancel.
-            try:
-                await workflow.execute_activity_method(
-                    LocalLauncher.stop_agent,
-                    StopAgentInput(job_id=spec.job_id, attempt=self._attempt, agent_id=agent.agent_id),
-                    **self._short(),
-                    **on_host,
-                )
-            except ActivityError as err:
-                if not _never_started(err):
-                    raise
-                self._log(f"launching conductor gone: agent {agent.agent_id} went with it")
+            if not self._dropped:
+                await self._stop_agent(spec, agent, on_host)
+
+    async def _stop_agent(self, spec: JobSpec, agent: LaunchAgentResult, on_host: dict) -> None:
+        try:
+            await workflow.execute_activity_method(
+                LocalLauncher.stop_agent,
+                StopAgentInput(job_id=spec.job_id, attempt=self._attempt, agent_id=agent.agent_id),
+                **self._short(),
+                **on_host,
+            )
+        except ActivityError as err:
+            if not _never_started(err):
+                raise
+            self._log(f"launching conductor gone: agent {agent.agent_id} went with it")
 
     def _on_launching_host(self, spec: JobSpec, agent: LaunchAgentResult) -> dict:
         """Where the agent's watch and stop run: the launching conductor's own queue for a local agent

@@ -77,6 +77,10 @@ class JobOperations:
         # The usage last put in the search attributes (_show_usage).
         self._usage_shown: ModelUsage | None = None
         self._budget = JobBudget()
+        # Set when Python collects this run's coroutines after its worker stopped with the run still cached:
+        # the `finally` blocks then run outside any workflow loop and must not call workflow APIs (the SDK
+        # raises). Nothing is lost: the next worker replays the run and releases and stops from there.
+        self._dropped = False
 
     @workflow.signal
     def cancel(self, request: CancelRequest | None = None) -> None:
@@ -275,10 +279,21 @@ class JobOperations:
     def _set_state(self, state: JobState) -> None:
         self._state = state
         self._log(str(state))
+        if state in TERMINAL:
+            self._count_end(state)
         # The agent's result brings the final count, which the last progress relay may have missed.
         self._show_usage()
         workflow.upsert_search_attributes([sa.JOB_STATE.value_set(state.value)])
         workflow.set_current_details(details_markdown(self.status(), self._spec))
+
+    def _count_end(self, state: JobState) -> None:
+        """Prometheus (conductor_worker/metrics.py); the workflow's meter records nothing while replaying."""
+        kind = self._spec.work.kind if self._spec else ""
+        meter = workflow.metric_meter().with_additional_attributes({"kind": kind, "state": state.value})
+        meter.create_counter("conductor_jobs_ended", "Agent jobs that reached an end state").add(1)
+        meter.create_histogram_timedelta(
+            "conductor_job_duration_seconds", "From a job's start to an end state"
+        ).record(workflow.now() - workflow.info().start_time)
 
     def _show_usage(self) -> None:
         """Model usage, when it changed: in the search attributes and the Web UI's current details."""

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from temporalio.client import Client, WorkflowFailureError
 
+from activities.routing import load_routes
 from conductor_worker.app import run_conductor
 from conductor_worker.client import connect
 from conductor_worker.config import Settings
@@ -28,6 +29,7 @@ from conductor_worker.devserver import DevServer
 from conductor_worker.intake import SqsIntake
 from conductor_worker.messages import parse_message
 from conductor_worker.run_script import run_script
+from conductor_worker.schedules import create_schedule, find_route
 from contracts.alarms import Alarm, AlarmBatch, AlarmState
 from contracts.claims import claim_workflow_id
 from contracts.ids import account_workflow_id, ticket_job_id, ticket_workflow_id
@@ -36,6 +38,7 @@ from contracts.jobs import JobState
 from contracts.operator import CancelRequest, RetryRequest, SteerRequest
 from contracts.policies import JobPolicy
 from contracts.pool import pool_workflow_id, script_workflow_id
+from contracts.schedules import ScheduledJob, schedule_id
 from contracts.tickets import TicketMessage
 from tests.git_helpers import make_bare_repo_from
 from tests.helpers import EXAMPLES, free_port, ticket_body, wait_for
@@ -216,9 +219,35 @@ async def operator_cancels_steers_retries(rec: Recording) -> None:
     rec.add("RepoClaimWorkflow", "greeter_claims", claim_workflow_id(rec.remote))
 
 
+async def scheduled_job_triggered(rec: Recording) -> None:
+    """A schedule triggered once: its run starts an ordinary agent job that publishes its own branch."""
+    routes = load_routes(rec.settings.routes_file)
+    route = find_route(routes, "greeter")
+    job = ScheduledJob(
+        name="weekly-deps",
+        summary="Weekly dependency updates",
+        prompt="Bump the dependencies that have a newer patch release.",
+        route=route,
+        policy=route.policy_for(rec.settings.scheduled_policy),
+    )
+    await create_schedule(rec.client, rec.settings, job, "0 6 * * MON", "UTC", paused=True)
+    schedule = rec.client.get_schedule_handle(schedule_id(job.name))
+    await schedule.trigger()
+
+    async def started_run() -> list[str]:
+        query = f"WorkflowType = 'ScheduledJobWorkflow' AND WorkflowId STARTS_WITH '{schedule_id(job.name)}-'"
+        return [wf.id async for wf in rec.client.list_workflows(query)]
+
+    (run_id,) = await wait_for(started_run, timeout=60)
+    await rec.client.get_workflow_handle(run_id).result()
+    await schedule.delete()
+    rec.add("ScheduledJobWorkflow", "triggered_run_succeeds", run_id)
+
+
 SCENARIOS = [
     ticket_succeeds,
     operator_cancels_steers_retries,
+    scheduled_job_triggered,
     ticket_without_route,
     incident_chain,
     incident_agent_fails,

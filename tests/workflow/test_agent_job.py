@@ -4,6 +4,8 @@ the fast lane for a change to the job workflow (`make test-fast`).
 """
 
 import asyncio
+import gc
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -238,3 +240,36 @@ async def test_jobs_of_one_repository_take_turns_in_order(ts_env, task_queue, ag
     for handle in handles:
         assert (await handle.result()).state == JobState.SUCCEEDED
     assert agents.runs == [(job.job_id, what) for job in jobs for what in ("start", "end")]
+
+
+async def test_a_run_dropped_by_a_stopped_worker_releases_nothing_from_outside_its_loop(
+    ts_env, task_queue, monkeypatch
+):
+    """A worker that stops keeps its cached runs; Python later collects their coroutines, which runs their
+    `finally` blocks outside any workflow loop. Those must not call workflow APIs (the SDK raises, and
+    prints one traceback per job on every drain); the next worker replays the run and releases then."""
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    scripted = ScriptedAgents()
+    claims = ClaimChecks(ts_env.client, task_queue)
+    job = spec(repo_for(task_queue), new_key())
+    async with Worker(
+        ts_env.client,
+        task_queue=task_queue,
+        workflows=[AgentJobWorkflow, RepoClaimWorkflow],
+        activities=[*scripted.activities(), claims.request_claim, claims.closed_workflows],
+    ) as worker:
+        handle = await start(ts_env.client, task_queue, job)
+
+        async def running() -> bool:
+            return (await handle.query(AgentJobWorkflow.status)).state == JobState.RUNNING
+
+        await wait_for(running, timeout=20, interval=0.05)
+    del worker
+    gc.collect()
+    for workflow_id in (job.job_id, claim_workflow_id(repo_for(task_queue))):
+        try:
+            await ts_env.client.get_workflow_handle(workflow_id).terminate("test done")
+        except RPCError:
+            pass
+    assert [f"{hook.object}: {hook.exc_value!r}" for hook in unraisable] == []
