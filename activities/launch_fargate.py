@@ -223,7 +223,11 @@ class FargateLauncher:
             agent_id = await asyncio.to_thread(self._launch, input, job)
         except (ClientError, BotoCoreError) as err:
             raise ecs_error(err, "launch") from err
-        return LaunchAgentResult(agent_id=agent_id, launcher="fargate")
+        return LaunchAgentResult(
+            agent_id=agent_id,
+            launcher="fargate",
+            heartbeat_timeout_seconds=self._settings.agent_heartbeat_timeout_seconds,
+        )
 
     def _launch(self, input: LaunchAgentInput, job: JobAttemptDir) -> str:
         record = job.root / "agent.json"

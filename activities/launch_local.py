@@ -107,9 +107,9 @@ class LocalLauncher:
             if host != self.host_task_queue:
                 # Another replica's agent (a shared state dir): only its host can tell whether it lives;
                 # if that host is gone, the watch on its queue times out and the job relaunches.
-                return LaunchAgentResult(agent_id=agent_id, launcher="local", host_task_queue=host)
+                return self._launched(agent_id, host)
             if self.is_alive(agent_id) or job.result() is not None:
-                return LaunchAgentResult(agent_id=agent_id, launcher="local", host_task_queue=host)
+                return self._launched(agent_id, host)
         # A directory per spawn: a conductor killed between spawning and writing agent.json leaves an
         # unrecorded agent behind, and the retried launch's agent must not clone into the same place.
         workdir = job.root / f"workdir-{uuid.uuid4().hex[:8]}"
@@ -154,8 +154,15 @@ class LocalLauncher:
             input.attempt,
             self.sandbox,
         )
+        return self._launched(agent_id, self.host_task_queue, sandbox=self.sandbox)
+
+    def _launched(self, agent_id: str, host: str, sandbox: str = "") -> LaunchAgentResult:
         return LaunchAgentResult(
-            agent_id=agent_id, launcher="local", sandbox=self.sandbox, host_task_queue=self.host_task_queue
+            agent_id=agent_id,
+            launcher="local",
+            sandbox=sandbox,
+            host_task_queue=host,
+            heartbeat_timeout_seconds=self._settings.agent_heartbeat_timeout_seconds,
         )
 
     async def _sandboxed(

@@ -39,15 +39,16 @@ async def run_conductor(
     tracing = tracing or tracer_provider(settings)
     clear_ready_file(settings.ready_path)
     settings.shutdown_flag_path.parent.mkdir(parents=True, exist_ok=True)  # where the deploy writes it
-    gateway, port = await start_gateway(settings)
-    if settings.gateway_listen.endswith(":0") and not settings.gateway_public_address:
-        host = settings.gateway_listen.rsplit(":", 1)[0]
-        settings = settings.model_copy(update={"gateway_public_address": f"{host}:{port}"})
+    # The gateway turns what agents say into calls on their jobs: it needs the client first.
     client = await connect(
         settings,
         runtime=metrics_runtime(settings.metrics_listen) if settings.metrics_listen else None,
         interceptors=client_interceptors(tracing),
     )
+    gateway, port = await start_gateway(settings, client)
+    if settings.gateway_listen.endswith(":0") and not settings.gateway_public_address:
+        host = settings.gateway_listen.rsplit(":", 1)[0]
+        settings = settings.model_copy(update={"gateway_public_address": f"{host}:{port}"})
     rest, model_upstream = None, None
     routers = []
     if settings.model_gateway_needed:

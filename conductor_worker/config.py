@@ -258,6 +258,12 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     @property
+    def agent_heartbeat_timeout_seconds(self) -> float:
+        """How long an agent may say nothing: three of its heartbeat intervals (the await activity's
+        heartbeat timeout, activities/agent_results.py)."""
+        return 3.0 * self.heartbeat_interval_seconds
+
+    @property
     def model_gateway_needed(self) -> bool:
         return self.coding_agent != "demo"
 

@@ -8,12 +8,13 @@ shared state dir one flag does not drain every replica and a start does not clea
 
 Nothing is handed over explicitly. Agents run in their own sessions and outlive the conductor; when the
 gateway stops, their gRPC channels drop and reconnect by themselves to whichever conductor next listens
-at the same address (uploads and handshakes use wait_for_ready). Their result watchers end with a
-retryable `ConductorDraining` error (activities/agent_results.py), so Temporal runs them again on the new
-conductor of the same replica (a local agent's watch is on the replica's own task queue; the job's
-launching_host_timeout_seconds bounds the wait), which reads the agent's progress from the same job store. The pool agents'
-REST API stops last (requests in flight finish first); pool agents move on to their next conductor URL,
-and their tasks' state is in Temporal, so nothing is handed over for them either.
+at the same address (uploads and handshakes use wait_for_ready). Their await activities hold nothing on
+this conductor: the gateway that next hears an agent heartbeats and completes its activity through
+Temporal (conductor_worker/agent_channel.py), and a gateway silent for longer than a heartbeat window only
+costs a retry of the activity, which waits one window more before it calls the agent lost
+(activities/agent_results.py). The pool agents' REST API stops last (requests in flight finish first);
+pool agents move on to their next conductor URL, and their tasks' state is in Temporal, so nothing is
+handed over for them either.
 
 The flag is level-triggered: a conductor started while it still says true drains at once, so a deploy
 sets it back to false (or removes it) before starting the new version.

@@ -1,8 +1,12 @@
-"""The agent gateway: gRPC `AgentService` over the job store.
+"""The agent gateway: gRPC `AgentService` over the job store and the job's await activity in Temporal.
 
 Agents hold only a per-job token. Each call is checked against it (signature, expiry, and that the job
 attempt was staged by this conductor) before anything is read or written. Bulky data (task files,
 bundles, logs) moves through here to the job store and the log store, never through workflow history.
+The agent's handshake, heartbeats and result go to Temporal as calls on its attempt's await activity
+(conductor_worker/agent_channel.py); the job store keeps a local record of them (handshake.json, heartbeat,
+result.json) that nothing polls. Without a Temporal client (a gateway alone, in tests) only that record is
+kept.
 """
 
 import asyncio
@@ -16,7 +20,10 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from pydantic import TypeAdapter, ValidationError
+from temporalio.client import Client
+from temporalio.service import RPCError
 
+from conductor_worker.agent_channel import AgentChannel, AttemptEnded
 from conductor_worker.config import Settings
 from conductor_worker.job_access import open_job_attempt
 from conductor_worker.job_store import JobAttemptDir, read_steering, sha256_file
@@ -47,10 +54,13 @@ class _WaitingLogs:
 
 
 class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
-    def __init__(self, settings: Settings, logs: LogStore | None = None) -> None:
+    def __init__(
+        self, settings: Settings, logs: LogStore | None = None, client: Client | None = None
+    ) -> None:
         self._settings = settings
         self._secret = settings.signing_secret()
         self._logs = logs if logs is not None else open_log_store(settings)
+        self._channel = AgentChannel(client, self._logs.tail) if client is not None else None
         # Per job attempt, the log calls waiting to be stored and the task storing them (see _store_logs).
         self._log_queues: dict[tuple[str, int], list[_WaitingLogs]] = {}
         self._log_writers: dict[tuple[str, int], asyncio.Task] = {}
@@ -70,6 +80,8 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
     async def Handshake(self, request, context):
         claims, job = await self._authorize(context)
         job.record_handshake({"agent_version": request.agent_version, "hostname": request.hostname})
+        if await self._beat(job, "handshake"):
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "the job no longer expects this attempt")
         log.info(
             "agent handshake: %s attempt %d from %s",
             claims.job_id,
@@ -98,13 +110,25 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
 
     async def Heartbeat(self, request, context):
         claims, job = await self._authorize(context)
-        job.record_heartbeat(request.phase or "running", _step_states(request.steps) or None)
+        phase = request.phase or "running"
+        job.record_heartbeat(phase, _step_states(request.steps) or None)
+        stop = await self._beat(job, phase)
         steering = [
             agent_pb2.Steering(seq=entry["seq"], text=entry["text"], by=entry["by"])
             for entry in read_steering(self._settings.jobs_dir, claims.job_id)
             if entry["seq"] > request.steering_seen
         ]
-        return agent_pb2.HeartbeatResponse(cancel_requested=False, steering=steering)
+        return agent_pb2.HeartbeatResponse(cancel_requested=stop, steering=steering)
+
+    async def _beat(self, job: JobAttemptDir, phase: str) -> bool:
+        """The agent's beat to its await activity; True when the job asks the agent to stop."""
+        if self._channel is None:
+            return False
+        try:
+            return await self._channel.beat(job, phase, job.step_states())
+        except RPCError as err:  # Temporal unreachable: the agent keeps working, its next beat may pass
+            log.warning("%s attempt %d: heartbeat not recorded: %s", job.job_id, job.attempt, err)
+            return False
 
     async def AppendLogs(self, request, context):
         claims, _ = await self._authorize(context)
@@ -221,6 +245,7 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
                 os.unlink(tmp_name)
         if result_msg.steps:
             job.record_heartbeat("reported", _step_states(result_msg.steps))
+        await self._report(context, job, result)
         job.store_result(result)
         log.info(
             "agent result: %s attempt %d %s (%d bundle bytes)",
@@ -231,14 +256,30 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         )
         return agent_pb2.UploadResultResponse(accepted=True, bundle_size=size)
 
+    async def _report(self, context, job: JobAttemptDir, result: AgentResult) -> None:
+        """Complete the attempt's await activity with the result; the agent hears when it is refused."""
+        if self._channel is None:
+            return
+        try:
+            await self._channel.report(job, result)
+        except AttemptEnded as err:
+            log.warning("result refused: %s", err)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"result refused: {err}")
+        except (RPCError, TimeoutError) as err:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"result not recorded yet, send it again: {err}")
+
     async def _refuse_bundle(self, context, job: JobAttemptDir, existing: AgentResult | None) -> None:
         """Past the limit nothing more is read: the attempt fails with the reason, the agent is told."""
         limit = self._settings.max_bundle_bytes
         reason = f"bundle refused: larger than the limit of {limit} bytes (CONDUCTOR_MAX_BUNDLE_BYTES)"
         if existing is None:
-            job.store_result(
-                AgentResult(status=AgentStatus.FAILED, summary=reason, failure_class=FailureClass.SCRIPT)
-            )
+            failed = AgentResult(status=AgentStatus.FAILED, summary=reason, failure_class=FailureClass.SCRIPT)
+            if self._channel is not None:
+                try:
+                    await self._channel.report(job, failed)
+                except (AttemptEnded, RPCError, TimeoutError) as err:
+                    log.warning("%s attempt %d: refusal not recorded: %s", job.job_id, job.attempt, err)
+            job.store_result(failed)
         log.warning("%s attempt %d: %s", job.job_id, job.attempt, reason)
         await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, reason)
 
@@ -286,12 +327,14 @@ def _cut(text: str, max_chars: int, keep_end: bool = False) -> str:
     return f"{note}\n{text[-max_chars:]}" if keep_end else f"{text[:max_chars]}\n{note}"
 
 
-async def start_gateway(settings: Settings) -> tuple[grpc.aio.Server, int]:
-    """Start the gRPC gateway with health checking; returns the server and its bound port."""
+async def start_gateway(settings: Settings, client: Client | None = None) -> tuple[grpc.aio.Server, int]:
+    """Start the gRPC gateway with health checking; returns the server and its bound port.
+
+    With `client`, the agent channel goes through Temporal; without, the gateway only keeps its record."""
     # Past this a message is refused with RESOURCE_EXHAUSTED before it is parsed (bundles come in chunks).
     limit = settings.grpc_max_receive_bytes
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit)])
-    agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentGateway(settings), server)
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentGateway(settings, client=client), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if tls_enabled(settings):

@@ -12,6 +12,10 @@ Layout under `<state_dir>/jobs/<job id as a file name>/attempt-<n>/`:
     token-budget     the attempt's starting model-token allowance, for the model gateway (0 or absent: none)
     steering-delivered  the highest `steer` instruction a model request carried (model_gateway/steering.py)
 
+handshake.json, heartbeat and result.json are the gateway's local record of what the agent said; the job
+learns it through Temporal (conductor_worker/agent_channel.py) and nothing polls them. result.json also
+makes a retried upload of the same attempt a duplicate, and ends the attempt's model spending.
+
 Files are written atomically (temp file + rename) so a reader never sees half a result.
 Bulky data (bundles) stays here, outside workflow history; agent logs go to conductor_worker/log_store.py.
 """

@@ -20,9 +20,7 @@ from activities.steering import SteeringMailbox
 from activities.task_files import TaskFileStager
 from conductor_worker.blob_store import BlobStore
 from conductor_worker.config import Settings
-from conductor_worker.log_store import open_log_store
 from conductor_worker.task_failures import WorkflowTaskFailures
-from contracts.jobs import AgentProgress
 from workflows.agent_job import AgentJobWorkflow
 from workflows.agent_pool import AgentPoolWorkflow
 from workflows.incident_chain import IncidentChainWorkflow
@@ -88,19 +86,8 @@ def build_launcher(settings: Settings) -> LocalLauncher | FargateLauncher:
 def build_activities(client: Client, settings: Settings, task_queue: str) -> tuple[list, list]:
     """(activities for the shared task queue, activities for this replica's own host queue)."""
     launcher = build_launcher(settings)
-    logs = open_log_store(settings)
-
-    async def relay_progress(workflow_id: str, progress: AgentProgress) -> None:
-        await client.get_workflow_handle(workflow_id).signal("progress", progress)
-
-    watcher = AgentResultWatcher(
-        settings.jobs_dir,
-        launcher,
-        heartbeat_interval_seconds=settings.heartbeat_interval_seconds,
-        handshake_timeout_seconds=settings.handshake_timeout_seconds,
-        progress_sink=relay_progress,
-        log_tail=logs.tail,
-    )
+    # Completed by the agent gateway (conductor_worker/agent_channel.py); it only judges a silence.
+    watcher = AgentResultWatcher(handshake_timeout_seconds=settings.handshake_timeout_seconds)
     github_publisher = GithubPublisher(
         github_factory(settings), settings.github_token.get_secret_value(), settings.max_bundle_bytes
     )

@@ -53,6 +53,29 @@ class LaunchAgentResult(BaseModel):
     # The launching conductor's own task queue, for what needs its host (the local agent's watch and
     # stop); empty when any replica can do that (Fargate: DescribeTasks and StopTask work from anywhere).
     host_task_queue: str = ""
+    # How long the agent may stay silent (three of its heartbeat intervals): the await activity's heartbeat
+    # timeout. 0 (a launch recorded before the agent channel): the job workflow's default.
+    heartbeat_timeout_seconds: float = 0
+
+
+AGENT_WATCH_ID_PREFIX = "agent-attempt-"
+
+
+def agent_watch_activity_id(attempt: int) -> str:
+    """The id of a job attempt's await activity: the gateway heartbeats and completes it by this id and
+    the job's workflow id (the job id), so any replica's gateway can, and an ended attempt's cannot."""
+    return f"{AGENT_WATCH_ID_PREFIX}{attempt}"
+
+
+class AgentChannelState(BaseModel):
+    """The job workflow's `agent_channel` query: what the gateway needs when Temporal does not know an
+    attempt's await activity (not scheduled yet, between two of its tries, or ended)."""
+
+    attempt: int
+    # The attempt still expects its agent: launching or running, neither cancelled nor over budget.
+    open: bool
+    # The await activity's id; empty for a run from before the agent channel (its id was assigned).
+    activity_id: str = ""
 
 
 class AwaitAgentInput(BaseModel):

@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         RouteIncidentInput,
         StageTaskFilesInput,
         StopAgentInput,
+        agent_watch_activity_id,
     )
     from contracts.incidents import JobFinished
     from contracts.jobs import (
@@ -196,6 +197,7 @@ class AgentJobWorkflow(JobOperations):
         """One agent attempt: stage its files, launch it, await its result, and always stop it."""
         self._set_state(JobState.LAUNCHING)
         self._progress = None
+        self._watch_id = ""
         self._budget.start_attempt(spec.policy.token_budget, spec.policy.cost_budget_usd)
         await workflow.execute_activity_method(
             TaskFileStager.stage_task_files,
@@ -252,16 +254,31 @@ class AgentJobWorkflow(JobOperations):
         self, spec: JobSpec, agent: LaunchAgentResult, on_host: dict | None = None
     ) -> AgentResult:
         timeout = spec.policy.agent_timeout_seconds
+        if workflow.patched("agent-channel-through-temporal"):
+            # The gateway completes it by this id (activities/agent_results.py); each heartbeat timeout
+            # retries it, and the job's own timeout bounds the whole wait.
+            self._watch_id = agent_watch_activity_id(self._attempt)
+            watch = dict(
+                activity_id=self._watch_id,
+                heartbeat_timeout=timedelta(seconds=agent.heartbeat_timeout_seconds)
+                if agent.heartbeat_timeout_seconds
+                else AGENT_HEARTBEAT_TIMEOUT,
+                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=1.0),
+            )
+        else:
+            # The watcher moved to another conductor process on every deploy (ConductorDraining) or crash
+            # while the agent kept working.
+            watch = dict(
+                heartbeat_timeout=AGENT_HEARTBEAT_TIMEOUT,
+                retry_policy=RetryPolicy(maximum_attempts=20, maximum_interval=timedelta(seconds=5)),
+            )
         try:
             result = await workflow.execute_activity_method(
                 AgentResultWatcher.await_agent_result,
                 AwaitAgentInput(job_id=spec.job_id, attempt=self._attempt, agent_id=agent.agent_id),
                 # The agent's time limit covers every watcher attempt, not each one.
                 schedule_to_close_timeout=timedelta(seconds=timeout),
-                heartbeat_timeout=AGENT_HEARTBEAT_TIMEOUT,
-                # The watcher moves to another conductor process on every deploy (ConductorDraining) or crash
-                # while the agent keeps working; the job's own timeout bounds the whole wait.
-                retry_policy=RetryPolicy(maximum_attempts=20, maximum_interval=timedelta(seconds=5)),
+                **watch,
                 **(on_host or {}),
             )
         except ActivityError as err:

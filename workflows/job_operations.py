@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.steering import SteeringMailbox
     from contracts import search_attributes as sa
     from contracts.activity_io import (
+        AgentChannelState,
         AwaitSteeringDeliveryInput,
         DeliverAlarmsInput,
         DeliverSteeringInput,
@@ -58,6 +59,8 @@ class JobOperations:
         self._launches_this_run = 0
         self._spec: JobSpec | None = None
         self._agent_id = ""
+        # The current attempt's await activity id, once scheduled (empty on runs from before the channel).
+        self._watch_id = ""
         self._pr_url: str | None = None
         self._reason = ""
         self._history: list[str] = []
@@ -134,7 +137,7 @@ class JobOperations:
 
     @workflow.signal
     def progress(self, progress: AgentProgress) -> None:
-        """The result watcher's relay of the agent's step states and last log lines."""
+        """The agent gateway's relay of the agent's step states, last log lines and model usage."""
         self._progress = progress
         self._show_usage()
 
@@ -224,6 +227,17 @@ class JobOperations:
                 DeliverAlarmsInput(job_id=self._spec.job_id, alarms=batch.alarms),
                 **self._short(),
             )
+
+    @workflow.query
+    def agent_channel(self) -> AgentChannelState:
+        """For the agent gateway, when Temporal does not know the agent's await activity: is its attempt
+        still expecting the agent (not yet awaited, or between two tries), or has it ended?"""
+        expecting = self._state in (JobState.LAUNCHING, JobState.RUNNING, JobState.AWAITING_APPROVAL)
+        return AgentChannelState(
+            attempt=self._attempt,
+            open=expecting and self._cancel is None and not self._budget.ended,
+            activity_id=self._watch_id,
+        )
 
     @workflow.query
     def status(self) -> JobStatus:

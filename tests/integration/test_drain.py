@@ -173,9 +173,11 @@ async def test_drain_hands_running_jobs_to_the_next_conductor(
     for key in keys + extras:
         assert [p.name for p in job_dir(settings.state_dir, key).glob("attempt-*")] == ["attempt-1"], key
     assert agent_ids(settings.state_dir, keys) == launched  # no job was relaunched by the new conductor
-    # Each running job's watcher was handed over once, by a retry after `ConductorDraining`.
+    # Nothing was handed over: the agent's await activity is completed through Temporal by whichever
+    # gateway hears the agent. It may have been retried only after a heartbeat timeout (no application
+    # error type), when no gateway listened for longer than a heartbeat window.
     for key in keys:
-        assert await retried_after(client, key) == ["ConductorDraining"], await retries(client, key)
+        assert set(await retried_after(client, key)) <= {""}, await retries(client, key)
     assert [r.commit_sha for r in results] == [
         git("rev-parse", f"refs/heads/conductor/{key}", cwd=sample_remote) for key in keys + extras
     ]
