@@ -3,6 +3,7 @@ on pool agents (`run-script`), look into and redrive its dead-letter queue (`dlq
 (`doctor`), run agent jobs on a schedule (`schedule`)."""
 
 import asyncio
+import gc
 import logging
 import signal
 from pathlib import Path
@@ -45,6 +46,10 @@ async def _serve_until_signalled(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, drain, sig)
+    # Everything imported so far lives as long as the process: keep it out of every later full GC pass,
+    # which may run inside a workflow activation's 2 s budget (tests/conftest.py, pytest_collection_finish).
+    gc.collect()
+    gc.freeze()
     await run_conductor(settings, stop)
 
 
