@@ -68,8 +68,19 @@ class LogBlock:
     def encoded(self, skip: int = 0) -> bytes:
         """The JSON lines (each newline-terminated) of the block's lines from index `skip` on.
 
-        Encoded strings escape every newline and carriage return, so `splitlines` cuts them apart.
+        Encoded strings escape every newline and carriage return, so `splitlines` cuts them apart. The
+        whole block's encoding is kept: the gateway encodes a block as it arrives, beside the store's
+        fsync of the blocks ahead of it, and the store then finds it done.
         """
+        if skip:
+            return self._encode(skip)
+        whole = self.__dict__.get("_whole")
+        if whole is None:
+            whole = self._encode(0)
+            object.__setattr__(self, "_whole", whole)  # frozen: set once, from the block's own fields
+        return whole
+
+    def _encode(self, skip: int) -> bytes:
         n = len(self.texts) - skip
         if n <= 0:
             return b""
