@@ -13,9 +13,12 @@ import logging
 import pickle
 import threading
 import time
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable
-from itertools import islice
+from functools import partial
+from itertools import accumulate, islice, repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, NamedTuple, Protocol
 
@@ -44,9 +47,18 @@ class Line(NamedTuple):
     stream: str
     text: str
     ts: float
+    # What the line costs in memory, counted once when it is made: the buffer sums it per batch, per
+    # ack and per refill with C-level loops (a method call per line was most of a flood's sending cost).
+    cost: int
 
-    def size(self) -> int:
-        return len(self.text) + len(self.step) + _LINE_OVERHEAD
+
+def _line(seq: int, step: str, stream: str, text: str) -> Line:
+    return Line(seq, step, stream, text, time.time(), len(text) + len(step) + _LINE_OVERHEAD)
+
+
+_cost = itemgetter(5)
+# A spilled line (a plain tuple in the file) as a Line again, without a Python call per line.
+_as_line = partial(tuple.__new__, Line)
 
 
 class LogBuffer:
@@ -73,7 +85,7 @@ class LogBuffer:
         # Spilled lines, oldest first: read back but not in memory yet (at most one chunk), in the file,
         # then waiting to be written (at most one chunk). Whole chunks are pickled: a flood that spills
         # costs a pickle call per SPILL_CHUNK_LINES lines, not per line.
-        self._front: deque[Line] = deque()
+        self._front: list[Line] = []
         self._in_file = 0
         self._chunk: list[tuple] = []
         self._chunk_bytes = 0  # what the chunk will take in the file, at most
@@ -114,12 +126,12 @@ class LogBuffer:
 
     def _append(self, step: str, stream: str, text: str) -> int:
         self.last_seq += 1
-        line = Line(self.last_seq, step, stream, text, time.time())
-        if self._spilled or self.memory_bytes + line.size() > self._bound:
+        line = _line(self.last_seq, step, stream, text)
+        if self._spilled or self.memory_bytes + line.cost > self._bound:
             self._spill(line)
         else:
             self._memory.append(line)
-            self.memory_bytes += line.size()
+            self.memory_bytes += line.cost
         self._cond.notify_all()
         return line.seq
 
@@ -150,21 +162,21 @@ class LogBuffer:
                 self._refill()
             if not self._memory or self._memory[-1].seq <= after:
                 return []
-            # Lines are consecutive: the first one after `after` is at a known index.
+            # Lines are consecutive: the first one after `after` is at a known index. As many lines as
+            # fit in BATCH_BYTES (at least one), at most BATCH_LINES.
             start = max(0, after + 1 - self._memory[0].seq)
-            batch, size = [], 0
-            for line in islice(self._memory, start, None):
-                if batch and (len(batch) >= BATCH_LINES or size + line.size() > BATCH_BYTES):
-                    break
-                batch.append(line)
-                size += line.size()
-            return batch
+            sizes = list(accumulate(map(_cost, islice(self._memory, start, start + BATCH_LINES))))
+            return list(islice(self._memory, start, start + max(1, bisect_right(sizes, BATCH_BYTES))))
 
     def ack(self, through_seq: int) -> None:
         """The conductor stored every line up to `through_seq`: forget them."""
         with self._cond:
-            while self._memory and self._memory[0].seq <= through_seq:
-                self.memory_bytes -= self._memory.popleft().size()
+            if self._memory and self._memory[0].seq <= through_seq:
+                # Lines are consecutive: the acked ones are the first n.
+                n = min(len(self._memory), through_seq + 1 - self._memory[0].seq)
+                self.memory_bytes -= sum(map(_cost, islice(self._memory, n)))
+                for _ in repeat(None, n):
+                    self._memory.popleft()
             self._cond.notify_all()
 
     def save_unacked(self, path: Path) -> int:
@@ -174,21 +186,21 @@ class LogBuffer:
         """
         with self._cond, path.open("w", encoding="utf-8") as out:
             for line in self._memory:
-                out.write(json.dumps(line._asdict()) + "\n")
+                out.write(_json_line(line))
             spilled = list(self._front)
             if self._in_file:
                 self._open_spill_in()
                 assert self._spill_in is not None
                 while len(spilled) < len(self._front) + self._in_file:
-                    spilled.extend(map(Line._make, pickle.load(self._spill_in)))
-            spilled.extend(map(Line._make, self._chunk))
+                    spilled.extend(map(_as_line, pickle.load(self._spill_in)))
+            spilled.extend(map(_as_line, self._chunk))
             for line in spilled:
-                out.write(json.dumps(line._asdict()) + "\n")
+                out.write(_json_line(line))
             return len(self._memory) + self._spilled
 
     def _spill(self, line: Line) -> None:
         self._chunk.append(tuple(line))
-        self._chunk_bytes += line.size()
+        self._chunk_bytes += line.cost
         self._spilled += 1
         self.spilled_total += 1
         if len(self._chunk) >= SPILL_CHUNK_LINES:
@@ -205,7 +217,10 @@ class LogBuffer:
             self._spill_in = self._spill_path.open("rb")
 
     def _refill(self) -> None:
-        """Move lines from the front of the spill file to memory, up to the memory bound."""
+        """Move lines from the front of the spill file to memory, up to the memory bound.
+
+        A line moves while memory is under the bound (or empty), so memory may pass it by one line.
+        """
         while self._spilled and (not self._memory or self.memory_bytes < self._bound):
             if not self._front:
                 if self._in_file:
@@ -215,11 +230,15 @@ class LogBuffer:
                     self._in_file -= len(chunk)
                 else:
                     chunk, self._chunk, self._chunk_bytes = self._chunk, [], 0
-                self._front.extend(map(Line._make, chunk))
-            line = self._front.popleft()
-            self._memory.append(line)
-            self.memory_bytes += line.size()
-            self._spilled -= 1
+                self._front.extend(map(_as_line, chunk))
+            # The lines that move: each one while the sum before it is under the room left.
+            sums = list(accumulate(map(_cost, self._front)))
+            room = self._bound - self.memory_bytes
+            n = min(len(sums), 1 + bisect_left(sums, room))
+            self._memory.extend(self._front[:n])
+            del self._front[:n]
+            self.memory_bytes += sums[n - 1]
+            self._spilled -= n
         if not self._spilled:
             # Everything spilled is in memory now: start over with an empty file next time.
             for handle in (self._spill_in, self._spill_out):
@@ -355,3 +374,9 @@ def _settle(in_flight: deque[tuple[Line, Line, _Pending]]) -> int:
         except GatewayError:
             pass
     return best
+
+
+def _json_line(line: Line) -> str:
+    """A line as JSON for a person (without its memory cost)."""
+    fields = {"seq": line.seq, "step": line.step, "stream": line.stream, "text": line.text, "ts": line.ts}
+    return json.dumps(fields) + "\n"

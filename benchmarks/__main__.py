@@ -132,8 +132,8 @@ if __name__ == "__main__":
         # The agent runtime's benches, one module each (`python -m benchmarks.<module> --help` for options),
         # each in a fresh interpreter, as the agent itself runs, with nothing of the intake bench around.
         benches = [
-            # P3 at a tenth of the 10,000 alarms: on 2 shared cores the whole path runs at ~8
-            # alarms/s, so 10,000 would take over 20 minutes (`python -m benchmarks.alarm_bench` runs them).
+            # P3 at a twentieth of the 10,000 alarms: on 2 shared cores the whole path runs at
+            # 8-17 alarms/s, so 10,000 take 12 minutes or more (`python -m benchmarks.alarm_bench` runs them).
             ("alarms", "alarm_bench", ["--accounts", "50", "--per-account", "10"]),
             ("pipeline", "pipeline_bench", []),  # P2 and P8
             ("dag", "dag_bench", []),

@@ -8,6 +8,12 @@ of the same 10,000 alarms with as many calls in flight as the intake keeps (poll
 that no worker polls; and, since moto's SQS is slow on a busy machine, the queue alone (receive and delete
 of the same bodies). Then the jobs: counted once every account's workflow is quiet, against the number
 `workflows/chaining.py` predicts for the same alarms.
+
+moto's server runs in a process of its own (in this process it competed for the GIL with the worker:
+the 10,000 sends alone ran past 16 minutes), and the alarms are sent while the intake consumes them, at
+most `--backlog` waiting: moto's cost per message grows with its queue's depth (benchmarks/raw_sqs.py),
+real SQS's does not. The raw SQS baseline is fed the same way. The bench prints each phase as it starts
+and stops by itself at `--time-limit`, saying which phase it was in.
 """
 
 import argparse
@@ -22,11 +28,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import boto3
-from moto.server import ThreadedMotoServer
 from temporalio.common import WorkflowIDConflictPolicy
 
 from activities.recorder import Recorder
-from benchmarks.raw_sqs import raw_sqs_rate
+from benchmarks.raw_sqs import Feeder, consume_while_feeding, raw_sqs_rate
 from benchmarks.results import record
 from conductor_worker.client import connect
 from conductor_worker.config import Settings
@@ -38,12 +43,34 @@ from contracts.alarms import AccountChains, Alarm, PlacementKind
 from contracts.incidents import IncidentChainInput
 from contracts.policies import JobPolicy
 from tests.git_helpers import make_bare_repo_from
-from tests.helpers import EXAMPLES, free_port
+from tests.helpers import EXAMPLES, free_port, moto_server_process
 from tests.scale_helpers import T0, alarm_body
 from workflows.chaining import place_alarm
 from workflows.incident_chain import IncidentChainWorkflow
 
 RAW_SQS_SAMPLE = 1000
+DEFAULT_TIME_LIMIT = 1800
+DEFAULT_BACKLOG = 200
+
+
+class Phases:
+    """Each phase printed as it starts (seconds since the bench began), all of them under one time limit."""
+
+    def __init__(self, limit: float) -> None:
+        self.began = time.monotonic()
+        self.limit = limit
+
+    def say(self, text: str) -> None:
+        print(f"P3 [{time.monotonic() - self.began:6.0f} s] {text}", flush=True)
+
+    async def run(self, name: str, coro):
+        self.say(name)
+        left = self.limit - (time.monotonic() - self.began)
+        try:
+            return await asyncio.wait_for(coro, max(left, 0.001))
+        except TimeoutError:
+            self.say(f"stopped: the time limit of {self.limit:.0f} s ran out in this phase: {name}")
+            raise SystemExit(2) from None
 
 
 def storm(accounts: int, per_account: int, chains: int) -> list[str]:
@@ -90,11 +117,11 @@ async def raw_signal_with_start(client, alarms: list[Alarm], settings: Settings,
     return len(alarms) / (time.perf_counter() - began)
 
 
-async def intake_rate(client, settings: Settings, sqs, bodies: list[str]) -> float:
-    for start in range(0, len(bodies), 10):
-        entries = [{"Id": str(j), "MessageBody": b} for j, b in enumerate(bodies[start : start + 10])]
-        assert not sqs.send_message_batch(QueueUrl=settings.sqs_queue_url, Entries=entries).get("Failed")
+async def intake_rate(client, settings: Settings, sqs, bodies: list[str], backlog: int, say) -> float:
+    """All the bodies through the intake as it runs in production, sent meanwhile (at most `backlog` waiting);
+    the clock starts with the first send."""
     intake = SqsIntake(client, settings, sqs)
+    feeder = Feeder(sqs, settings.sqs_queue_url, bodies, backlog)
     began, handled, finished = time.perf_counter(), 0, 0.0
 
     async def poller() -> None:
@@ -102,9 +129,15 @@ async def intake_rate(client, settings: Settings, sqs, bodies: list[str]) -> flo
         while handled < len(bodies):
             got = await intake.poll_once()
             handled += got
+            feeder.consumed(got)
             finished = time.perf_counter()
+            if got and handled // 1000 != (handled - got) // 1000:
+                say(f"  {handled} alarms handled, {handled / (finished - began):.1f}/s")
 
-    await asyncio.gather(*(poller() for _ in range(settings.sqs_pollers)))
+    async def consume() -> None:
+        await asyncio.gather(*(poller() for _ in range(settings.sqs_pollers)))
+
+    await consume_while_feeding(feeder, consume)
     return len(bodies) / (finished - began)
 
 
@@ -122,21 +155,18 @@ async def jobs_when_quiet(recorder: Recorder, expected: int, limit: float) -> tu
     return last, time.perf_counter() - began
 
 
-async def main(accounts: int, per_account: int, chains: int) -> None:
+async def main(accounts: int, per_account: int, chains: int, time_limit: float, backlog: int) -> None:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
+    phases = Phases(time_limit)
     bodies = storm(accounts, per_account, chains)
     random.Random(9).shuffle(bodies)
-    with tempfile.TemporaryDirectory() as tmp_name:
+    with tempfile.TemporaryDirectory() as tmp_name, moto_server_process() as endpoint:
         tmp = Path(tmp_name)
         server = DevServer(tmp, port=free_port(), ui_port=free_port())
         server.start()
-        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        moto.start()
         try:
-            host, port = moto.get_host_and_port()
-            endpoint = f"http://{host}:{port}"
             sqs = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1")
             remote = make_bare_repo_from(EXAMPLES / "sample-repo", tmp / "remote.git")
             routes = tmp / "routes.yaml"
@@ -157,19 +187,31 @@ async def main(accounts: int, per_account: int, chains: int) -> None:
             alarms = [alarm for alarm in map(parse_message, bodies) if isinstance(alarm, Alarm)]
             expected = predicted_jobs(alarms, settings)
             client = await connect(settings)
-            raw = await raw_signal_with_start(client, alarms, settings, in_flight=settings.sqs_pollers * 10)
-            print(f"P3: raw signal-with-start {raw:.1f}/s; now the raw SQS sample", flush=True)
+            raw = await phases.run(
+                f"raw signal-with-start of the {len(alarms)} alarms",
+                raw_signal_with_start(client, alarms, settings, in_flight=settings.sqs_pollers * 10),
+            )
+            phases.say(f"raw signal-with-start {raw:.1f}/s")
             raw_queue = sqs.create_queue(QueueName="bench-alarms-raw")["QueueUrl"]
-            # A rate, so a sample will do: moto's queue alone is slow enough that all 10,000 took ~20 minutes.
-            sqs_raw = await raw_sqs_rate(sqs, raw_queue, bodies[:RAW_SQS_SAMPLE], settings.sqs_pollers)
-            print(f"P3: raw SQS {sqs_raw:.1f}/s; now {len(bodies)} alarms through the intake", flush=True)
+            # A rate, so a sample will do (moto's queue scans every message it holds at each receive).
+            sample = bodies[:RAW_SQS_SAMPLE]
+            sqs_raw = await phases.run(
+                f"raw SQS: {len(sample)} bodies sent (at most {backlog} waiting), received and deleted",
+                raw_sqs_rate(sqs, raw_queue, sample, settings.sqs_pollers, backlog),
+            )
+            phases.say(f"raw SQS {sqs_raw:.1f}/s")
             recorder = Recorder()
             async with build_recording_worker(client, settings, recorder):
-                rate = await intake_rate(client, settings, sqs, bodies)
-                print(f"P3: intake {rate:.1f}/s; waiting for the {expected} jobs", flush=True)
-                jobs, settle = await jobs_when_quiet(recorder, expected, limit=300)
+                rate = await phases.run(
+                    f"{len(bodies)} alarms sent (SendMessageBatch, at most {backlog} waiting) and through"
+                    f" the intake ({settings.sqs_pollers} pollers)",
+                    intake_rate(client, settings, sqs, bodies, backlog, phases.say),
+                )
+                phases.say(f"intake {rate:.1f}/s")
+                jobs, settle = await phases.run(
+                    f"waiting for the {expected} jobs", jobs_when_quiet(recorder, expected, limit=300)
+                )
         finally:
-            moto.stop()
             server.stop()
     n = len(bodies)
     print(
@@ -198,5 +240,11 @@ if __name__ == "__main__":
     parser.add_argument("--accounts", type=int, default=100)
     parser.add_argument("--per-account", type=int, default=100, help="alarms per account")
     parser.add_argument("--chains", type=int, default=2, help="chains per account (one job each)")
+    parser.add_argument(
+        "--time-limit", type=float, default=DEFAULT_TIME_LIMIT, help="seconds; past it the bench stops"
+    )
+    parser.add_argument(
+        "--backlog", type=int, default=DEFAULT_BACKLOG, help="alarms waiting in the queue at most"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.accounts, args.per_account, args.chains))
+    asyncio.run(main(args.accounts, args.per_account, args.chains, args.time_limit, args.backlog))

@@ -4,16 +4,23 @@ Gateway figure: the agent's path for a burst of log lines already buffered (LogB
 its 1 MiB bound, LogSender blocks, 4 in flight) -> `AppendLogBlock` on the real gateway -> the local log
 store, which de-duplicates, encodes and fsyncs (once per group of waiting blocks) before it acks. Raw
 figure: the same LogBlock messages (cut by the same buffer), already serialized, as unary calls one at a
-time to a loopback gRPC server that only answers. Both servers run on an event loop in a thread of this
-process, so the ratio is the price of the log path itself. MB/s counts the lines' text.
+time to a loopback gRPC server that only answers. MB/s counts the lines' text.
+
+Each server runs in a process of its own, as the conductor's gateway does beside the agent: this process
+plays the agent. `--one-process` runs both servers on an event loop in a thread of this process
+instead (how the bench ran before): then the agent's and the gateway's Python share one interpreter
+lock, which the raw server (that does nothing) hardly needs, so that ratio counts both sides' CPU as if
+they ran on one core.
 """
 
 import argparse
 import asyncio
+import multiprocessing
 import tempfile
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,33 +55,93 @@ class LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
 
 
+def _bench_settings(state_dir: Path, listen: str) -> Settings:
+    return Settings(state_dir=state_dir, gateway_listen=listen)
+
+
 def start_bench_gateway(loop: LoopThread, state_dir: Path) -> tuple[Settings, grpc.aio.Server]:
-    settings = Settings(state_dir=state_dir, gateway_listen=f"127.0.0.1:{free_port()}")
+    settings = _bench_settings(state_dir, f"127.0.0.1:{free_port()}")
     server, _ = loop.run(start_gateway(settings))
     return settings, server
+
+
+async def _start_server(kind: str, state_dir: Path, listen: str) -> tuple[grpc.aio.Server, str]:
+    """The gateway (on `state_dir`) or the raw server, listening; returns it and its address."""
+    if kind == "gateway":
+        server, _ = await start_gateway(_bench_settings(state_dir, listen))
+        return server, listen
+    server, port = await _start_raw_server()
+    return server, f"127.0.0.1:{port}"
+
+
+def _serve_in_child(kind: str, state_dir: str, listen: str, conn) -> None:
+    """A child process's life: serve, say where, stop when the parent says so (or goes away)."""
+
+    async def serve() -> None:
+        server, address = await _start_server(kind, Path(state_dir), listen)
+        conn.send(address)
+        try:
+            await asyncio.to_thread(conn.recv)
+        except EOFError:
+            pass
+        await server.stop(grace=None)
+
+    asyncio.run(serve())
+
+
+@contextmanager
+def served_in_process(kind: str, state_dir: Path, listen: str) -> Iterator[str]:
+    """A server in a process of its own (spawned: grpc and fork do not mix); yields its address."""
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    child = context.Process(target=_serve_in_child, args=(kind, str(state_dir), listen, theirs), daemon=True)
+    child.start()
+    try:
+        if not ours.poll(60):
+            raise TimeoutError(f"the {kind} server did not start within 60 s")
+        yield ours.recv()
+    finally:
+        ours.send("stop")
+        child.join(30)
+        if child.is_alive():
+            child.kill()
+            child.join()
+
+
+def served_in_thread(loop: LoopThread) -> Callable[[str, Path, str], Iterator[str]]:
+    """Servers on `loop`, a thread of this process (`--one-process`)."""
+
+    @contextmanager
+    def serve(kind: str, state_dir: Path, listen: str) -> Iterator[str]:
+        server, address = loop.run(_start_server(kind, state_dir, listen))
+        try:
+            yield address
+        finally:
+            loop.run(server.stop(grace=None))
+
+    return serve
 
 
 def text_of(i: int, size: int) -> str:
     return f"{i:09d} " + "x" * (size - 10)
 
 
-def through_gateway(loop: LoopThread, state_dir: Path, lines: int, size: int) -> tuple[float, int]:
-    settings, server = start_bench_gateway(loop, state_dir)
+def through_gateway(serve, state_dir: Path, lines: int, size: int) -> tuple[float, int]:
+    settings = _bench_settings(state_dir, f"127.0.0.1:{free_port()}")
     JobAttemptDir(settings.jobs_dir, JOB, 1).stage_files([TaskFile(path="job.json", content="{}")])
     token = mint_token(settings.signing_secret(), JOB, 1, ttl_seconds=600)
     buffer = LogBuffer(state_dir / "spill.pickle")
     for i in range(1, lines + 1):
         buffer.append("spew", "stdout", text_of(i, size))
     final_seq = buffer.close("end")
-    try:
-        with GatewayConnection(settings.gateway_listen, token) as conn:
+    with serve("gateway", state_dir, settings.gateway_listen) as address:
+        with GatewayConnection(address, token) as conn:
+            conn.handshake()  # connect outside the timing, as the raw client does
             sender = LogSender(buffer, conn.start_append_logs)
             began = time.perf_counter()
             sender.start()
             assert sender.finish(timeout=600), "the log did not complete"
             elapsed = time.perf_counter() - began
-    finally:
-        loop.run(server.stop(grace=None))
     stored = LocalLogStore(settings.logs_path).read(JOB, 1)
     assert [line.seq for line in stored] == list(range(1, final_seq + 1))
     return elapsed, buffer.spilled_total
@@ -105,36 +172,35 @@ async def _start_raw_server() -> tuple[grpc.aio.Server, int]:
     return server, port
 
 
-def raw_unary(loop: LoopThread, batches: list[bytes]) -> float:
-    server, port = loop.run(_start_raw_server())
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            send = channel.unary_unary(_RAW_METHOD)
-            send(b"", timeout=30)  # connect outside the timing, as the agent's channel already is
-            began = time.perf_counter()
-            for batch in batches:
-                send(batch, timeout=30)
-            return time.perf_counter() - began
-    finally:
-        loop.run(server.stop(grace=None))
+def raw_unary(serve, state_dir: Path, batches: list[bytes]) -> float:
+    with serve("raw", state_dir, "") as address, grpc.insecure_channel(address) as channel:
+        send = channel.unary_unary(_RAW_METHOD)
+        send(b"", timeout=30)  # connect outside the timing, as the agent's channel already is
+        began = time.perf_counter()
+        for batch in batches:
+            send(batch, timeout=30)
+        return time.perf_counter() - began
 
 
-def main(lines: int = 200_000, size: int = 100) -> None:
-    loop = LoopThread()
+def main(lines: int = 200_000, size: int = 100, one_process: bool = False) -> None:
+    loop = LoopThread() if one_process else None
+    serve = served_in_thread(loop) if loop else served_in_process
+    where = "one process" if one_process else "servers in their own processes"
     megabytes = lines * size / 1e6
     try:
         with tempfile.TemporaryDirectory() as state:
-            raw = raw_unary(loop, raw_batches(Path(state), lines, size))
-            gateway, spilled = through_gateway(loop, Path(state), lines, size)
+            raw = raw_unary(serve, Path(state), raw_batches(Path(state), lines, size))
+            gateway, spilled = through_gateway(serve, Path(state), lines, size)
     finally:
-        loop.close()
-    print(f"raw loopback gRPC unary, same batches:        {megabytes / raw:7.1f} MB/s")
+        if loop:
+            loop.close()
+    print(f"raw loopback gRPC unary, same batches ({where}): {megabytes / raw:7.1f} MB/s")
     print(
         f"logs through the gateway ({lines} lines, {megabytes:.0f} MB, {spilled} spilled):"
         f" {megabytes / gateway:7.1f} MB/s = {raw / gateway:.2f} x raw"
     )
     record(
-        "logs through the gateway",
+        "logs through the gateway" + (" (one process)" if one_process else ""),
         f"{megabytes / gateway:.1f} MB/s ({lines} lines)",
         f"{megabytes / raw:.1f} MB/s loopback gRPC unary",
         raw / gateway,
@@ -146,5 +212,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--lines", type=int, default=200_000)
     parser.add_argument("--size", type=int, default=100, help="bytes of text per line")
+    parser.add_argument(
+        "--one-process", action="store_true", help="servers in a thread of this process (shared GIL)"
+    )
     args = parser.parse_args()
-    main(args.lines, args.size)
+    main(args.lines, args.size, args.one_process)

@@ -46,11 +46,20 @@ SERVICE_NAME = "conductor.v1.AgentService"
 
 @dataclass(frozen=True)
 class _WaitingLogs:
-    """A log call waiting for its turn: how to decode its lines (in the worker thread), and its ack."""
+    """A log call waiting for its turn: its lines (being decoded in a worker thread), and its ack."""
 
-    decode: Callable[[], Sequence[LogLine] | LogBlock]
+    decoded: asyncio.Future
     final: bool
     ack: asyncio.Future
+
+
+def _decode_ahead(decode: Callable[[], Sequence[LogLine] | LogBlock]) -> Sequence[LogLine] | LogBlock:
+    """Decode (and encode, for the store) a call's lines as soon as it arrives: while the store fsyncs
+    the group ahead (without the interpreter lock), this one's CPU work is done beside it."""
+    lines = decode()
+    if isinstance(lines, LogBlock):
+        lines.encoded()
+    return lines
 
 
 class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
@@ -167,10 +176,11 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         agent that floods its log must never delay its own heartbeat past the conductor's silence limit.
         An agent keeps several blocks in flight: they are stored in the order they arrived (no block
         reaches the store before the one ahead of it and leaves a gap), all those waiting at once in one
-        worker-thread call with one fsync.
+        worker-thread call with one fsync. Each is decoded and encoded in a worker thread as it arrives.
         """
         key = (claims.job_id, claims.attempt)
-        waiting = _WaitingLogs(decode, final, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        waiting = _WaitingLogs(loop.run_in_executor(None, _decode_ahead, decode), final, loop.create_future())
         self._log_queues.setdefault(key, []).append(waiting)
         if key not in self._log_writers:
             self._log_writers[key] = asyncio.create_task(self._write_logs(key))
@@ -184,8 +194,10 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         try:
             # No await between the check and the task's end: a call queued after it finds no writer.
             while group := self._log_queues.pop(key, None):
+                await asyncio.wait([waiting.decoded for waiting in group])
+                lines = [waiting.decoded.exception() or waiting.decoded.result() for waiting in group]
                 try:
-                    outcomes = await asyncio.to_thread(self._decode_and_store, key, group)
+                    outcomes = await asyncio.to_thread(self._store, key, group, lines)
                 except Exception as err:  # the store failed: every call of the group gets the error
                     outcomes = [err] * len(group)
                 for waiting, outcome in zip(group, outcomes, strict=True):
@@ -196,15 +208,18 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         finally:
             del self._log_writers[key]
 
-    def _decode_and_store(self, key: tuple[str, int], group: list["_WaitingLogs"]) -> list[int | Exception]:
-        refused: list[Exception | None] = []
+    def _store(
+        self, key: tuple[str, int], group: list["_WaitingLogs"], lines: list
+    ) -> list[int | BaseException]:
+        """Store the group's decoded calls (`lines`, in order); a call whose lines did not decode gets its
+        error instead of an ack."""
+        refused: list[BaseException | None] = []
         decoded = []
-        for waiting in group:
-            try:
-                decoded.append((waiting.decode(), waiting.final))
-                refused.append(None)
-            except (ValueError, ValidationError) as err:
-                refused.append(err)
+        for waiting, outcome in zip(group, lines, strict=True):
+            err = outcome if isinstance(outcome, BaseException) else None
+            if err is None:
+                decoded.append((outcome, waiting.final))
+            refused.append(err)
         # The local store fsyncs before it acks (once for the group); S3 is a blocking HTTP call.
         acks = iter(self._logs.append_group(*key, decoded) if decoded else [])
         return [next(acks) if err is None else err for err in refused]

@@ -2,22 +2,20 @@
 
 A block is columns (texts, times, runs of lines from one step and stream) under one first seq, so a
 flood of lines costs the gateway a few checks per block and C-level loops per line: no message, no
-model and no Python call per line. `encoded_lines` writes the exact JSON lines `LogLine` reads back.
+model and no Python call per line. `encoded` writes the exact JSON lines `LogLine` reads back.
 """
 
-import json
-import json.encoder
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain, islice, repeat
 
+from pydantic_core import to_json
+
 from contracts.logs import LogLine
 
 # A step or stream name; the runs of a block are few, so this check costs nothing.
 MAX_SOURCE_CHARS = 255
-# The C string encoder behind json.dumps (non-ASCII kept as is, as pydantic writes it).
-_encode_string = json.encoder.encode_basestring  # type: ignore[attr-defined]
 
 
 class BadLogBlock(ValueError):
@@ -70,28 +68,44 @@ class LogBlock:
     def encoded(self, skip: int = 0) -> bytes:
         """The JSON lines (each newline-terminated) of the block's lines from index `skip` on.
 
-        Encoded strings escape every newline and carriage return, so `splitlines` cuts them apart.
+        Encoded strings escape every newline and carriage return, so `splitlines` cuts them apart. The
+        whole block's encoding is kept: the gateway encodes a block as it arrives, beside the store's
+        fsync of the blocks ahead of it, and the store then finds it done.
         """
+        if skip:
+            return self._encode(skip)
+        whole = self.__dict__.get("_whole")
+        if whole is None:
+            whole = self._encode(0)
+            object.__setattr__(self, "_whole", whole)  # frozen: set once, from the block's own fields
+        return whole
+
+    def _encode(self, skip: int) -> bytes:
         n = len(self.texts) - skip
-        # Every column encoded by a C loop (json writes floats as repr does; they hold no ", "), then
-        # interleaved and joined once.
-        ts = json.dumps(list(self.ts[skip:]))[1:-1].split(", ") if n > 0 else []
+        if n <= 0:
+            return b""
+        # Each column is encoded by one call to pydantic-core's JSON encoder (a Rust loop, 2.5 times
+        # faster than a C call per string), then cut apart: inside an encoded string every `"` is
+        # escaped, so `","` only ever separates two strings (as `,` does two numbers). Then the
+        # columns are interleaved and joined once.
+        texts = to_json(list(self.texts[skip:]))[2:-2].split(b'","')
+        ts = to_json(list(self.ts[skip:]))[1:-1].split(b",")
         columns = zip(
-            repeat('{"seq":', n),
-            map(str, range(self.first_seq + skip, self.last_seq + 1)),
-            repeat(',"step":', n),
-            self._sources(0, skip),
-            repeat(',"stream":', n),
-            self._sources(1, skip),
-            repeat(',"text":', n),
-            map(_encode_string, self.texts[skip:]),
-            repeat(',"ts":', n),
+            repeat(b'{"seq":', n),
+            map(b"%d".__mod__, range(self.first_seq + skip, self.last_seq + 1)),
+            self._sources(skip),
+            texts,
+            repeat(b'","ts":', n),
             ts,
-            repeat("}\n", n),
+            repeat(b"}\n", n),
             strict=True,
         )
-        return "".join(chain.from_iterable(columns)).encode()
+        return b"".join(chain.from_iterable(columns))
 
-    def _sources(self, field: int, skip: int) -> Iterator[str]:
-        per_line = chain.from_iterable(repeat(_encode_string(run[field]), run[2]) for run in self.runs)
-        return islice(per_line, skip, None)
+    def _sources(self, skip: int) -> Iterator[bytes]:
+        """Per line, what comes between its seq and its text: its step and stream."""
+        per_run = (
+            (b',"step":' + to_json(step) + b',"stream":' + to_json(stream) + b',"text":"', n)
+            for step, stream, n in self.runs
+        )
+        return islice(chain.from_iterable(repeat(*run) for run in per_run), skip, None)
