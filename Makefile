@@ -33,6 +33,7 @@ bench: $(STAMP) proto sandbox
 
 lint: $(STAMP) proto
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 # Re-record tests/histories/ from real runs (own dev server, agents, git); about 25 s. See tests/replay/README.md.
 .PHONY: histories

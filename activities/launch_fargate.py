@@ -35,9 +35,9 @@ from temporalio.exceptions import ApplicationError
 
 from activities.agent_env import agent_job_environment
 from conductor_worker.config import Settings
-from conductor_worker.job_store import JobAttemptDir, write_atomic
-from conductor_worker.tokens import mint_token
 from contracts.activity_io import LaunchAgentInput, LaunchAgentResult, StopAgentInput
+from security.tokens import mint_token
+from stores.job_store import JobAttemptDir, write_atomic
 
 log = logging.getLogger(__name__)
 

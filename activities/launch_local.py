@@ -33,10 +33,10 @@ from activities.sandbox import (
     seed_local_remote,
 )
 from conductor_worker.config import Settings
-from conductor_worker.job_store import JobAttemptDir, write_atomic
-from conductor_worker.tokens import mint_token
 from contracts.activity_io import LaunchAgentInput, LaunchAgentResult, StopAgentInput
 from contracts.jobs import TaskInstructions
+from security.tokens import mint_token
+from stores.job_store import JobAttemptDir, write_atomic
 
 log = logging.getLogger(__name__)
 

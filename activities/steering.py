@@ -12,8 +12,8 @@ from pathlib import Path
 
 from temporalio import activity
 
-from conductor_worker.job_store import JobAttemptDir, append_later_alarms, append_steering
 from contracts.activity_io import AwaitSteeringDeliveryInput, DeliverAlarmsInput, DeliverSteeringInput
+from stores.job_store import JobAttemptDir, append_later_alarms, append_steering
 
 POLL_SECONDS = 0.2
 

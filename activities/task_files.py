@@ -5,11 +5,11 @@ from pathlib import Path
 
 from temporalio import activity
 
-from conductor_worker.blob_store import BlobStore
-from conductor_worker.job_store import JobAttemptDir, read_steering, write_atomic
 from contracts.activity_io import StageTaskFilesInput, StageTaskFilesResult
 from contracts.alarms import AlarmBatch
 from contracts.jobs import JobSpec, TaskFile, TaskInstructions
+from stores.blob_store import BlobStore
+from stores.job_store import JobAttemptDir, read_steering, write_atomic
 
 _ASKS = {
     "ticket": "Make the change the ticket asks for, keep the tests passing, and summarise what you did.",

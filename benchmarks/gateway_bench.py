@@ -40,9 +40,9 @@ def serve_gateway(upstream: str, state: str) -> None:
     from pydantic import SecretStr
 
     from conductor_worker.config import Settings
-    from conductor_worker.job_store import JobAttemptDir
-    from conductor_worker.tokens import mint_token
     from model_gateway.routes import router_from_settings
+    from security.tokens import mint_token
+    from stores.job_store import JobAttemptDir
     from tests.standin_server import ThreadedServer
 
     settings = Settings(

@@ -31,10 +31,10 @@ from agent_runtime.log_buffer import LogBuffer, LogSender
 from benchmarks.results import record
 from conductor_worker.config import Settings
 from conductor_worker.gateway import start_gateway
-from conductor_worker.job_store import JobAttemptDir
 from conductor_worker.log_store import LocalLogStore
-from conductor_worker.tokens import mint_token
 from contracts.jobs import TaskFile
+from security.tokens import mint_token
+from stores.job_store import JobAttemptDir
 from tests.helpers import free_port
 
 JOB = "job/bench/logs"

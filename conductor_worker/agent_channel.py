@@ -36,11 +36,11 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from conductor_worker.job_store import JobAttemptDir
 from contracts.activity_io import AGENT_WATCH_ID_PREFIX, AgentChannelState, agent_watch_activity_id
 from contracts.agent_events import event_from_log_text
 from contracts.jobs import AgentProgress, AgentResult
 from contracts.logs import LogLine
+from stores.job_store import JobAttemptDir
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,6 @@ import logging
 import boto3
 from opentelemetry.sdk.trace import TracerProvider
 
-from conductor_worker.blob_store import BlobStore
 from conductor_worker.client import connect
 from conductor_worker.config import Settings
 from conductor_worker.drain import DrainLog, clear_ready_file, running_agents, watch_flag, write_ready_file
@@ -18,6 +17,7 @@ from conductor_worker.tracing import client_interceptors, tracer_of, tracer_prov
 from conductor_worker.webhooks import webhook_router
 from conductor_worker.worker import build_launcher, build_workers
 from model_gateway.routes import router_from_settings
+from stores.blob_store import BlobStore
 
 log = logging.getLogger(__name__)
 

@@ -298,7 +298,7 @@ class Settings(BaseSettings):
 
     @property
     def blobs_dir(self) -> Path:
-        """Large text referenced from payloads by its sha256 (conductor_worker/blob_store.py)."""
+        """Large text referenced from payloads by its sha256 (stores/blob_store.py)."""
         return self.state_dir / "blobs"
 
     @property

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from conductor_worker.job_store import write_atomic
+from stores.job_store import write_atomic
 
 log = logging.getLogger(__name__)
 

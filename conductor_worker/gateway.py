@@ -26,14 +26,14 @@ from temporalio.service import RPCError
 from conductor_worker.agent_channel import AgentChannel, AttemptEnded
 from conductor_worker.config import Settings
 from conductor_worker.job_access import open_job_attempt
-from conductor_worker.job_store import JobAttemptDir, read_steering, sha256_file
 from conductor_worker.log_blocks import LogBlock
 from conductor_worker.log_store import LogStore, open_log_store
 from conductor_worker.tls import grpc_server_credentials, tls_enabled
-from conductor_worker.tokens import TokenClaims, TokenError
 from contracts.jobs import AgentResult, AgentStatus, FailureClass
 from contracts.logs import LogLine
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
+from security.tokens import TokenClaims, TokenError
+from stores.job_store import JobAttemptDir, read_steering, sha256_file
 
 log = logging.getLogger(__name__)
 # A git ref name or object id; anything longer is not one.

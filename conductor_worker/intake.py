@@ -20,7 +20,6 @@ from opentelemetry import trace
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
-from conductor_worker.blob_store import BlobStore
 from conductor_worker.config import Settings
 from conductor_worker.dlq import REASON_ATTRIBUTE, SOURCE_ID_ATTRIBUTE, find_dlq
 from conductor_worker.intake_outage import Availability, KeptInvisible, is_refusal
@@ -31,6 +30,7 @@ from contracts.alarms import Alarm
 from contracts.ids import account_workflow_id, ticket_workflow_id
 from contracts.incidents import IncidentChainInput
 from contracts.tickets import TicketMessage
+from stores.blob_store import BlobStore
 from workflows.incident_chain import IncidentChainWorkflow
 
 log = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ neither report nor spend). The model gateway adds one more: the attempt has not 
 from dataclasses import dataclass
 from pathlib import Path
 
-from conductor_worker.job_store import JobAttemptDir
-from conductor_worker.tokens import TokenClaims, TokenError, verify_token
+from security.tokens import TokenClaims, TokenError, verify_token
+from stores.job_store import JobAttemptDir
 
 
 @dataclass(frozen=True)

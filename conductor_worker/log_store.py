@@ -24,10 +24,10 @@ from typing import IO
 from pydantic import BaseModel
 
 from conductor_worker.config import Settings
-from conductor_worker.job_store import write_atomic
 from conductor_worker.log_blocks import LogBlock
 from contracts.ids import safe_name
 from contracts.logs import LogLine
+from stores.job_store import write_atomic
 
 _BLOCK = 64 * 1024
 DEFAULT_MAX_BYTES = 256 * 2**20

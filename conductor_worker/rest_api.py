@@ -32,7 +32,6 @@ from conductor_worker.body_limit import BodyLimit
 from conductor_worker.config import Settings
 from conductor_worker.pool_calls import PoolCallError, PoolCalls
 from conductor_worker.tls import tls_enabled, uvicorn_ssl_options
-from conductor_worker.tokens import AgentTokenClaims, TokenError, mint_agent_token, verify_agent_token
 from contracts.pool import (
     BEAT_SECONDS,
     NAME_PATTERN,
@@ -42,6 +41,7 @@ from contracts.pool import (
     ScriptTask,
     TaskReport,
 )
+from security.tokens import AgentTokenClaims, TokenError, mint_agent_token, verify_agent_token
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from conductor_worker.blob_store import BlobStore
 from contracts.ids import ticket_workflow_id
 from contracts.tickets import TicketMessage
+from stores.blob_store import BlobStore
 from workflows.ticket import TicketWorkflow
 
 # A start that gets no answer in this long counts as Temporal being unreachable.

@@ -20,7 +20,6 @@ from fastapi.responses import JSONResponse
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from conductor_worker.blob_store import BlobStore
 from conductor_worker.github_issues import issue_event
 from conductor_worker.intake_outage import is_refusal
 from conductor_worker.messages import PoisonMessage, load_json, parse_message
@@ -28,6 +27,7 @@ from conductor_worker.ticket_start import START_RPC_TIMEOUT, start_ticket
 from contracts.ids import ticket_job_id
 from contracts.operator import CancelRequest
 from contracts.tickets import TicketMessage
+from stores.blob_store import BlobStore
 
 log = logging.getLogger(__name__)
 

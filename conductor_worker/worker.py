@@ -18,9 +18,9 @@ from activities.recorder import Recorder
 from activities.routing import Router
 from activities.steering import SteeringMailbox
 from activities.task_files import TaskFileStager
-from conductor_worker.blob_store import BlobStore
 from conductor_worker.config import Settings
 from conductor_worker.task_failures import WorkflowTaskFailures
+from stores.blob_store import BlobStore
 from workflows.agent_job import AgentJobWorkflow
 from workflows.agent_pool import AgentPoolWorkflow
 from workflows.incident_chain import IncidentChainWorkflow

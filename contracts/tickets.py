@@ -11,7 +11,7 @@ the edge, and the largest possible ticket is a few hundred KB (tests/unit/test_t
 - the description is cut to DESCRIPTION_LIMIT_BYTES of UTF-8 with a marker saying so; the whole text
   (`whole_description`, never in a payload) is kept by the intake in the conductor's blob store and the
   ticket carries its reference (`description_blob`), so the agent's prompt still gets all of it
-  (conductor_worker/blob_store.py, activities/task_files.py);
+  (stores/blob_store.py, activities/task_files.py);
 - control characters are dropped (the summary becomes one line); NUL is refused earlier, in
   conductor_worker/messages.py, with the rest of the hostile-JSON checks.
 """

@@ -1,8 +1,8 @@
 """Who may call the model gateway: a job's agent, with the token of a live attempt."""
 
 from conductor_worker.job_access import JobAccess, open_job_attempt
-from conductor_worker.job_store import JobAttemptDir
-from conductor_worker.tokens import TokenError
+from security.tokens import TokenError
+from stores.job_store import JobAttemptDir
 
 __all__ = ["JobAccess", "attempt_for_model_call", "token_from_headers"]
 

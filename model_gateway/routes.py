@@ -13,9 +13,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from temporalio.client import Client
 from temporalio.common import MetricMeter
 
-from conductor_worker.job_store import JobAttemptDir
 from conductor_worker.metrics import ModelGatewayMetrics, client_meter
-from conductor_worker.tokens import TokenError
 from contracts.ids import job_kind
 from contracts.usage import ModelPrice, priced
 from model_gateway.access import attempt_for_model_call, token_from_headers
@@ -25,6 +23,8 @@ from model_gateway.sse import SseReader
 from model_gateway.steering import steer_request
 from model_gateway.upstream import RetryPolicy, Upstream, UpstreamAnswer
 from model_gateway.usage import UsageLedger
+from security.tokens import TokenError
+from stores.job_store import JobAttemptDir
 
 log = logging.getLogger(__name__)
 

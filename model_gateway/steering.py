@@ -10,7 +10,7 @@ request carried them; the `steer` update waits for it (activities/steering.py).
 import json
 from typing import Any
 
-from conductor_worker.job_store import JobAttemptDir, read_later_alarms, read_steering, write_atomic
+from stores.job_store import JobAttemptDir, read_later_alarms, read_steering, write_atomic
 
 
 def steering_text(entries: list[dict], alarms: list[dict] = ()) -> str:

@@ -4,8 +4,8 @@ import asyncio
 import logging
 from pathlib import Path
 
-from conductor_worker.job_store import JobAttemptDir, write_atomic
 from contracts.usage import ModelUsage
+from stores.job_store import JobAttemptDir, write_atomic
 
 log = logging.getLogger(__name__)
 

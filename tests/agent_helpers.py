@@ -7,9 +7,9 @@ import uuid
 from pathlib import Path
 
 from conductor_worker.config import Settings
-from conductor_worker.job_store import JobAttemptDir
-from conductor_worker.tokens import mint_token
 from contracts.jobs import TaskFile, TaskInstructions
+from security.tokens import mint_token
+from stores.job_store import JobAttemptDir
 
 
 def stage_job(settings: Settings, remote: Path, steps: list[dict] | None = None) -> tuple[str, str]:

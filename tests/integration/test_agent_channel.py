@@ -28,8 +28,6 @@ from activities.agent_results import SILENCE_WINDOWS, AgentResultWatcher
 from activities.claims import ClaimChecks
 from conductor_worker.config import Settings
 from conductor_worker.gateway import start_gateway
-from conductor_worker.job_store import JobAttemptDir
-from conductor_worker.tokens import mint_token
 from contracts.activity_io import (
     AgentChannelState,
     AwaitAgentInput,
@@ -49,6 +47,8 @@ from contracts.operator import CancelRequest
 from contracts.policies import JobPolicy
 from contracts.routing import RepoRoute
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
+from security.tokens import mint_token
+from stores.job_store import JobAttemptDir
 from tests.helpers import wait_for
 from workflows.agent_job import AgentJobWorkflow
 from workflows.repo_claim import RepoClaimWorkflow

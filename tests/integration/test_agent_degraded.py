@@ -15,9 +15,9 @@ import pytest
 from agent_runtime.job import EXIT_RESULT_KEPT
 from conductor_worker.config import Settings
 from conductor_worker.gateway import start_gateway
-from conductor_worker.job_store import JobAttemptDir
 from conductor_worker.log_store import LocalLogStore
 from contracts.jobs import AgentResult, AgentStatus
+from stores.job_store import JobAttemptDir
 from tests.agent_helpers import stage_job, start_agent
 from tests.helpers import free_port, wait_for
 

@@ -13,10 +13,10 @@ from temporalio.client import WorkflowFailureError
 
 from conductor_worker.intake import SqsIntake
 from conductor_worker.messages import parse_message
-from conductor_worker.tokens import mint_token
 from contracts.ids import safe_name, ticket_job_id
 from contracts.jobs import JobState
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
+from security.tokens import mint_token
 from tests.helpers import (
     free_port,
     fresh_key,

@@ -9,9 +9,9 @@ import pytest
 
 from conductor_worker.config import Settings
 from conductor_worker.gateway import start_gateway
-from conductor_worker.job_store import JobAttemptDir
 from conductor_worker.log_store import LocalLogStore
 from contracts.jobs import AgentStatus, FailureClass
+from stores.job_store import JobAttemptDir
 from tests.agent_helpers import stage_job, start_agent
 from tests.helpers import free_port, is_running, wait_for
 

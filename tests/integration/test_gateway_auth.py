@@ -7,10 +7,10 @@ import grpc
 import pytest
 
 from conductor_worker.gateway import start_gateway
-from conductor_worker.job_store import JobAttemptDir
-from conductor_worker.tokens import mint_token
 from contracts.jobs import TaskFile
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
+from security.tokens import mint_token
+from stores.job_store import JobAttemptDir
 
 JOB = "job/ticket/jira/ENG-42"
 

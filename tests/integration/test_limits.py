@@ -20,11 +20,11 @@ from pydantic import SecretStr
 
 from activities.git_push import BundleError, push_bundle_branch
 from conductor_worker.gateway import start_gateway
-from conductor_worker.job_store import JobAttemptDir
 from conductor_worker.log_store import LocalLogStore
-from conductor_worker.tokens import mint_token
 from contracts.jobs import AgentStatus, TaskFile
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
+from security.tokens import mint_token
+from stores.job_store import JobAttemptDir
 from tests.helpers import free_port, wait_for
 
 JOB = "job/ticket/jira/ENG-413"

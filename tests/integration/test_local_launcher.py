@@ -7,8 +7,8 @@ from pathlib import Path
 from temporalio.testing import ActivityEnvironment
 
 from activities.launch_local import LocalLauncher
-from conductor_worker.job_store import JobAttemptDir
 from contracts.activity_io import LaunchAgentInput, StopAgentInput
+from stores.job_store import JobAttemptDir
 
 CREDENTIALS = {
     "GITHUB_TOKEN": "ghp_x",

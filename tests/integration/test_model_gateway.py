@@ -11,12 +11,12 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
 
-from conductor_worker.job_store import JobAttemptDir
-from conductor_worker.tokens import mint_token
 from contracts.usage import ModelPrice, ModelUsage
 from model_gateway.routes import router_from_settings
 from model_gateway.upstream import retry_after_seconds
 from model_gateway.usage import read_usage
+from security.tokens import mint_token
+from stores.job_store import JobAttemptDir
 from tests.model_standin import Fail, ModelStandin, Stream, claude_message_turn, codex_message_turn
 from tests.standin_server import ThreadedServer
 

@@ -13,9 +13,9 @@ import pytest
 from pydantic import SecretStr
 
 from conductor_worker.run_script import run_script
-from conductor_worker.tokens import mint_agent_token, mint_token
 from contracts.jobs import FailureClass
 from contracts.pool import MAX_POOL_AGENTS, PoolAgent, PoolState, ScriptStatus, pool_workflow_id
+from security.tokens import mint_agent_token, mint_token
 from tests.helpers import free_port, wait_for
 
 JOIN = "join-secret-for-tests"

@@ -17,11 +17,9 @@ from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError
 
 from conductor_worker.intake import SqsIntake
-from conductor_worker.job_store import JobAttemptDir
 from conductor_worker.log_store import open_log_store
 from conductor_worker.logs_cli import print_log
 from conductor_worker.messages import parse_message
-from conductor_worker.tokens import mint_token
 from contracts import search_attributes as sa
 from contracts.ids import ticket_job_id, ticket_workflow_id
 from contracts.jobs import JobState
@@ -30,6 +28,8 @@ from contracts.policies import JobPolicy
 from contracts.tickets import DESCRIPTION_LIMIT_BYTES, TRUNCATION_MARKER
 from contracts.usage import ModelPrice, ModelUsage
 from model_gateway.usage import read_usage
+from security.tokens import mint_token
+from stores.job_store import JobAttemptDir
 from tests.git_helpers import git
 from tests.github_standin import GithubStandin
 from tests.helpers import (

@@ -16,9 +16,9 @@ import pytest
 from activities.launch_local import LocalLauncher
 from activities.sandbox import SandboxUnavailable
 from agent_runtime.builtin_steps import CLI_HOME_DIR
-from conductor_worker.job_store import JobAttemptDir
 from contracts.ids import safe_name, ticket_job_id
 from contracts.jobs import JobState, TaskFile
+from stores.job_store import JobAttemptDir
 from tests.git_helpers import git, rev_parse
 from tests.helpers import fresh_key, install_fake_codex, ticket_result
 from tests.integration.test_agent_relaunch import start_ticket

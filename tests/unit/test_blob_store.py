@@ -1,4 +1,4 @@
-from conductor_worker.blob_store import BlobStore
+from stores.blob_store import BlobStore
 
 
 def test_a_blob_is_found_by_its_sha256_and_a_damaged_or_unknown_one_is_not(tmp_path):

@@ -1,6 +1,6 @@
 """The job store's heartbeat record carries the agent's step states beside its phase."""
 
-from conductor_worker.job_store import JobAttemptDir
+from stores.job_store import JobAttemptDir
 
 
 def test_step_states_survive_beats_without_them(tmp_path):

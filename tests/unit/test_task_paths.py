@@ -1,8 +1,8 @@
 import pytest
 
-from conductor_worker.job_store import JobAttemptDir
 from contracts.jobs import TaskFile
 from contracts.task_paths import TaskFilePathError, check_relative_path
+from stores.job_store import JobAttemptDir
 
 
 @pytest.mark.parametrize(

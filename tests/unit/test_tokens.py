@@ -1,6 +1,6 @@
 import pytest
 
-from conductor_worker.tokens import TokenError, mint_token, verify_token
+from security.tokens import TokenError, mint_token, verify_token
 
 SECRET = b"s" * 32
 

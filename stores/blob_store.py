@@ -11,7 +11,7 @@ import hashlib
 import re
 from pathlib import Path
 
-from conductor_worker.job_store import write_atomic
+from stores.job_store import write_atomic
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 

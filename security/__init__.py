@@ -1,0 +1,1 @@
+"""Per-job agent tokens: minted by the launchers, checked by the gateways (below both)."""
