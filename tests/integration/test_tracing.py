@@ -42,9 +42,13 @@ async def test_a_tickets_trace_runs_from_its_sqs_receive_to_its_activities(clien
         "RunActivity:publish_local",
     ):
         assert name in trace, f"{name} not in the ticket's trace: {sorted(set(trace))}"
-    # Nothing of the ticket's run is in another trace.
+    # Everything the job's run does is in the ticket's trace. What the agent gateway sends the job on the
+    # agent's behalf (its `progress` signal, the await activity's completion) opens traces of its own: the
+    # trace context is not handed to the agent yet (README "Traces").
     job = [s for s in finished if s.attributes.get("temporalWorkflowID") == f"job/ticket/jira/{key}"]
-    assert job and {s.context.trace_id for s in job} == {receive.context.trace_id}
+    run = [s for s in job if s.name.startswith(("RunWorkflow:", "StartActivity:", "RunActivity:"))]
+    elsewhere = sorted({s.name for s in run if s.context.trace_id != receive.context.trace_id})
+    assert len(run) >= 5 and elsewhere == [], elsewhere
 
 
 def _started_ticket(spans, receive, key: str) -> bool:
