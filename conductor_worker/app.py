@@ -117,7 +117,7 @@ async def run_conductor(
         intake_stop.set()
         if intake_task is not None:
             await asyncio.gather(intake_task, return_exceptions=True)
-    with drain.stage("worker", "worker drained; agent result watchers handed to the next conductor"):
+    with drain.stage("worker", "worker drained; agents keep reporting through Temporal to any replica"):
         await asyncio.gather(*(w.shutdown() for w in workers))
         await asyncio.gather(*worker_tasks, return_exceptions=True)
     with drain.stage("gateway", "gateway stopped; agents reconnect to the next conductor by themselves"):
