@@ -60,12 +60,7 @@ def moto_server_process(startup_timeout: float = 30.0) -> Iterator[str]:
                 time.sleep(0.1)
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server, timeout=10)
 
 
 def is_running(pid: int) -> bool:
@@ -206,3 +201,13 @@ def write_fake_codex(bin_dir: Path, script: str) -> Path:
     (bin_dir / "codex").write_text(wrapped)
     (bin_dir / "codex").chmod(0o755)
     return bin_dir
+
+
+def stop_process(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

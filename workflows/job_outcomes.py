@@ -1,7 +1,7 @@
 """How an agent job can end other than SUCCEEDED, as exceptions the job workflow raises and catches."""
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from contracts.jobs import AgentResult, JobState
@@ -37,3 +37,11 @@ TERMINAL = {
     JobState.NO_CHANGES,
 }
 RETRYABLE = TERMINAL - {JobState.SUCCEEDED}
+
+
+def readable_failure(err: ActivityError | ChildWorkflowError) -> BaseException:
+    """Surface the root reason (e.g. "no route for ticket ENG-9 ...") as the calling workflow's failure."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError):
+        return ApplicationError(cause.message, type=cause.type, non_retryable=True)
+    return err

@@ -6,13 +6,14 @@ schedule's overlap policy skipped leaves no trace.
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey
-from temporalio.exceptions import ApplicationError, ChildWorkflowError
+from temporalio.exceptions import ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from contracts import search_attributes as sa
     from contracts.jobs import JobResult, JobSpec, WorkItem
     from contracts.schedules import ScheduledJob, run_stamp, scheduled_branch, scheduled_job_id
     from workflows.agent_job import AgentJobWorkflow
+    from workflows.job_outcomes import readable_failure
 
 # Set by Temporal on every workflow a schedule starts.
 SCHEDULED_START_TIME = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
@@ -42,7 +43,4 @@ class ScheduledJobWorkflow:
                 static_summary=f"Scheduled job {job.name}: {job.summary}"[:200],
             )
         except ChildWorkflowError as err:
-            cause = err.cause
-            if isinstance(cause, ApplicationError):
-                raise ApplicationError(cause.message, type=cause.type, non_retryable=True) from err
-            raise
+            raise readable_failure(err) from err

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.exceptions import ActivityError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from activities.routing import Router
@@ -14,6 +14,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.jobs import JobResult, JobSpec, ticket_work_item
     from contracts.tickets import TicketMessage
     from workflows.agent_job import AgentJobWorkflow
+    from workflows.job_outcomes import readable_failure
 
 
 @workflow.defn
@@ -34,7 +35,7 @@ class TicketWorkflow:
                 retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),
             )
         except ActivityError as err:
-            raise _readable(err) from err
+            raise readable_failure(err) from err
         spec = JobSpec(
             job_id=ticket_job_id(ticket.source, ticket.key),
             work=ticket_work_item(ticket),
@@ -53,12 +54,4 @@ class TicketWorkflow:
                 static_summary=f"Agent job for {ticket.key}: {ticket.summary}"[:200],
             )
         except ChildWorkflowError as err:
-            raise _readable(err) from err
-
-
-def _readable(err: ActivityError | ChildWorkflowError) -> BaseException:
-    """Surface the root reason (e.g. "no route for ticket ENG-9 ...") as this workflow's failure."""
-    cause = err.cause
-    if isinstance(cause, ApplicationError):
-        return ApplicationError(cause.message, type=cause.type, non_retryable=True)
-    return err
+            raise readable_failure(err) from err

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from contracts.jobs import JobState
-from tests.helpers import free_port, fresh_key, sqs_client, ticket_body, ticket_result, wait_for
+from tests.helpers import free_port, fresh_key, sqs_client, stop_process, ticket_body, ticket_result, wait_for
 
 TICKETS = 5
 
@@ -43,12 +43,7 @@ def prometheus(tmp_path: Path) -> Iterator[tuple[str, str]]:
     try:
         yield target, f"http://{api}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=20)
         log.close()
 
 
