@@ -36,6 +36,7 @@ from conductor_worker.config import Settings
 from contracts.activity_io import LaunchAgentInput, LaunchAgentResult, StopAgentInput
 from contracts.jobs import TaskInstructions
 from security.tokens import mint_token
+from stores.attempts import StagedAttempts, file_key
 from stores.job_store import JobAttemptDir, write_atomic
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ def _pid_alive(pid: int) -> bool:
 class LocalLauncher:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self._blobs = settings.open_blob_store()
         self.sandbox = settings.sandbox
         if self.sandbox == UNSAFE:
             log.warning(
@@ -169,7 +171,8 @@ class LocalLauncher:
         self, job: JobAttemptDir, workdir: Path, command: list[str], env: dict[str, str]
     ) -> list[str]:
         """`command` inside bubblewrap; a local remote is replaced by a read-only seed of its base branch."""
-        plan = SandboxPlan(workdir=workdir, hidden=[self._settings.state_dir, self._settings.logs_path])
+        hidden = [self._settings.state_dir, self._settings.logs_path, self._settings.blobs_dir]
+        plan = SandboxPlan(workdir=workdir, hidden=hidden)
         for name in ("agent_tls_ca_file", "agent_tls_cert_file", "agent_tls_key_file"):
             path = getattr(self._settings, name)
             if path:
@@ -179,10 +182,7 @@ class LocalLauncher:
                     "CONDUCTOR_AGENT_TLS_" + name.removeprefix("agent_tls_").removesuffix("_file").upper()
                 )
                 env[env_name] = str(Path(path).resolve())
-        job_file = job.files_dir / "job.json"
-        instructions = (
-            TaskInstructions.model_validate_json(job_file.read_text()) if job_file.exists() else None
-        )
+        instructions = await asyncio.to_thread(self._instructions, job)
         remote = local_remote_path(instructions.repo_url) if instructions else None
         if instructions is not None and remote is not None:
             seeds = self._settings.state_dir / "seeds"
@@ -190,6 +190,14 @@ class LocalLauncher:
             if seed is not None:
                 plan.read_only[seed] = remote
         return bwrap_command(plan, command, env.get("PATH", ""))
+
+    def _instructions(self, job: JobAttemptDir) -> TaskInstructions | None:
+        """The staged job.json (activities/task_files.py), for the repository the sandbox may need."""
+        staged = StagedAttempts(self._blobs).get(job.job_id, job.attempt)
+        if staged is None or not any(f.path == "job.json" for f in staged.files):
+            return None
+        key, sha256 = file_key(job.job_id, job.attempt, "job.json"), staged.file("job.json").sha256
+        return TaskInstructions.model_validate_json(self._blobs.get_bytes(key, sha256, max_bytes=1 << 20))
 
     @activity.defn(name="stop_agent")
     async def stop_agent(self, input: StopAgentInput) -> None:

@@ -19,6 +19,7 @@ from activities.heartbeats import in_thread_with_heartbeats
 from activities.pr_text import pr_body, pr_title
 from activities.publish_git import DEFAULT_MAX_BUNDLE_BYTES, push_agent_branch
 from contracts.activity_io import PublishInput, PublishResult
+from stores.blob_store import BlobStore
 
 # Retrying cannot fix a bad token, a missing permission or a wrong repository name.
 _NOT_RETRYABLE = {
@@ -39,9 +40,11 @@ class GithubPublisher:
         self,
         github_factory: Callable[[], github.Github],
         token: str,
+        blobs: BlobStore,
         max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES,
     ) -> None:
         self._github_factory = github_factory
+        self._blobs = blobs
         self._token = token
         self._max_bundle_bytes = max_bundle_bytes
 
@@ -56,7 +59,7 @@ class GithubPublisher:
                 non_retryable=True,
             )
         auth = basic_auth_header_config(self._token) if self._token else None
-        sha = await push_agent_branch(input, auth, self._max_bundle_bytes)
+        sha = await push_agent_branch(input, self._blobs, auth, self._max_bundle_bytes)
         title = pr_title(spec.work)
         body = pr_body(spec.work, spec.job_id, input.result.summary, repo=repo_name)
         try:

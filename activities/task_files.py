@@ -1,4 +1,5 @@
-"""Stage a job attempt's task files where the gateway serves them from."""
+"""Stage a job attempt's task files in the blob store, where any conductor's gateway (or, with S3, the agent
+itself) fetches them from (stores/attempts.py)."""
 
 import asyncio
 from pathlib import Path
@@ -8,8 +9,8 @@ from temporalio import activity
 from contracts.activity_io import StageTaskFilesInput, StageTaskFilesResult
 from contracts.alarms import AlarmBatch
 from contracts.jobs import JobSpec, TaskFile, TaskInstructions
-from stores.blob_store import BlobStore
-from stores.job_store import JobAttemptDir, read_steering, write_atomic
+from stores.attempts import StagedAttempts
+from stores.job_store import read_steering
 
 _ASKS = {
     "ticket": "Make the change the ticket asks for, keep the tests passing, and summarise what you did.",
@@ -60,35 +61,38 @@ def task_files_for(
 
 
 class TaskFileStager:
-    def __init__(self, jobs_dir: Path, blobs: BlobStore | None = None) -> None:
+    def __init__(self, jobs_dir: Path, attempts: StagedAttempts) -> None:
         self._jobs_dir = jobs_dir
-        self._blobs = blobs
+        self._attempts = attempts
 
     @activity.defn(name="stage_task_files")
     async def stage_task_files(self, input: StageTaskFilesInput) -> StageTaskFilesResult:
-        job = JobAttemptDir(self._jobs_dir, input.spec.job_id, input.attempt)
+        spec = input.spec
         # Instructions sent with `steer` to an earlier attempt (or while queued) go into this one's prompt.
-        steering = read_steering(self._jobs_dir, input.spec.job_id)
-        whole = await asyncio.to_thread(self._whole_description, input.spec)
-        manifest = await asyncio.to_thread(job.stage_files, task_files_for(input.spec, steering, whole))
-        # For the model gateway, which holds the agent's requests once the attempt used this many tokens.
-        budget = input.spec.policy.token_budget if input.spec.policy else 0
-        write_atomic(job.token_budget_path, str(budget).encode())
-        cost_budget = input.spec.policy.cost_budget_usd if input.spec.policy else 0.0
-        write_atomic(job.cost_budget_path, repr(float(cost_budget)).encode())
-        return StageTaskFilesResult(files=[entry["path"] for entry in manifest])
+        steering = read_steering(self._jobs_dir, spec.job_id)
+        whole = await asyncio.to_thread(self._whole_description, spec)
+        staged = await asyncio.to_thread(
+            self._attempts.stage,
+            spec.job_id,
+            input.attempt,
+            task_files_for(spec, steering, whole),
+            # For the model gateway, which holds the agent's requests once the attempt spent this much.
+            token_budget=spec.policy.token_budget if spec.policy else 0,
+            cost_budget_usd=float(spec.policy.cost_budget_usd) if spec.policy else 0.0,
+        )
+        return StageTaskFilesResult(files=[staged_file.path for staged_file in staged.files])
 
     def _whole_description(self, spec: JobSpec) -> str | None:
         blob = spec.work.description_blob
-        if not blob or self._blobs is None:
+        if not blob:
             return None
-        text = self._blobs.get(blob)
+        text = self._attempts.blobs.get_text(blob)
         if text is None:
             # The cut description (with its marker) still makes a prompt; say why it is not the whole one.
             activity.logger.warning(
-                "job %s: description blob %s is not in %s; the prompt has the cut description",
+                "job %s: description blob %s is not in the %s blob store; the prompt has the cut description",
                 spec.job_id,
                 blob,
-                self._blobs.root,
+                self._attempts.blobs.name,
             )
         return text

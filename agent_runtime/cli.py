@@ -75,7 +75,11 @@ def _app() -> None:
 @app.command()
 def run(
     gateway: Annotated[
-        str, typer.Option(envvar="CONDUCTOR_AGENT_GATEWAY", help="Gateway address, host:port.")
+        str,
+        typer.Option(
+            envvar="CONDUCTOR_AGENT_GATEWAY",
+            help="Gateway address, host:port; several conductors behind no load balancer: `ipv4:host:port,host:port` (each call to any, round robin).",
+        ),
     ],
     token: Annotated[
         str,

@@ -7,10 +7,8 @@ Protobuf stays at this edge: callers pass and receive `contracts` models, except
 import hashlib
 import json
 import logging
-import os
 import socket
 import ssl
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -23,6 +21,8 @@ from pathlib import Path
 import grpc
 
 import agent_runtime
+from agent_runtime import blob_transfer
+from agent_runtime.blob_transfer import BlobTransferError, TaskFileIntegrityError, write_checked
 from contracts.jobs import AgentResult
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
 
@@ -58,6 +58,9 @@ _CHANNEL_OPTIONS = [
     ("grpc.service_config", _SERVICE_CONFIG),
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2000),
+    # An address naming several conductors (`ipv4:a:1,b:2`) spreads the calls over all that answer;
+    # any replica serves any call (conductor_worker/gateway.py). One address: the same as pick_first.
+    ("grpc.lb_policy_name", "round_robin"),
 ]
 DOWNLOAD_ATTEMPTS = 5
 _REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
@@ -74,10 +77,6 @@ class GatewayRefused(GatewayError):
 
 class GatewayUnavailable(GatewayError):
     """The gateway could not be reached within the call's deadline."""
-
-
-class TaskFileIntegrityError(Exception):
-    """A downloaded task file does not match the size or sha256 the handshake announced."""
 
 
 @dataclass(frozen=True)
@@ -158,59 +157,41 @@ class GatewayConnection:
             )
 
     def download_file(self, info: agent_pb2.TaskFileInfo, dest: Path) -> Path:
-        """Stream one task file to `dest`; on any mismatch nothing is left at `dest`.
+        """Fetch one task file to `dest` (from its presigned URL, or streamed by the gateway); on any
+        mismatch nothing is left at `dest`.
 
         grpc retries a stream only until its first response: a stream cut mid-way (the conductor serving
         it was killed after the first chunk, seen in test_conductor_failover) is fetched again whole, from
         whichever conductor answers next, up to DOWNLOAD_ATTEMPTS times."""
         for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
             try:
+                if info.url:
+                    timeout = self._transfer_timeout(info.size)
+                    return blob_transfer.download_url(
+                        info.url, dest, info.size, info.sha256, info.path, timeout
+                    )
                 return self._download_once(info, dest)
-            except GatewayUnavailable as err:
+            except (GatewayUnavailable, BlobTransferError) as err:
                 if attempt == DOWNLOAD_ATTEMPTS:
-                    raise
+                    raise GatewayUnavailable(str(err)) from err
                 log.warning("download of %s cut (%s); fetching it again (%d)", info.path, err, attempt)
                 time.sleep(min(0.2 * 2**attempt, 5.0))
         raise AssertionError("unreachable")
 
     def _download_once(self, info: agent_pb2.TaskFileInfo, dest: Path) -> Path:
-        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-        tmp = Path(tmp_name)
-        try:
-            digest = hashlib.sha256()
-            size = 0
-            with os.fdopen(fd, "wb") as out, self._translate(f"download of {info.path}"):
-                # wait_for_ready: a handshake just before a drain stopped the gateway must not end the
-                # attempt; wait (within the deadline) for the next conductor at the same address.
-                chunks = self._stub.DownloadFile(
-                    agent_pb2.DownloadFileRequest(path=info.path),
-                    metadata=self._metadata,
-                    timeout=self._transfer_timeout(info.size),
-                    wait_for_ready=True,
-                )
-                try:
-                    for chunk in chunks:
-                        if chunk.offset != size:
-                            raise TaskFileIntegrityError(
-                                f"{info.path}: chunk at offset {chunk.offset}, expected {size}"
-                            )
-                        size += len(chunk.data)
-                        if size > info.size:
-                            raise TaskFileIntegrityError(
-                                f"{info.path}: more than the announced {info.size} bytes"
-                            )
-                        digest.update(chunk.data)
-                        out.write(chunk.data)
-                finally:
-                    chunks.cancel()  # a no-op once the stream ended; frees it when we stop early
-            if size != info.size:
-                raise TaskFileIntegrityError(f"{info.path}: got {size} bytes, expected {info.size}")
-            if digest.hexdigest() != info.sha256.lower():
-                raise TaskFileIntegrityError(f"{info.path}: sha256 does not match the handshake")
-            os.replace(tmp, dest)
-            return dest
-        finally:
-            tmp.unlink(missing_ok=True)
+        with self._translate(f"download of {info.path}"):
+            # wait_for_ready: a handshake just before a drain stopped the gateway must not end the
+            # attempt; wait (within the deadline) for the next conductor at the same address.
+            chunks = self._stub.DownloadFile(
+                agent_pb2.DownloadFileRequest(path=info.path),
+                metadata=self._metadata,
+                timeout=self._transfer_timeout(info.size),
+                wait_for_ready=True,
+            )
+            try:
+                return write_checked(dest, _in_order(chunks, info.path), info.size, info.sha256, info.path)
+            finally:
+                chunks.cancel()  # a no-op once the stream ended; frees it when we stop early
 
     def upload_result(
         self,
@@ -220,18 +201,51 @@ class GatewayConnection:
         *,
         max_timeout: float | None = None,
     ) -> agent_pb2.UploadResultResponse:
-        """Send the bundle's chunks, then the result carrying the bundle's sha256 and the step states."""
+        """Put the bundle in the blob store (with the gateway's presigned POST) or send its chunks, then the
+        result carrying the bundle's sha256 and the step states."""
         timeout = self._transfer_timeout(bundle.stat().st_size if bundle is not None else 0)
         if max_timeout is not None:
             timeout = min(timeout, max_timeout)
+        requests = _upload_requests(result, bundle, steps)
+        if bundle is not None:
+            size, sha256 = bundle.stat().st_size, blob_transfer.sha256_file(bundle)
+            post = self._prepare_bundle_upload(size, sha256, min(self._call_timeout, timeout))
+            if post is not None:
+                try:
+                    blob_transfer.post_file(post.url, post.fields, bundle, timeout)
+                except BlobTransferError as err:
+                    raise GatewayUnavailable(str(err)) from err
+                stored = to_proto_result(result, sha256, steps)
+                stored.bundle_uploaded, stored.bundle_size = True, size
+                requests = iter([agent_pb2.UploadResultRequest(result=stored)])
         # wait_for_ready: while the gateway is away, wait for it (within the deadline) instead of failing.
         with self._translate("result upload"):
             return self._stub.UploadResult(
-                _upload_requests(result, bundle, steps),
+                requests,
                 metadata=self._metadata,
                 timeout=timeout,
                 wait_for_ready=True,
             )
+
+    def _prepare_bundle_upload(
+        self, size: int, sha256: str, timeout: float
+    ) -> agent_pb2.PrepareBundleUploadResponse | None:
+        """The presigned POST for the bundle; None: send it through the gateway (a `local` blob store, or
+        a conductor from before PrepareBundleUpload)."""
+        request = agent_pb2.PrepareBundleUploadRequest(size=size, sha256=sha256)
+        try:
+            with self._translate("bundle upload"):
+                answer = self._stub.PrepareBundleUpload(
+                    request, metadata=self._metadata, timeout=timeout, wait_for_ready=True
+                )
+        except GatewayError as err:
+            if (
+                isinstance(err.__cause__, grpc.RpcError)
+                and err.__cause__.code() == grpc.StatusCode.UNIMPLEMENTED
+            ):
+                return None
+            raise
+        return answer if answer.url else None
 
     def heartbeat(
         self, phase: str, steps: dict[str, str], *, steering_seen: int = 0, timeout: float | None = None
@@ -318,6 +332,15 @@ def _upload_requests(
     yield agent_pb2.UploadResultRequest(result=to_proto_result(result, bundle_sha256, steps))
 
 
+def _in_order(chunks: Iterator[agent_pb2.FileChunk], name: str) -> Iterator[bytes]:
+    offset = 0
+    for chunk in chunks:
+        if chunk.offset != offset:
+            raise TaskFileIntegrityError(f"{name}: chunk at offset {chunk.offset}, expected {offset}")
+        offset += len(chunk.data)
+        yield chunk.data
+
+
 def _channel(address: str, tls: TlsFiles | None, options: list[tuple[str, object]]) -> grpc.Channel:
     if tls is None:
         return grpc.insecure_channel(address, options=options)
@@ -329,7 +352,7 @@ def _step_states(steps: dict[str, str]) -> list[agent_pb2.StepState]:
 
 
 def to_proto_result(result: AgentResult, bundle_sha256: str, steps: dict[str, str]) -> agent_pb2.AgentResult:
-    # bundle_path is the conductor's to fill in: it is where the gateway stored the bundle.
+    # bundle_key is the conductor's to fill in: where the bundle is in its blob store.
     return agent_pb2.AgentResult(
         status=result.status.value,
         exit_code=result.exit_code,

@@ -42,13 +42,13 @@ def serve_gateway(upstream: str, state: str) -> None:
     from conductor_worker.config import Settings
     from model_gateway.routes import router_from_settings
     from security.tokens import mint_token
-    from stores.job_store import JobAttemptDir
+    from stores.attempts import StagedAttempts
     from tests.standin_server import ThreadedServer
 
     settings = Settings(
         state_dir=Path(state), model_openai_url=f"{upstream}/v1", model_openai_api_key=SecretStr(KEY)
     )
-    JobAttemptDir(settings.jobs_dir, JOB, 1).stage_files([])
+    StagedAttempts(settings.open_blob_store()).stage(JOB, 1, [])
     app = FastAPI()
     app.include_router(router_from_settings(settings)[0])
     server = ThreadedServer(app, "model gateway").start()

@@ -34,7 +34,7 @@ from conductor_worker.gateway import start_gateway
 from conductor_worker.log_store import LocalLogStore
 from contracts.jobs import TaskFile
 from security.tokens import mint_token
-from stores.job_store import JobAttemptDir
+from stores.attempts import StagedAttempts
 from tests.helpers import free_port
 
 JOB = "job/bench/logs"
@@ -128,7 +128,7 @@ def text_of(i: int, size: int) -> str:
 
 def through_gateway(serve, state_dir: Path, lines: int, size: int) -> tuple[float, int]:
     settings = _bench_settings(state_dir, f"127.0.0.1:{free_port()}")
-    JobAttemptDir(settings.jobs_dir, JOB, 1).stage_files([TaskFile(path="job.json", content="{}")])
+    StagedAttempts(settings.open_blob_store()).stage(JOB, 1, [TaskFile(path="job.json", content="{}")])
     token = mint_token(settings.signing_secret(), JOB, 1, ttl_seconds=600)
     buffer = LogBuffer(state_dir / "spill.pickle")
     for i in range(1, lines + 1):

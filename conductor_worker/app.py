@@ -17,7 +17,6 @@ from conductor_worker.tracing import client_interceptors, tracer_of, tracer_prov
 from conductor_worker.webhooks import webhook_router
 from conductor_worker.worker import build_launcher, build_workers
 from model_gateway.routes import router_from_settings
-from stores.blob_store import BlobStore
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +65,7 @@ async def run_conductor(
                 settings.github_webhook_secret.get_secret_value(),
                 settings.jira_webhook_secret.get_secret_value(),
                 settings.github_trigger_label,
-                BlobStore(settings.blobs_dir),
+                settings.open_blob_store(),
             )
         )
     # The model gateway needs the HTTP server even without the pool API: then on the gateway's host.

@@ -26,6 +26,7 @@ from contracts.alarms import ChainPolicy
 from contracts.policies import JobPolicy
 from contracts.queues import CONDUCTOR_TASK_QUEUE
 from contracts.usage import ModelPrice
+from stores.blob_store import BlobStore, open_blob_store
 
 # The file names deploy scripts know (conductor_worker/drain.py).
 SHUTDOWN_FLAG_NAME = "IS_CONDUCTOR_SHUTTING_DOWN"
@@ -205,6 +206,15 @@ class Settings(BaseSettings):
     logs_s3_bucket: str = ""
     logs_s3_prefix: str = "logs/"
 
+    # Staged task files, agents' bundles and whole ticket descriptions (stores/blob_store.py): a local
+    # directory (empty: <state_dir>/blobs; one host) or an S3 bucket (aws_* settings) that every replica
+    # shares. With s3, agents get presigned URLs valid this long and move bulk bytes to S3 directly.
+    blob_store: Literal["local", "s3"] = "local"
+    blob_dir: str = ""
+    blob_s3_bucket: str = ""
+    blob_s3_prefix: str = "blobs/"
+    blob_url_expiry_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+
     # Bounds on what agents and clients send (README "Limits"); each refusal names its setting.
     # One attempt's stored log; lines past it are counted, not stored.
     max_log_bytes_per_attempt: int = Field(default=256 * 2**20, gt=0)
@@ -298,8 +308,18 @@ class Settings(BaseSettings):
 
     @property
     def blobs_dir(self) -> Path:
-        """Large text referenced from payloads by its sha256 (stores/blob_store.py)."""
-        return self.state_dir / "blobs"
+        """The `local` blob store's directory (stores/blob_store.py)."""
+        return Path(self.blob_dir) if self.blob_dir else self.state_dir / "blobs"
+
+    def open_blob_store(self) -> BlobStore:
+        return open_blob_store(
+            self.blob_store,
+            self.blobs_dir,
+            bucket=self.blob_s3_bucket,
+            prefix=self.blob_s3_prefix,
+            region=self.aws_region,
+            endpoint_url=self.aws_endpoint_url,
+        )
 
     @property
     def logs_path(self) -> Path:

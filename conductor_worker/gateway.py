@@ -1,8 +1,11 @@
-"""The agent gateway: gRPC `AgentService` over the job store and the job's await activity in Temporal.
+"""The agent gateway: gRPC `AgentService` over the blob store, the log store and the job's await activity
+in Temporal.
 
 Agents hold only a per-job token. Each call is checked against it (signature, expiry, and that the job
-attempt was staged by this conductor) before anything is read or written. Bulky data (task files,
-bundles, logs) moves through here to the job store and the log store, never through workflow history.
+attempt is staged in the blob store and not superseded: security/job_access.py) before anything is read or
+written. Any replica serves any agent: nothing an agent needs is on one conductor's disk. Bulky data (task
+files, bundles) goes to the blob store, never through workflow history: with S3 the agent moves it
+itself with presigned URLs; with the local store it streams through here.
 The agent's handshake, heartbeats and result go to Temporal as calls on its attempt's await activity
 (conductor_worker/agent_channel.py); the job store keeps a local record of them (handshake.json, heartbeat,
 result.json) that nothing polls. Without a Temporal client (a gateway alone, in tests) only that record is
@@ -14,8 +17,9 @@ import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -25,15 +29,17 @@ from temporalio.service import RPCError
 
 from conductor_worker.agent_channel import AgentChannel, AttemptEnded
 from conductor_worker.config import Settings
-from conductor_worker.job_access import open_job_attempt
 from conductor_worker.log_blocks import LogBlock
 from conductor_worker.log_store import LogStore, open_log_store
 from conductor_worker.tls import grpc_server_credentials, tls_enabled
 from contracts.jobs import AgentResult, AgentStatus, FailureClass
 from contracts.logs import LogLine
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
+from security.job_access import JobAccess, open_job_attempt
 from security.tokens import TokenClaims, TokenError
-from stores.job_store import JobAttemptDir, read_steering, sha256_file
+from stores.attempts import StagedAttempts, bundle_key, file_key
+from stores.blob_store import BlobMissing
+from stores.job_store import JobAttemptDir, read_steering
 
 log = logging.getLogger(__name__)
 # A git ref name or object id; anything longer is not one.
@@ -68,26 +74,35 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
     ) -> None:
         self._settings = settings
         self._secret = settings.signing_secret()
+        self._attempts = StagedAttempts(settings.open_blob_store())
+        self._blobs = self._attempts.blobs
         self._logs = logs if logs is not None else open_log_store(settings)
         self._channel = AgentChannel(client, self._logs.tail) if client is not None else None
         # Per job attempt, the log calls waiting to be stored and the task storing them (see _store_logs).
         self._log_queues: dict[tuple[str, int], list[_WaitingLogs]] = {}
         self._log_writers: dict[tuple[str, int], asyncio.Task] = {}
 
-    async def _authorize(self, context: grpc.aio.ServicerContext) -> tuple[TokenClaims, JobAttemptDir]:
+    async def _access(self, context: grpc.aio.ServicerContext) -> JobAccess:
         metadata = dict(context.invocation_metadata() or ())
         scheme, _, token = str(metadata.get("authorization", "")).partition(" ")
         if scheme.lower() != "bearer" or not token:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing bearer token")
         try:
-            access = open_job_attempt(self._settings.jobs_dir, self._secret, token)
+            # In a thread: with the s3 blob store, an attempt not seen for a while costs a request.
+            return await asyncio.to_thread(
+                open_job_attempt, self._attempts, self._settings.jobs_dir, self._secret, token
+            )
         except TokenError as err:
             log.warning("gateway refused a token: %s", err)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(err))
+
+    async def _authorize(self, context: grpc.aio.ServicerContext) -> tuple[TokenClaims, JobAttemptDir]:
+        access = await self._access(context)
         return access.claims, access.job
 
     async def Handshake(self, request, context):
-        claims, job = await self._authorize(context)
+        access = await self._access(context)
+        claims, job = access.claims, access.job
         job.record_handshake({"agent_version": request.agent_version, "hostname": request.hostname})
         if await self._beat(job, "handshake"):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "the job no longer expects this attempt")
@@ -100,22 +115,56 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         return agent_pb2.HandshakeResponse(
             job_id=claims.job_id,
             attempt=claims.attempt,
-            files=[agent_pb2.TaskFileInfo(**entry) for entry in job.manifest()],
+            files=await asyncio.to_thread(self._file_infos, access),
             heartbeat_interval_seconds=self._settings.heartbeat_interval_seconds,
         )
 
+    def _file_infos(self, access: JobAccess) -> list[agent_pb2.TaskFileInfo]:
+        """The staged files; with a store that presigns, each with the URL the agent fetches it from."""
+        expiry = self._settings.blob_url_expiry_seconds
+        return [
+            agent_pb2.TaskFileInfo(
+                path=staged.path,
+                size=staged.size,
+                sha256=staged.sha256,
+                url=self._blobs.presigned_get(
+                    file_key(access.claims.job_id, access.claims.attempt, staged.path), expiry
+                ),
+            )
+            for staged in access.staged.files
+        ]
+
     async def DownloadFile(self, request, context):
-        _, job = await self._authorize(context)
+        access = await self._access(context)
         try:
-            path = job.staged_file(request.path)
+            access.staged.file(request.path)
+            key = file_key(access.claims.job_id, access.claims.attempt, request.path)
         except (FileNotFoundError, ValueError) as err:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(err))
-        job.record_heartbeat("streaming-files")
-        offset = 0
-        with path.open("rb") as f:
-            while chunk := f.read(CHUNK_SIZE):
+        access.job.record_heartbeat("streaming-files")
+        offset, chunks = 0, _rechunked(self._blobs.chunks(key))
+        try:
+            # Each read in a thread: from S3 it is a network read.
+            while chunk := await asyncio.to_thread(next, chunks, b""):
                 yield agent_pb2.FileChunk(offset=offset, data=chunk)
                 offset += len(chunk)
+        except BlobMissing as err:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"task file {request.path!r} is not staged: {err}")
+        finally:
+            chunks.close()
+
+    async def PrepareBundleUpload(self, request, context):
+        access = await self._access(context)
+        if request.size > self._settings.max_bundle_bytes:
+            await self._refuse_bundle(context, access.job, access.job.result())
+        post = self._blobs.presigned_post(
+            bundle_key(access.claims.job_id, access.claims.attempt),
+            max_bytes=request.size,
+            expires_seconds=self._settings.blob_url_expiry_seconds,
+        )
+        if post is None:
+            return agent_pb2.PrepareBundleUploadResponse()
+        return agent_pb2.PrepareBundleUploadResponse(url=post.url, fields=post.fields)
 
     async def Heartbeat(self, request, context):
         claims, job = await self._authorize(context)
@@ -230,6 +279,7 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         job.root.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=job.root, prefix=".upload-")
         digest, size, result_msg = hashlib.sha256(), 0, None
+        key = bundle_key(claims.job_id, claims.attempt)
         try:
             with os.fdopen(fd, "wb") as tmp:
                 async for message in request_iterator:
@@ -248,12 +298,17 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
             if existing is not None:
                 # A retried upload of the same attempt: the first report stands.
                 return agent_pb2.UploadResultResponse(accepted=True, bundle_size=size, duplicate=True)
-            if size and digest.hexdigest() != result_msg.bundle_sha256:
-                await context.abort(grpc.StatusCode.DATA_LOSS, "bundle sha256 does not match")
-            if size:
-                os.replace(tmp_name, job.bundle_path)
+            if result_msg.bundle_uploaded:
+                size = await self._check_uploaded_bundle(context, job, key, result_msg)
+            elif size:
+                if digest.hexdigest() != result_msg.bundle_sha256:
+                    await context.abort(grpc.StatusCode.DATA_LOSS, "bundle sha256 does not match")
+                await asyncio.to_thread(self._blobs.put_file, key, Path(tmp_name))
             result = _result_from_proto(
-                result_msg, job, has_bundle=bool(size), max_chars=self._settings.max_result_text_chars
+                result_msg,
+                job,
+                key if size else "",
+                max_chars=self._settings.max_result_text_chars,
             )
         finally:
             if os.path.exists(tmp_name):
@@ -270,6 +325,26 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
             size,
         )
         return agent_pb2.UploadResultResponse(accepted=True, bundle_size=size)
+
+    async def _check_uploaded_bundle(self, context, job: JobAttemptDir, key: str, msg) -> int:
+        """The bundle the agent put in the blob store itself: there, of the size it said, within the limit.
+        Its sha256 is checked where its bytes are read, by the publisher."""
+        stored = await asyncio.to_thread(self._blobs.size, key)
+        if stored is None:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION, "bundle_uploaded, but no bundle is stored"
+            )
+        if stored > self._settings.max_bundle_bytes:
+            await asyncio.to_thread(self._blobs.delete, key)
+            await self._refuse_bundle(context, job, job.result())
+        if stored != msg.bundle_size:
+            await context.abort(
+                grpc.StatusCode.DATA_LOSS,
+                f"stored bundle has {stored} bytes, the result says {msg.bundle_size}",
+            )
+        if not msg.bundle_sha256:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "bundle_uploaded without its sha256")
+        return stored
 
     async def _report(self, context, job: JobAttemptDir, result: AgentResult) -> None:
         """Complete the attempt's await activity with the result; the agent hears when it is refused."""
@@ -299,12 +374,19 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, reason)
 
 
+def _rechunked(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """The blob's chunks cut to the gateway's message size."""
+    for chunk in chunks:
+        for start in range(0, len(chunk), CHUNK_SIZE):
+            yield chunk[start : start + CHUNK_SIZE]
+
+
 def _step_states(steps) -> dict[str, str]:
     return {step.name: step.status for step in steps}
 
 
 def _result_from_proto(
-    msg: agent_pb2.AgentResult, job: JobAttemptDir, has_bundle: bool, max_chars: int
+    msg: agent_pb2.AgentResult, job: JobAttemptDir, bundle_key: str, max_chars: int
 ) -> AgentResult:
     """Protobuf stays at this edge: the rest of the conductor sees the contract.
 
@@ -328,8 +410,8 @@ def _result_from_proto(
         branch=msg.branch[:_MAX_NAME_CHARS],
         commit_sha=msg.commit_sha[:_MAX_NAME_CHARS],
         duration_seconds=msg.duration_seconds,
-        bundle_path=str(job.bundle_path.resolve()) if has_bundle else "",
-        bundle_sha256=sha256_file(job.bundle_path) if has_bundle else "",
+        bundle_key=bundle_key,
+        bundle_sha256=msg.bundle_sha256 if bundle_key else "",
         model_usage=job.model_usage(),
         no_changes=msg.no_changes,
     )

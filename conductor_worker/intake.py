@@ -30,7 +30,6 @@ from contracts.alarms import Alarm
 from contracts.ids import account_workflow_id, ticket_workflow_id
 from contracts.incidents import IncidentChainInput
 from contracts.tickets import TicketMessage
-from stores.blob_store import BlobStore
 from workflows.incident_chain import IncidentChainWorkflow
 
 log = logging.getLogger(__name__)
@@ -64,6 +63,8 @@ class SqsIntake:
         self._metrics = IntakeMetrics(client_meter(client))
         # Each message opens its trace; the workflow start inside carries it on (conductor_worker/tracing.py).
         self._tracer = tracer or trace.NoOpTracer()
+        # Where a ticket's whole description goes when its payload carries a cut one.
+        self._blobs = settings.open_blob_store()
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("SQS intake polling %s with %d pollers", self._queue_url, self._settings.sqs_pollers)
@@ -210,8 +211,7 @@ class SqsIntake:
 
     async def start_ticket(self, ticket: TicketMessage) -> bool:
         """True if this started the ticket's workflow; False for a duplicate (already started or done)."""
-        blobs = BlobStore(self._settings.blobs_dir)
-        if not await start_ticket(self._client, self._settings.task_queue, ticket, blobs):
+        if not await start_ticket(self._client, self._settings.task_queue, ticket, self._blobs):
             log.info(
                 "ticket %s already handled by %s; duplicate message dropped",
                 ticket.key,

@@ -29,7 +29,7 @@ async def start_ticket(
     A description the ticket had to cut (contracts/tickets.py) goes whole to `blobs`; the payload carries
     the cut text and the blob's reference, and the agent's prompt gets all of it."""
     if blobs is not None and ticket.description_was_cut:
-        blob = await asyncio.to_thread(blobs.put, ticket.whole_description)
+        blob = await asyncio.to_thread(blobs.put_text, ticket.whole_description)
         ticket = ticket.model_copy(update={"description_blob": blob})
     try:
         await client.start_workflow(

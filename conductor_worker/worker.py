@@ -20,7 +20,7 @@ from activities.steering import SteeringMailbox
 from activities.task_files import TaskFileStager
 from conductor_worker.config import Settings
 from conductor_worker.task_failures import WorkflowTaskFailures
-from stores.blob_store import BlobStore
+from stores.attempts import StagedAttempts
 from workflows.agent_job import AgentJobWorkflow
 from workflows.agent_pool import AgentPoolWorkflow
 from workflows.incident_chain import IncidentChainWorkflow
@@ -88,19 +88,20 @@ def build_activities(client: Client, settings: Settings, task_queue: str) -> tup
     launcher = build_launcher(settings)
     # Completed by the agent gateway (conductor_worker/agent_channel.py); it only judges a silence.
     watcher = AgentResultWatcher(handshake_timeout_seconds=settings.handshake_timeout_seconds)
+    blobs = settings.open_blob_store()
     github_publisher = GithubPublisher(
-        github_factory(settings), settings.github_token.get_secret_value(), settings.max_bundle_bytes
+        github_factory(settings), settings.github_token.get_secret_value(), blobs, settings.max_bundle_bytes
     )
     shared = [
         *operations_activities(client, settings, task_queue),
-        TaskFileStager(settings.jobs_dir, BlobStore(settings.blobs_dir)).stage_task_files,
+        TaskFileStager(settings.jobs_dir, StagedAttempts(blobs)).stage_task_files,
         submit_script_task,
         launcher.launch_agent,
         # Here too: Fargate's agents, and jobs launched before the host queue existed, are watched and
         # stopped from any replica.
         launcher.stop_agent,
         watcher.await_agent_result,
-        LocalGitPublisher(settings.max_bundle_bytes).publish_local,
+        LocalGitPublisher(blobs, settings.max_bundle_bytes).publish_local,
         github_publisher.publish_github,
     ]
     # A local agent lives on the host that launched it: only that process can see and stop it.

@@ -118,9 +118,12 @@ class AgentResult(BaseModel):
     branch: str = ""
     commit_sha: str = ""
     duration_seconds: float = 0.0
-    # Where the conductor stored the uploaded git bundle; empty when the agent made no change.
-    bundle_path: str = ""
+    # The git bundle's key in the blob store (stores/attempts.py) and its sha256, checked by the publisher;
+    # empty when the agent made no change.
+    bundle_key: str = ""
     bundle_sha256: str = ""
+    # Where a conductor from before the blob store kept the bundle on its own disk (recorded histories).
+    bundle_path: str = ""
     # The attempt's model usage as the model gateway counted it (CLI coding agents only).
     model_usage: ModelUsage | None = None
     # FAILED because the coding agent finished (exit 0) without changing the clone.

@@ -1,7 +1,10 @@
 """Who may call the model gateway: a job's agent, with the token of a live attempt."""
 
-from conductor_worker.job_access import JobAccess, open_job_attempt
+import asyncio
+
+from security.job_access import JobAccess, open_job_attempt
 from security.tokens import TokenError
+from stores.attempts import StagedAttempts
 from stores.job_store import JobAttemptDir
 
 __all__ = ["JobAccess", "attempt_for_model_call", "token_from_headers"]
@@ -15,11 +18,12 @@ def token_from_headers(headers: dict[str, str]) -> str:
     return headers.get("x-api-key", "").strip()
 
 
-def attempt_for_model_call(jobs_dir, secret: bytes, token: str) -> JobAccess:
+async def attempt_for_model_call(attempts: StagedAttempts, jobs_dir, secret: bytes, token: str) -> JobAccess:
     """The attempt, or TokenError; an attempt whose result is in has ended and spends nothing more."""
     if not token:
         raise TokenError("missing bearer token")
-    access = open_job_attempt(jobs_dir, secret, token)
+    # In a thread: with the s3 blob store, an attempt not seen for a while costs a request.
+    access = await asyncio.to_thread(open_job_attempt, attempts, jobs_dir, secret, token)
     if _ended(access.job):
         raise TokenError("token is for an attempt that has ended")
     return access

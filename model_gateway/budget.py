@@ -33,7 +33,7 @@ class BudgetGate:
     async def admit(self, access: JobAccess, gone: Callable[[], Awaitable[bool]]) -> str:
         """'' when the request may go on (perhaps after a wait); else why not, for the agent's error."""
         job = access.job
-        allowance, cost_allowance = job.token_budget(), job.cost_budget()
+        allowance, cost_allowance = access.staged.token_budget, access.staged.cost_budget_usd
         if not (allowance or cost_allowance) or self._client is None:
             return ""
         await self._ledger.settled(job)  # the previous answers' usage is counted

@@ -24,6 +24,7 @@ from model_gateway.steering import steer_request
 from model_gateway.upstream import RetryPolicy, Upstream, UpstreamAnswer
 from model_gateway.usage import UsageLedger
 from security.tokens import TokenError
+from stores.attempts import StagedAttempts
 from stores.job_store import JobAttemptDir
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ def router_from_settings(
         upstream,
         ledger,
         BudgetGate(client, longest_window + 60, ledger),
+        StagedAttempts(settings.open_blob_store()),
         settings.jobs_dir,
         settings.signing_secret(),
         settings.model_prices,
@@ -63,6 +65,7 @@ def model_gateway_router(
     upstream: Upstream,
     ledger: UsageLedger,
     budget: BudgetGate,
+    attempts: StagedAttempts,
     jobs_dir,
     secret: bytes,
     prices: dict[str, ModelPrice] | None = None,
@@ -75,7 +78,7 @@ def model_gateway_router(
             started = time.monotonic()
             headers = {k.lower(): v for k, v in request.headers.items()}
             try:
-                access = attempt_for_model_call(jobs_dir, secret, token_from_headers(headers))
+                access = await attempt_for_model_call(attempts, jobs_dir, secret, token_from_headers(headers))
             except TokenError as err:
                 log.warning("model gateway refused a %s request: %s", provider.name, err)
                 return _error(provider, 401, f"conductor model gateway: {err}")

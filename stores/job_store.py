@@ -1,15 +1,15 @@
-"""The conductor's on-disk record of each job attempt, shared by activities and the gateway.
+"""A conductor's private on-disk record of the job attempts whose agents talked to it.
+
+What an attempt's agent needs (task files, budgets) and what it delivers (its bundle) are in the blob
+store every replica shares (stores/attempts.py); nothing here is needed by another replica.
 
 Layout under `<state_dir>/jobs/<job id as a file name>/attempt-<n>/`:
 
-    files/...        task files staged for the agent (manifest.json lists path, size, sha256)
     handshake.json   written when the agent handshakes
     heartbeat        rewritten on every agent heartbeat (its mtime is the last beat): JSON with the
                      phase and the task DAG's step states (`{"clone": "SUCCEEDED", "code": "RUNNING"}`)
-    work.bundle      the agent's git bundle, once uploaded and checked
     result.json      the agent's structured result (contracts.jobs.AgentResult)
     model-usage.json the attempt's model usage, kept by the model gateway (model_gateway/usage.py)
-    token-budget     the attempt's starting model-token allowance, for the model gateway (0 or absent: none)
     steering-delivered  the highest `steer` instruction a model request carried (model_gateway/steering.py)
 
 handshake.json, heartbeat and result.json are the gateway's local record of what the agent said; the job
@@ -17,7 +17,7 @@ learns it through Temporal (conductor_worker/agent_channel.py) and nothing polls
 makes a retried upload of the same attempt a duplicate, and ends the attempt's model spending.
 
 Files are written atomically (temp file + rename) so a reader never sees half a result.
-Bulky data (bundles) stays here, outside workflow history; agent logs go to conductor_worker/log_store.py.
+Agent logs go to conductor_worker/log_store.py.
 """
 
 import hashlib
@@ -28,8 +28,7 @@ import time
 from pathlib import Path
 
 from contracts.ids import safe_name
-from contracts.jobs import AgentResult, TaskFile
-from contracts.task_paths import check_relative_path
+from contracts.jobs import AgentResult
 from contracts.usage import ModelUsage
 
 
@@ -110,18 +109,6 @@ class JobAttemptDir:
         self.attempt = attempt
         self.root = jobs_dir / safe_name(job_id) / f"attempt-{attempt}"
 
-    def superseded(self) -> bool:
-        """True once a later attempt of the same job has been staged."""
-        return (self.root.parent / f"attempt-{self.attempt + 1}").exists()
-
-    @property
-    def files_dir(self) -> Path:
-        return self.root / "files"
-
-    @property
-    def bundle_path(self) -> Path:
-        return self.root / "work.bundle"
-
     @property
     def result_path(self) -> Path:
         return self.root / "result.json"
@@ -143,24 +130,6 @@ class JobAttemptDir:
         return self.root / "model-usage.json"
 
     @property
-    def token_budget_path(self) -> Path:
-        return self.root / "token-budget"
-
-    def token_budget(self) -> int:
-        """The attempt's starting token allowance (its policy's `token_budget`); 0: none."""
-        path = self.token_budget_path
-        return int(path.read_text() or 0) if path.exists() else 0
-
-    @property
-    def cost_budget_path(self) -> Path:
-        return self.root / "cost-budget"
-
-    def cost_budget(self) -> float:
-        """The attempt's starting allowance in US dollars (its policy's `cost_budget_usd`); 0: none."""
-        path = self.cost_budget_path
-        return float(path.read_text() or 0) if path.exists() else 0.0
-
-    @property
     def steering_delivered_path(self) -> Path:
         return self.root / "steering-delivered"
 
@@ -173,29 +142,6 @@ class JobAttemptDir:
         """None when the attempt made no model request through the gateway."""
         path = self.model_usage_path
         return ModelUsage.model_validate_json(path.read_bytes()) if path.exists() else None
-
-    # Task files ---------------------------------------------------------------------------
-
-    def stage_files(self, files: list[TaskFile]) -> list[dict]:
-        """Write the task files and their manifest; rewriting the same files is a no-op in effect."""
-        manifest = []
-        for task_file in files:
-            rel = check_relative_path(task_file.path)
-            data = task_file.content.encode()
-            write_atomic(self.files_dir / rel, data)
-            manifest.append({"path": str(rel), "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
-        write_atomic(self.root / "manifest.json", json.dumps(manifest, indent=2).encode())
-        return manifest
-
-    def manifest(self) -> list[dict]:
-        path = self.root / "manifest.json"
-        return json.loads(path.read_text()) if path.exists() else []
-
-    def staged_file(self, path: str) -> Path:
-        """The staged file for a manifest path; anything not in the manifest is refused."""
-        if path not in {entry["path"] for entry in self.manifest()}:
-            raise FileNotFoundError(f"no task file {path!r} for {self.job_id} attempt {self.attempt}")
-        return self.files_dir / check_relative_path(path)
 
     # Agent progress -----------------------------------------------------------------------
 

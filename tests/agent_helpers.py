@@ -9,7 +9,7 @@ from pathlib import Path
 from conductor_worker.config import Settings
 from contracts.jobs import TaskFile, TaskInstructions
 from security.tokens import mint_token
-from stores.job_store import JobAttemptDir
+from tests.helpers import stage_attempt
 
 
 def stage_job(settings: Settings, remote: Path, steps: list[dict] | None = None) -> tuple[str, str]:
@@ -30,7 +30,7 @@ def stage_job(settings: Settings, remote: Path, steps: list[dict] | None = None)
     ]
     if steps is not None:
         files.append(TaskFile(path="steps.json", content=json.dumps(steps)))
-    JobAttemptDir(settings.jobs_dir, job_id, 1).stage_files(files)
+    stage_attempt(settings, job_id, 1, files)
     return job_id, mint_token(settings.signing_secret(), job_id, 1, ttl_seconds=3600)
 
 

@@ -211,3 +211,11 @@ def stop_process(proc: subprocess.Popen, timeout: float) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def stage_attempt(settings: Settings, job_id: str, attempt: int = 1, files=(), **budgets) -> None:
+    """Stage a job attempt in the settings' blob store, as the stage_task_files activity does, so a
+    token for it opens the gateway (security/job_access.py)."""
+    from stores.attempts import StagedAttempts
+
+    StagedAttempts(settings.open_blob_store()).stage(job_id, attempt, list(files), **budgets)

@@ -48,8 +48,7 @@ from contracts.policies import JobPolicy
 from contracts.routing import RepoRoute
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
 from security.tokens import mint_token
-from stores.job_store import JobAttemptDir
-from tests.helpers import wait_for
+from tests.helpers import stage_attempt, wait_for
 from workflows.agent_job import AgentJobWorkflow
 from workflows.repo_claim import RepoClaimWorkflow
 
@@ -61,8 +60,8 @@ class ScriptedHost:
     """Stages into this replica's job store (or, from `elsewhere_from` on, another replica's), launches
     nothing; the test is the agent."""
 
-    jobs_dir: Path
-    other_jobs_dir: Path
+    settings: Settings
+    other: Settings
     elsewhere_from: int = 1_000
     launches: list[int] = field(default_factory=list)
     stops: list[int] = field(default_factory=list)
@@ -72,8 +71,8 @@ class ScriptedHost:
 
     @activity.defn(name="stage_task_files")
     async def stage(self, input: StageTaskFilesInput) -> StageTaskFilesResult:
-        jobs_dir = self.other_jobs_dir if input.attempt >= self.elsewhere_from else self.jobs_dir
-        JobAttemptDir(jobs_dir, input.spec.job_id, input.attempt).stage_files([])
+        settings = self.other if input.attempt >= self.elsewhere_from else self.settings
+        stage_attempt(settings, input.spec.job_id, input.attempt)
         return StageTaskFilesResult(files=[])
 
     @activity.defn(name="launch_agent")
@@ -110,7 +109,7 @@ class Conductor:
 async def conductor(client: Client, settings: Settings, tmp_path: Path) -> AsyncIterator[Conductor]:
     # Replicas share the token secret and Temporal, nothing else.
     settings = settings.model_copy(update={"token_secret": SecretStr(uuid.uuid4().hex)})
-    host = ScriptedHost(settings.jobs_dir, tmp_path / "other-replica" / "jobs")
+    host = ScriptedHost(settings, settings.model_copy(update={"state_dir": tmp_path / "other-replica"}))
     claims = ClaimChecks(client, settings.task_queue)
     watcher = AgentResultWatcher(handshake_timeout_seconds=30)
     server, port = await start_gateway(settings, client)
@@ -302,7 +301,7 @@ async def test_a_superseded_attempts_result_is_refused_and_another_replica_takes
     assert (await handle.query(AgentJobWorkflow.status)).state == JobState.RUNNING  # attempt 2 still awaited
 
     # The other replica's gateway (same token secret, nothing else shared but Temporal) takes attempt 2.
-    other = conductor.settings.model_copy(update={"state_dir": conductor.host.other_jobs_dir.parent})
+    other = conductor.host.other
     server, port = await start_gateway(other, conductor.client)
     try:
         second = FakeAgent(
@@ -341,7 +340,7 @@ class JobFromBeforeTheChannel:
 @pytest.mark.timeout(60)
 async def test_a_job_from_before_the_channel_is_found_by_describe_and_completed(conductor):
     job_id = f"job/ticket/jira/OLD-{uuid.uuid4().hex[:6].upper()}"
-    JobAttemptDir(conductor.settings.jobs_dir, job_id, 1).stage_files([])
+    stage_attempt(conductor.settings, job_id, 1)
     queue = f"{conductor.settings.task_queue}-before"
     async with Worker(
         conductor.client,

@@ -85,7 +85,7 @@ async def test_a_30s_gateway_outage_loses_no_line_and_the_result_is_reported_aft
     assert stored[-1].text == "conductor-agent: exiting with code 0"
     job = JobAttemptDir(settings.jobs_dir, job_id, 1)
     result = job.result()
-    assert result is not None and result.status is AgentStatus.SUCCEEDED and result.bundle_path
+    assert result is not None and result.status is AgentStatus.SUCCEEDED and result.bundle_key
     assert job.step_states() == dict.fromkeys(["clone", "code", "spew", "bundle"], "SUCCEEDED")
     print(f"{len(stored)} lines stored once, in order; agent done {back_after:.1f}s after the outage began")
 

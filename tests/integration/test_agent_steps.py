@@ -75,7 +75,7 @@ async def test_a_failing_step_fails_the_job_and_skips_the_bundle(settings, sampl
         2,
     )
     assert result.summary == "step 'test' failed (exit code 2): 2 tests failed"
-    assert not result.bundle_path
+    assert not result.bundle_key
     assert job.step_states() == {
         "clone": "SUCCEEDED",
         "code": "SUCCEEDED",

@@ -10,14 +10,14 @@ from conductor_worker.gateway import start_gateway
 from contracts.jobs import TaskFile
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
 from security.tokens import mint_token
-from stores.job_store import JobAttemptDir
+from tests.helpers import stage_attempt
 
 JOB = "job/ticket/jira/ENG-42"
 
 
 @pytest.fixture
 async def gateway(settings):
-    JobAttemptDir(settings.jobs_dir, JOB, 1).stage_files([TaskFile(path="job.json", content="{}")])
+    stage_attempt(settings, JOB, 1, [TaskFile(path="job.json", content="{}")])
     server, port = await start_gateway(settings)
     yield f"127.0.0.1:{port}"
     await server.stop(grace=None)

@@ -24,8 +24,9 @@ from conductor_worker.log_store import LocalLogStore
 from contracts.jobs import AgentStatus, TaskFile
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
 from security.tokens import mint_token
+from stores.attempts import bundle_key
 from stores.job_store import JobAttemptDir
-from tests.helpers import free_port, wait_for
+from tests.helpers import free_port, stage_attempt, wait_for
 
 JOB = "job/ticket/jira/ENG-413"
 CHUNK = 256 * 1024
@@ -40,7 +41,7 @@ async def small_gateway(settings):
             "max_result_text_chars": 100,
         }
     )
-    JobAttemptDir(settings.jobs_dir, JOB, 1).stage_files([TaskFile(path="job.json", content="{}")])
+    stage_attempt(settings, JOB, 1, [TaskFile(path="job.json", content="{}")])
     server, port = await start_gateway(settings)
     token = mint_token(settings.signing_secret(), JOB, 1, ttl_seconds=60)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -71,7 +72,9 @@ async def test_a_bundle_over_the_limit_is_refused_and_fails_the_attempt(small_ga
     job = JobAttemptDir(settings.jobs_dir, JOB, 1)
     result = job.result()
     assert result.status == AgentStatus.FAILED and result.summary == expected
-    assert not job.bundle_path.exists() and not list(job.root.glob(".upload-*"))
+    assert settings.open_blob_store().size(bundle_key(JOB, 1)) is None and not list(
+        job.root.glob(".upload-*")
+    )
 
 
 async def test_a_grpc_message_over_the_limit_is_resource_exhausted_before_authentication(small_gateway):

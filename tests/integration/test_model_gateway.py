@@ -17,6 +17,7 @@ from model_gateway.upstream import retry_after_seconds
 from model_gateway.usage import read_usage
 from security.tokens import mint_token
 from stores.job_store import JobAttemptDir
+from tests.helpers import stage_attempt
 from tests.model_standin import Fail, ModelStandin, Stream, claude_message_turn, codex_message_turn
 from tests.standin_server import ThreadedServer
 
@@ -60,7 +61,7 @@ def gateway(settings, model, meter):
     router, _ = router_from_settings(settings, meter=meter)
     app.include_router(router)
     job = JobAttemptDir(settings.jobs_dir, "job/ticket/jira/GW-1", 1)
-    job.stage_files([])
+    stage_attempt(settings, job.job_id, 1)
     token = mint_token(settings.signing_secret(), job.job_id, 1, ttl_seconds=60)
     server = ThreadedServer(app, "model gateway").start()
     yield server.base_url, token, job

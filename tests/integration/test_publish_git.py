@@ -2,6 +2,7 @@
 
 import base64
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from contracts.activity_io import PublishInput
 from contracts.jobs import AgentResult, AgentStatus, JobSpec, ticket_work_item
 from contracts.routing import RepoRoute
 from contracts.tickets import TicketMessage
+from stores.blob_store import LocalBlobStore
 from tests.git_helpers import make_bare_repo_from, make_branch_bundle, rev_parse
 
 BRANCH = "conductor/ENG-123"
@@ -26,6 +28,22 @@ def bare(tmp_path: Path) -> Path:
     return make_bare_repo_from({"README.md": "hello\n"}, tmp_path / "origin.git")
 
 
+@pytest.fixture(autouse=True)
+def blob_store(tmp_path: Path) -> Iterator[LocalBlobStore]:
+    """The conductor's blob store, where the gateway put the agent's bundle."""
+    global BLOBS
+    BLOBS = LocalBlobStore(tmp_path / "blobs")
+    yield BLOBS
+
+
+def stored_bundle(bundle: Path | None) -> dict:
+    """The result's bundle fields once the bundle is in the blob store (as the gateway leaves them)."""
+    if bundle is None:
+        return {}
+    key = f"jobs/test/attempt-1/{bundle.name}"
+    return {"bundle_key": key, "bundle_sha256": BLOBS.put_file(key, bundle)}
+
+
 def publish_input(repo_url: str, bundle: Path | None, sha: str = "") -> PublishInput:
     spec = JobSpec(
         job_id="job/ticket/jira/ENG-123",
@@ -33,14 +51,12 @@ def publish_input(repo_url: str, bundle: Path | None, sha: str = "") -> PublishI
         route=RepoRoute(repo_url=repo_url, publisher="local"),
         branch=BRANCH,
     )
-    result = AgentResult(
-        status=AgentStatus.SUCCEEDED, bundle_path=str(bundle or ""), commit_sha=sha, branch=BRANCH
-    )
+    result = AgentResult(status=AgentStatus.SUCCEEDED, **stored_bundle(bundle), commit_sha=sha, branch=BRANCH)
     return PublishInput(spec=spec, result=result)
 
 
 async def publish(input: PublishInput):
-    return await ActivityEnvironment().run(LocalGitPublisher().publish_local, input)
+    return await ActivityEnvironment().run(LocalGitPublisher(BLOBS).publish_local, input)
 
 
 async def test_pushes_the_branch_into_the_bare_repo(bare: Path, tmp_path: Path):

@@ -14,6 +14,7 @@ from contracts.activity_io import PublishInput, PublishResult
 from contracts.jobs import AgentResult, AgentStatus, JobSpec, ticket_work_item
 from contracts.routing import RepoRoute
 from contracts.tickets import TicketMessage
+from stores.blob_store import LocalBlobStore
 from tests.git_helpers import make_bare_repo_from, make_branch_bundle, rev_parse
 from tests.github_standin import GithubStandin
 
@@ -33,6 +34,22 @@ def bare(tmp_path: Path) -> Path:
     return make_bare_repo_from({"README.md": "hello\n"}, tmp_path / "origin.git")
 
 
+@pytest.fixture(autouse=True)
+def blob_store(tmp_path: Path) -> Iterator[LocalBlobStore]:
+    """The conductor's blob store, where the gateway put the agent's bundle."""
+    global BLOBS
+    BLOBS = LocalBlobStore(tmp_path / "blobs")
+    yield BLOBS
+
+
+def stored_bundle(bundle: Path | None) -> dict:
+    """The result's bundle fields once the bundle is in the blob store (as the gateway leaves them)."""
+    if bundle is None:
+        return {}
+    key = f"jobs/test/attempt-1/{bundle.name}"
+    return {"bundle_key": key, "bundle_sha256": BLOBS.put_file(key, bundle)}
+
+
 def publish_input(bare: Path, bundle: Path, sha: str, summary: str, github_repo=REPO):
     spec = JobSpec(
         job_id=JOB_ID,
@@ -45,7 +62,7 @@ def publish_input(bare: Path, bundle: Path, sha: str, summary: str, github_repo=
         branch=BRANCH,
     )
     result = AgentResult(
-        status=AgentStatus.SUCCEEDED, bundle_path=str(bundle), commit_sha=sha, summary=summary
+        status=AgentStatus.SUCCEEDED, **stored_bundle(bundle), commit_sha=sha, summary=summary
     )
     return PublishInput(spec=spec, result=result)
 
@@ -60,7 +77,7 @@ async def publish(standin: GithubStandin, input: PublishInput, token: str = "t")
             seconds_between_writes=None,
         )
 
-    publisher = GithubPublisher(factory, token=token)
+    publisher = GithubPublisher(factory, token=token, blobs=BLOBS)
     return await ActivityEnvironment().run(publisher.publish_github, input)
 
 

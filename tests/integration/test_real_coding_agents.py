@@ -35,6 +35,7 @@ from tests.github_standin import GithubStandin
 from tests.helpers import (
     fresh_key,
     is_running,
+    stage_attempt,
     ticket_body,
     ticket_result,
     wait_for,
@@ -273,11 +274,11 @@ async def test_ended_and_superseded_tokens_are_refused_by_the_model_gateway(
 
     # A live attempt (staged, no result) of another job: forwarded. Then a later attempt supersedes it.
     live = JobAttemptDir(settings.jobs_dir, "job/ticket/jira/LIVE-1", 1)
-    live.stage_files([])
+    stage_attempt(settings, live.job_id, 1)
     token = mint_token(secret, live.job_id, 1, ttl_seconds=60)
     before = len(model.requests)
     assert (await call(token)).status_code == 200
-    JobAttemptDir(settings.jobs_dir, live.job_id, 2).stage_files([])
+    stage_attempt(settings, live.job_id, 2)
     superseded = await call(token)
     assert superseded.status_code == 401 and "superseded" in superseded.json()["error"]["message"]
     assert len(model.requests) == before + 1, "a refused token must cost nothing upstream"

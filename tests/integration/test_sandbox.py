@@ -18,9 +18,9 @@ from activities.sandbox import SandboxUnavailable
 from agent_runtime.builtin_steps import CLI_HOME_DIR
 from contracts.ids import safe_name, ticket_job_id
 from contracts.jobs import JobState, TaskFile
-from stores.job_store import JobAttemptDir
+from stores.attempts import file_key
 from tests.git_helpers import git, rev_parse
-from tests.helpers import fresh_key, install_fake_codex, ticket_result
+from tests.helpers import fresh_key, install_fake_codex, stage_attempt, ticket_result
 from tests.integration.test_agent_relaunch import start_ticket
 from workflows.agent_job import AgentJobWorkflow
 
@@ -38,15 +38,19 @@ ATTEMPTS = (
 
 
 def install_hostile_agent(settings, remote: Path, bin_dir: Path, monkeypatch) -> dict:
-    other = JobAttemptDir(settings.jobs_dir, "job/ticket/jira/OTHER-1", 1)
-    other.stage_files([TaskFile(path="prompt.md", content="another job's private prompt\n")])
+    stage_attempt(
+        settings,
+        "job/ticket/jira/OTHER-1",
+        1,
+        [TaskFile(path="prompt.md", content="another job's private prompt\n")],
+    )
     targets = {
         "token_secret": str(settings.state_dir / "token-secret"),
         # HOME is state/jobs/<job>/attempt-N/workdir-X/<job>-N/<CLI home>: six levels below the state dir.
         "secret_relative": "../../../../../../token-secret",
         "conductor_pid": os.getpid(),  # the conductor runs in this test process
-        "other_job_file": str(other.files_dir / "prompt.md"),
-        "jobs_dir": str(settings.jobs_dir),
+        "other_job_file": str(settings.blobs_dir / file_key("job/ticket/jira/OTHER-1", 1, "prompt.md")),
+        "jobs_dir": str(settings.blobs_dir / "jobs"),
         "remote": str(remote),
     }
     # The hostile program is Python; the stand-in `codex` (a shell script that passes the version check)

@@ -2,7 +2,8 @@ import pytest
 
 from contracts.jobs import TaskFile
 from contracts.task_paths import TaskFilePathError, check_relative_path
-from stores.job_store import JobAttemptDir
+from stores.attempts import StagedAttempts, file_key
+from stores.blob_store import LocalBlobStore
 
 
 @pytest.mark.parametrize(
@@ -18,16 +19,19 @@ def test_plain_relative_paths_are_accepted(path):
     assert str(check_relative_path(path)) == path
 
 
-def test_staging_rejects_before_writing_anything(tmp_path):
-    job = JobAttemptDir(tmp_path, "job/x", 1)
+def test_staging_rejects_a_bad_path_and_stages_no_attempt(tmp_path):
+    attempts = StagedAttempts(LocalBlobStore(tmp_path))
     with pytest.raises(TaskFilePathError):
-        job.stage_files([TaskFile(path="ok.txt", content="1"), TaskFile(path="../evil", content="2")])
-    assert not (tmp_path / "evil").exists()
+        attempts.stage(
+            "job/x", 1, [TaskFile(path="ok.txt", content="1"), TaskFile(path="../evil", content="2")]
+        )
+    assert not list(tmp_path.rglob("evil")) and attempts.get("job/x", 1) is None
 
 
-def test_gateway_serves_only_manifest_files(tmp_path):
-    job = JobAttemptDir(tmp_path, "job/x", 1)
-    job.stage_files([TaskFile(path="job.json", content="{}")])
-    assert job.staged_file("job.json").read_text() == "{}"
+def test_gateway_serves_only_staged_files(tmp_path):
+    attempts = StagedAttempts(LocalBlobStore(tmp_path))
+    attempts.stage("job/x", 1, [TaskFile(path="job.json", content="{}")])
+    staged = attempts.get("job/x", 1)
+    assert attempts.blobs.get_bytes(file_key("job/x", 1, "job.json"), staged.file("job.json").sha256) == b"{}"
     with pytest.raises(FileNotFoundError):
-        job.staged_file("manifest.json")
+        staged.file("attempt.json")

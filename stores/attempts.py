@@ -1,0 +1,144 @@
+"""Staged job attempts in the blob store: what an attempt's agent may fetch, and what it may spend.
+
+    jobs/<job id as a file name>/attempt-<n>/files/<path>   the task files
+    jobs/<job id as a file name>/attempt-<n>/attempt.json   this record (StagedAttempt), written last
+    jobs/<job id as a file name>/attempt-<n>/work.bundle    the agent's git bundle, once it reports
+
+Any conductor sharing the blob store serves any attempt: the record is the proof an attempt was staged
+(an agent's token opens nothing else), and a staged next attempt supersedes it. A record never changes
+once its attempt's agent can hold a token (tokens are minted at launch, after staging completed), so it
+is cached; "superseded" is for good, and "not superseded" is re-checked at every call on a local store, every
+few seconds on a remote one (S3: a request each).
+"""
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+
+from pydantic import BaseModel
+
+from contracts.ids import safe_name
+from contracts.jobs import TaskFile
+from contracts.task_paths import check_relative_path
+from stores.blob_store import BlobMissing, BlobStore
+
+RECORD = "attempt.json"
+# With a remote store, an agent of a superseded attempt may go on for this long before its calls are
+# refused (its result is refused by the job anyway: conductor_worker/agent_channel.py).
+SUPERSEDED_RECHECK_SECONDS = 5.0
+CACHED_RECORDS = 4096
+
+
+class StagedFile(BaseModel):
+    path: str
+    size: int
+    sha256: str
+
+
+class StagedAttempt(BaseModel):
+    job_id: str
+    attempt: int
+    files: list[StagedFile]
+    # The model gateway's allowances for this attempt (its policy's token_budget, cost_budget_usd); 0: none.
+    token_budget: int = 0
+    cost_budget_usd: float = 0.0
+
+    def file(self, path: str) -> StagedFile:
+        """The staged file for a handshake path; anything not staged is refused."""
+        for staged in self.files:
+            if staged.path == path:
+                return staged
+        raise FileNotFoundError(f"no task file {path!r} for {self.job_id} attempt {self.attempt}")
+
+
+def attempt_prefix(job_id: str, attempt: int) -> str:
+    return f"jobs/{safe_name(job_id)}/attempt-{attempt}/"
+
+
+def file_key(job_id: str, attempt: int, path: str) -> str:
+    return attempt_prefix(job_id, attempt) + "files/" + check_relative_path(path).as_posix()
+
+
+def bundle_key(job_id: str, attempt: int) -> str:
+    return attempt_prefix(job_id, attempt) + "work.bundle"
+
+
+class StagedAttempts:
+    def __init__(self, blobs: BlobStore) -> None:
+        self.blobs = blobs
+        self._records: OrderedDict[tuple[str, int], StagedAttempt] = OrderedDict()
+        self._current_until: dict[tuple[str, int], float] = {}
+        self._superseded: set[tuple[str, int]] = set()
+        self._lock = threading.Lock()
+
+    def stage(
+        self,
+        job_id: str,
+        attempt: int,
+        files: list[TaskFile],
+        token_budget: int = 0,
+        cost_budget_usd: float = 0.0,
+    ) -> StagedAttempt:
+        """Store the files, then the record naming them; staging the same attempt again rewrites both."""
+        staged = []
+        for task_file in files:
+            data = task_file.content.encode()
+            self.blobs.put_bytes(file_key(job_id, attempt, task_file.path), data)
+            staged.append(
+                StagedFile(path=task_file.path, size=len(data), sha256=hashlib.sha256(data).hexdigest())
+            )
+        record = StagedAttempt(
+            job_id=job_id,
+            attempt=attempt,
+            files=staged,
+            token_budget=token_budget,
+            cost_budget_usd=cost_budget_usd,
+        )
+        self.blobs.put_bytes(
+            attempt_prefix(job_id, attempt) + RECORD, record.model_dump_json(indent=2).encode()
+        )
+        with self._lock:
+            self._records.pop((job_id, attempt), None)
+        return record
+
+    def get(self, job_id: str, attempt: int) -> StagedAttempt | None:
+        key = (job_id, attempt)
+        with self._lock:
+            if key in self._records:
+                self._records.move_to_end(key)
+                return self._records[key]
+        try:
+            raw = self.blobs.get_bytes(attempt_prefix(job_id, attempt) + RECORD, max_bytes=4 * 2**20)
+        except BlobMissing:
+            return None
+        record = StagedAttempt.model_validate_json(raw)
+        with self._lock:
+            self._records[key] = record
+            while len(self._records) > CACHED_RECORDS:
+                self._records.popitem(last=False)
+        return record
+
+    def superseded(self, job_id: str, attempt: int) -> bool:
+        """True once a later attempt of the job has been staged."""
+        key, now = (job_id, attempt), time.monotonic()
+        with self._lock:
+            if key in self._superseded:
+                return True
+            if self._current_until.get(key, 0.0) > now:
+                return False
+        recheck = SUPERSEDED_RECHECK_SECONDS if self.blobs.remote else 0.0
+        later = self.blobs.size(attempt_prefix(job_id, attempt + 1) + RECORD) is not None
+        with self._lock:
+            if later:
+                if len(self._superseded) >= CACHED_RECORDS:
+                    self._superseded.clear()  # only a cache: a superseded attempt is found again
+                self._superseded.add(key)
+                self._current_until.pop(key, None)
+            elif recheck:
+                self._current_until[key] = now + recheck
+                if len(self._current_until) > CACHED_RECORDS:
+                    # Past entries are only a cache: drop the expired ones, or all when none has expired.
+                    live = {k: t for k, t in self._current_until.items() if t > now}
+                    self._current_until = live if len(live) < CACHED_RECORDS else {}
+        return later
