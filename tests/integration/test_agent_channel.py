@@ -5,7 +5,10 @@ launcher, stager and publisher are scripted (no process starts), so each path ta
 a result through the gateway completes the job; a silent agent is found by the await activity's heartbeat
 timeout and relaunched; a cancel reaches the agent in its heartbeat reply; a superseded attempt's result is
 refused by Temporal even when the gateway's own disk does not know of the newer attempt, and another
-replica's gateway, on its own state dir, completes that newer attempt; a job run from before the channel (its await activity's id assigned by Temporal) is still completed.
+replica's gateway, on its own state dir, completes that newer attempt (and, with the protection off, the
+superseded agent's result decides the job, or, with only the ended-attempt check off, that agent is never
+told to stop); a job run from before the channel (its await activity's id assigned by Temporal) is still
+completed.
 """
 
 import asyncio
@@ -26,6 +29,8 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.agent_results import SILENCE_WINDOWS, AgentResultWatcher
 from activities.claims import ClaimChecks
+from conductor_worker import agent_channel
+from conductor_worker.agent_channel import AgentChannel
 from conductor_worker.config import Settings
 from conductor_worker.gateway import start_gateway
 from contracts.activity_io import (
@@ -40,6 +45,7 @@ from contracts.activity_io import (
     StageTaskFilesInput,
     StageTaskFilesResult,
     StopAgentInput,
+    agent_watch_activity_id,
 )
 from contracts.claims import claim_workflow_id
 from contracts.jobs import AgentResult, JobResult, JobSpec, JobState, WorkItem
@@ -315,6 +321,83 @@ async def test_a_superseded_attempts_result_is_refused_and_another_replica_takes
         await server.stop(grace=None)
     assert result.state == JobState.SUCCEEDED and result.attempt == 2
     assert result.agent.summary == "through the other replica"
+
+
+async def superseded(conductor: Conductor) -> tuple[WorkflowHandle, FakeAgent]:
+    """A job on attempt 2, its await activity scheduled, and attempt 1's agent (gone silent) still there.
+    Attempt 2 is staged by another replica, as above: this gateway's disk does not refuse attempt 1's token
+    (job_access.py), only Temporal knows."""
+    conductor.host.elsewhere_from = 2
+    handle = await start_job(conductor)
+    old = FakeAgent(conductor, handle.id, 1)
+    await wait_for(lambda: running(handle), timeout=20)
+    await old.handshake()
+    await old.beat()
+
+    async def awaiting_attempt_2() -> bool:
+        pending = (await handle.describe()).raw_description.pending_activities
+        return any(p.activity_id == agent_watch_activity_id(2) for p in pending)
+
+    assert await wait_for(awaiting_attempt_2, timeout=30)
+    return handle, old
+
+
+@pytest.mark.timeout(60)
+async def test_with_its_result_not_held_to_its_attempt_a_superseded_agent_decides_the_job(
+    conductor, monkeypatch
+):
+    """The attack the refusal above stops, with the protection off: the gateway addresses a result to the
+    await activity of the attempt its token names (so Temporal refuses an ended attempt's), and turns the
+    refusal into PERMISSION_DENIED. Unprotected, addressing whatever await activity the job has open (its
+    `agent_channel` query names it), the superseded agent's stale result is accepted and ends the job as
+    if attempt 2's agent had done the work."""
+
+    async def unbound(self, job, call) -> None:
+        state = await self._client.get_workflow_handle(job.job_id).query(
+            "agent_channel", result_type=AgentChannelState
+        )
+        await call(self._handle(job, state.activity_id))
+
+    monkeypatch.setattr(AgentChannel, "_on_activity", unbound)
+    handle, old = await superseded(conductor)
+
+    beat = await old.beat()
+    reply = await old.report("too late")
+    result = await asyncio.wait_for(handle.result(), timeout=20)
+    await old.close()
+
+    assert not beat.cancel_requested  # nor is the old agent told to stop: its beats keep attempt 2 alive
+    assert reply.accepted
+    assert result.state == JobState.SUCCEEDED and result.attempt == 2
+    assert result.agent.summary == "too late"  # attempt 1's result, taken as attempt 2's
+    assert conductor.host.launches == [1, 2]
+
+
+@pytest.mark.timeout(60)
+async def test_with_the_ended_attempt_check_off_a_superseded_agent_is_never_stopped(conductor, monkeypatch):
+    """What the AttemptEnded check itself adds (the result stays refused by Temporal, per-attempt ids):
+    without it the superseded agent's beats say "carry on" and its result is "not recorded yet, send it
+    again", so the agent keeps working and retrying instead of stopping (PERMISSION_DENIED above)."""
+
+    async def unchecked(self, job) -> AgentChannelState:
+        return await self._client.get_workflow_handle(job.job_id).query(
+            "agent_channel", result_type=AgentChannelState
+        )
+
+    monkeypatch.setattr(AgentChannel, "_channel_state", unchecked)
+    monkeypatch.setattr(agent_channel, "REPORT_PATIENCE_SECONDS", 2.0)  # the default 30 s: same answer
+    handle, old = await superseded(conductor)
+
+    beat = await old.beat()
+    with pytest.raises(grpc.aio.AioRpcError) as told:
+        await old.report("too late")
+    await old.close()
+
+    assert not beat.cancel_requested
+    assert told.value.code() == grpc.StatusCode.UNAVAILABLE, told.value.details()  # the agent retries
+    assert "send it again" in told.value.details()
+    assert (await handle.query(AgentJobWorkflow.status)).state == JobState.RUNNING  # still awaits attempt 2
+    await handle.terminate("test done")
 
 
 @workflow.defn(name="JobFromBeforeTheChannel")

@@ -1,7 +1,6 @@
 """The chain rule (workflows/chaining.py), by event time, on fixed datetimes."""
 
 import itertools
-import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -227,17 +226,17 @@ def test_prune_drops_old_chains_and_their_event_ids_and_keeps_live_ones():
     assert find_chain(state, "incident/nope") is None
 
 
-def test_ten_thousand_alarms_a_third_of_a_second_apart_are_one_chain_quickly():
+def test_ten_thousand_alarms_a_third_of_a_second_apart_are_one_chain():
+    """Correctness only: how fast the rule places them is a figure of `make bench`
+    (benchmarks/chain_rule_bench.py, against a raw baseline of the same run), not a wall-clock bound here."""
     alarms = [alarm(at(seconds=0.3 * i), name=f"alarm-{i % 7}") for i in range(10_000)]
     state = AccountChains(account=A)
-    started = time.perf_counter()
-    for a in alarms:
-        place_alarm(state, a, POLICY)
-    elapsed = time.perf_counter() - started
+    kinds = [place_alarm(state, a, POLICY).kind for a in alarms]
+    assert kinds == [OPENED] + [JOINED] * 9_999
     assert [(c.alarm_count, c.earliest_at, c.latest_at) for c in state.chains] == [
         (10_000, at(0), at(seconds=0.3 * 9_999))
     ]
-    assert elapsed < 1.0
+    assert (state.alarms_total, state.duplicates_total, len(state.seen)) == (10_000, 0, 10_000)
 
 
 @pytest.mark.parametrize(("on_failed_job", "a1_jobs"), [("hold", 1), ("respawn", 2)])
