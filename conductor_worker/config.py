@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     replica_id: str = ""
 
     # Agent gateway (gRPC). `gateway_public_address` is what agents dial; defaults to the listen address.
+    # Several replicas: a gRPC target naming them all (`ipv4:a:1,b:2`, or DNS): agents round-robin over them.
     gateway_listen: str = "127.0.0.1:50051"
     gateway_public_address: str = ""
     # Signs per-job agent tokens; every replica needs the same one (from the environment or a secrets
