@@ -2,7 +2,6 @@
 itself) fetches them from (stores/attempts.py)."""
 
 import asyncio
-from pathlib import Path
 
 from temporalio import activity
 
@@ -10,7 +9,7 @@ from contracts.activity_io import StageTaskFilesInput, StageTaskFilesResult
 from contracts.alarms import AlarmBatch
 from contracts.jobs import JobSpec, TaskFile, TaskInstructions
 from stores.attempts import StagedAttempts
-from stores.job_store import read_steering
+from stores.mailbox import JobMailbox
 
 _ASKS = {
     "ticket": "Make the change the ticket asks for, keep the tests passing, and summarise what you did.",
@@ -61,15 +60,15 @@ def task_files_for(
 
 
 class TaskFileStager:
-    def __init__(self, jobs_dir: Path, attempts: StagedAttempts) -> None:
-        self._jobs_dir = jobs_dir
+    def __init__(self, attempts: StagedAttempts, mailbox: JobMailbox) -> None:
         self._attempts = attempts
+        self._mailbox = mailbox
 
     @activity.defn(name="stage_task_files")
     async def stage_task_files(self, input: StageTaskFilesInput) -> StageTaskFilesResult:
         spec = input.spec
         # Instructions sent with `steer` to an earlier attempt (or while queued) go into this one's prompt.
-        steering = read_steering(self._jobs_dir, spec.job_id)
+        steering = await asyncio.to_thread(self._mailbox.steering, spec.job_id)
         whole = await asyncio.to_thread(self._whole_description, spec)
         staged = await asyncio.to_thread(
             self._attempts.stage,

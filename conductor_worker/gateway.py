@@ -39,7 +39,8 @@ from security.job_access import JobAccess, open_job_attempt
 from security.tokens import TokenClaims, TokenError
 from stores.attempts import StagedAttempts, bundle_key, file_key
 from stores.blob_store import BlobMissing
-from stores.job_store import JobAttemptDir, read_steering
+from stores.job_store import JobAttemptDir
+from stores.mailbox import JobMailbox
 
 log = logging.getLogger(__name__)
 # A git ref name or object id; anything longer is not one.
@@ -76,6 +77,7 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         self._secret = settings.signing_secret()
         self._attempts = StagedAttempts(settings.open_blob_store())
         self._blobs = self._attempts.blobs
+        self._mailbox = JobMailbox(self._blobs)
         self._logs = logs if logs is not None else open_log_store(settings)
         self._channel = AgentChannel(client, self._logs.tail) if client is not None else None
         # Per job attempt, the log calls waiting to be stored and the task storing them (see _store_logs).
@@ -173,7 +175,7 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         stop = await self._beat(job, phase)
         steering = [
             agent_pb2.Steering(seq=entry["seq"], text=entry["text"], by=entry["by"])
-            for entry in read_steering(self._settings.jobs_dir, claims.job_id)
+            for entry in await asyncio.to_thread(self._mailbox.steering, claims.job_id)
             if entry["seq"] > request.steering_seen
         ]
         return agent_pb2.HeartbeatResponse(cancel_requested=stop, steering=steering)

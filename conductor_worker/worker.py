@@ -21,6 +21,7 @@ from activities.task_files import TaskFileStager
 from conductor_worker.config import Settings
 from conductor_worker.task_failures import WorkflowTaskFailures
 from stores.attempts import StagedAttempts
+from stores.mailbox import JobMailbox
 from workflows.agent_job import AgentJobWorkflow
 from workflows.agent_pool import AgentPoolWorkflow
 from workflows.incident_chain import IncidentChainWorkflow
@@ -63,7 +64,7 @@ def operations_activities(client: Client, settings: Settings, task_queue: str) -
     router = Router(settings.routes_file, settings.job_policies(), github_clone_url=settings.github_clone_url)
     notes = FailureNotes(jira_access(settings), github_factory(settings))
     wait = settings.steering_delivery_wait_seconds if settings.model_gateway_needed else 0.0
-    steering = SteeringMailbox(settings.jobs_dir, wait)
+    steering = SteeringMailbox(JobMailbox(settings.open_blob_store()), wait)
     return [
         router.route_ticket,
         router.route_incident,
@@ -94,7 +95,7 @@ def build_activities(client: Client, settings: Settings, task_queue: str) -> tup
     )
     shared = [
         *operations_activities(client, settings, task_queue),
-        TaskFileStager(settings.jobs_dir, StagedAttempts(blobs)).stage_task_files,
+        TaskFileStager(StagedAttempts(blobs), JobMailbox(blobs)).stage_task_files,
         submit_script_task,
         launcher.launch_agent,
         # Here too: Fargate's agents, and jobs launched before the host queue existed, are watched and

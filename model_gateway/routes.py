@@ -3,6 +3,7 @@
 Each request ends in one log line: job, attempt, API, status, tokens, time to first byte, latency, retries.
 """
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -26,6 +27,7 @@ from model_gateway.usage import UsageLedger
 from security.tokens import TokenError
 from stores.attempts import StagedAttempts
 from stores.job_store import JobAttemptDir
+from stores.mailbox import JobMailbox
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,7 @@ def model_gateway_router(
     metrics: ModelGatewayMetrics | None = None,
 ) -> APIRouter:
     router = APIRouter(tags=["model gateway"])
+    mailbox = JobMailbox(attempts.blobs)
 
     def route(provider: Provider):
         async def forward(request: Request) -> Response:
@@ -89,7 +92,9 @@ def model_gateway_router(
             if refused:
                 log.warning("model gateway refused a request of %s: %s", access.job.job_id, refused)
                 return _error(provider, 403, f"conductor model gateway: {refused}")
-            body = steer_request(provider.name, access.job, jobs_dir, body)
+            body = await asyncio.to_thread(
+                steer_request, provider.name, access.claims.job_id, access.claims.attempt, mailbox, body
+            )
             answer = await upstream.open(provider, request.url.query, headers, body)
             call = _Call(provider, access.job, ledger, started, answer.retries, prices or {}, metrics)
             if answer.response is None:

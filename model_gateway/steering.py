@@ -3,14 +3,14 @@ coding agent by the model gateway.
 
 The gateway forwards every model turn of the agent, so it adds the job's instructions to each request's
 conversation (all of them, every turn: the CLI resends its conversation and would drop what it never
-saw), as the newest user input. The attempt's `steering-delivered` record says up to which instruction a
-request carried them; the `steer` update waits for it (activities/steering.py).
+saw), as the newest user input. The job's mailbox (stores/mailbox.py) records which instruction a request
+of the attempt carried; the `steer` update waits for it (activities/steering.py).
 """
 
 import json
 from typing import Any
 
-from stores.job_store import JobAttemptDir, read_later_alarms, read_steering, write_atomic
+from stores.mailbox import JobMailbox
 
 
 def steering_text(entries: list[dict], alarms: list[dict] = ()) -> str:
@@ -46,9 +46,9 @@ def with_steering(provider: str, body: dict[str, Any], text: str) -> dict[str, A
     return {**body, "messages": messages}
 
 
-def steer_request(provider: str, job: JobAttemptDir, jobs_dir, body: bytes) -> bytes:
+def steer_request(provider: str, job_id: str, attempt: int, mailbox: JobMailbox, body: bytes) -> bytes:
     """`body` with the job's instructions in it, recording their delivery; unchanged when there are none."""
-    entries, alarms = read_steering(jobs_dir, job.job_id), read_later_alarms(jobs_dir, job.job_id)
+    entries, alarms = mailbox.steering(job_id), mailbox.later_alarms(job_id)
     if not entries and not alarms:
         return body
     try:
@@ -58,7 +58,6 @@ def steer_request(provider: str, job: JobAttemptDir, jobs_dir, body: bytes) -> b
     if not isinstance(parsed, dict):
         return body
     steered = json.dumps(with_steering(provider, parsed, steering_text(entries, alarms))).encode()
-    delivered = max((entry["seq"] for entry in entries), default=0)
-    if delivered > job.steering_delivered():
-        write_atomic(job.steering_delivered_path, str(delivered).encode())
+    if entries:
+        mailbox.mark_delivered(job_id, attempt, max(entry["seq"] for entry in entries))
     return steered

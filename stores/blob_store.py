@@ -78,6 +78,10 @@ class BlobStore(ABC):
     @abstractmethod
     def delete(self, key: str) -> None: ...
 
+    @abstractmethod
+    def keys(self, prefix: str) -> list[str]:
+        """The keys under `prefix` (ending in "/"), sorted."""
+
     def presigned_get(self, key: str, expires_seconds: int) -> str:
         """A URL an agent can GET the blob from; empty when this store has none (the gateway streams)."""
         return ""
@@ -183,6 +187,16 @@ class LocalBlobStore(BlobStore):
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
+    def keys(self, prefix: str) -> list[str]:
+        folder = self._path(prefix.rstrip("/"))
+        if not folder.is_dir():
+            return []
+        return sorted(
+            prefix + path.relative_to(folder).as_posix()
+            for path in folder.rglob("*")
+            if path.is_file() and not path.name.startswith(".")  # a write in progress
+        )
+
 
 class S3BlobStore(BlobStore):
     name = "s3"
@@ -223,6 +237,15 @@ class S3BlobStore(BlobStore):
 
     def delete(self, key: str) -> None:
         self._s3.delete_object(Bucket=self._bucket, Key=self._key(key))
+
+    def keys(self, prefix: str) -> list[str]:
+        found = []
+        pages = self._s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self._bucket, Prefix=self._key(prefix)
+        )
+        for page in pages:
+            found += [item["Key"][len(self._prefix) :] for item in page.get("Contents", [])]
+        return sorted(found)
 
     def presigned_get(self, key: str, expires_seconds: int) -> str:
         return self._s3.generate_presigned_url(

@@ -10,7 +10,6 @@ Layout under `<state_dir>/jobs/<job id as a file name>/attempt-<n>/`:
                      phase and the task DAG's step states (`{"clone": "SUCCEEDED", "code": "RUNNING"}`)
     result.json      the agent's structured result (contracts.jobs.AgentResult)
     model-usage.json the attempt's model usage, kept by the model gateway (model_gateway/usage.py)
-    steering-delivered  the highest `steer` instruction a model request carried (model_gateway/steering.py)
 
 handshake.json, heartbeat and result.json are the gateway's local record of what the agent said; the job
 learns it through Temporal (conductor_worker/agent_channel.py) and nothing polls them. result.json also
@@ -52,55 +51,6 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-STEERING_FILE = "steering.jsonl"
-
-
-def steering_path(jobs_dir: Path, job_id: str) -> Path:
-    """Operator instructions for a job (the `steer` update), shared by all its attempts."""
-    return jobs_dir / safe_name(job_id) / STEERING_FILE
-
-
-def read_steering(jobs_dir: Path, job_id: str) -> list[dict]:
-    """Entries in order: {"seq": 1, "text": ..., "by": ...}."""
-    path = steering_path(jobs_dir, job_id)
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def append_steering(jobs_dir: Path, job_id: str, seq: int, text: str, by: str) -> None:
-    """Append entry `seq` once, however often it is delivered."""
-    if any(entry["seq"] == seq for entry in read_steering(jobs_dir, job_id)):
-        return
-    path = steering_path(jobs_dir, job_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as mailbox:
-        mailbox.write(json.dumps({"seq": seq, "text": text, "by": by}) + "\n")
-
-
-LATER_ALARMS_FILE = "later-alarms.jsonl"
-
-
-def read_later_alarms(jobs_dir: Path, job_id: str) -> list[dict]:
-    """Alarms of the job's incident chain that came while its agent ran: {"event_id": .., "text": ..}."""
-    path = jobs_dir / safe_name(job_id) / LATER_ALARMS_FILE
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def append_later_alarms(jobs_dir: Path, job_id: str, alarms: list[dict]) -> None:
-    """Append each alarm once, however often it is delivered."""
-    known = {entry["event_id"] for entry in read_later_alarms(jobs_dir, job_id)}
-    new = [alarm for alarm in alarms if alarm["event_id"] not in known]
-    if not new:
-        return
-    path = jobs_dir / safe_name(job_id) / LATER_ALARMS_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as mailbox:
-        mailbox.writelines(json.dumps(alarm) + "\n" for alarm in new)
-
-
 class JobAttemptDir:
     """One job attempt's directory."""
 
@@ -128,15 +78,6 @@ class JobAttemptDir:
     @property
     def model_usage_path(self) -> Path:
         return self.root / "model-usage.json"
-
-    @property
-    def steering_delivered_path(self) -> Path:
-        return self.root / "steering-delivered"
-
-    def steering_delivered(self) -> int:
-        """The highest `steer` instruction a model request of this attempt carried (model_gateway/steering.py)."""
-        path = self.steering_delivered_path
-        return int(path.read_text() or 0) if path.exists() else 0
 
     def model_usage(self) -> ModelUsage | None:
         """None when the attempt made no model request through the gateway."""

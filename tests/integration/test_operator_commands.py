@@ -13,6 +13,7 @@ from contracts.ids import safe_name, ticket_job_id
 from contracts.jobs import JobState, JobStatus
 from contracts.operator import SteerAck
 from contracts.policies import JobPolicy
+from stores.attempts import file_key
 from tests.helpers import fresh_key, install_fake_codex, is_running, ticket_result, wait_for
 from tests.integration.test_agent_relaunch import start_ticket
 from tests.jira_standin import JiraStandin
@@ -139,7 +140,7 @@ async def test_cancel_then_retry_with_the_readme_commands(
     result = await ticket_result(client, key)
 
     assert result.state == JobState.SUCCEEDED and result.attempt == 2
-    prompt = settings.jobs_dir / safe_name(job_id) / "attempt-2" / "files" / "prompt.md"
+    prompt = settings.blobs_dir / file_key(job_id, 2, "prompt.md")  # staged for attempt 2
     assert "1. Also update CHANGELOG.md (from alice)" in prompt.read_text(), (
         "the retry's prompt lacks the steering"
     )
