@@ -34,7 +34,8 @@ RUN if [ "$INSTALL_AGENT_CLIS" = 1 ]; then \
 ENV PATH=/opt/agent-clis/bin:$PATH
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
-# A fixed uid: infra/'s EFS access point writes the state dir as this user.
+# A fixed uid owning the state dir, which the conductor writes: on Fargate (infra/) the image's own
+# /var/lib/conductor on the task's ephemeral storage, under compose a volume mounted there.
 RUN groupadd --gid 10001 conductor \
  && useradd --uid 10001 --gid 10001 --create-home conductor \
  && mkdir -p /var/lib/conductor \

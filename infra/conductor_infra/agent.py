@@ -1,9 +1,10 @@
 """The per-job agent's Fargate task definition and security group.
 
 The agent holds no GitHub, Temporal or AWS credentials: the task definition has no secrets and its task
-role no policies. The execution role (ECS's, not the agent's) may only pull the image and write the
-container log. Everything job-specific (gateway address, per-job token) arrives as RunTask overrides
-from the conductor's Fargate launcher.
+role no policies (it moves its task files and bundle with presigned URLs, each for one key). The
+execution role (ECS's, not the agent's) may only pull the image and write the container log. Everything
+job-specific (gateway address, per-job token) arrives as RunTask overrides from the conductor's Fargate
+launcher.
 """
 
 from aws_cdk import RemovalPolicy, aws_ec2, aws_ecs, aws_logs
@@ -37,7 +38,9 @@ class AgentTask(Construct):
                 ),
             ),
         )
-        # Outbound only: the agent dials the conductor's gateway, git remotes and the model API.
+        # Outbound only, to anywhere: the agent dials the conductor's gateway, git remotes, the model API and
+        # S3 over HTTPS (its task files and bundle, with presigned URLs the conductor signed; through the
+        # VPC's S3 gateway endpoint when the stack made the VPC).
         self.security_group = aws_ec2.SecurityGroup(
             self, "SecurityGroup", vpc=vpc, description="per-job agents: outbound only"
         )

@@ -1,8 +1,9 @@
-"""The conductor as a Fargate service: its settings, secrets, state volume, gateway address and IAM.
+"""The conductor as a Fargate service: its settings, secrets, gateway address and IAM.
 
 Its role may do exactly what the conductor does in AWS: take messages off the intake queue, dead-letter
 poison ones, run and stop agent tasks of the agent's task definition family (and pass that task's two
-roles), and read and write agent logs under the log prefix.
+roles), and read and write its logs and blobs under their prefixes of the bucket. Each task's state dir
+is its own (the task's ephemeral storage): tasks share only Temporal and the bucket (README "Replicas").
 """
 
 from aws_cdk import (
@@ -16,6 +17,7 @@ from aws_cdk import (
     aws_iam,
     aws_logs,
     aws_secretsmanager,
+    aws_servicediscovery,
 )
 from constructs import Construct
 
@@ -23,12 +25,14 @@ from .agent import CONTAINER_NAME as AGENT_CONTAINER_NAME
 from .agent import AgentTask
 from .images import container_image
 from .intake import VISIBILITY_TIMEOUT, Intake
+from .network import PRIVATE
 from .parameters import Parameters
-from .storage import Storage
+from .storage import BLOBS_PREFIX, JOB_BLOBS_PREFIX, LOGS_PREFIX, Storage
 
 GATEWAY_PORT = 50051
+# On the task's ephemeral storage (Fargate's default 20 GiB, which also holds the publisher's scratch
+# clones); the Dockerfile makes it and gives it to the user the conductor runs as.
 STATE_DIR = "/var/lib/conductor"
-LOGS_PREFIX = "logs/"
 # Baked into the conductor image by the operator (infra/README.md), as docker compose mounts it.
 ROUTES_FILE = "/etc/conductor/routes.yaml"
 # README "Deploying safely": SIGTERM starts a drain that gives in-flight activities this long, then stops
@@ -72,18 +76,8 @@ class ConductorService(Construct):
         task_definition = aws_ecs.FargateTaskDefinition(
             self, "TaskDefinition", cpu=512, memory_limit_mib=1024
         )
-        task_definition.add_volume(
-            name="state",
-            efs_volume_configuration=aws_ecs.EfsVolumeConfiguration(
-                file_system_id=storage.state.file_system_id,
-                transit_encryption="ENABLED",
-                authorization_config=aws_ecs.AuthorizationConfig(
-                    access_point_id=storage.state_access_point.access_point_id, iam="ENABLED"
-                ),
-            ),
-        )
         gateway = f"gateway.{cluster.default_cloud_map_namespace.namespace_name}:{GATEWAY_PORT}"
-        container = task_definition.add_container(
+        task_definition.add_container(
             "conductor",
             image=container_image(self, "Image", parameters.conductor_image),
             environment=self._environment(parameters, cluster, intake, storage, agent, gateway),
@@ -103,9 +97,6 @@ class ConductorService(Construct):
                 ),
             ),
         )
-        container.add_mount_points(
-            aws_ecs.MountPoint(source_volume="state", container_path=STATE_DIR, read_only=False)
-        )
 
         security_group = aws_ec2.SecurityGroup(
             self, "SecurityGroup", vpc=cluster.vpc, description="agent conductor: gRPC gateway for agents"
@@ -113,26 +104,29 @@ class ConductorService(Construct):
         security_group.add_ingress_rule(
             agent.security_group, aws_ec2.Port.tcp(GATEWAY_PORT), "agents dial the gateway"
         )
-        # One task by default; more work too, since they share the state dir (README "Status").
-        # New tasks start before old ones drain (200 %), and a conductor that cannot start rolls back.
+        # `conductorTasks` replicas (1 by default): any of them serves any call of any job, since they share
+        # Temporal and the bucket (README "Replicas"). New tasks start before old ones drain (200 %), and a
+        # conductor that cannot start rolls back.
         self.service = aws_ecs.FargateService(
             self,
             "Service",
             cluster=cluster,
             task_definition=task_definition,
-            desired_count=1,
+            desired_count=parameters.conductor_tasks,
             min_healthy_percent=100,
             max_healthy_percent=200,
             circuit_breaker=aws_ecs.DeploymentCircuitBreaker(rollback=True),
             security_groups=[security_group],
-            vpc_subnets=aws_ec2.SubnetSelection(subnet_type=aws_ec2.SubnetType.PRIVATE_WITH_EGRESS),
-            # The gateway's DNS name resolves to every running conductor; a short TTL lets agents find
-            # the new ones soon after a deploy.
-            cloud_map_options=aws_ecs.CloudMapOptions(name="gateway", dns_ttl=Duration.seconds(10)),
-        )
-        storage.state.connections.allow_default_port_from(security_group)
-        storage.state.grant(
-            task_definition.task_role, "elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"
+            vpc_subnets=PRIVATE,
+            # The gateway's DNS name (CONDUCTOR_GATEWAY_PUBLIC_ADDRESS): a multivalue A record per running
+            # conductor task, which ECS registers as a task starts and removes as it stops. The agent's
+            # channel balances round robin over every address it resolves (agent_runtime/connection.py);
+            # a short TTL lets agents find new tasks soon after a deploy.
+            cloud_map_options=aws_ecs.CloudMapOptions(
+                name="gateway",
+                dns_record_type=aws_servicediscovery.DnsRecordType.A,
+                dns_ttl=Duration.seconds(10),
+            ),
         )
         for statement in _conductor_statements(cluster, intake, storage, agent):
             task_definition.add_to_task_role_policy(statement)
@@ -148,9 +142,7 @@ class ConductorService(Construct):
         gateway: str,
     ) -> dict[str, str]:
         """CONDUCTOR_* settings (conductor_worker/config.py); tests/unit/test_infra.py checks each name."""
-        agent_subnets = cluster.vpc.select_subnets(
-            subnet_type=aws_ec2.SubnetType.PRIVATE_WITH_EGRESS
-        ).subnet_ids
+        agent_subnets = cluster.vpc.select_subnets(subnet_type=PRIVATE.subnet_type).subnet_ids
         return {
             "CONDUCTOR_TEMPORAL_ADDRESS": parameters.temporal_address,
             "CONDUCTOR_TEMPORAL_NAMESPACE": parameters.temporal_namespace,
@@ -173,15 +165,21 @@ class ConductorService(Construct):
             "CONDUCTOR_ECS_SECURITY_GROUPS": agent.security_group.security_group_id,
             "CONDUCTOR_ECS_ASSIGN_PUBLIC_IP": "false",
             "CONDUCTOR_LOG_STORE": "s3",
-            "CONDUCTOR_LOGS_S3_BUCKET": storage.logs_bucket.bucket_name,
+            "CONDUCTOR_LOGS_S3_BUCKET": storage.bucket.bucket_name,
             "CONDUCTOR_LOGS_S3_PREFIX": LOGS_PREFIX,
+            # Agents get presigned URLs for their task files and bundle (CONDUCTOR_BLOB_URL_EXPIRY_SECONDS,
+            # default 1 h, or less: a URL dies with the role session that signed it).
+            "CONDUCTOR_BLOB_STORE": "s3",
+            "CONDUCTOR_BLOB_S3_BUCKET": storage.bucket.bucket_name,
+            "CONDUCTOR_BLOB_S3_PREFIX": BLOBS_PREFIX,
         }
 
 
 def _conductor_statements(
     cluster: aws_ecs.Cluster, intake: Intake, storage: Storage, agent: AgentTask
 ) -> list[aws_iam.PolicyStatement]:
-    """The calls conductor_worker/intake.py, log_store.py and activities/launch_fargate.py make."""
+    """The calls conductor_worker/intake.py, log_store.py, stores/blob_store.py and activities/launch_fargate.py
+    make (the agents' presigned GET and POST act with this role, each on its one key)."""
     stack = Stack.of(cluster)
     agent_family = stack.format_arn(
         service="ecs", resource="task-definition", resource_name=f"{agent.task_definition.family}:*"
@@ -216,13 +214,22 @@ def _conductor_statements(
             resources=agent_roles,
             conditions={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
         ),
-        aws_iam.PolicyStatement(
-            actions=["s3:ListBucket"],
-            resources=[storage.logs_bucket.bucket_arn],
-            conditions={"StringLike": {"s3:prefix": f"{LOGS_PREFIX}*"}},
-        ),
+        # S3 answers a missing key with 404 (NoSuchKey) only to a caller allowed ListBucket on the bucket,
+        # 403 otherwise; the stores read 404 as "not there" (a superseded attempt, a description to
+        # upload) and 403 as an error. A HEAD or GET names no s3:prefix, so a ListBucket limited by one
+        # would not count: it is granted on the whole bucket, which holds only the conductor's data.
+        aws_iam.PolicyStatement(actions=["s3:ListBucket"], resources=[storage.bucket.bucket_arn]),
         aws_iam.PolicyStatement(
             actions=["s3:GetObject", "s3:PutObject"],
-            resources=[storage.logs_bucket.arn_for_objects(f"{LOGS_PREFIX}*")],
+            resources=[
+                storage.bucket.arn_for_objects(f"{LOGS_PREFIX}*"),
+                storage.bucket.arn_for_objects(f"{BLOBS_PREFIX}*"),
+            ],
+        ),
+        # Deletes and multipart aborts only of job blobs: a bundle whose stored size is not the announced
+        # one (conductor_worker/gateway.py), an upload through the gateway that failed half-way.
+        aws_iam.PolicyStatement(
+            actions=["s3:DeleteObject", "s3:AbortMultipartUpload"],
+            resources=[storage.bucket.arn_for_objects(f"{JOB_BLOBS_PREFIX}*")],
         ),
     ]

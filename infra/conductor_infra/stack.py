@@ -25,7 +25,7 @@ class ConductorStack(Stack):
         cluster = aws_ecs.Cluster(self, "Cluster", vpc=vpc)
         cluster.add_default_cloud_map_namespace(name=GATEWAY_NAMESPACE)
         intake = Intake(self, "Intake")
-        storage = Storage(self, "Storage", vpc=vpc)
+        storage = Storage(self, "Storage")
         agent = AgentTask(
             self, "Agent", vpc=vpc, image_uri=parameters.agent_image, family=f"{self.stack_name}-agent"
         )
@@ -41,7 +41,7 @@ class ConductorStack(Stack):
 
         CfnOutput(self, "IntakeQueueUrl", value=intake.queue.queue_url)
         CfnOutput(self, "DeadLetterQueueUrl", value=intake.dead_letters.queue_url)
-        CfnOutput(self, "AgentLogsBucket", value=storage.logs_bucket.bucket_name)
+        CfnOutput(self, "ConductorBucket", value=storage.bucket.bucket_name)
         CfnOutput(self, "ClusterName", value=cluster.cluster_name)
         CfnOutput(self, "ConductorServiceName", value=conductor.service.service_name)
         CfnOutput(self, "AgentTaskDefinitionFamily", value=agent.task_definition.family)

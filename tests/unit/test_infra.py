@@ -14,9 +14,11 @@ from aws_cdk import assertions
 
 from activities.launch_fargate import AGENT_COMMAND
 from conductor_worker.config import Settings
+from contracts.policies import JobPolicy
 from infra.conductor_infra.network import conductor_vpc
 from infra.conductor_infra.parameters import Parameters
 from infra.conductor_infra.stack import ConductorStack
+from stores.attempts import attempt_prefix
 
 ROOT = Path(__file__).parents[2]
 AGENT_IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/conductor-agent:2026-05"
@@ -24,6 +26,8 @@ CONTEXT = {
     "agentImage": AGENT_IMAGE,
     "conductorImage": "ghcr.io/acme/agent-conductor:1.0",
     "temporalAddress": "temporal.internal:7233",
+    # Several replicas, the case the gateway address and the shared bucket are for.
+    "conductorTasks": "2",
 }
 # What the conductor needs to run agents on Fargate and take work from SQS (conductor_worker/config.py).
 DEPLOYED_SETTINGS = {
@@ -37,6 +41,8 @@ DEPLOYED_SETTINGS = {
     "CONDUCTOR_ECS_SECURITY_GROUPS",
     "CONDUCTOR_LOG_STORE",
     "CONDUCTOR_LOGS_S3_BUCKET",
+    "CONDUCTOR_BLOB_STORE",
+    "CONDUCTOR_BLOB_S3_BUCKET",
     "CONDUCTOR_GATEWAY_PUBLIC_ADDRESS",
     "CONDUCTOR_STATE_DIR",
 }
@@ -81,11 +87,14 @@ def agent_task(template: dict) -> dict:
     )[1]
 
 
-def conductor_container(template: dict) -> dict:
-    task = only(
+def conductor_task(template: dict) -> dict:
+    return only(
         template, "AWS::ECS::TaskDefinition", lambda p: p["ContainerDefinitions"][0]["Name"] == "conductor"
-    )
-    return task[1]["ContainerDefinitions"][0]
+    )[1]
+
+
+def conductor_container(template: dict) -> dict:
+    return conductor_task(template)["ContainerDefinitions"][0]
 
 
 def conductor_env(template: dict) -> dict[str, object]:
@@ -163,7 +172,7 @@ def test_the_agent_task_holds_no_secrets_and_its_role_no_permissions(template):
 def test_nothing_of_the_conductor_is_reachable_from_the_agents_task(template):
     """The Fargate counterpart of the local sandbox: no role, no state, no secret the agent can get at."""
     agent = agent_task(template)
-    conductor = only(template, "AWS::ECS::TaskDefinition", lambda p: "Volumes" in p)[1]
+    conductor = conductor_task(template)
     agent_roles = {agent["TaskRoleArn"]["Fn::GetAtt"][0], agent["ExecutionRoleArn"]["Fn::GetAtt"][0]}
     conductor_roles = {
         conductor["TaskRoleArn"]["Fn::GetAtt"][0],
@@ -182,14 +191,10 @@ def test_nothing_of_the_conductor_is_reachable_from_the_agents_task(template):
     for policy in resources(template, "AWS::IAM::Policy").values():
         for statement in policy["PolicyDocument"]["Statement"]:
             assert not {"sts:AssumeRole", "sts:*", "*"} & set(actions(statement)), statement
-    # The state directory (token secret, jobs) is on EFS, whose NFS port only the conductor reaches.
-    efs_sources = [
-        props["SourceSecurityGroupId"]
-        for props in resources(template, "AWS::EC2::SecurityGroupIngress").values()
-        if props["FromPort"] == 2049
-    ]
-    conductor_sg, _ = only(template, "AWS::EC2::SecurityGroup", lambda p: "gateway" in p["GroupDescription"])
-    assert efs_sources == [{"Fn::GetAtt": [conductor_sg, "GroupId"]}]
+    # The bucket grants nobody anything itself: only the conductor's role reaches it, and an agent only with
+    # a presigned URL the conductor signed for one key.
+    _, bucket_policy = only(template, "AWS::S3::BucketPolicy")
+    assert [st["Effect"] for st in bucket_policy["PolicyDocument"]["Statement"]] == ["Deny"]
     # The secrets reach the conductor's container alone.
     secrets = resources(template, "AWS::SecretsManager::Secret")
     assert secrets and "Secrets" not in agent["ContainerDefinitions"][0]
@@ -211,8 +216,9 @@ def test_the_conductors_environment_names_real_settings(template):
         if isinstance(value, str)
     }
     settings = Settings(**literal)
-    assert (settings.launcher, settings.log_store, settings.temporal_address) == (
+    assert (settings.launcher, settings.log_store, settings.blob_store, settings.temporal_address) == (
         "fargate",
+        "s3",
         "s3",
         "temporal.internal:7233",
     )
@@ -229,7 +235,8 @@ def test_the_conductor_is_pointed_at_the_stacks_own_resources(template):
     task = agent_task(template)
     assert (env["CONDUCTOR_SQS_QUEUE_URL"], env["CONDUCTOR_SQS_DLQ_URL"]) == (ref(intake), ref(dlq))
     assert env["CONDUCTOR_ECS_CLUSTER"] == ref(cluster)
-    assert env["CONDUCTOR_LOGS_S3_BUCKET"] == ref(bucket)
+    # One bucket for both stores, under prefixes of their own (infra/conductor_infra/storage.py says why).
+    assert env["CONDUCTOR_LOGS_S3_BUCKET"] == env["CONDUCTOR_BLOB_S3_BUCKET"] == ref(bucket)
     assert env["CONDUCTOR_ECS_TASK_DEFINITION"] == task["Family"]
     assert env["CONDUCTOR_ECS_CONTAINER_NAME"] == task["ContainerDefinitions"][0]["Name"]
     assert env["CONDUCTOR_ECS_SECURITY_GROUPS"] == {"Fn::GetAtt": [agent_sg, "GroupId"]}
@@ -243,6 +250,15 @@ def test_agents_reach_the_gateway_by_its_service_name_and_nobody_else_can(templa
     _, discovery = only(template, "AWS::ServiceDiscovery::Service")
     port = env["CONDUCTOR_GATEWAY_LISTEN"].rsplit(":", 1)[1]
     assert env["CONDUCTOR_GATEWAY_PUBLIC_ADDRESS"] == f"{discovery['Name']}.{namespace['Name']}:{port}"
+    # One name for every replica: an A record per running task, all of them in each answer (multivalue),
+    # which the agent's round-robin channel spreads its calls over.
+    _, service = only(template, "AWS::ECS::Service")
+    assert service["DesiredCount"] == int(CONTEXT["conductorTasks"]) > 1
+    assert service["ServiceRegistries"] == [
+        {"RegistryArn": arn_of(only(template, "AWS::ServiceDiscovery::Service")[0])}
+    ]
+    assert discovery["DnsConfig"]["RoutingPolicy"] == "MULTIVALUE"
+    assert discovery["DnsConfig"]["DnsRecords"] == [{"TTL": 10, "Type": "A"}]
     agent_sg, _ = only(
         template, "AWS::EC2::SecurityGroup", lambda p: "per-job agents" in p["GroupDescription"]
     )
@@ -265,22 +281,68 @@ def test_the_conductor_may_stop_only_after_its_drain(template):
     assert container["StopTimeout"] >= drain + 60
 
 
-def test_the_state_dir_is_on_efs_shared_by_every_conductor_task(template):
-    container = conductor_container(template)
-    [mount] = container["MountPoints"]
-    assert mount["ContainerPath"] == conductor_env(template)["CONDUCTOR_STATE_DIR"]
-    _, task = only(template, "AWS::ECS::TaskDefinition", lambda p: "Volumes" in p)
-    [volume] = task["Volumes"]
-    assert volume["Name"] == mount["SourceVolume"]
-    assert volume["EFSVolumeConfiguration"]["TransitEncryption"] == "ENABLED"
-    _, access_point = only(template, "AWS::EFS::AccessPoint")
-    # The Dockerfile's user owns the files, whatever user the image runs as.
-    uid = re.search(r"--uid (\d+)", (ROOT / "Dockerfile").read_text())[1]
-    assert access_point["PosixUser"]["Uid"] == uid
+def test_each_conductor_task_keeps_its_state_dir_on_its_own_storage(template):
+    """Replicas share only Temporal and the bucket (README "Replicas"): no file system, no volume."""
+    assert not [r for r in template["Resources"].values() if r["Type"].startswith("AWS::EFS::")]
+    task = conductor_task(template)
+    assert "Volumes" not in task and "MountPoints" not in task["ContainerDefinitions"][0]
+    granted = {
+        a
+        for p in resources(template, "AWS::IAM::Policy").values()
+        for s in p["PolicyDocument"]["Statement"]
+        for a in actions(s)
+    }
+    assert not [a for a in granted if a.startswith("elasticfilesystem:")]
+    assert not [
+        r for r in resources(template, "AWS::EC2::SecurityGroupIngress").values() if r["FromPort"] == 2049
+    ]
+    # The image's state dir is writable by the user it runs as (nothing mounts one over it on Fargate).
+    state_dir = conductor_env(template)["CONDUCTOR_STATE_DIR"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    user = re.findall(r"^USER (\S+)", dockerfile, re.M)[-1]
+    assert f"mkdir -p {state_dir}" in dockerfile
+    assert f"chown {user}:{user} {state_dir}" in dockerfile
+
+
+def test_the_bucket_is_private_tls_only_and_expires_job_blobs_only(template):
+    _, bucket = only(template, "AWS::S3::Bucket")
+    assert bucket["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    [rule] = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
+    _, policy = only(template, "AWS::S3::BucketPolicy")
+    [deny] = policy["PolicyDocument"]["Statement"]
+    assert (deny["Effect"], deny["Action"], deny["Condition"]) == (
+        "Deny",
+        "s3:*",
+        {"Bool": {"aws:SecureTransport": "false"}},
+    )
+
+    env = conductor_env(template)
+    logs, blobs = env["CONDUCTOR_LOGS_S3_PREFIX"], env["CONDUCTOR_BLOB_S3_PREFIX"]
+    assert not logs.startswith(blobs) and not blobs.startswith(logs)
+    rules = {r["Id"]: r for r in bucket["LifecycleConfiguration"]["Rules"]}
+    expire = rules.pop("expire-job-blobs")
+    # Exactly the blob store's job keys (stores/attempts.py): not logs, not ticket descriptions.
+    assert expire["Prefix"] == blobs + attempt_prefix("ENG-1", 1).split("/")[0] + "/"
+    assert expire["Status"] == "Enabled"
+    # Long after an attempt's token expired and a `retry` could still come (that stages new keys anyway).
+    days = expire["ExpirationInDays"]
+    assert days * 86400 > 2 * max(
+        Settings.model_fields["token_ttl_seconds"].default, JobPolicy().retry_window_seconds
+    )
+    assert days <= 30
+    abort = rules.pop("abort-incomplete-uploads")
+    assert abort["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1} and "Prefix" not in abort
+    assert rules == {}
 
 
 def test_the_conductors_role_grants_exactly_what_it_calls(template):
-    container_task = only(template, "AWS::ECS::TaskDefinition", lambda p: "Volumes" in p)[1]
+    container_task = conductor_task(template)
     statements = policy_statements(template, container_task["TaskRoleArn"])
     agent = agent_task(template)
     intake, dlq = queues(template)
@@ -299,8 +361,7 @@ def test_the_conductors_role_grants_exactly_what_it_calls(template):
     assert [s["Resource"] for s in statements_for(statements, "sqs:ReceiveMessage")] == [arn_of(intake)]
     assert [s["Resource"] for s in statements_for(statements, "sqs:DeleteMessage")] == [arn_of(intake)]
     assert [s["Resource"] for s in statements_for(statements, "sqs:SendMessage")] == [arn_of(dlq)]
-    [write] = statements_for(statements, "s3:PutObject")
-    assert write["Resource"] == {"Fn::Join": ["", [arn_of(bucket), "/logs/*"]]}
+    assert s3_grants(statements) == s3_grants_expected(template, bucket)
 
     # Every ECS call the Fargate launcher makes is granted (RunTask carries tags, hence TagResource).
     launcher = (ROOT / "activities" / "launch_fargate.py").read_text()
@@ -313,8 +374,90 @@ def test_the_conductors_role_grants_exactly_what_it_calls(template):
     assert not any(a.endswith("*") for a in granted)
 
 
+def s3_grants(statements: list[dict]) -> dict[str, list]:
+    """S3 action -> the resources it is granted on (sorted), from unconditioned statements only."""
+    grants: dict[str, list] = {}
+    for statement in statements:
+        for action in actions(statement):
+            if action.startswith("s3:"):
+                assert "Condition" not in statement, statement
+                resource = statement["Resource"]
+                grants.setdefault(action, []).extend(resource if isinstance(resource, list) else [resource])
+    return {action: sorted(found, key=json.dumps) for action, found in grants.items()}
+
+
+def s3_grants_expected(template: dict, bucket: str) -> dict[str, list]:
+    env = conductor_env(template)
+    logs, blobs = env["CONDUCTOR_LOGS_S3_PREFIX"], env["CONDUCTOR_BLOB_S3_PREFIX"]
+    jobs = blobs + attempt_prefix("ENG-1", 1).split("/")[0] + "/"
+
+    def objects(*prefixes: str) -> list[dict]:
+        return sorted(({"Fn::Join": ["", [arn_of(bucket), f"/{p}*"]]} for p in prefixes), key=json.dumps)
+
+    return {
+        # On the bucket, no prefix condition: S3 answers a missing key with 404 only to a caller allowed
+        # ListBucket, and a HEAD or GET carries no s3:prefix (infra/README.md).
+        "s3:ListBucket": [arn_of(bucket)],
+        "s3:GetObject": objects(logs, blobs),
+        "s3:PutObject": objects(logs, blobs),
+        "s3:DeleteObject": objects(jobs),
+        "s3:AbortMultipartUpload": objects(jobs),
+    }
+
+
+# The S3 calls of the log and blob stores, as IAM actions. A call not listed fails the test below: grant it
+# (or not) on purpose. Presigned URLs are signed for the agent's GET of a task file and POST of a bundle.
+S3_CALLS = {
+    "put_object": "s3:PutObject",
+    "upload_file": "s3:PutObject",  # multipart: Create/UploadPart/Complete are PutObject; on failure, abort
+    "head_object": "s3:GetObject",
+    "get_object": "s3:GetObject",
+    "delete_object": "s3:DeleteObject",
+    "list_objects_v2": "s3:ListBucket",
+    "generate_presigned_url": "s3:GetObject",
+    "generate_presigned_post": "s3:PutObject",
+}
+
+
+def test_every_s3_call_of_the_stores_is_granted_and_no_other(template):
+    statements = policy_statements(template, conductor_task(template)["TaskRoleArn"])
+    sources = [ROOT / "stores" / "blob_store.py", ROOT / "conductor_worker" / "log_store.py"]
+    calls = set()
+    for source in sources:
+        text = source.read_text()
+        calls |= set(re.findall(r"_s3\.(\w+)\(", text)) - {"get_paginator"}
+        calls |= set(re.findall(r"_s3\.get_paginator\(\"(\w+)\"\)", text))
+    assert 'generate_presigned_url(\n            "get_object"' in sources[0].read_text()
+    unknown = sorted(c for c in calls if c not in S3_CALLS)
+    assert unknown == []
+    needed = {S3_CALLS[c] for c in calls} | {"s3:AbortMultipartUpload"}
+    assert set(s3_grants(statements)) == needed
+
+
+def test_agents_reach_s3_in_private_subnets_through_a_gateway_endpoint(template):
+    _, endpoint = only(template, "AWS::EC2::VPCEndpoint")
+    assert endpoint["VpcEndpointType"] == "Gateway"
+    assert endpoint["ServiceName"]["Fn::Join"][1][-1] == ".s3"
+    # The route tables of the subnets the agents (and the conductor) run in.
+    private_tables = [ref(k) for k in resources(template, "AWS::EC2::RouteTable") if "Private" in k]
+    agent_subnets = conductor_env(template)["CONDUCTOR_ECS_SUBNETS"]["Fn::Join"][1]
+    associations = resources(template, "AWS::EC2::SubnetRouteTableAssociation").values()
+    assert sorted(private_tables, key=str) == sorted(
+        (a["RouteTableId"] for a in associations if a["SubnetId"] in agent_subnets), key=str
+    )
+    assert sorted(endpoint["RouteTableIds"], key=str) == sorted(private_tables, key=str)
+    # The agents' security group lets them out on HTTPS (to S3 among others); nothing in.
+    _, agent_sg = only(
+        template, "AWS::EC2::SecurityGroup", lambda p: "per-job agents" in p["GroupDescription"]
+    )
+    assert agent_sg["SecurityGroupEgress"] == [
+        {"CidrIp": "0.0.0.0/0", "Description": "Allow all outbound traffic by default", "IpProtocol": "-1"}
+    ]
+    assert "SecurityGroupIngress" not in agent_sg
+
+
 def test_the_conductor_image_from_another_registry_gets_no_ecr_rights(template):
-    task = only(template, "AWS::ECS::TaskDefinition", lambda p: "Volumes" in p)[1]
+    task = conductor_task(template)
     assert task["ContainerDefinitions"][0]["Image"] == CONTEXT["conductorImage"]
     granted = {a for s in policy_statements(template, task["ExecutionRoleArn"]) for a in actions(s)}
     assert not any(a.startswith("ecr:") for a in granted)
@@ -324,6 +467,14 @@ def test_a_missing_image_or_address_names_the_context_flag():
     app = cdk.App(context={"agentImage": AGENT_IMAGE})
     with pytest.raises(ValueError, match=r"-c conductorImage=<.*-c temporalAddress=<"):
         Parameters.from_context(app.node)
+
+
+def test_one_conductor_task_unless_told_and_a_bad_count_names_the_flag():
+    given = {k: v for k, v in CONTEXT.items() if k != "conductorTasks"}
+    assert Parameters.from_context(cdk.App(context=given).node).conductor_tasks == 1
+    for bad in ("0", "two", "-1", "21"):
+        with pytest.raises(ValueError, match=rf"-c conductorTasks={bad}: a whole number from 1 to 20"):
+            Parameters.from_context(cdk.App(context={**given, "conductorTasks": bad}).node)
 
 
 def test_a_vpc_id_from_context_is_looked_up_not_created():
