@@ -241,7 +241,7 @@ class S3BlobStore(BlobStore):
     def keys(self, prefix: str) -> list[str]:
         found = []
         pages = self._s3.get_paginator("list_objects_v2").paginate(
-            Bucket=self._bucket, Prefix=self._key(prefix)
+            Bucket=self._bucket, Prefix=self._key(prefix.rstrip("/")) + "/"
         )
         for page in pages:
             found += [item["Key"][len(self._prefix) :] for item in page.get("Contents", [])]

@@ -21,6 +21,7 @@ from contracts.tickets import TicketMessage
 from stores.attempts import bundle_key
 from stores.blob_store import BlobIntegrityError, BlobMissing, BlobStore, LocalBlobStore, S3BlobStore
 from stores.job_store import JobAttemptDir
+from stores.mailbox import JobMailbox
 from tests.agent_helpers import stage_job
 from tests.git_helpers import make_bare_repo_from, make_branch_bundle
 from tests.helpers import free_port
@@ -177,3 +178,26 @@ async def test_a_bundle_whose_bytes_do_not_match_its_sha256_is_not_published(tmp
 
     assert refused.value.type == "InvalidBundle" and refused.value.non_retryable
     assert f"not {reported}" in refused.value.message
+
+
+def test_a_jobs_mailbox_written_by_one_replica_is_read_by_another(store: BlobStore):
+    # Two replicas' mailboxes on one store: what one job activity puts in, any gateway reads.
+    writer, reader = JobMailbox(store), JobMailbox(store)
+    for _ in range(2):  # an activity retried writes the same entries again: still one each
+        writer.add_steering("job/ticket/jira/M-1", 2, "second", "bob")
+        writer.add_steering("job/ticket/jira/M-1", 1, "first", "alice")
+        writer.add_later_alarms(
+            "job/ticket/jira/M-1",
+            [
+                {"event_id": "e/2", "at": "2026-11-26T10:05:00+00:00", "text": "ALARM later"},
+                {"event_id": "e/1", "at": "2026-11-26T10:00:00+00:00", "text": "ALARM earlier"},
+            ],
+        )
+    assert [(e["seq"], e["text"], e["by"]) for e in reader.steering("job/ticket/jira/M-1")] == [
+        (1, "first", "alice"),
+        (2, "second", "bob"),
+    ]
+    assert [a["text"] for a in reader.later_alarms("job/ticket/jira/M-1")] == ["ALARM earlier", "ALARM later"]
+    assert reader.steering("job/ticket/jira/OTHER") == [] and reader.delivered("job/ticket/jira/M-1", 1) == 0
+    reader.mark_delivered("job/ticket/jira/M-1", 1, 2)
+    assert writer.delivered("job/ticket/jira/M-1", 1) == 2 and writer.delivered("job/ticket/jira/M-1", 2) == 0
