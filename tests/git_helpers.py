@@ -99,3 +99,10 @@ def _write(root: Path, files: Mapping[str, str]) -> None:
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
+
+
+def stored_bundle(blobs, bundle: Path | None, key: str = "jobs/test/attempt-1/work.bundle") -> dict:
+    """An agent result's bundle fields once `bundle` is in the blob store, as the gateway leaves them."""
+    if bundle is None:
+        return {}
+    return {"bundle_key": key, "bundle_sha256": blobs.put_file(key, bundle)}

@@ -219,3 +219,18 @@ def stage_attempt(settings: Settings, job_id: str, attempt: int = 1, files=(), *
     from stores.attempts import StagedAttempts
 
     StagedAttempts(settings.open_blob_store()).stage(job_id, attempt, list(files), **budgets)
+
+
+def use_s3_stores(settings: Settings, aws_endpoint: str, monkeypatch) -> Settings:
+    """The blob and log stores on S3 (moto at `aws_endpoint`, a fresh bucket) for this test's conductor
+    processes, which take the environment on; returns `settings` with the endpoint, for conductor_process."""
+    bucket = f"conductor-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=aws_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    for name, value in {
+        "CONDUCTOR_BLOB_STORE": "s3",
+        "CONDUCTOR_BLOB_S3_BUCKET": bucket,
+        "CONDUCTOR_LOG_STORE": "s3",
+        "CONDUCTOR_LOGS_S3_BUCKET": bucket,
+    }.items():
+        monkeypatch.setenv(name, value)
+    return settings.model_copy(update={"aws_endpoint_url": aws_endpoint})

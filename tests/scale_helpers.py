@@ -5,9 +5,11 @@ import os
 import random
 import subprocess
 import sys
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from tests.git_helpers import git
 from tests.helpers import EXAMPLES, sqs_client
 
 T0 = datetime(2026, 5, 12, 20, 0, tzinfo=UTC)
@@ -93,3 +95,13 @@ def conductor_process(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+def assert_one_branch_and_pr_each(pulls: list[dict], remote: Path, prefix: str, keys: list[str]) -> int:
+    """Each ticket's branch is in `remote` and has exactly one pull request; returns how many PRs."""
+    heads = Counter(pr["head"]["ref"] for pr in pulls if pr["head"]["ref"].startswith(f"conductor/{prefix}-"))
+    assert sorted(heads) == sorted(f"conductor/{key}" for key in keys)
+    assert set(heads.values()) == {1}, f"duplicate pull requests: {[h for h, n in heads.items() if n > 1]}"
+    branches = git("for-each-ref", "--format=%(refname:short)", "refs/heads/conductor/", cwd=remote).split()
+    assert len([b for b in branches if b.startswith(f"conductor/{prefix}-")]) == len(keys)
+    return len(heads)

@@ -286,15 +286,7 @@ async def test_a_cancel_reaches_the_agent_in_its_heartbeat_reply(conductor):
 async def test_a_superseded_attempts_result_is_refused_and_another_replica_takes_the_next(
     conductor, tmp_path
 ):
-    # Attempt 2 is staged by another replica with its own state dir: this gateway's disk knows nothing of
-    # it, Temporal does.
-    conductor.host.elsewhere_from = 2
-    handle = await start_job(conductor)
-    old = FakeAgent(conductor, handle.id, 1)
-    await wait_for(lambda: running(handle), timeout=20)
-    await old.handshake()
-    await old.beat()
-    assert await wait_for(lambda: running(handle, attempt=2), timeout=30)  # attempt 1 went silent
+    handle, old = await superseded(conductor)
 
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await old.report("too late")
@@ -325,8 +317,8 @@ async def test_a_superseded_attempts_result_is_refused_and_another_replica_takes
 
 async def superseded(conductor: Conductor) -> tuple[WorkflowHandle, FakeAgent]:
     """A job on attempt 2, its await activity scheduled, and attempt 1's agent (gone silent) still there.
-    Attempt 2 is staged by another replica, as above: this gateway's disk does not refuse attempt 1's token
-    (job_access.py), only Temporal knows."""
+    Attempt 2 is staged by another replica in a blob store of its own: this gateway's store does not show
+    it, so the token check (security/job_access.py) does not refuse attempt 1's token; only Temporal knows."""
     conductor.host.elsewhere_from = 2
     handle = await start_job(conductor)
     old = FakeAgent(conductor, handle.id, 1)

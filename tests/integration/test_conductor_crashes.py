@@ -5,16 +5,14 @@ import os
 import random
 import signal
 import time
-from collections import Counter
 
 import pytest
 from temporalio.service import RPCError
 
 from contracts.claims import claim_workflow_id
-from tests.git_helpers import git
 from tests.github_standin import GithubStandin
 from tests.helpers import count_workflows, free_port, queue_depth, ticket_body, wait_for
-from tests.scale_helpers import conductor_process, send_all
+from tests.scale_helpers import assert_one_branch_and_pr_each, conductor_process, send_all
 from workflows.repo_claim import RepoClaimWorkflow
 
 REPO = "acme/greeter"
@@ -77,15 +75,7 @@ async def test_50_tickets_survive_5_conductor_kills(client, intake_settings, tmp
         completed = await count_workflows(client, f"{jobs_done} AND ExecutionStatus = 'Completed'")
         assert completed == TICKETS, log.read_text()[-3000:]
         pulls = github.pulls(REPO)
-        heads = Counter(
-            pr["head"]["ref"] for pr in pulls if pr["head"]["ref"].startswith(f"conductor/{prefix}-")
-        )
 
-    assert sorted(heads) == sorted(f"conductor/{key}" for key in keys)
-    assert set(heads.values()) == {1}, f"duplicate pull requests: {[h for h, n in heads.items() if n > 1]}"
-    branches = git(
-        "for-each-ref", "--format=%(refname:short)", "refs/heads/conductor/", cwd=sample_remote
-    ).split()
-    assert len([b for b in branches if b.startswith(f"conductor/{prefix}-")]) == TICKETS
+    prs = assert_one_branch_and_pr_each(pulls, sample_remote, prefix, keys)
     assert queue_depth(settings, settings.sqs_queue_url) == 0
-    print(f"{TICKETS} jobs, {len(heads)} PRs, conductor SIGKILLed at {', '.join(kill_times)}")
+    print(f"{TICKETS} jobs, {prs} PRs, conductor SIGKILLed at {', '.join(kill_times)}")

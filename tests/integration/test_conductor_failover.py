@@ -8,7 +8,7 @@ import pytest
 
 from contracts.ids import safe_name, ticket_job_id
 from contracts.jobs import JobState
-from tests.helpers import free_port, fresh_key, install_fake_codex, ticket_result, wait_for
+from tests.helpers import free_port, fresh_key, install_fake_codex, ticket_result, use_s3_stores, wait_for
 from tests.integration.test_agent_relaunch import SLOW_CODEX, start_ticket
 from tests.scale_helpers import conductor_process
 
@@ -19,7 +19,12 @@ def slow_codex(tmp_path, monkeypatch) -> None:
 
 
 @pytest.mark.timeout(180)
-async def test_the_job_survives_the_conductor_holding_its_agent(client, settings, tmp_path, slow_codex):
+@pytest.mark.parametrize("stores", ["local", "s3"])
+async def test_the_job_survives_the_conductor_holding_its_agent(
+    stores, client, settings, tmp_path, slow_codex, request, monkeypatch
+):
+    if stores == "s3":
+        settings = use_s3_stores(settings, request.getfixturevalue("aws"), monkeypatch)
     ports = [free_port(), free_port()]
     # Agents get both gateways; gRPC's pick_first uses the first and moves to the next when it goes away.
     extra_env = {

@@ -25,6 +25,7 @@ from tests.helpers import (
     queue_depth,
     ticket_body,
     ticket_result,
+    use_s3_stores,
     wait_for,
     write_fake_codex,
 )
@@ -101,11 +102,16 @@ def stop(proc: subprocess.Popen | None) -> None:
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("trigger", ["sigterm", "flag_file"])
+# Each trigger on the local stores, and the blob and log stores on S3 (moto) once.
+@pytest.mark.parametrize(
+    ("trigger", "stores"), [("sigterm", "local"), ("flag_file", "local"), ("sigterm", "s3")]
+)
 async def test_drain_hands_running_jobs_to_the_next_conductor(
-    trigger, client, intake_settings, tmp_path, sample_remote, monkeypatch
+    trigger, stores, client, intake_settings, tmp_path, sample_remote, monkeypatch
 ):
     settings = scale_settings(intake_settings, tmp_path, sample_remote)
+    if stores == "s3":
+        settings = use_s3_stores(settings, settings.aws_endpoint_url, monkeypatch)
     # conductor_process passes this process's environment on; the launcher passes PATH on to agents.
     monkeypatch.setenv("PATH", f"{fake_codex_dir(tmp_path)}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("CONDUCTOR_CODING_AGENT", "codex")

@@ -2,7 +2,6 @@
 
 import base64
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from contracts.jobs import AgentResult, AgentStatus, JobSpec, ticket_work_item
 from contracts.routing import RepoRoute
 from contracts.tickets import TicketMessage
 from stores.blob_store import LocalBlobStore
-from tests.git_helpers import make_bare_repo_from, make_branch_bundle, rev_parse
+from tests.git_helpers import make_bare_repo_from, make_branch_bundle, rev_parse, stored_bundle
 
 BRANCH = "conductor/ENG-123"
 REF = f"refs/heads/{BRANCH}"
@@ -29,19 +28,10 @@ def bare(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def blob_store(tmp_path: Path) -> Iterator[LocalBlobStore]:
+def blob_store(tmp_path: Path) -> None:
     """The conductor's blob store, where the gateway put the agent's bundle."""
     global BLOBS
     BLOBS = LocalBlobStore(tmp_path / "blobs")
-    yield BLOBS
-
-
-def stored_bundle(bundle: Path | None) -> dict:
-    """The result's bundle fields once the bundle is in the blob store (as the gateway leaves them)."""
-    if bundle is None:
-        return {}
-    key = f"jobs/test/attempt-1/{bundle.name}"
-    return {"bundle_key": key, "bundle_sha256": BLOBS.put_file(key, bundle)}
 
 
 def publish_input(repo_url: str, bundle: Path | None, sha: str = "") -> PublishInput:
@@ -51,7 +41,9 @@ def publish_input(repo_url: str, bundle: Path | None, sha: str = "") -> PublishI
         route=RepoRoute(repo_url=repo_url, publisher="local"),
         branch=BRANCH,
     )
-    result = AgentResult(status=AgentStatus.SUCCEEDED, **stored_bundle(bundle), commit_sha=sha, branch=BRANCH)
+    result = AgentResult(
+        status=AgentStatus.SUCCEEDED, **stored_bundle(BLOBS, bundle), commit_sha=sha, branch=BRANCH
+    )
     return PublishInput(spec=spec, result=result)
 
 

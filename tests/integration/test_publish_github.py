@@ -15,7 +15,7 @@ from contracts.jobs import AgentResult, AgentStatus, JobSpec, ticket_work_item
 from contracts.routing import RepoRoute
 from contracts.tickets import TicketMessage
 from stores.blob_store import LocalBlobStore
-from tests.git_helpers import make_bare_repo_from, make_branch_bundle, rev_parse
+from tests.git_helpers import make_bare_repo_from, make_branch_bundle, rev_parse, stored_bundle
 from tests.github_standin import GithubStandin
 
 BRANCH = "conductor/ENG-123"
@@ -35,19 +35,10 @@ def bare(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def blob_store(tmp_path: Path) -> Iterator[LocalBlobStore]:
+def blob_store(tmp_path: Path) -> None:
     """The conductor's blob store, where the gateway put the agent's bundle."""
     global BLOBS
     BLOBS = LocalBlobStore(tmp_path / "blobs")
-    yield BLOBS
-
-
-def stored_bundle(bundle: Path | None) -> dict:
-    """The result's bundle fields once the bundle is in the blob store (as the gateway leaves them)."""
-    if bundle is None:
-        return {}
-    key = f"jobs/test/attempt-1/{bundle.name}"
-    return {"bundle_key": key, "bundle_sha256": BLOBS.put_file(key, bundle)}
 
 
 def publish_input(bare: Path, bundle: Path, sha: str, summary: str, github_repo=REPO):
@@ -62,7 +53,7 @@ def publish_input(bare: Path, bundle: Path, sha: str, summary: str, github_repo=
         branch=BRANCH,
     )
     result = AgentResult(
-        status=AgentStatus.SUCCEEDED, **stored_bundle(bundle), commit_sha=sha, summary=summary
+        status=AgentStatus.SUCCEEDED, **stored_bundle(BLOBS, bundle), commit_sha=sha, summary=summary
     )
     return PublishInput(spec=spec, result=result)
 

@@ -11,16 +11,15 @@ import random
 import re
 import signal
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 
 import boto3
 import pytest
 from pydantic import SecretStr
 
-from tests.git_helpers import git
 from tests.github_standin import GithubStandin
 from tests.helpers import count_workflows, free_port, ticket_body, wait_for
-from tests.scale_helpers import conductor_process, send_all
+from tests.scale_helpers import assert_one_branch_and_pr_each, conductor_process, send_all
 
 REPO = "acme/greeter"
 TICKETS = 20
@@ -111,19 +110,9 @@ async def test_20_tickets_on_two_replicas_sharing_only_temporal_and_s3_survive_3
         completed = await count_workflows(client, f"{jobs} AND ExecutionStatus = 'Completed'")
         said = {name: log.read_text() for name, log in logs.items()}
         assert completed == TICKETS, "\n".join(text[-3000:] for text in said.values())
-        heads = Counter(
-            pr["head"]["ref"]
-            for pr in github.pulls(REPO)
-            if pr["head"]["ref"].startswith(f"conductor/{prefix}-")
-        )
+        pulls = github.pulls(REPO)
 
-    assert sorted(heads) == sorted(f"conductor/{key}" for key in keys)
-    assert set(heads.values()) == {1}, f"duplicate pull requests: {[h for h, n in heads.items() if n > 1]}"
-    branches = git(
-        "for-each-ref", "--format=%(refname:short)", "refs/heads/conductor/", cwd=sample_remote
-    ).split()
-    assert len([b for b in branches if b.startswith(f"conductor/{prefix}-")]) == TICKETS
-
+    prs = assert_one_branch_and_pr_each(pulls, sample_remote, prefix, keys)
     seen = who_did_what(said)
     crossed = sorted(
         key for key in keys if len(seen[key]["handshake"] | seen[key]["result"] | seen[key]["publish"]) > 1
@@ -134,7 +123,7 @@ async def test_20_tickets_on_two_replicas_sharing_only_temporal_and_s3_survive_3
         if seen[key]["handshake"] and seen[key]["result"] and seen[key]["handshake"] != seen[key]["result"]
     ]
     print(
-        f"\n{TICKETS} jobs, {len(heads)} PRs; killed {', '.join(kills)}; {len(crossed)} jobs served by both "
+        f"\n{TICKETS} jobs, {prs} PRs; killed {', '.join(kills)}; {len(crossed)} jobs served by both "
         f"replicas, {len(split)} with handshake and result on different ones"
     )
     assert split, "no job had its handshake and its result on different replicas"
