@@ -12,7 +12,7 @@ from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from activities.agent_results import AgentResultWatcher
-    from activities.launch_local import LocalLauncher
+    from activities import launcher
     from activities.publish_git import LocalGitPublisher
     from activities.publish_github import GithubPublisher
     from activities.routing import Router
@@ -206,8 +206,8 @@ class AgentJobWorkflow(JobOperations):
             ),
             **self._short(),
         )
-        agent = await workflow.execute_activity_method(
-            LocalLauncher.launch_agent,
+        agent = await workflow.execute_activity(
+            launcher.launch_agent,
             LaunchAgentInput(job_id=spec.job_id, attempt=self._attempt, agent_image=spec.route.agent_image),
             **self._short(),
         )
@@ -228,8 +228,8 @@ class AgentJobWorkflow(JobOperations):
 
     async def _stop_agent(self, spec: JobSpec, agent: LaunchAgentResult, on_host: dict) -> None:
         try:
-            await workflow.execute_activity_method(
-                LocalLauncher.stop_agent,
+            await workflow.execute_activity(
+                launcher.stop_agent,
                 StopAgentInput(job_id=spec.job_id, attempt=self._attempt, agent_id=agent.agent_id),
                 **self._short(),
                 **on_host,
