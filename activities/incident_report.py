@@ -35,7 +35,7 @@ class IncidentReports:
         title, body, marker = report_title(input), report_body(input), incident_marker(input.chain_id)
         gh = self._github_factory()
         try:
-            repo = gh.get_repo(input.github_repo, lazy=True)
+            repo = gh.get_repo(input.github_repo)
             listed = repo.get_issues(state="all", labels=[INCIDENT_LABEL], sort="created", direction="desc")
             existing = None
             for index, issue in enumerate(listed):

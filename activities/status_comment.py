@@ -100,7 +100,7 @@ class StatusComments:
         repo_name, _, number = input.key.partition("#")
         gh = self._github_factory()
         try:
-            issue = gh.get_repo(repo_name, lazy=True).get_issue(int(number))
+            issue = gh.get_repo(repo_name).get_issue(int(number))
             existing = None
             for index, comment in enumerate(issue.get_comments()):
                 if index >= _MAX_COMMENTS:
