@@ -10,6 +10,7 @@ next calls (`fail_next`) as Jira does when it is overloaded (503) or refuses (40
         jira.base_url, jira.comments("ENG-1")
 """
 
+import asyncio
 import base64
 import threading
 from collections.abc import Iterable
@@ -28,6 +29,10 @@ class JiraStandin:
         self._edits: dict[str, list[str]] = {}
         self._failures: list[int] = []
         self.calls: list[tuple[str, str]] = []
+        # hold_next_comment_reply(): the comment is stored, its reply withheld until release_reply().
+        self._hold = False
+        self.holding = threading.Event()
+        self._release = threading.Event()
         self._lock = threading.Lock()
         self._http = ThreadedServer(self._build_app(), "Jira stand-in")
 
@@ -48,6 +53,14 @@ class JiraStandin:
 
     def fail_next(self, status: int, times: int = 1) -> None:
         self._failures += [status] * times
+
+    def hold_next_comment_reply(self) -> None:
+        """The next added comment is stored (Jira has it) but its reply waits for `release_reply()`: the
+        caller can be killed in between, as a conductor dying mid-call would be."""
+        self._hold = True
+
+    def release_reply(self) -> None:
+        self._release.set()
 
     def comment_history(self, key: str) -> list[list[str]]:
         """Per comment on the issue, every body it had (its creation, then each edit)."""
@@ -100,7 +113,12 @@ class JiraStandin:
                 comment = {"id": str(10000 + sum(map(len, self._comments.values()))), "body": body}
                 self._comments[key].append(comment)
                 self._edits[comment["id"]] = [body]
-                return comment
+                hold, self._hold = self._hold, False
+            if hold:
+                self.holding.set()
+                while not self._release.is_set():
+                    await asyncio.sleep(0.05)
+            return comment
 
         @app.put("/rest/api/2/issue/{key}/comment/{comment_id}")
         async def edit_comment(key: str, comment_id: str, request: Request):

@@ -7,6 +7,8 @@ request, succeeded.
 """
 
 import asyncio
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -19,8 +21,9 @@ from contracts.jobs import JobResult, JobState
 from contracts.tickets import TicketMessage
 from tests.git_helpers import make_bare_repo_from
 from tests.github_standin import GithubStandin
-from tests.helpers import EXAMPLES, fresh_key, ticket_body
+from tests.helpers import EXAMPLES, free_port, fresh_key, ticket_body
 from tests.jira_standin import JiraStandin
+from tests.scale_helpers import conductor_process
 
 REPO = "acme/widgets"
 JIRA_EMAIL, JIRA_TOKEN, GH_TOKEN = "conductor@acme.test", "jira-secret", "gh-token"
@@ -115,3 +118,43 @@ async def test_a_github_issue_has_one_comment_edited_through_the_jobs_life(
     [history] = gh.comment_history(REPO, number)
     assert_lived(history, result.pr_url)
     assert f"<!-- agent-conductor:job=job/ticket/github/{REPO}/{number} run=" in history[-1]
+
+
+@pytest.mark.timeout(120)
+async def test_one_comment_after_the_conductor_is_sigkilled_mid_post(client, settings, jira, tmp_path):
+    """`conductor serve` is SIGKILLed while its first status edit is in Jira's hands: Jira stored the
+    comment, the conductor never heard back. Another conductor retries the edit once its try timed out;
+    it finds the comment by its marker, and the job's later edits go to it: one comment in the end."""
+    key = fresh_key()
+    jira.add_issue(key)
+    jira.hold_next_comment_reply()
+    extra_env = {
+        "CONDUCTOR_JIRA_BASE_URL": jira.base_url,
+        "CONDUCTOR_JIRA_EMAIL": JIRA_EMAIL,
+        "CONDUCTOR_JIRA_API_TOKEN": JIRA_TOKEN,
+        "CONDUCTOR_HEARTBEAT_INTERVAL_SECONDS": "1",
+    }
+    first = conductor_process(settings, free_port(), tmp_path / "conductor-a.log", extra_env)
+    second = None
+    try:
+        await SqsIntake(client, settings, None).start_ticket(parse_message(ticket_body(key)))
+        assert await asyncio.to_thread(jira.holding.wait, 60), "no status comment was posted"
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+        jira.release_reply()  # to a dead connection
+        second = conductor_process(settings, free_port(), tmp_path / "conductor-b.log", extra_env)
+        result = await finished(client, "jira", key)
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=60)
+
+    assert result.state == JobState.SUCCEEDED
+    [history] = jira.comment_history(key)
+    assert "Status: ACCEPTED" in history[0] and "Status: SUCCEEDED" in history[-1]
+    posts = [path for method, path in jira.calls if method == "POST"]
+    lists = [path for method, path in jira.calls if method == "GET"]
+    # Each edit lists the comments once; the retried first edit listed them again, found its comment
+    # there, and posted nothing.
+    assert len(posts) == 1 and len(lists) == len(history) + 1, (posts, lists, len(history))
