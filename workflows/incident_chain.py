@@ -2,27 +2,25 @@
 
 Alarms come in by signal-with-start. Each is placed by the chain rule (`workflows/chaining.py`); a chain
 that wants a job gets an `AgentJobWorkflow` with id `incident/<account>/<chain start>`, and later alarms
-of a live chain reach that job's dossier in batches. State lives in one model carried across
+of a live chain reach that job's dossier in batches; each chain's jobs' outcomes and alarms go to its
+report issue (`workflows/chain_reports.py`). State lives in one model carried across
 continue-as-new, so an alarm storm never grows one run's history without bound.
 """
 
-import asyncio
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.incident_report import IncidentReports
     from contracts import search_attributes as sa
     from contracts.alarms import AccountChains, Alarm, AlarmBatch, Chain, PlacementKind
     from contracts.ids import incident_branch, incident_job_id, incident_key
     from contracts.incidents import Decision, IncidentChainInput, IncidentChainStatus, JobFinished
     from contracts.jobs import JobSpec, WorkItem
-    from contracts.status import REPORT_NAMES_LIMIT, IncidentOutcome, IncidentReportInput, IncidentReportState
     from workflows.agent_job import AgentJobWorkflow
+    from workflows.chain_reports import ChainReports
     from workflows.chaining import find_chain, place_alarm, prune, wants_job
     from workflows.job_operations import DOSSIER_LIMIT
 
@@ -46,14 +44,6 @@ CARRY_PENDING_LIMIT = 500
 DECIDE_BEFORE_CONTINUING = "decide-pending-before-continuing"
 # Temporal ends a run at 50,000 events; deciding stops well before.
 DRAIN_HISTORY_LIMIT = 40_000
-# One GitHub issue per chain with its jobs' outcomes (activities/incident_report.py), rewritten when a job
-# ends or an alarm joins; sent one chain at a time from a background task, never waited for.
-INCIDENT_REPORTS = "incident-report-issue"
-REPORT_TIMEOUT = timedelta(seconds=30)
-REPORT_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10), maximum_attempts=3
-)
-OUTCOMES_KEPT = 5
 
 
 @workflow.defn
@@ -67,9 +57,7 @@ class IncidentChainWorkflow:
         self._input: IncidentChainInput | None = None
         self._chains: AccountChains | None = None
         self._placed_this_run = 0
-        self._reporter: asyncio.Task | None = None
-        # The chain whose report is being sent (carried over as due if the run continues meanwhile).
-        self._reporting = ""
+        self._reports = ChainReports()
 
     @workflow.run
     async def run(self, input: IncidentChainInput) -> None:
@@ -77,6 +65,7 @@ class IncidentChainWorkflow:
         self._chains = input.chains or AccountChains(account=input.account)
         self._pending = input.pending + self._pending
         self._decisions = input.decisions
+        self._reports.bind(input, self._chains)
         workflow.upsert_search_attributes(
             [sa.JOB_KIND.value_set("alarms"), sa.AWS_ACCOUNT.value_set(input.account)]
         )
@@ -90,7 +79,7 @@ class IncidentChainWorkflow:
             self._take_job_reports()
             await self._place_pending()
             await self._forward(force=False)
-            self._send_reports()
+            self._reports.send()
             workflow.set_current_details(self._details())
             if self._should_continue_as_new():
                 await self._drain_before_continuing()
@@ -127,7 +116,7 @@ class IncidentChainWorkflow:
             chain = find_chain(self._chains, report.chain_id)
             if chain is not None and chain.last_job_id == report.job_id:
                 chain.last_job_state = report.state
-            self._record_outcome(report)
+            self._reports.job_ended(report)
 
     async def _place_pending(self) -> None:
         # Alarms delivered together are placed in event-time order: chains never merge, so placing a
@@ -156,11 +145,10 @@ class IncidentChainWorkflow:
                     decision.spawned_job_id = await self._spawn(chain)
                 elif chain.last_job_state == "RUNNING":
                     self._queue_forward(chain.last_job_id, alarm)
-                if chain.chain_id in self._input.reports:
-                    self._report_due(chain.chain_id)
+                self._reports.alarm_joined(chain.chain_id)
         for dropped in prune(self._chains, policy):
             self._input.dossiers.pop(dropped.chain_id, None)
-            self._input.reports.pop(dropped.chain_id, None)
+            self._reports.forget(dropped.chain_id)
         if sliced:
             # A timer ends this workflow task, so the rest are placed in the next one (see PLACE_PER_TURN).
             await workflow.sleep(SLICE_PAUSE)
@@ -241,76 +229,6 @@ class IncidentChainWorkflow:
                 return  # a storm faster than this worker: the run's history limit comes first
             await self._place_pending()
 
-    # Incident reports --------------------------------------------------------------------------
-
-    def _record_outcome(self, report: JobFinished) -> None:
-        """A job's end goes into its chain's report (the same job's later attempt replaces it)."""
-        if not (self._input.incident_reports and report.github_repo) or not workflow.patched(
-            INCIDENT_REPORTS
-        ):
-            return
-        state = self._input.reports.setdefault(
-            report.chain_id, IncidentReportState(github_repo=report.github_repo)
-        )
-        outcome = IncidentOutcome(
-            job_id=report.job_id,
-            state=report.state,
-            attempt=report.attempt,
-            reason=report.reason,
-            report=report.report,
-            pr_url=report.pr_url,
-        )
-        kept = [earlier for earlier in state.outcomes if earlier.job_id != report.job_id]
-        state.outcomes = (kept + [outcome])[-OUTCOMES_KEPT:]
-        self._report_due(report.chain_id)
-
-    def _report_due(self, chain_id: str) -> None:
-        if chain_id not in self._input.reports_due:
-            self._input.reports_due.append(chain_id)
-
-    def _send_reports(self) -> None:
-        if self._input.reports_due and (self._reporter is None or self._reporter.done()):
-            self._reporter = asyncio.create_task(self._report_all())
-
-    async def _report_all(self) -> None:
-        while self._input.reports_due:
-            # Taken off before sending: an alarm or an outcome arriving meanwhile makes it due again.
-            self._reporting = self._input.reports_due.pop(0)
-            report = self._report_input(self._reporting)
-            if report is None:
-                continue
-            try:
-                await workflow.execute_activity_method(
-                    IncidentReports.report_incident,
-                    report,
-                    start_to_close_timeout=REPORT_TIMEOUT,
-                    retry_policy=REPORT_RETRY,
-                )
-            except ActivityError as err:
-                workflow.logger.warning(
-                    "incident report of %s not sent: %s", report.chain_id, err.cause or err
-                )
-        self._reporting = ""
-
-    def _report_input(self, chain_id: str) -> IncidentReportInput | None:
-        chain, state = find_chain(self._chains, chain_id), self._input.reports.get(chain_id)
-        if chain is None or state is None:
-            return None  # pruned meanwhile
-        names = sorted({alarm.alarm_name for alarm in self._input.dossiers.get(chain_id, [])})
-        return IncidentReportInput(
-            chain_id=chain_id,
-            account=chain.account,
-            github_repo=state.github_repo,
-            alarm_count=chain.alarm_count,
-            first_at=chain.earliest_at,
-            last_at=chain.latest_at,
-            alarm_names=names[:REPORT_NAMES_LIMIT],
-            outcomes=state.outcomes,
-        )
-
-    def _reports_idle(self) -> bool:
-        return not self._input.reports_due and (self._reporter is None or self._reporter.done())
-
     # Conditions ------------------------------------------------------------------------------
 
     def _has_work(self) -> bool:
@@ -329,7 +247,7 @@ class IncidentChainWorkflow:
 
     def _may_end(self) -> bool:
         running = any(chain.last_job_state == "RUNNING" for chain in self._chains.chains)
-        return not (self._pending or self._finished or self._outbox or running) and self._reports_idle()
+        return not (self._pending or self._finished or self._outbox or running) and self._reports.idle()
 
     def _should_continue_as_new(self) -> bool:
         return (
@@ -364,10 +282,7 @@ class IncidentChainWorkflow:
                 "pending": self._pending,
                 "decisions": self._decisions,
                 "runs": self._input.runs + 1,
-                # A report in flight is sent again by the next run (the activity edits the one issue).
-                "reports_due": list(
-                    dict.fromkeys([self._reporting] * bool(self._reporting) + self._input.reports_due)
-                ),
+                "reports_due": self._reports.due_to_carry(),
             }
         )
 
