@@ -21,7 +21,7 @@ from contracts.jobs import JobResult, JobState
 from contracts.tickets import TicketMessage
 from tests.git_helpers import make_bare_repo_from
 from tests.github_standin import GithubStandin
-from tests.helpers import EXAMPLES, free_port, fresh_key, ticket_body
+from tests.helpers import EXAMPLES, free_port, fresh_key, install_fake_codex, ticket_body, wait_for
 from tests.jira_standin import JiraStandin
 from tests.scale_helpers import conductor_process
 
@@ -86,21 +86,44 @@ async def finished(client, source: str, key: str):
     return await asyncio.wait_for(handle.result(), 90)
 
 
+# Works for 4 s, so a second ticket for the same repository waits in line behind it.
+SLOW_CODEX = """#!/bin/sh
+sleep 4
+echo "changed by the stand-in coding agent" > codex-change.txt
+"""
+
+
 @pytest.mark.timeout(120)
-async def test_a_jira_ticket_has_one_comment_edited_through_the_jobs_life(
-    client, status_settings, start_conductor, jira, gh
+async def test_jira_tickets_have_one_comment_each_edited_through_the_jobs_life(
+    client, status_settings, start_conductor, jira, gh, tmp_path, monkeypatch
 ):
-    key = fresh_key()
-    jira.add_issue(key)
-    await start_conductor(status_settings)
-    await SqsIntake(client, status_settings, None).start_ticket(parse_message(ticket_body(key)))
+    """Two tickets for one repository (one job at a time): the second's comment shows its place in line."""
+    install_fake_codex(tmp_path / "bin", SLOW_CODEX, monkeypatch)
+    settings = status_settings.model_copy(update={"coding_agent": "codex"})
+    first, second = fresh_key(), fresh_key()
+    for key in (first, second):
+        jira.add_issue(key)
+    await start_conductor(settings)
+    intake = SqsIntake(client, settings, None)
+    await intake.start_ticket(parse_message(ticket_body(first)))
+    await wait_for(lambda: _shows(jira, first, "Status: RUNNING"), timeout=60)
+    await intake.start_ticket(parse_message(ticket_body(second)))
 
-    result = await finished(client, "jira", key)
+    results = [await finished(client, "jira", key) for key in (first, second)]
 
-    assert result.state == JobState.SUCCEEDED and result.pr_url
-    [history] = jira.comment_history(key)  # one comment, however many edits
-    assert_lived(history, result.pr_url)
-    assert history[-1].rstrip().endswith("{color}") and f"job=job/ticket/jira/{key} " in history[-1]
+    for key, result in zip((first, second), results, strict=True):
+        assert result.state == JobState.SUCCEEDED and result.pr_url
+        [history] = jira.comment_history(key)  # one comment, however many edits
+        assert_lived(history, result.pr_url)
+        assert history[-1].rstrip().endswith("{color}") and f"job=job/ticket/jira/{key} " in history[-1]
+    [waited] = jira.comment_history(second)
+    assert any(
+        "Status: QUEUED (attempt 1), waiting for the repository: number 1 in line." in body for body in waited
+    )
+
+
+async def _shows(jira: JiraStandin, key: str, text: str) -> bool:
+    return any(text in comment for comment in jira.comments(key))
 
 
 @pytest.mark.timeout(120)
