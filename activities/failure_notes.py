@@ -55,7 +55,7 @@ class FailureNotes:
         text, marker = failure_note(input), note_marker(input)
         left: list[str] = []
         ticket = input.spec.ticket
-        if ticket is not None and ticket.source == "jira" and self._jira is not None:
+        if ticket is not None and ticket.source == "jira" and self._jira is not None and input.on_ticket:
             left.append(await asyncio.to_thread(self._comment_on_jira, ticket.key, text, marker))
         route = input.spec.route
         if route is not None and route.publisher == "github" and route.github_repo:
@@ -73,13 +73,13 @@ class FailureNotes:
     def _comment_on_jira(self, key: str, text: str, marker: str) -> str:
         url = f"{self._jira.base_url.rstrip('/')}/rest/api/2/issue/{key}/comment"
         with self._jira.session() as session:
-            listed = _checked(
+            listed = jira_json(
                 session.get(url, params={"maxResults": 100, "orderBy": "-created"}, timeout=_JIRA_TIMEOUT),
                 key,
             )
             existing = next((c for c in listed.get("comments", []) if marker in c.get("body", "")), None)
             if existing is None:
-                existing = _checked(session.post(url, json={"body": text}, timeout=_JIRA_TIMEOUT), key)
+                existing = jira_json(session.post(url, json={"body": text}, timeout=_JIRA_TIMEOUT), key)
         return f"jira {key} comment {existing.get('id', '?')}"
 
     def _comment_on_pr(self, repo_name: str, branch: str, text: str, marker: str) -> str:
@@ -105,7 +105,7 @@ class FailureNotes:
             gh.close()
 
 
-def _checked(response: requests.Response, key: str) -> dict:
+def jira_json(response: requests.Response, key: str) -> dict:
     if response.ok:
         return response.json()
     try:

@@ -51,13 +51,19 @@ class Router:
     """Routing decisions, read from the routes file on every call so edits need no restart."""
 
     def __init__(
-        self, routes_file: Path, policies: dict[str, JobPolicy] | None = None, github_clone_url: str = ""
+        self,
+        routes_file: Path,
+        policies: dict[str, JobPolicy] | None = None,
+        github_clone_url: str = "",
+        status_comment_sources: frozenset[str] = frozenset(),
     ) -> None:
         self._routes_file = routes_file
         # Per job kind ("ticket", "incident"), from config; handed to each job with its route.
         self._policies = policies or {}
         # A GitHub issue with no rule of its own goes to its repository, cloned from here ({repo}: owner/name).
         self._github_clone_url = github_clone_url
+        # Ticket sources the conductor keeps a live status comment on (`jira`, `github`).
+        self._status_sources = status_comment_sources
 
     def _load(self) -> RoutesConfig:
         try:
@@ -88,6 +94,7 @@ class Router:
             return RouteTicketResult(
                 route=own_repository(ticket.github_issue[0], self._github_clone_url),
                 policy=self._policies.get("ticket", JobPolicy()),
+                status_comments=ticket.source in self._status_sources,
             )
         if rule is None:
             raise ApplicationError(
@@ -98,5 +105,7 @@ class Router:
                 non_retryable=True,
             )
         return RouteTicketResult(
-            route=rule.route, policy=rule.route.policy_for(self._policies.get("ticket", JobPolicy()))
+            route=rule.route,
+            policy=rule.route.policy_for(self._policies.get("ticket", JobPolicy())),
+            status_comments=ticket.source in self._status_sources,
         )

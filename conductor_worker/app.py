@@ -88,6 +88,11 @@ async def run_conductor(
         intake_task = asyncio.create_task(intake.run(intake_stop), name="intake")
     else:
         log.info("no CONDUCTOR_SQS_QUEUE_URL: SQS intake is off")
+    log.info(
+        "status comments on tickets from: %s; incident reports as GitHub issues: %s",
+        ", ".join(sorted(settings.status_comment_sources)) or "none",
+        "on" if settings.incident_reports_enabled else "off",
+    )
     flag_watch = asyncio.create_task(watch_flag(settings.shutdown_flag_path, stop), name="shutdown-flag")
     log.info(
         "conductor serving (replica %s; task queues %s; Temporal %s; drains when %s says true, "

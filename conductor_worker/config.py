@@ -200,6 +200,14 @@ class Settings(BaseSettings):
     jira_email: str = ""
     jira_api_token: SecretStr = SecretStr("")
 
+    # One live status comment per job on its ticket (README "Status comments and incident reports"):
+    # unset, on for each ticket source with credentials (Jira: jira_base_url; GitHub issues: github_token);
+    # false, off (failure notes then go on the ticket as before).
+    status_comments: bool | None = None
+    # One GitHub issue per incident chain in its routed repository (a route with `github_repo`), with the
+    # jobs' outcomes and the alarms; unset: on when github_token is set.
+    incident_reports: bool | None = None
+
     # Agent job logs (conductor_worker/log_store.py), outside workflow history: a local directory
     # (empty: <state_dir>/logs) or, for conductors on several machines, an S3 bucket (aws_* settings).
     log_store: Literal["local", "s3"] = "local"
@@ -283,6 +291,19 @@ class Settings(BaseSettings):
         return bool(
             self.github_webhook_secret.get_secret_value() or self.jira_webhook_secret.get_secret_value()
         )
+
+    @property
+    def status_comment_sources(self) -> frozenset[str]:
+        if self.status_comments is False:
+            return frozenset()
+        sources = {"jira"} if self.jira_base_url else set()
+        if self.github_token.get_secret_value():
+            sources.add("github")
+        return frozenset(sources)
+
+    @property
+    def incident_reports_enabled(self) -> bool:
+        return self.incident_reports is not False and bool(self.github_token.get_secret_value())
 
     @property
     def agent_gateway_address(self) -> str:

@@ -200,6 +200,7 @@ class SqsIntake:
                 account=alarm.account,
                 policy=self._settings.chain_policy(),
                 task_queue=self._settings.task_queue,
+                incident_reports=self._settings.incident_reports_enabled,
             ),
             id=account_workflow_id(alarm.account),
             task_queue=self._settings.task_queue,

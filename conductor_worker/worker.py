@@ -9,6 +9,7 @@ from temporalio.worker import Worker
 from activities.agent_results import AgentResultWatcher
 from activities.claims import ClaimChecks
 from activities.failure_notes import FailureNotes, JiraAccess
+from activities.incident_report import IncidentReports
 from activities.launch_fargate import FargateLauncher, ecs_client
 from activities.launch_local import LocalLauncher
 from activities.pool_dispatch import submit_script_task
@@ -16,6 +17,7 @@ from activities.publish_git import LocalGitPublisher
 from activities.publish_github import GithubPublisher
 from activities.recorder import Recorder
 from activities.routing import Router
+from activities.status_comment import StatusComments
 from activities.steering import SteeringMailbox
 from activities.task_files import TaskFileStager
 from conductor_worker.config import Settings
@@ -59,10 +61,23 @@ def jira_access(settings: Settings) -> JiraAccess | None:
 
 
 def operations_activities(client: Client, settings: Settings, task_queue: str) -> list:
-    """Repository claims, routing, steering and failure notes: the same in the real and recording workers."""
+    """Repository claims, routing, steering, failure notes, status comments and incident reports: the same
+    in the real and recording workers."""
     claims = ClaimChecks(client, task_queue)
-    router = Router(settings.routes_file, settings.job_policies(), github_clone_url=settings.github_clone_url)
+    router = Router(
+        settings.routes_file,
+        settings.job_policies(),
+        github_clone_url=settings.github_clone_url,
+        status_comment_sources=settings.status_comment_sources,
+    )
     notes = FailureNotes(jira_access(settings), github_factory(settings))
+    status = StatusComments(
+        jira_access(settings),
+        github_factory(settings),
+        client,
+        settings.temporal_ui_url,
+        settings.temporal_namespace,
+    )
     wait = settings.steering_delivery_wait_seconds if settings.model_gateway_needed else 0.0
     steering = SteeringMailbox(JobMailbox(settings.open_blob_store()), wait)
     return [
@@ -74,6 +89,8 @@ def operations_activities(client: Client, settings: Settings, task_queue: str) -
         steering.await_steering_delivery,
         steering.deliver_later_alarms,
         notes.leave_failure_note,
+        status.post_status_comment,
+        IncidentReports(github_factory(settings)).report_incident,
     ]
 
 

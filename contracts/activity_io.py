@@ -17,6 +17,8 @@ class RouteTicketInput(BaseModel):
 class RouteTicketResult(BaseModel):
     route: RepoRoute
     policy: JobPolicy = JobPolicy()
+    # The conductor can comment on this ticket's source and status comments are on (config).
+    status_comments: bool = False
 
 
 class RouteIncidentInput(BaseModel):
@@ -127,6 +129,8 @@ class FailureNoteInput(BaseModel):
     by: str = ""
     # AWAITING_APPROVAL: the tokens the attempt had used when its budget was found spent (one note per pause).
     used_tokens: int = 0
+    # False when the job's status comment carries the note on the ticket: then only the PR gets one.
+    on_ticket: bool = True
 
 
 class FailureNoteResult(BaseModel):

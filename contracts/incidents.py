@@ -3,6 +3,7 @@
 from pydantic import BaseModel, Field
 
 from contracts.alarms import AccountChains, Alarm, ChainPolicy, Placement
+from contracts.status import REPORT_TEXT_LIMIT, IncidentReportState
 
 
 class IncidentChainInput(BaseModel):
@@ -18,6 +19,11 @@ class IncidentChainInput(BaseModel):
     # Continue-as-new after placing this many alarms in one run (sooner if the server suggests it);
     # the property tests make it small so every few steps cross a run boundary.
     alarms_per_run: int = Field(default=1000, ge=1)
+    # Keep one GitHub issue per chain in its routed repository with the jobs' outcomes (config).
+    incident_reports: bool = False
+    # Per chain that has one: what its report holds; and the chains whose report is due (carried).
+    reports: dict[str, IncidentReportState] = Field(default_factory=dict)
+    reports_due: list[str] = Field(default_factory=list)
 
 
 class JobFinished(BaseModel):
@@ -27,6 +33,12 @@ class JobFinished(BaseModel):
     job_id: str
     state: str
     reason: str = ""
+    # For the chain's report issue: the routed GitHub repository (empty: not on GitHub), the attempt,
+    # the agent's final report and the pull request.
+    github_repo: str = ""
+    attempt: int = 1
+    report: str = Field(default="", max_length=REPORT_TEXT_LIMIT)
+    pr_url: str = ""
 
 
 class Decision(BaseModel):

@@ -85,6 +85,8 @@ class JobSpec(BaseModel):
     # Where the job reports its end (incident chains track their job's outcome); empty for tickets.
     notify_workflow_id: str = ""
     chain_id: str = ""
+    # Keep one live status comment on the ticket (contracts/status.py); set by the ticket's routing.
+    status_comments: bool = False
 
 
 class TaskFile(BaseModel):

@@ -1,14 +1,17 @@
 """TEST DOUBLE: a tiny stand-in for GitHub's REST API, for tests only. Never used by the service.
 
-No GitHub-compatible server installs here, so this answers the few calls the `github` publisher
-makes through PyGithub, with GitHub's status codes and error bodies:
+No GitHub-compatible server installs here, so this answers the calls the `github` publisher, the status
+comments and the incident reports make through PyGithub, with GitHub's status codes and error bodies:
+pull requests (create, list, edit), issues (create, list with label filters and Link-header pages, edit)
+and issue comments (list in pages, create, edit); pulls and issues share one numbering, as on GitHub.
 
     with GithubStandin(token="t", repos=["acme/widgets"]) as gh:
         client = github.Github(base_url=gh.base_url, auth=github.Auth.Token("t"))
 
 It serves on a free 127.0.0.1 port from a background thread (uvicorn), keeps pull requests in
-memory, records every call in `.calls`, and can hide open pull requests from the list endpoint
-(`hide_pulls_from_list()`) to act out GitHub's eventual consistency.
+memory, records every call in `.calls`, keeps every body a comment ever had (`comment_history`), can hide open pull requests from the list endpoint
+(`hide_pulls_from_list()`) to act out GitHub's eventual consistency, and can fail the next calls
+(`fail_next`) with a status GitHub answers, e.g. 502 or 403.
 """
 
 import json
@@ -40,6 +43,10 @@ class _Repo:
     name: str
     pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
     comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    issues: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def next_number(self) -> int:
+        return len(self.pulls) + len(self.issues) + 1
 
 
 class GithubStandin:
@@ -48,6 +55,10 @@ class GithubStandin:
         self.calls: list[Call] = []
         self._repos = {r: _Repo(*r.split("/", 1)) for r in repos}
         self._hide_list = 0
+        self._failures: list[int] = []
+        self._comment_ids = 5000
+        # Every body each comment had, by comment id, oldest first.
+        self._edits: dict[int, list[str]] = {}
         self._lock = threading.Lock()
         self.app = self._build_app()
         self._http = ThreadedServer(self.app, "GitHub stand-in")
@@ -76,6 +87,24 @@ class GithubStandin:
     def hide_pulls_from_list(self, times: int = 1) -> None:
         """The next `times` list calls answer `[]`, as GitHub may right after a PR is created."""
         self._hide_list = times
+
+    def fail_next(self, status: int, times: int = 1) -> None:
+        """The next `times` calls (after authentication) answer `status` with GitHub's error body."""
+        self._failures += [status] * times
+
+    def add_issue(self, repo: str, title: str = "An issue", body: str = "") -> int:
+        """Seed an issue (someone opened it earlier); returns its number."""
+        with self._lock:
+            return self._create_issue(self._repos[repo], title, body, [])["number"]
+
+    def issues(self, repo: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(issue) for issue in self._repos[repo].issues.values()]
+
+    def comment_history(self, repo: str, number: int) -> list[list[str]]:
+        """Per comment on the issue or PR, every body it had (its creation, then each edit)."""
+        with self._lock:
+            return [list(self._edits[c["id"]]) for c in self._repos[repo].comments.get(number, [])]
 
     def comments(self, repo: str, number: int) -> list[dict[str, Any]]:
         with self._lock:
@@ -112,6 +141,9 @@ class GithubStandin:
             scheme, _, value = request.headers.get("authorization", "").partition(" ")
             if scheme.lower() not in ("token", "bearer") or value != self.token:
                 return _error(401, "Bad credentials")
+            if self._failures:
+                status = self._failures.pop(0)
+                return _error(status, {403: "Forbidden", 404: "Not Found"}.get(status, "Server Error"))
             return await call_next(request)
 
         @app.get("/repos/{owner}/{name}")
@@ -174,44 +206,151 @@ class GithubStandin:
                 return pr
 
         # Pull requests are issues too: their conversation comments live under /issues/{number}.
+        @app.get("/repos/{owner}/{name}/issues")
+        def list_issues(
+            owner: str,
+            name: str,
+            request: Request,
+            state: str = "open",
+            labels: str = "",
+            direction: str = "desc",
+            per_page: int = 30,
+            page: int = 1,
+        ):
+            repo = self._repos.get(f"{owner}/{name}")
+            if repo is None:
+                return _error(404, "Not Found")
+            wanted = {label for label in labels.split(",") if label}
+            with self._lock:
+                found = [
+                    self._issue_json(repo, number)
+                    for number in sorted(repo.issues.keys() | repo.pulls.keys(), reverse=direction == "desc")
+                ]
+            found = [
+                issue
+                for issue in found
+                if state in ("all", issue["state"]) and wanted <= {label["name"] for label in issue["labels"]}
+            ]
+            return _paged(request, found, per_page, page)
+
+        @app.post("/repos/{owner}/{name}/issues", status_code=201)
+        async def create_issue(owner: str, name: str, request: Request):
+            repo = self._repos.get(f"{owner}/{name}")
+            if repo is None:
+                return _error(404, "Not Found")
+            data = await request.json()
+            if not data.get("title"):
+                return _invalid("missing_field", "title is missing", "Issue")
+            if len(data.get("body") or "") > BODY_LIMIT:
+                return _invalid("custom", _too_long(), "Issue")
+            with self._lock:
+                issue = self._create_issue(
+                    repo, data["title"], data.get("body") or "", data.get("labels") or []
+                )
+                return self._issue_json(repo, issue["number"])
+
         @app.get("/repos/{owner}/{name}/issues/{number}")
         def get_issue(owner: str, name: str, number: int):
             repo = self._repos.get(f"{owner}/{name}")
-            pr = repo.pulls.get(number) if repo else None
-            if pr is None:
-                return _error(404, "Not Found")
-            return {**pr, "url": f"{self.base_url}/repos/{owner}/{name}/issues/{number}", "pull_request": {}}
-
-        @app.get("/repos/{owner}/{name}/issues/{number}/comments")
-        def list_comments(owner: str, name: str, number: int):
-            repo = self._repos.get(f"{owner}/{name}")
-            if repo is None or number not in repo.pulls:
+            if repo is None or (number not in repo.pulls and number not in repo.issues):
                 return _error(404, "Not Found")
             with self._lock:
-                return list(repo.comments.get(number, []))
+                return self._issue_json(repo, number)
+
+        @app.patch("/repos/{owner}/{name}/issues/{number}")
+        async def edit_issue(owner: str, name: str, number: int, request: Request):
+            repo = self._repos.get(f"{owner}/{name}")
+            issue = repo.issues.get(number) if repo else None
+            if issue is None:
+                return _error(404, "Not Found")
+            data = await request.json()
+            if "title" in data and not data["title"]:
+                return _invalid("missing_field", "title is missing", "Issue")
+            if len(data.get("body") or "") > BODY_LIMIT:
+                return _invalid("custom", _too_long(), "Issue")
+            with self._lock:
+                issue.update({k: data[k] for k in ("title", "body", "state") if k in data})
+                if "labels" in data:
+                    issue["labels"] = [{"name": label} for label in data["labels"]]
+                return self._issue_json(repo, number)
+
+        @app.get("/repos/{owner}/{name}/issues/{number}/comments")
+        def list_comments(
+            owner: str, name: str, number: int, request: Request, per_page: int = 30, page: int = 1
+        ):
+            repo = self._repos.get(f"{owner}/{name}")
+            if repo is None or (number not in repo.pulls and number not in repo.issues):
+                return _error(404, "Not Found")
+            with self._lock:
+                return _paged(request, list(repo.comments.get(number, [])), per_page, page)
 
         @app.post("/repos/{owner}/{name}/issues/{number}/comments", status_code=201)
         async def create_comment(owner: str, name: str, number: int, request: Request):
             repo = self._repos.get(f"{owner}/{name}")
-            if repo is None or number not in repo.pulls:
+            if repo is None or (number not in repo.pulls and number not in repo.issues):
                 return _error(404, "Not Found")
             body = (await request.json()).get("body")
             if not body:
-                return _invalid("missing_field", "body is missing")
+                return _invalid("missing_field", "body is missing", "IssueComment")
             if len(body) > BODY_LIMIT:
-                return _invalid("custom", _too_long())
+                return _invalid("custom", _too_long(), "IssueComment")
             with self._lock:
-                comments = repo.comments.setdefault(number, [])
-                comment = {"id": 5000 + sum(map(len, repo.comments.values())), "body": body}
+                self._comment_ids += 1
+                comment = {"id": self._comment_ids, "body": body}
                 comment["url"] = f"{self.base_url}/repos/{owner}/{name}/issues/comments/{comment['id']}"
-                comments.append(comment)
+                repo.comments.setdefault(number, []).append(comment)
+                self._edits[comment["id"]] = [body]
+                return comment
+
+        @app.patch("/repos/{owner}/{name}/issues/comments/{comment_id}")
+        async def edit_comment(owner: str, name: str, comment_id: int, request: Request):
+            repo = self._repos.get(f"{owner}/{name}")
+            comments = [c for listed in repo.comments.values() for c in listed] if repo else []
+            comment = next((c for c in comments if c["id"] == comment_id), None)
+            if comment is None:
+                return _error(404, "Not Found")
+            body = (await request.json()).get("body")
+            if not body:
+                return _invalid("missing_field", "body is missing", "IssueComment")
+            if len(body) > BODY_LIMIT:
+                return _invalid("custom", _too_long(), "IssueComment")
+            with self._lock:
+                comment["body"] = body
+                self._edits[comment_id].append(body)
                 return comment
 
         return app
 
+    def _create_issue(self, repo: _Repo, title: str, body: str, labels: list[str]) -> dict[str, Any]:
+        number = repo.next_number()
+        repo.issues[number] = {
+            "id": 2000 + number,
+            "number": number,
+            "state": "open",
+            "title": title,
+            "body": body,
+            "labels": [{"name": label} for label in labels],
+        }
+        return repo.issues[number]
+
+    def _issue_json(self, repo: _Repo, number: int) -> dict[str, Any]:
+        path = f"{repo.owner}/{repo.name}"
+        if number in repo.issues:
+            issue = {**repo.issues[number]}
+        else:
+            pr = repo.pulls[number]
+            issue = {**pr, "labels": [], "pull_request": {"url": pr["url"]}}
+        return {
+            **issue,
+            "url": f"{self.base_url}/repos/{path}/issues/{number}",
+            "html_url": f"{self.base_url}/{path}/issues/{number}",
+            "comments": len(repo.comments.get(number, [])),
+            "user": {"login": "agent-conductor[bot]", "type": "Bot"},
+        }
+
     def _create(self, repo: _Repo, head: str, base: str, title: str, body: str) -> dict[str, Any]:
         owner, _, ref = head.rpartition(":")
-        number = len(repo.pulls) + 1  # numbered per repository, as on GitHub
+        number = repo.next_number()  # numbered per repository, issues and pulls alike, as on GitHub
         repo.pulls[number] = {
             "id": 1000 + number,
             "number": number,
@@ -244,8 +383,8 @@ def _error(status: int, message: str) -> JSONResponse:
     )
 
 
-def _invalid(code: str, message: str) -> JSONResponse:
-    errors = [{"resource": "PullRequest", "code": code, "message": message}]
+def _invalid(code: str, message: str, resource: str = "PullRequest") -> JSONResponse:
+    errors = [{"resource": resource, "code": code, "message": message}]
     return JSONResponse(
         {
             "message": "Validation Failed",
@@ -255,6 +394,18 @@ def _invalid(code: str, message: str) -> JSONResponse:
         },
         status_code=422,
     )
+
+
+def _paged(request: Request, items: list, per_page: int, page: int) -> JSONResponse:
+    """One page, with GitHub's `Link` header naming the next and last pages (PyGithub follows `next`)."""
+    per_page = max(1, min(per_page, 100))
+    last = max(1, -(-len(items) // per_page))
+    links = []
+    for rel, number in (("next", page + 1), ("last", last)):
+        if number <= last and (rel == "last" or page < last):
+            links.append(f'<{request.url.include_query_params(page=number, per_page=per_page)}>; rel="{rel}"')
+    headers = {"Link": ", ".join(links)} if links and page < last else {}
+    return JSONResponse(items[(page - 1) * per_page : page * per_page], headers=headers)
 
 
 def _too_long() -> str:

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, FailureError, TimeoutType
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
@@ -30,7 +30,6 @@ with workflow.unsafe.imports_passed_through():
         StopAgentInput,
         agent_watch_activity_id,
     )
-    from contracts.incidents import JobFinished
     from contracts.jobs import (
         AgentProgress,
         AgentResult,
@@ -43,8 +42,10 @@ with workflow.unsafe.imports_passed_through():
         CancelRequest,
     )
     from contracts.policies import JobPolicy
+    from contracts.status import ACCEPTED, PR_OPENED
     from workflows.job_operations import SHORT_TIMEOUT, JobOperations
-    from workflows.job_outcomes import TERMINAL, AgentLost, JobEnded
+    from workflows.job_outcomes import AgentLost, JobEnded
+    from workflows.job_status import agent_report
 
 # How long a refused budget's held request gets to be answered before the agent is stopped.
 BUDGET_ANSWER_GRACE = timedelta(seconds=2)
@@ -59,6 +60,8 @@ class AgentJobWorkflow(JobOperations):
     @workflow.run
     async def run(self, spec: JobSpec) -> JobResult:
         self._spec = spec
+        self._status_comment.start(spec)
+        self._post_status(ACCEPTED)
         self._add_to_dossier(spec.alarms)
         workflow.upsert_search_attributes(
             [sa.JOB_KIND.value_set(spec.work.kind), sa.TICKET_KEY.value_set(spec.work.key)]
@@ -74,13 +77,13 @@ class AgentJobWorkflow(JobOperations):
             try:
                 result = await self._run_cancellable(spec)
                 await self._report_to(spec.notify_workflow_id)
-                await workflow.wait_condition(workflow.all_handlers_finished)
+                await self._finish()
                 return result
             except JobEnded as ended:
                 await self._end(ended)
                 await self._leave_note(spec, ended)
                 if not await self._retry_requested(spec.policy):
-                    await workflow.wait_condition(workflow.all_handlers_finished)
+                    await self._finish()
                     if ended.by_temporal:
                         raise asyncio.CancelledError(ended.reason) from None
                     raise ended.error() from None
@@ -142,7 +145,11 @@ class AgentJobWorkflow(JobOperations):
         """Wait for the repository, run the agent (relaunching a lost one), publish; always release."""
         self._set_state(JobState.QUEUED)
         try:
-            await self._claim.acquire(spec.route, self._retry_policy())
+            await self._claim.acquire(
+                spec.route,
+                self._retry_policy(),
+                lambda: self._post_status("QUEUED", claim_workflow_id=self._claim.workflow_id),
+            )
             result = await self._run_agent(spec)
             if result.status != AgentStatus.SUCCEEDED and result.no_changes:
                 raise JobEnded(
@@ -164,6 +171,9 @@ class AgentJobWorkflow(JobOperations):
             if not self._dropped:
                 await self._claim.release()
         self._pr_url = published.pr_url
+        if self._pr_url:
+            self._post_status(PR_OPENED, pr_url=self._pr_url)
+        self._agent_report = agent_report(result)
         self._set_state(JobState.SUCCEEDED)
         return JobResult(
             job_id=spec.job_id,
@@ -325,6 +335,7 @@ class AgentJobWorkflow(JobOperations):
 
     async def _end(self, ended: JobEnded) -> None:
         self._reason = ended.reason
+        self._agent_report = agent_report(ended.result)
         self._set_state(ended.state)
         await self._report_to(self._spec.notify_workflow_id)
 
@@ -361,19 +372,6 @@ class AgentJobWorkflow(JobOperations):
         self._launches_this_run = 0
         self._cancel = self._retry = None
         self._reason = ""
-
-    async def _report_to(self, workflow_id: str) -> None:
-        """Tell the incident chain how its job ended, so its failed-job policy can act."""
-        if not workflow_id or self._spec is None:
-            return
-        state = self._state if self._state in TERMINAL else JobState.FAILED
-        finished = JobFinished(
-            chain_id=self._spec.chain_id, job_id=self._spec.job_id, state=state, reason=self._reason
-        )
-        try:
-            await workflow.get_external_workflow_handle(workflow_id).signal("job_finished", finished)
-        except FailureError as err:  # the account workflow may have ended (idle); nothing waits for us then
-            workflow.logger.info("could not report to %s: %s", workflow_id, err)
 
 
 def _never_started(err: ActivityError) -> bool:

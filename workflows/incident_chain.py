@@ -2,7 +2,8 @@
 
 Alarms come in by signal-with-start. Each is placed by the chain rule (`workflows/chaining.py`); a chain
 that wants a job gets an `AgentJobWorkflow` with id `incident/<account>/<chain start>`, and later alarms
-of a live chain reach that job's dossier in batches. State lives in one model carried across
+of a live chain reach that job's dossier in batches; each chain's jobs' outcomes and alarms go to its
+report issue (`workflows/chain_reports.py`). State lives in one model carried across
 continue-as-new, so an alarm storm never grows one run's history without bound.
 """
 
@@ -19,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.incidents import Decision, IncidentChainInput, IncidentChainStatus, JobFinished
     from contracts.jobs import JobSpec, WorkItem
     from workflows.agent_job import AgentJobWorkflow
+    from workflows.chain_reports import ChainReports
     from workflows.chaining import find_chain, place_alarm, prune, wants_job
     from workflows.job_operations import DOSSIER_LIMIT
 
@@ -55,6 +57,7 @@ class IncidentChainWorkflow:
         self._input: IncidentChainInput | None = None
         self._chains: AccountChains | None = None
         self._placed_this_run = 0
+        self._reports = ChainReports()
 
     @workflow.run
     async def run(self, input: IncidentChainInput) -> None:
@@ -62,6 +65,7 @@ class IncidentChainWorkflow:
         self._chains = input.chains or AccountChains(account=input.account)
         self._pending = input.pending + self._pending
         self._decisions = input.decisions
+        self._reports.bind(input, self._chains)
         workflow.upsert_search_attributes(
             [sa.JOB_KIND.value_set("alarms"), sa.AWS_ACCOUNT.value_set(input.account)]
         )
@@ -75,6 +79,7 @@ class IncidentChainWorkflow:
             self._take_job_reports()
             await self._place_pending()
             await self._forward(force=False)
+            self._reports.send()
             workflow.set_current_details(self._details())
             if self._should_continue_as_new():
                 await self._drain_before_continuing()
@@ -111,6 +116,7 @@ class IncidentChainWorkflow:
             chain = find_chain(self._chains, report.chain_id)
             if chain is not None and chain.last_job_id == report.job_id:
                 chain.last_job_state = report.state
+            self._reports.job_ended(report)
 
     async def _place_pending(self) -> None:
         # Alarms delivered together are placed in event-time order: chains never merge, so placing a
@@ -139,8 +145,10 @@ class IncidentChainWorkflow:
                     decision.spawned_job_id = await self._spawn(chain)
                 elif chain.last_job_state == "RUNNING":
                     self._queue_forward(chain.last_job_id, alarm)
+                self._reports.alarm_joined(chain.chain_id)
         for dropped in prune(self._chains, policy):
             self._input.dossiers.pop(dropped.chain_id, None)
+            self._reports.forget(dropped.chain_id)
         if sliced:
             # A timer ends this workflow task, so the rest are placed in the next one (see PLACE_PER_TURN).
             await workflow.sleep(SLICE_PAUSE)
@@ -239,7 +247,7 @@ class IncidentChainWorkflow:
 
     def _may_end(self) -> bool:
         running = any(chain.last_job_state == "RUNNING" for chain in self._chains.chains)
-        return not (self._pending or self._finished or self._outbox or running)
+        return not (self._pending or self._finished or self._outbox or running) and self._reports.idle()
 
     def _should_continue_as_new(self) -> bool:
         return (
@@ -274,6 +282,7 @@ class IncidentChainWorkflow:
                 "pending": self._pending,
                 "decisions": self._decisions,
                 "runs": self._input.runs + 1,
+                "reports_due": self._reports.due_to_carry(),
             }
         )
 

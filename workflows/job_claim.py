@@ -3,6 +3,7 @@
 Deterministic workflow code used by `AgentJobWorkflow`; the claim itself is `RepoClaimWorkflow`.
 """
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -27,8 +28,11 @@ class JobClaim:
         if grant.claim_workflow_id == self.workflow_id:
             self.granted = True
 
-    async def acquire(self, route: RepoRoute, retry_policy: RetryPolicy) -> None:
-        """Join the repository's FIFO line and wait for the turn (the job's state is QUEUED meanwhile)."""
+    async def acquire(
+        self, route: RepoRoute, retry_policy: RetryPolicy, on_in_line: Callable[[], None] | None = None
+    ) -> None:
+        """Join the repository's FIFO line and wait for the turn (the job's state is QUEUED meanwhile);
+        `on_in_line` runs once the job is in the line, before the wait."""
         self.workflow_id = claim_workflow_id(route.repo_url)
         self.granted = False
         request = ClaimRequest(job_workflow_id=workflow.info().workflow_id, permits=route.max_concurrent_jobs)
@@ -41,6 +45,8 @@ class JobClaim:
             # after it: a request landing late would leave the job in line, and the claim held, for nobody.
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
+        if on_in_line is not None:
+            on_in_line()
         await workflow.wait_condition(lambda: self.granted)
 
     async def release(self) -> None:

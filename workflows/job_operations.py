@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.failure_notes import FailureNotes
@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from contracts.alarms import Alarm, AlarmBatch
     from contracts.claims import ClaimGranted
+    from contracts.incidents import JobFinished
     from contracts.jobs import AgentProgress, JobSpec, JobState, JobStatus
     from contracts.operator import (
         BudgetApproval,
@@ -42,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.job_claim import JobClaim
     from workflows.job_details import details_markdown
     from workflows.job_outcomes import RETRYABLE, TERMINAL
+    from workflows.job_status import JobStatusComment
 
 # Quick local side effects get this long per try; it is also how long a conductor that died mid-call
 # delays the job before the retry runs elsewhere. How many tries: the job kind's policy.
@@ -77,6 +79,9 @@ class JobOperations:
         # The usage last put in the search attributes (_show_usage).
         self._usage_shown: ModelUsage | None = None
         self._budget = JobBudget()
+        # The live status comment on the ticket (workflows/job_status.py), and the agent's last report.
+        self._status_comment = JobStatusComment()
+        self._agent_report = ""
         # Set when Python collects this run's coroutines after its worker stopped with the run still cached:
         # the `finally` blocks then run outside any workflow loop and must not call workflow APIs (the SDK
         # raises). Nothing is lost: the next worker replays the run and releases and stops from there.
@@ -140,6 +145,8 @@ class JobOperations:
         """The agent gateway's relay of the agent's step states, last log lines and model usage."""
         self._progress = progress
         self._show_usage()
+        if self._state == JobState.RUNNING:
+            self._status_comment.progress(self._spec, self._attempt, progress)
 
     @workflow.signal
     async def budget_exceeded(self, request: BudgetExceeded) -> None:
@@ -175,7 +182,11 @@ class JobOperations:
         await self._post_note(note)
 
     async def _post_note(self, note: FailureNoteInput) -> None:
-        """Leave `note` on the ticket (and PR); a note that fails is logged, it never fails the job."""
+        """Leave `note` on the ticket (and PR); a note that fails is logged, it never fails the job.
+        With a status comment, the note is its next edit and the ticket gets no second comment."""
+        if self._status_comment.enabled:
+            self._post_status(note.state, note=note, reason=note.reason)
+            note = note.model_copy(update={"on_ticket": False})
         try:
             left = await workflow.execute_activity_method(
                 FailureNotes.leave_failure_note, note, **self._short()
@@ -254,7 +265,7 @@ class JobOperations:
             dossier_recent=list(self._dossier),
             claim_workflow_id=self._claim.workflow_id,
             steering=[entry.text for entry in self._steering],
-            notes=list(self._notes),
+            notes=list(self._notes) + self._status_comment.notes,
             progress=self._progress,
         )
 
@@ -285,6 +296,38 @@ class JobOperations:
         self._show_usage()
         workflow.upsert_search_attributes([sa.JOB_STATE.value_set(state.value)])
         workflow.set_current_details(details_markdown(self.status(), self._spec))
+        if state in (JobState.RUNNING, JobState.SUCCEEDED):
+            self._post_status(state, pr_url=self._pr_url or "")
+
+    def _post_status(self, phase: str, **fields) -> None:
+        """The status comment's next edit (a no-op without one); never waited for here."""
+        self._status_comment.post(self._spec, phase, self._attempt, **fields)
+
+    async def _finish(self) -> None:
+        """Before the run closes: the status comment's last edit (briefly), then the open handlers."""
+        await self._status_comment.flush()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+
+    async def _report_to(self, workflow_id: str) -> None:
+        """Tell the incident chain how its job ended, so its failed-job policy (and its report) can act."""
+        if not workflow_id or self._spec is None:
+            return
+        state = self._state if self._state in TERMINAL else JobState.FAILED
+        route = self._spec.route
+        finished = JobFinished(
+            chain_id=self._spec.chain_id,
+            job_id=self._spec.job_id,
+            state=state,
+            reason=self._reason,
+            github_repo=(route.github_repo or "") if route else "",
+            attempt=self._attempt,
+            report=self._agent_report,
+            pr_url=self._pr_url or "",
+        )
+        try:
+            await workflow.get_external_workflow_handle(workflow_id).signal("job_finished", finished)
+        except FailureError as err:  # the account workflow may have ended (idle); nothing waits for us then
+            workflow.logger.info("could not report to %s: %s", workflow_id, err)
 
     def _count_end(self, state: JobState) -> None:
         """Prometheus (conductor_worker/metrics.py); the workflow's meter records nothing while replaying."""

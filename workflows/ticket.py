@@ -45,6 +45,7 @@ class TicketWorkflow:
             route=routed.route,
             policy=routed.policy,
             branch=ticket_branch(ticket.key),
+            status_comments=routed.status_comments,
         )
         try:
             return await workflow.execute_child_workflow(

@@ -41,7 +41,9 @@ from contracts.pool import pool_workflow_id, script_workflow_id
 from contracts.schedules import ScheduledJob, schedule_id
 from contracts.tickets import TicketMessage
 from tests.git_helpers import make_bare_repo_from
+from tests.github_standin import GithubStandin
 from tests.helpers import EXAMPLES, free_port, ticket_body, wait_for
+from tests.jira_standin import JiraStandin
 from tests.pool_helpers import JOIN_TOKEN, pool_agent, stop_agent
 from workflows.agent_job import AgentJobWorkflow
 from workflows.chaining import chain_id_for
@@ -53,6 +55,9 @@ CHAIN_ACCOUNT = "204772699175"
 STORM_ACCOUNT = "111122223333"
 SLICED_ACCOUNT = "555566667777"
 BROKEN_REMOTE_ACCOUNT = "999999999999"  # routed to a remote that does not exist: its agent fails
+# Where status comments (Jira tickets) and incident reports (the broken account's GitHub repo) go.
+JIRA_ISSUES = ["ENG-123", "ENG-124", "OPS-7"]
+REPORTS_REPO = "acme/ops"
 STORM_ALARMS = ALARMS_PER_RUN + 100  # so the chain workflow continues as new once
 SCENARIO_TIMEOUT = 180
 
@@ -299,14 +304,19 @@ async def _expect_failure(client: Client, workflow_id: str) -> None:
 
 
 async def record(out: Path, scenarios: list) -> None:
-    with tempfile.TemporaryDirectory(prefix="histories-") as tmp_dir:
+    with (
+        tempfile.TemporaryDirectory(prefix="histories-") as tmp_dir,
+        JiraStandin(email="recorder@acme.test", token="jira", issues=JIRA_ISSUES) as jira,
+        GithubStandin(token="gh", repos=[REPORTS_REPO]) as github,
+    ):
         tmp = Path(tmp_dir)
         remote = make_bare_repo_from(EXAMPLES / "sample-repo", tmp / "remotes" / "greeter.git")
         routes = tmp / "routes.yaml"
         routes.write_text(
             f"tickets:\n  - project: ENG\n    route: {{repo_url: {remote}, publisher: local, name: greeter}}\n"
             f'accounts:\n  - account: "{BROKEN_REMOTE_ACCOUNT}"\n'
-            f"    route: {{repo_url: {tmp / 'remotes' / 'missing.git'}, publisher: local, name: missing}}\n"
+            f"    route: {{repo_url: {tmp / 'remotes' / 'missing.git'}, publisher: github, name: missing,"
+            f" github_repo: {REPORTS_REPO}}}\n"
             f'  - account: "*"\n    route: {{repo_url: {remote}, publisher: local, name: greeter}}\n'
         )
         server = DevServer(tmp / "temporal", port=free_port(), ui_port=free_port())
@@ -326,6 +336,12 @@ async def record(out: Path, scenarios: list) -> None:
             ticket_policy=JobPolicy(retry_window_seconds=600),
             incident_policy=JobPolicy(retry_window_seconds=0),
             pool_join_token=JOIN_TOKEN,
+            # Jira tickets keep a status comment; the broken account's chain a report issue.
+            jira_base_url=jira.base_url,
+            jira_email="recorder@acme.test",
+            jira_api_token="jira",
+            github_api_url=github.base_url,
+            github_token="gh",
         )
         stop = asyncio.Event()
         conductor = None

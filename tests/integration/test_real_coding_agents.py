@@ -448,8 +448,8 @@ async def test_a_spent_budget_pauses_the_job_until_the_readme_line_answers(
         assert len(model.requests_to("/v1/responses")) == 1, "the held request reached the provider"
         job_id = ticket_job_id("jira", key)
         address = env.client.service_client.config.target_host
-        # The ticket says the job waits, and how to answer it.
-        await wait_for(lambda: _commented(jira, key), timeout=30)
+        # The ticket says the job waits, and how to answer it (its status comment's latest edit).
+        await wait_for(lambda: _commented(jira, key, "AWAITING_APPROVAL"), timeout=30)
         [note] = jira.comments(key)
         assert f"job {job_id} is AWAITING_APPROVAL (attempt 1)" in note and "120 tokens used" in note
         assert "--name approve_budget" in note and "--name refuse_budget" in note
@@ -473,8 +473,8 @@ async def test_a_spent_budget_pauses_the_job_until_the_readme_line_answers(
     assert not is_running(int(agent.removeprefix("local:")))
 
 
-async def _commented(jira: JiraStandin, key: str) -> bool:
-    return bool(jira.comments(key))
+async def _commented(jira: JiraStandin, key: str, text: str) -> bool:
+    return any(text in comment for comment in jira.comments(key))
 
 
 async def _noted(client, job_id: str, where: str) -> bool:

@@ -1,0 +1,105 @@
+"""Where people look: a job's one live status comment on its ticket, and an incident chain's report issue.
+
+Both are found again by a marker written into the text (`status_marker`, `incident_marker`), never by an
+id kept only in memory, so a retried activity or a restarted conductor edits what is there instead of
+posting a second one.
+"""
+
+import re
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from contracts.activity_io import FailureNoteInput
+
+# What a job's status comment can say besides its JobState values.
+ACCEPTED = "ACCEPTED"
+PR_OPENED = "PR_OPENED"
+# Alarm names listed in an incident report; the count stays exact beyond it.
+REPORT_NAMES_LIMIT = 50
+REPORT_TEXT_LIMIT = 8_000
+
+_STATUS_MARKER = re.compile(r"agent-conductor:job=(\S+) run=(\S+) seq=(\d+)")
+
+
+def status_marker(job_id: str, run_id: str, seq: int) -> str:
+    return f"agent-conductor:job={job_id} run={run_id} seq={seq}"
+
+
+def read_status_marker(text: str, job_id: str) -> tuple[str, int] | None:
+    """(run id, seq) of `job_id`'s status marker in `text`, or None when it has none (or another job's)."""
+    for found in _STATUS_MARKER.finditer(text or ""):
+        if found.group(1) == job_id:
+            return found.group(2), int(found.group(3))
+    return None
+
+
+def incident_marker(chain_id: str) -> str:
+    # The chain id ends at the space: `incident/1234/2026-05-12T20:00:00Z` is no prefix of another's.
+    return f"agent-conductor:incident={chain_id} "
+
+
+class StatusCommentInput(BaseModel):
+    """One edit of a job's status comment; `seq` orders a run's edits (an older one never overwrites)."""
+
+    job_id: str
+    run_id: str
+    seq: int = Field(ge=1)
+    # The ticket: `jira` + `ENG-123`, or `github` + `owner/repo#7`.
+    source: str
+    key: str
+    summary: str = ""
+    # ACCEPTED, a JobState value (QUEUED, RUNNING, AWAITING_APPROVAL, SUCCEEDED, FAILED, ...) or PR_OPENED.
+    phase: str
+    attempt: int = 1
+    # QUEUED: the repository's claim workflow, asked for the job's place in line.
+    claim_workflow_id: str = ""
+    latest_event: str = Field(default="", max_length=1_000)
+    pr_url: str = ""
+    reason: str = ""
+    # An ending or a budget pause: the note that said so on the ticket before status comments (its
+    # text, with the agent's report and the commands that answer it, is the comment's body).
+    note: FailureNoteInput | None = None
+
+
+class StatusCommentResult(BaseModel):
+    # e.g. "jira ENG-123 comment 10001", "github acme/app#7 comment 5001"; empty when nothing was posted.
+    left_at: str = ""
+    # Edited, created, or left as it was (a newer edit was already there).
+    action: str = ""
+
+
+class IncidentOutcome(BaseModel):
+    """How one job of the chain ended, as the report shows it."""
+
+    job_id: str
+    state: str
+    attempt: int = 1
+    reason: str = ""
+    # The agent's final report (its summary, or the tail of its output when it failed).
+    report: str = Field(default="", max_length=REPORT_TEXT_LIMIT)
+    pr_url: str = ""
+
+
+class IncidentReportInput(BaseModel):
+    chain_id: str
+    account: str
+    github_repo: str
+    alarm_count: int
+    first_at: datetime
+    last_at: datetime
+    alarm_names: list[str] = Field(default_factory=list, max_length=REPORT_NAMES_LIMIT)
+    # The chain's jobs so far, oldest first (a respawned chain has more than one).
+    outcomes: list[IncidentOutcome] = Field(default_factory=list)
+
+
+class IncidentReportResult(BaseModel):
+    issue_url: str = ""
+    action: str = ""
+
+
+class IncidentReportState(BaseModel):
+    """What the chain workflow keeps per chain to rewrite its report (carried across continue-as-new)."""
+
+    github_repo: str
+    outcomes: list[IncidentOutcome] = Field(default_factory=list)
