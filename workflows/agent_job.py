@@ -11,8 +11,8 @@ from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.agent_results import AgentResultWatcher
     from activities import launcher
+    from activities.agent_results import AgentResultWatcher
     from activities.publish_git import LocalGitPublisher
     from activities.publish_github import GithubPublisher
     from activities.routing import Router
