@@ -11,7 +11,8 @@ from conductor_worker.config import Settings
 from conductor_worker.drain import DrainLog, clear_ready_file, running_agents, watch_flag, write_ready_file
 from conductor_worker.gateway import start_gateway
 from conductor_worker.intake import SqsIntake
-from conductor_worker.metrics import metrics_runtime
+from conductor_worker.job_gauge import report_job_states
+from conductor_worker.metrics import client_meter, metrics_runtime
 from conductor_worker.rest_api import start_rest_api
 from conductor_worker.tracing import client_interceptors, tracer_of, tracer_provider
 from conductor_worker.webhooks import webhook_router
@@ -93,6 +94,18 @@ async def run_conductor(
         ", ".join(sorted(settings.status_comment_sources)) or "none",
         "on" if settings.incident_reports_enabled else "off",
     )
+    gauge = None
+    if settings.metrics_listen:
+        gauge = asyncio.create_task(
+            report_job_states(
+                client,
+                client_meter(client),
+                settings.task_queue,
+                intake_stop,
+                settings.metrics_jobs_gauge_seconds,
+            ),
+            name="jobs gauge",
+        )
     flag_watch = asyncio.create_task(watch_flag(settings.shutdown_flag_path, stop), name="shutdown-flag")
     log.info(
         "conductor serving (replica %s; task queues %s; Temporal %s; drains when %s says true, "
@@ -118,9 +131,8 @@ async def run_conductor(
 
     with drain.stage("intake", "SQS intake stopped; new messages wait in the queue"):
         # Polls in flight are abandoned undeleted: their messages come back after the visibility timeout.
-        intake_stop.set()
-        if intake_task is not None:
-            await asyncio.gather(intake_task, return_exceptions=True)
+        intake_stop.set()  # and the jobs gauge
+        await asyncio.gather(*(t for t in (intake_task, gauge) if t is not None), return_exceptions=True)
     with drain.stage("worker", "worker drained; agents keep reporting through Temporal to any replica"):
         await asyncio.gather(*(w.shutdown() for w in workers))
         await asyncio.gather(*worker_tasks, return_exceptions=True)

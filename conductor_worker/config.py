@@ -143,6 +143,8 @@ class Settings(BaseSettings):
     # Timeouts, relaunches, retries and the `retry` window, per job kind (contracts/policies.py).
     # Serve Prometheus metrics (the SDK's and the conductor's) at http://<this>/metrics; empty: off.
     metrics_listen: str = ""
+    # How often the `conductor_jobs{state}` gauge is counted again in Temporal (one request per state).
+    metrics_jobs_gauge_seconds: float = Field(default=30, ge=1)
     # Export OpenTelemetry traces over OTLP/HTTP to this URL (e.g. http://otel-collector:4318/v1/traces);
     # empty: off (conductor_worker/tracing.py).
     otlp_traces_endpoint: str = ""

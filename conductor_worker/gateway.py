@@ -31,6 +31,7 @@ from conductor_worker.agent_channel import AgentChannel, AttemptEnded
 from conductor_worker.config import Settings
 from conductor_worker.log_blocks import LogBlock
 from conductor_worker.log_store import LogStore, open_log_store
+from conductor_worker.metrics import GatewayMetrics, client_meter
 from conductor_worker.tls import grpc_server_credentials, tls_enabled
 from contracts.jobs import AgentResult, AgentStatus, FailureClass
 from contracts.logs import LogLine
@@ -80,6 +81,7 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         self._mailbox = JobMailbox(self._blobs)
         self._logs = logs if logs is not None else open_log_store(settings)
         self._channel = AgentChannel(client, self._logs.tail) if client is not None else None
+        self._metrics = GatewayMetrics(client_meter(client)) if client is not None else None
         # Per job attempt, the log calls waiting to be stored and the task storing them (see _store_logs).
         self._log_queues: dict[tuple[str, int], list[_WaitingLogs]] = {}
         self._log_writers: dict[tuple[str, int], asyncio.Task] = {}
@@ -185,10 +187,13 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         if self._channel is None:
             return False
         try:
-            return await self._channel.beat(job, phase, job.step_states())
+            stop = await self._channel.beat(job, phase, job.step_states())
         except RPCError as err:  # Temporal unreachable: the agent keeps working, its next beat may pass
             log.warning("%s attempt %d: heartbeat not recorded: %s", job.job_id, job.attempt, err)
+            self._metrics.heartbeat("not_recorded")
             return False
+        self._metrics.heartbeat("stop" if stop else "recorded")
+        return stop
 
     async def AppendLogs(self, request, context):
         claims, _ = await self._authorize(context)

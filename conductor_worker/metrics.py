@@ -11,6 +11,9 @@ one port to scrape. Jobs are counted by the workflow's own replay-safe meter: a 
     conductor_jobs_ended_total{kind, state}          agent jobs reaching an end state (a retried job counts each end)
     conductor_job_duration_seconds{kind, state}      histogram: from the job's start to that end
     conductor_agents_lost_total{kind}                agents that crashed, fell silent or never handshook
+    conductor_agent_heartbeats_total{outcome}        agent heartbeats the gateway took: recorded | stop (the
+                                                      agent was told to stop) | not_recorded (Temporal away)
+    conductor_jobs{state}                            gauge: open agent jobs by JobState (conductor_worker/job_gauge.py)
     conductor_model_requests_total{provider, status} requests through the model gateway, by answer status
     conductor_model_request_seconds{provider}        histogram: the gateway's whole answer, upstream included
     conductor_model_tokens_total{kind, direction}    tokens the model gateway counted (input | output)
@@ -52,6 +55,14 @@ class IntakeMetrics:
 
     def message(self, kind: str, outcome: str) -> None:
         self._messages.add(1, {"kind": kind, "outcome": outcome})
+
+
+class GatewayMetrics:
+    def __init__(self, meter: MetricMeter) -> None:
+        self._heartbeats = meter.create_counter("conductor_agent_heartbeats", "Agent heartbeats by outcome")
+
+    def heartbeat(self, outcome: str) -> None:
+        self._heartbeats.add(1, {"outcome": outcome})
 
 
 class ModelGatewayMetrics:

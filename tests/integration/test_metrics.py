@@ -133,7 +133,9 @@ async def _wait_ready(server: Prometheus) -> None:
 async def test_prometheus_counts_the_jobs_and_messages_it_scraped(
     client, intake_settings, start_conductor, prometheus
 ):
-    settings = intake_settings.model_copy(update={"metrics_listen": prometheus.target})
+    settings = intake_settings.model_copy(
+        update={"metrics_listen": prometheus.target, "metrics_jobs_gauge_seconds": 1}
+    )
     keys = [fresh_key() for _ in range(TICKETS)]
     sqs = sqs_client(settings)
     for key in keys:
@@ -155,6 +157,11 @@ async def test_prometheus_counts_the_jobs_and_messages_it_scraped(
         intake.format("ticket", "duplicate"): 1,
         intake.format("poison", "dead_lettered"): 1,
         'sum(conductor_job_duration_seconds_count{state="SUCCEEDED"})': TICKETS,
+        # Each agent's heartbeats, as the gateway recorded them on its job.
+        'sum(conductor_agent_heartbeats_total{outcome="recorded"}) >= bool 1': 1,
+        # The gauge of open jobs on this conductor's task queue: a series per state, every job ended.
+        "count(conductor_jobs)": len(JobState),
+        'sum(conductor_jobs{state=~"QUEUED|LAUNCHING|RUNNING|PUBLISHING"})': 0,
     }
     await scraped(prometheus, counted, COUNTED_SECONDS)
     # The SDK's own metrics come through the same exporter (from the same scrape as the counts above).
