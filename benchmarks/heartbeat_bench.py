@@ -204,7 +204,7 @@ async def run_version(name, code, client, server, endpoint, ecs, network, remote
     log = work / f"conductor-{name}.log"
     proc = conductor(code, env, log)
     fleet, stop = Fleet(ecs, f"agents-{name}", args.beat), asyncio.Event()
-    discovery = None
+    discovery, tickets = None, []
     try:
         await phases.run(f"{name}: conductor starting ({code})", listening(port, proc, log))
         prefix = "".join(chr(ord("A") + int(c, 16) % 26) for c in uuid.uuid4().hex[:4])
@@ -266,6 +266,18 @@ async def run_version(name, code, client, server, endpoint, ecs, network, remote
             else 0,
         )
         return figures
+    except BaseException:
+        if tickets:
+            wid = f"ticket/jira/{tickets[0].key}"
+            try:
+                described = await client.get_workflow_handle(wid).describe()
+                print(f"{name}: {wid} is {described.status.name} on {described.task_queue}", flush=True)
+            except Exception as err:  # only a diagnosis
+                print(f"{name}: {wid}: {err!r}", flush=True)
+        print(
+            f"{name}: the conductor's log ends with:\n{log.read_text(errors='replace')[-3000:]}", flush=True
+        )
+        raise
     finally:
         stop.set()
         if discovery is not None:
@@ -304,10 +316,11 @@ async def main(args) -> None:
         try:
             network = prepare_ecs(endpoint, [f"agents-{name}" for name, _ in versions])
             ecs = boto3.client("ecs", endpoint_url=endpoint, region_name=REGION)
-            remote = make_bare_repo_from(EXAMPLES / "sample-repo", work / "remote.git")
             client = await connect(Settings(temporal_address=server.address, state_dir=work))
             results = {}
             for name, code in versions:
+                # A repository of its own: its claim workflow runs on the version's own task queue.
+                remote = make_bare_repo_from(EXAMPLES / "sample-repo", work / f"remote-{name}.git")
                 results[name] = await run_version(
                     name, code, client, server, endpoint, ecs, network, remote, args, work, phases
                 )
