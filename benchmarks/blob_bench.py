@@ -79,7 +79,8 @@ def bundle_round(blobs: S3BlobStore, bundle: Path, sha256: str, work: Path) -> t
     return put, get
 
 
-def main(mib: int, rounds: int) -> None:
+def main(mib: int, rounds: int) -> dict[str, float]:
+    """Each path's round-trip rate as a ratio to the raw one."""
     os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
     data = payload(mib)
     text, sha256, mb = data.decode(), hashlib.sha256(data).hexdigest(), len(data) / 1e6
@@ -102,12 +103,14 @@ def main(mib: int, rounds: int) -> None:
                 if name not in best or put + get < sum(best[name]):
                     best[name] = (put, get)
         raw = mb / sum(best["raw"])
+        ratios = {}
         for name, what in (
             ("task file", "stage + agent's presigned GET, sha256 checked"),
             ("bundle", "agent's presigned POST + publisher's checked download"),
         ):
             rate = mb / sum(best[name])
             put, get = best[name]
+            ratios[name] = rate / raw
             print(f"{name}: {rate:.1f} MB/s round trip = {rate / raw:.2f} x raw ({raw:.1f} MB/s)")
             record(
                 f"blob store {name}, 100 MB" if mib == 100 else f"blob store {name}, {mib} MiB",
@@ -117,6 +120,7 @@ def main(mib: int, rounds: int) -> None:
                 rate / raw,
                 ">= 0.5 x",
             )
+        return ratios
 
 
 if __name__ == "__main__":

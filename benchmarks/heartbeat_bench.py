@@ -173,15 +173,22 @@ async def outcome(client, workflow_id: str) -> str:
         return cause.type if isinstance(cause, ApplicationError) and cause.type else "failed"
 
 
-async def run_version(name, code, client, server, endpoint, ecs, network, remote, args, work, phases):
-    """One conductor under the load; returns its figures."""
+async def run_version(name, code, client, server, endpoint, ecs, network, args, work, phases):
+    """One conductor under the load; returns its figures. Its repositories are its own: their claim
+    workflows run on its task queue."""
     subnets, groups = network
     state, port, queue = work / f"state-{name}", free_port(), f"bench-hb-{name}-{uuid.uuid4().hex[:6]}"
     state.mkdir()
+    # Jobs spread over `--repos` repositories by project: each repository's claims go through one
+    # workflow, one at a time, which at 500 jobs on one repository made the ramp-up the bench's bottleneck.
     routes = work / f"routes-{name}.yaml"
-    routes.write_text(
-        f"tickets:\n  - route: {{repo_url: {remote}, name: greeter, max_concurrent_jobs: {args.jobs}}}\n"
-    )
+    rules = [
+        f"  - project: HB{r}\n"
+        f"    route: {{repo_url: {make_bare_repo_from(EXAMPLES / 'sample-repo', work / f'{name}-{r}.git')},"
+        f" name: greeter-{r}, max_concurrent_jobs: {args.jobs}}}\n"
+        for r in range(args.repos)
+    ]
+    routes.write_text("tickets:\n" + "".join(rules))
     env = {
         "CONDUCTOR_TEMPORAL_ADDRESS": server.address,
         "CONDUCTOR_TASK_QUEUE": queue,
@@ -207,8 +214,13 @@ async def run_version(name, code, client, server, endpoint, ecs, network, remote
     discovery, tickets = None, []
     try:
         await phases.run(f"{name}: conductor starting ({code})", listening(port, proc, log))
+        await asyncio.sleep(2)  # the worker's first polls
+        idle_mib = status_kib(proc.pid, "VmRSS") / 1024
         prefix = "".join(chr(ord("A") + int(c, 16) % 26) for c in uuid.uuid4().hex[:4])
-        tickets = [parse_message(ticket_body(f"{prefix}-{i + 1}")) for i in range(args.jobs)]
+        tickets = [
+            parse_message(ticket_body(f"{prefix}-{i + 1}", project={"key": f"HB{i % args.repos}"}))
+            for i in range(args.jobs)
+        ]
 
         async def start_all() -> None:
             gate = asyncio.Semaphore(20)
@@ -223,8 +235,14 @@ async def run_version(name, code, client, server, endpoint, ecs, network, remote
         discovery = asyncio.create_task(fleet.discover(stop))
 
         async def all_handshaken() -> None:
+            ticks = 0
             while fleet.stats.handshaken < args.jobs:
                 await asyncio.sleep(1)
+                ticks += 1
+                if ticks % 30 == 0:
+                    phases.say(
+                        f"{name}: {fleet.stats.handshaken} handshaken, {fleet.stats.tasks_seen} launched"
+                    )
 
         await phases.run(f"{name}: waiting for {args.jobs} handshakes", all_handshaken())
         phases.say(f"{name}: all handshaken; one beat period of warm-up")
@@ -243,6 +261,7 @@ async def run_version(name, code, client, server, endpoint, ecs, network, remote
             temporal_cpu=cpu_seconds(server_pid(server)) - temporal0,
             hwm_mib=status_kib(proc.pid, "VmHWM") / 1024,
             rss_mib=status_kib(proc.pid, "VmRSS") / 1024,
+            idle_mib=idle_mib,
             window=window,
             beats=fleet.stats.beats - beats0,
         )
@@ -290,7 +309,8 @@ def describe(name: str, f: dict, jobs: int) -> None:
     print(
         f"{name:6}: conductor {f['cpu']:.1f} CPU s in {f['window']:.0f} s ({f['cpu'] * per100:.2f} per 100 jobs,"
         f" {100 * f['cpu'] / f['window']:.0f} % of a core); peak RSS {f['hwm_mib']:.0f} MiB"
-        f" ({f['hwm_mib'] * per100:.0f} per 100 jobs), RSS now {f['rss_mib']:.0f} MiB;"
+        f" ({f['hwm_mib'] * per100:.0f} per 100 jobs), RSS now {f['rss_mib']:.0f} MiB,"
+        f" idle before the jobs {f['idle_mib']:.0f} MiB;"
         f" Temporal dev server {f['temporal_cpu']:.1f} CPU s; {f['beats']} beats in the window"
         f" (p99 {1000 * f['beat_p99']:.0f} ms over the run); outcomes {dict(f['outcomes'])};"
         f" relaunched {f['relaunched']}; beat errors {f['beat_errors']}; result errors {f['result_errors']}"
@@ -319,10 +339,8 @@ async def main(args) -> None:
             client = await connect(Settings(temporal_address=server.address, state_dir=work))
             results = {}
             for name, code in versions:
-                # A repository of its own: its claim workflow runs on the version's own task queue.
-                remote = make_bare_repo_from(EXAMPLES / "sample-repo", work / f"remote-{name}.git")
                 results[name] = await run_version(
-                    name, code, client, server, endpoint, ecs, network, remote, args, work, phases
+                    name, code, client, server, endpoint, ecs, network, args, work, phases
                 )
                 describe(name, results[name], args.jobs)
         finally:
@@ -340,7 +358,10 @@ def report(results: dict, args) -> None:
         f"{after['cpu'] * per100:.2f} CPU s per 100 jobs ({what}; {crashed};"
         f" Temporal {after['temporal_cpu']:.1f} s)"
     )
-    rss = f"{after['hwm_mib'] * per100:.0f} MiB per 100 jobs ({after['hwm_mib']:.0f} MiB peak)"
+    rss = (
+        f"{after['hwm_mib'] * per100:.0f} MiB per 100 jobs ({after['hwm_mib']:.0f} MiB peak;"
+        f" {after['idle_mib']:.0f} MiB idle before the jobs)"
+    )
     if before is None:
         print("no 'before' run: the figures stand alone")
         return
@@ -355,7 +376,8 @@ def report(results: dict, args) -> None:
     record(
         "light agents: conductor peak RSS",
         rss,
-        f"{before['hwm_mib'] * per100:.0f} MiB per 100 jobs before ({before['hwm_mib']:.0f} MiB)",
+        f"{before['hwm_mib'] * per100:.0f} MiB per 100 jobs before ({before['hwm_mib']:.0f} MiB;"
+        f" {before['idle_mib']:.0f} MiB idle)",
         after["hwm_mib"] / before["hwm_mib"],
         "lower is better",
     )
@@ -372,9 +394,12 @@ if __name__ == "__main__":
     parser.add_argument("--jobs", type=int, default=500, help="concurrent jobs (light agents)")
     parser.add_argument("--seconds", type=int, default=60, help="measuring window, all agents running")
     parser.add_argument("--beat", type=int, default=5, help="heartbeat interval, seconds")
+    parser.add_argument("--repos", type=int, default=10, help="repositories the jobs are spread over")
     parser.add_argument("--before", default=BEFORE_CHANNEL, help="commit to run as 'before'; empty: none")
-    parser.add_argument("--time-limit", type=float, default=1200, help="the whole bench, seconds")
+    parser.add_argument("--time-limit", type=float, default=2400, help="the whole bench, seconds")
     args = parser.parse_args()
-    if not 1 <= args.jobs <= 2000 or not 1 <= args.seconds <= 3600 or not 1 <= args.beat <= 60:
+    if not (1 <= args.jobs <= 2000 and 1 <= args.seconds <= 3600 and 1 <= args.beat <= 60):
         parser.error("--jobs 1-2000, --seconds 1-3600, --beat 1-60")
+    if not 1 <= args.repos <= 100:
+        parser.error("--repos 1-100")
     asyncio.run(main(args))
