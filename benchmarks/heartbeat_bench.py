@@ -311,7 +311,8 @@ def describe(name: str, f: dict, jobs: int) -> None:
         f" {100 * f['cpu'] / f['window']:.0f} % of a core); peak RSS {f['hwm_mib']:.0f} MiB"
         f" ({f['hwm_mib'] * per100:.0f} per 100 jobs), RSS now {f['rss_mib']:.0f} MiB,"
         f" idle before the jobs {f['idle_mib']:.0f} MiB;"
-        f" Temporal dev server {f['temporal_cpu']:.1f} CPU s; {f['beats']} beats in the window"
+        f" Temporal dev server {f['temporal_cpu']:.1f} CPU s; {f['beats']} beats answered in the window"
+        f" ({1000 * f['cpu'] / max(f['beats'], 1):.1f} conductor CPU ms each)"
         f" (p99 {1000 * f['beat_p99']:.0f} ms over the run); outcomes {dict(f['outcomes'])};"
         f" relaunched {f['relaunched']}; beat errors {f['beat_errors']}; result errors {f['result_errors']}"
     )
@@ -356,7 +357,8 @@ def report(results: dict, args) -> None:
     crashed = f"{false(after)} CRASHED, {after['relaunched']} relaunched of {args.jobs}"
     cpu = (
         f"{after['cpu'] * per100:.2f} CPU s per 100 jobs ({what}; {crashed};"
-        f" Temporal {after['temporal_cpu']:.1f} s)"
+        f" Temporal {after['temporal_cpu']:.1f} s; {after['beats']} beats answered,"
+        f" {1000 * after['cpu'] / max(after['beats'], 1):.1f} ms each)"
     )
     rss = (
         f"{after['hwm_mib'] * per100:.0f} MiB per 100 jobs ({after['hwm_mib']:.0f} MiB peak;"
@@ -369,8 +371,17 @@ def report(results: dict, args) -> None:
         "500 light agents: conductor CPU" if args.jobs == 500 else f"{args.jobs} light agents: conductor CPU",
         cpu,
         f"{before['cpu'] * per100:.2f} CPU s before the channel ({args.before}, file polling;"
-        f" {false(before)} CRASHED, {before['relaunched']} relaunched; Temporal {before['temporal_cpu']:.1f} s)",
+        f" {false(before)} CRASHED, {before['relaunched']} relaunched; Temporal {before['temporal_cpu']:.1f} s;"
+        f" {before['beats']} beats answered, {1000 * before['cpu'] / max(before['beats'], 1):.1f} ms each)",
         after["cpu"] / before["cpu"],
+        "lower is better",
+    )
+    per_beat = {k: 1000 * f["cpu"] / max(f["beats"], 1) for k, f in results.items()}
+    record(
+        "light agents: conductor CPU per answered heartbeat",
+        f"{per_beat['after']:.1f} ms ({after['beats']} beats answered in the window)",
+        f"{per_beat['before']:.1f} ms before ({before['beats']} beats answered)",
+        per_beat["after"] / per_beat["before"],
         "lower is better",
     )
     record(

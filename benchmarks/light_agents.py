@@ -3,6 +3,9 @@
 Each session is what a per-job agent says when its work is quiet: Handshake, then a Heartbeat every
 `beat` seconds, then UploadResult with a result and no bundle (FAILED, no changes: the job ends
 NO_CHANGES without a publish). Each session has its own connection, as an agent in its own container has.
+The beats keep a fixed schedule, each call bounded by one period: a beat the conductor answers late is
+followed at once by the next. The real agent (agent_runtime/connection.py, Heartbeat) waits a period after
+each answer, so under a slow conductor it beats less often; this load does not back off.
 
 The agents are found the way ECS would start them: the conductor's Fargate launcher runs tasks on moto's
 ECS, which runs nothing; `Fleet` lists the RUNNING tasks and starts a session with each task's token and
