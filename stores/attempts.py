@@ -11,7 +11,6 @@ is cached; "superseded" is for good, and "not superseded" is re-checked at every
 few seconds on a remote one (S3: a request each).
 """
 
-import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -84,10 +83,8 @@ class StagedAttempts:
         staged = []
         for task_file in files:
             data = task_file.content.encode()
-            self.blobs.put_bytes(file_key(job_id, attempt, task_file.path), data)
-            staged.append(
-                StagedFile(path=task_file.path, size=len(data), sha256=hashlib.sha256(data).hexdigest())
-            )
+            sha256 = self.blobs.put_bytes(file_key(job_id, attempt, task_file.path), data)
+            staged.append(StagedFile(path=task_file.path, size=len(data), sha256=sha256))
         record = StagedAttempt(
             job_id=job_id,
             attempt=attempt,
