@@ -17,8 +17,7 @@ import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -30,6 +29,7 @@ from temporalio.service import RPCError
 from conductor_worker.agent_channel import AgentChannel, AttemptEnded
 from conductor_worker.config import Settings
 from conductor_worker.log_blocks import LogBlock
+from conductor_worker.log_group_writer import LogGroupWriter
 from conductor_worker.log_store import LogStore, open_log_store
 from conductor_worker.metrics import GatewayMetrics, client_meter
 from conductor_worker.tls import grpc_server_credentials, tls_enabled
@@ -52,24 +52,6 @@ _LOG_LINES = TypeAdapter(list[LogLine])
 SERVICE_NAME = "conductor.v1.AgentService"
 
 
-@dataclass(frozen=True)
-class _WaitingLogs:
-    """A log call waiting for its turn: its lines (being decoded in a worker thread), and its ack."""
-
-    decoded: asyncio.Future
-    final: bool
-    ack: asyncio.Future
-
-
-def _decode_ahead(decode: Callable[[], Sequence[LogLine] | LogBlock]) -> Sequence[LogLine] | LogBlock:
-    """Decode (and encode, for the store) a call's lines as soon as it arrives: while the store fsyncs
-    the group ahead (without the interpreter lock), this one's CPU work is done beside it."""
-    lines = decode()
-    if isinstance(lines, LogBlock):
-        lines.encoded()
-    return lines
-
-
 class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
     def __init__(
         self, settings: Settings, logs: LogStore | None = None, client: Client | None = None
@@ -82,9 +64,7 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         self._logs = logs if logs is not None else open_log_store(settings)
         self._channel = AgentChannel(client, self._logs.tail) if client is not None else None
         self._metrics = GatewayMetrics(client_meter(client)) if client is not None else None
-        # Per job attempt, the log calls waiting to be stored and the task storing them (see _store_logs).
-        self._log_queues: dict[tuple[str, int], list[_WaitingLogs]] = {}
-        self._log_writers: dict[tuple[str, int], asyncio.Task] = {}
+        self._log_writer = LogGroupWriter(self._logs)
 
     async def _access(self, context: grpc.aio.ServicerContext) -> JobAccess:
         metadata = dict(context.invocation_metadata() or ())
@@ -226,59 +206,11 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         return await self._store_logs(context, claims, block, request.final)
 
     async def _store_logs(self, context, claims: TokenClaims, decode, final: bool) -> agent_pb2.LogAck:
-        """Queue the lines for the attempt's one storing task and wait for their ack.
-
-        Nothing per line runs on the event loop: heartbeats (and the Temporal worker) share it, and an
-        agent that floods its log must never delay its own heartbeat past the conductor's silence limit.
-        An agent keeps several blocks in flight: they are stored in the order they arrived (no block
-        reaches the store before the one ahead of it and leaves a gap), all those waiting at once in one
-        worker-thread call with one fsync. Each is decoded and encoded in a worker thread as it arrives.
-        """
-        key = (claims.job_id, claims.attempt)
-        loop = asyncio.get_running_loop()
-        waiting = _WaitingLogs(loop.run_in_executor(None, _decode_ahead, decode), final, loop.create_future())
-        self._log_queues.setdefault(key, []).append(waiting)
-        if key not in self._log_writers:
-            self._log_writers[key] = asyncio.create_task(self._write_logs(key))
         try:
-            acked = await asyncio.shield(waiting.ack)
+            acked = await self._log_writer.store((claims.job_id, claims.attempt), decode, final)
         except (ValueError, ValidationError) as err:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad log lines: {err}")
         return agent_pb2.LogAck(acked_through_seq=acked)
-
-    async def _write_logs(self, key: tuple[str, int]) -> None:
-        try:
-            # No await between the check and the task's end: a call queued after it finds no writer.
-            while group := self._log_queues.pop(key, None):
-                await asyncio.wait([waiting.decoded for waiting in group])
-                lines = [waiting.decoded.exception() or waiting.decoded.result() for waiting in group]
-                try:
-                    outcomes = await asyncio.to_thread(self._store, key, group, lines)
-                except Exception as err:  # the store failed: every call of the group gets the error
-                    outcomes = [err] * len(group)
-                for waiting, outcome in zip(group, outcomes, strict=True):
-                    if isinstance(outcome, BaseException):
-                        waiting.ack.set_exception(outcome)
-                    else:
-                        waiting.ack.set_result(outcome)
-        finally:
-            del self._log_writers[key]
-
-    def _store(
-        self, key: tuple[str, int], group: list["_WaitingLogs"], lines: list
-    ) -> list[int | BaseException]:
-        """Store the group's decoded calls (`lines`, in order); a call whose lines did not decode gets its
-        error instead of an ack."""
-        refused: list[BaseException | None] = []
-        decoded = []
-        for waiting, outcome in zip(group, lines, strict=True):
-            err = outcome if isinstance(outcome, BaseException) else None
-            if err is None:
-                decoded.append((outcome, waiting.final))
-            refused.append(err)
-        # The local store fsyncs before it acks (once for the group); S3 is a blocking HTTP call.
-        acks = iter(self._logs.append_group(*key, decoded) if decoded else [])
-        return [next(acks) if err is None else err for err in refused]
 
     async def UploadResult(self, request_iterator, context):
         claims, job = await self._authorize(context)

@@ -1,0 +1,90 @@
+"""The gateway's log writer: an attempt's log calls stored in arrival order, as groups with one fsync.
+
+Nothing per line runs on the event loop: heartbeats (and the Temporal worker) share it, and an agent that
+floods its log must never delay its own heartbeat past the conductor's silence limit.
+"""
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from conductor_worker.log_blocks import LogBlock
+from conductor_worker.log_store import LogStore
+from contracts.logs import LogLine
+
+
+@dataclass(frozen=True)
+class _WaitingLogs:
+    """A log call waiting for its turn: its lines (being decoded in a worker thread), and its ack."""
+
+    decoded: asyncio.Future
+    final: bool
+    ack: asyncio.Future
+
+
+def _decode_ahead(decode: Callable[[], Sequence[LogLine] | LogBlock]) -> Sequence[LogLine] | LogBlock:
+    """Decode (and encode, for the store) a call's lines as soon as it arrives: while the store fsyncs
+    the group ahead (without the interpreter lock), this one's CPU work is done beside it."""
+    lines = decode()
+    if isinstance(lines, LogBlock):
+        lines.encoded()
+    return lines
+
+
+class LogGroupWriter:
+    def __init__(self, logs: LogStore) -> None:
+        self._logs = logs
+        # Per job attempt, the log calls waiting to be stored and the task storing them.
+        self._queues: dict[tuple[str, int], list[_WaitingLogs]] = {}
+        self._writers: dict[tuple[str, int], asyncio.Task] = {}
+
+    async def store(
+        self, key: tuple[str, int], decode: Callable[[], Sequence[LogLine] | LogBlock], final: bool
+    ) -> int:
+        """Queue a call's lines for the attempt's one storing task; the seq stored through, once stored.
+        ValueError (or pydantic's ValidationError) when the lines do not decode.
+
+        An agent keeps several blocks in flight: they are stored in the order they arrived (no block
+        reaches the store before the one ahead of it and leaves a gap), all those waiting at once in one
+        worker-thread call with one fsync. Each is decoded and encoded in a worker thread as it arrives.
+        """
+        loop = asyncio.get_running_loop()
+        waiting = _WaitingLogs(loop.run_in_executor(None, _decode_ahead, decode), final, loop.create_future())
+        self._queues.setdefault(key, []).append(waiting)
+        if key not in self._writers:
+            self._writers[key] = asyncio.create_task(self._write_logs(key))
+        return await asyncio.shield(waiting.ack)
+
+    async def _write_logs(self, key: tuple[str, int]) -> None:
+        try:
+            # No await between the check and the task's end: a call queued after it finds no writer.
+            while group := self._queues.pop(key, None):
+                await asyncio.wait([waiting.decoded for waiting in group])
+                lines = [waiting.decoded.exception() or waiting.decoded.result() for waiting in group]
+                try:
+                    outcomes = await asyncio.to_thread(self._store, key, group, lines)
+                except Exception as err:  # the store failed: every call of the group gets the error
+                    outcomes = [err] * len(group)
+                for waiting, outcome in zip(group, outcomes, strict=True):
+                    if isinstance(outcome, BaseException):
+                        waiting.ack.set_exception(outcome)
+                    else:
+                        waiting.ack.set_result(outcome)
+        finally:
+            del self._writers[key]
+
+    def _store(
+        self, key: tuple[str, int], group: list["_WaitingLogs"], lines: list
+    ) -> list[int | BaseException]:
+        """Store the group's decoded calls (`lines`, in order); a call whose lines did not decode gets its
+        error instead of an ack."""
+        refused: list[BaseException | None] = []
+        decoded = []
+        for waiting, outcome in zip(group, lines, strict=True):
+            err = outcome if isinstance(outcome, BaseException) else None
+            if err is None:
+                decoded.append((outcome, waiting.final))
+            refused.append(err)
+        # The local store fsyncs before it acks (once for the group); S3 is a blocking HTTP call.
+        acks = iter(self._logs.append_group(*key, decoded) if decoded else [])
+        return [next(acks) if err is None else err for err in refused]
