@@ -75,7 +75,7 @@ def _pid_alive(pid: int) -> bool:
 class LocalLauncher:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._blobs = settings.open_blob_store()
+        self._attempts = StagedAttempts(settings.open_blob_store())
         self.sandbox = settings.sandbox
         if self.sandbox == UNSAFE:
             log.warning(
@@ -193,11 +193,13 @@ class LocalLauncher:
 
     def _instructions(self, job: JobAttemptDir) -> TaskInstructions | None:
         """The staged job.json (activities/task_files.py), for the repository the sandbox may need."""
-        staged = StagedAttempts(self._blobs).get(job.job_id, job.attempt)
+        staged = self._attempts.get(job.job_id, job.attempt)
         if staged is None or not any(f.path == "job.json" for f in staged.files):
             return None
         key, sha256 = file_key(job.job_id, job.attempt, "job.json"), staged.file("job.json").sha256
-        return TaskInstructions.model_validate_json(self._blobs.get_bytes(key, sha256, max_bytes=1 << 20))
+        return TaskInstructions.model_validate_json(
+            self._attempts.blobs.get_bytes(key, sha256, max_bytes=1 << 20)
+        )
 
     @activity.defn(name="stop_agent")
     async def stop_agent(self, input: StopAgentInput) -> None:

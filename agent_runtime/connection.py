@@ -4,7 +4,6 @@ Protobuf stays at this edge: callers pass and receive `contracts` models, except
 `TaskFileInfo` list, which is only ever handed back to `download_file`.
 """
 
-import hashlib
 import json
 import logging
 import socket
@@ -206,9 +205,11 @@ class GatewayConnection:
         timeout = self._transfer_timeout(bundle.stat().st_size if bundle is not None else 0)
         if max_timeout is not None:
             timeout = min(timeout, max_timeout)
-        requests = _upload_requests(result, bundle, steps)
+        # Hashed once: the presigned upload and the chunks through the gateway both carry it.
+        sha256 = blob_transfer.sha256_file(bundle) if bundle is not None else ""
+        requests = _upload_requests(result, bundle, sha256, steps)
         if bundle is not None:
-            size, sha256 = bundle.stat().st_size, blob_transfer.sha256_file(bundle)
+            size = bundle.stat().st_size
             post = self._prepare_bundle_upload(size, sha256, min(self._call_timeout, timeout))
             if post is not None:
                 try:
@@ -320,15 +321,13 @@ class PendingAck:
 
 
 def _upload_requests(
-    result: AgentResult, bundle: Path | None, steps: dict[str, str]
+    result: AgentResult, bundle: Path | None, bundle_sha256: str, steps: dict[str, str]
 ) -> Iterator[agent_pb2.UploadResultRequest]:
-    digest = hashlib.sha256()
+    """The bundle's chunks, then the result; the gateway checks the chunks against `bundle_sha256`."""
     if bundle is not None:
         with bundle.open("rb") as chunks:
             while chunk := chunks.read(UPLOAD_CHUNK_BYTES):
-                digest.update(chunk)
                 yield agent_pb2.UploadResultRequest(bundle_chunk=chunk)
-    bundle_sha256 = digest.hexdigest() if bundle is not None else ""
     yield agent_pb2.UploadResultRequest(result=to_proto_result(result, bundle_sha256, steps))
 
 

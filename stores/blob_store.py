@@ -16,7 +16,6 @@ BlobIntegrityError, never used.
 import hashlib
 import os
 import re
-import shutil
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -161,13 +160,17 @@ class LocalBlobStore(BlobStore):
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        os.close(fd)
+        digest = hashlib.sha256()
         try:
-            shutil.copyfile(path, tmp)
+            # Hashed as it is copied: one read of the file, not two.
+            with os.fdopen(fd, "wb") as out, path.open("rb") as source:
+                while chunk := source.read(CHUNK_SIZE):
+                    digest.update(chunk)
+                    out.write(chunk)
             os.replace(tmp, target)
         finally:
             Path(tmp).unlink(missing_ok=True)
-        return sha256_file(target)
+        return digest.hexdigest()
 
     def size(self, key: str) -> int | None:
         try:
