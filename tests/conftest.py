@@ -14,7 +14,6 @@ from pathlib import Path
 import boto3
 import pytest
 import requests
-from moto.server import ThreadedMotoServer
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -25,7 +24,7 @@ from conductor_worker.devserver import temporal_executable
 from contracts import search_attributes
 from contracts.policies import JobPolicy
 from tests.git_helpers import make_bare_repo_from
-from tests.helpers import EXAMPLES, make_intake_queues
+from tests.helpers import EXAMPLES, make_intake_queues, moto_server_process
 
 # A test's time limit (pytest-timeout, signal method) ends the test, but not a teardown that then hangs:
 # in CI a workflow worker that could not evict a deadlocked run hung its shutdown until the 90-minute
@@ -114,11 +113,10 @@ def client(env: WorkflowEnvironment) -> Client:
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    """moto's server for the session, in a process of its own: in this one it would hold the interpreter
+    lock against the tests' in-process conductors (tests/helpers.py, tests/moto_sqs.py)."""
+    with moto_server_process() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

@@ -90,7 +90,7 @@ def _read_tree(root: Path) -> dict[str, str]:
     return {
         p.relative_to(root).as_posix(): p.read_text()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and ".git" not in p.relative_to(root).parts
+        if p.is_file() and not {".git", "__pycache__"} & set(p.relative_to(root).parts)
     }
 
 

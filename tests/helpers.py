@@ -35,14 +35,14 @@ def free_port() -> int:
 
 @contextmanager
 def moto_server_process(startup_timeout: float = 30.0) -> Iterator[str]:
-    """moto's server in a process of its own; yields its endpoint.
+    """moto's server in a process of its own (with tests/moto_sqs.py's retention check); yields its endpoint.
 
     In a busy process (a conductor's worker, a bench) an in-process ThreadedMotoServer competes for the
     GIL: with the worker busy, a bench's 1,000 SendMessageBatch calls ran for over 16 minutes.
     """
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "tests.moto_sqs", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
