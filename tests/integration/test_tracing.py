@@ -3,15 +3,20 @@ job's activities and the agent's steps, under one trace id (spans kept in memory
 collector). The agent is a real subprocess; the gateway makes its steps' spans from its result."""
 
 import asyncio
+import time
 
+import grpc
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from activities import task_files
 from conductor_worker.app import run_conductor
-from contracts.jobs import JobState
-from tests.helpers import fresh_key, sqs_client, ticket_body, ticket_result
+from conductor_worker.gateway import start_gateway
+from contracts.jobs import JobState, TaskFile
+from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
+from security.tokens import mint_token
+from tests.helpers import fresh_key, sqs_client, stage_attempt, ticket_body, ticket_result
 
 AGENT_STEPS = ("AgentStep:clone", "AgentStep:code", "AgentStep:bundle")
 
@@ -80,10 +85,44 @@ async def test_without_the_staged_trace_context_the_agents_steps_are_not_in_the_
     assert not names & {"AgentAttempt", *AGENT_STEPS}, names
 
 
-async def _run_ticket(client, settings) -> tuple[str, tuple[ReadableSpan, ...]]:
+async def test_a_result_sent_again_or_repeating_a_step_makes_each_span_once(settings):
+    """A raw agent, against a gateway alone: the handshake hands it the staged trace context; its result,
+    which names one step three times, makes one span for that step; the same result sent again makes none."""
+    spans, provider = _in_memory()
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    job_id = f"job/ticket/jira/{fresh_key()}"
+    stage_attempt(settings, job_id, 1, [TaskFile(path="job.json", content="{}")], traceparent=traceparent)
+    token = mint_token(settings.signing_secret(), job_id, 1, ttl_seconds=60)
+    metadata = (("authorization", f"Bearer {token}"),)
+    now = time.time()
+    step = agent_pb2.StepState(name="code", status="SUCCEEDED", started_at=now, ended_at=now, exit_code=0)
+    result = agent_pb2.AgentResult(status="FAILED", summary="no bundle", steps=[step, step, step])
+    server, port = await start_gateway(settings, tracer=provider.get_tracer("test"))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = agent_pb2_grpc.AgentServiceStub(channel)
+            hello = await stub.Handshake(agent_pb2.HandshakeRequest(hostname="t"), metadata=metadata)
+            assert hello.traceparent == traceparent
+            upload = [agent_pb2.UploadResultRequest(result=result)]
+            first = await stub.UploadResult(iter(upload), metadata=metadata)
+            again = await stub.UploadResult(iter(upload), metadata=metadata)
+    finally:
+        await server.stop(grace=None)
+    assert (first.duplicate, again.duplicate) == (False, True)
+    names = [s.name for s in spans.get_finished_spans()]
+    assert names == ["AgentStep:code", "AgentAttempt"], names
+    assert {s.context.trace_id for s in spans.get_finished_spans()} == {int(traceparent[3:35], 16)}
+
+
+def _in_memory() -> tuple[InMemorySpanExporter, TracerProvider]:
     spans = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(spans))
+    return spans, provider
+
+
+async def _run_ticket(client, settings) -> tuple[str, tuple[ReadableSpan, ...]]:
+    spans, provider = _in_memory()
     key = fresh_key()
     sqs_client(settings).send_message(QueueUrl=settings.sqs_queue_url, MessageBody=ticket_body(key))
     stop = asyncio.Event()
