@@ -128,3 +128,11 @@ def test_at_most_max_step_spans_per_attempt(spans):
     assert agent_spans.record(staged(), result(*many), now=NOW) == MAX_STEP_SPANS
     assert len(exporter.get_finished_spans()) == MAX_STEP_SPANS + 1
     assert by_name(exporter)["AgentAttempt"].attributes["conductor.steps_reported"] == MAX_STEP_SPANS * 10
+
+
+def test_a_record_staged_before_traces_loads_and_makes_no_spans(spans):
+    exporter, agent_spans = spans
+    old = StagedAttempt.model_validate_json('{"job_id": "job/t/1", "attempt": 1, "files": []}')
+    assert (old.traceparent, old.staged_at) == ("", 0.0)
+    assert agent_spans.record(old, result(step("clone")), now=NOW) == 0
+    assert exporter.get_finished_spans() == ()
