@@ -3,6 +3,7 @@ itself) fetches them from (stores/attempts.py)."""
 
 import asyncio
 
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from temporalio import activity
 
 from contracts.activity_io import StageTaskFilesInput, StageTaskFilesResult
@@ -78,6 +79,8 @@ class TaskFileStager:
             # For the model gateway, which holds the agent's requests once the attempt spent this much.
             token_budget=spec.policy.token_budget if spec.policy else 0,
             cost_budget_usd=float(spec.policy.cost_budget_usd) if spec.policy else 0.0,
+            # This activity's span, when the conductor traces: the agent's steps become its children.
+            traceparent=_current_traceparent(),
         )
         return StageTaskFilesResult(files=[staged_file.path for staged_file in staged.files])
 
@@ -95,3 +98,11 @@ class TaskFileStager:
                 self._attempts.blobs.name,
             )
         return text
+
+
+def _current_traceparent() -> str:
+    """The W3C `traceparent` of the span this runs in (the tracing interceptor's activity span); empty when
+    nothing traces."""
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier)
+    return carrier.get("traceparent", "")

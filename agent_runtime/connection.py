@@ -23,6 +23,7 @@ import agent_runtime
 from agent_runtime import blob_transfer
 from agent_runtime.blob_transfer import BlobTransferError, TaskFileIntegrityError, write_checked
 from contracts.jobs import AgentResult
+from contracts.steps import StepResult
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -198,16 +199,19 @@ class GatewayConnection:
         bundle: Path | None,
         steps: dict[str, str],
         *,
+        ran: Sequence[StepResult] = (),
         max_timeout: float | None = None,
     ) -> agent_pb2.UploadResultResponse:
         """Put the bundle in the blob store (with the gateway's presigned POST) or send its chunks, then the
-        result carrying the bundle's sha256 and the step states."""
+        result carrying the bundle's sha256 and the step states (with the times and exit codes of the
+        steps that `ran`: the conductor's trace of the job shows them)."""
         timeout = self._transfer_timeout(bundle.stat().st_size if bundle is not None else 0)
         if max_timeout is not None:
             timeout = min(timeout, max_timeout)
         # Hashed once: the presigned upload and the chunks through the gateway both carry it.
         sha256 = blob_transfer.sha256_file(bundle) if bundle is not None else ""
-        requests = _upload_requests(result, bundle, sha256, steps)
+        states = _step_states(steps, ran)
+        requests = _upload_requests(result, bundle, sha256, states)
         if bundle is not None:
             size = bundle.stat().st_size
             post = self._prepare_bundle_upload(size, sha256, min(self._call_timeout, timeout))
@@ -216,7 +220,7 @@ class GatewayConnection:
                     blob_transfer.post_file(post.url, post.fields, bundle, timeout)
                 except BlobTransferError as err:
                     raise GatewayUnavailable(str(err)) from err
-                stored = to_proto_result(result, sha256, steps)
+                stored = to_proto_result(result, sha256, states)
                 stored.bundle_uploaded, stored.bundle_size = True, size
                 requests = iter([agent_pb2.UploadResultRequest(result=stored)])
         # wait_for_ready: while the gateway is away, wait for it (within the deadline) instead of failing.
@@ -321,7 +325,7 @@ class PendingAck:
 
 
 def _upload_requests(
-    result: AgentResult, bundle: Path | None, bundle_sha256: str, steps: dict[str, str]
+    result: AgentResult, bundle: Path | None, bundle_sha256: str, steps: list[agent_pb2.StepState]
 ) -> Iterator[agent_pb2.UploadResultRequest]:
     """The bundle's chunks, then the result; the gateway checks the chunks against `bundle_sha256`."""
     if bundle is not None:
@@ -346,11 +350,23 @@ def _channel(address: str, tls: TlsFiles | None, options: list[tuple[str, object
     return grpc.secure_channel(address, tls.channel_credentials(), options=options)
 
 
-def _step_states(steps: dict[str, str]) -> list[agent_pb2.StepState]:
-    return [agent_pb2.StepState(name=name, status=status) for name, status in steps.items()]
+def _step_states(steps: dict[str, str], ran: Sequence[StepResult] = ()) -> list[agent_pb2.StepState]:
+    """The steps' states in spec order; a step that ran also with its wall-clock times and exit code."""
+    runs = {step.name: step for step in ran if step.started_at}
+    states = []
+    for name, status in steps.items():
+        state = agent_pb2.StepState(name=name, status=status)
+        if (run := runs.get(name)) is not None:
+            state.started_at, state.ended_at = run.started_at, run.started_at + run.duration_seconds
+            if run.exit_code is not None:
+                state.exit_code = run.exit_code
+        states.append(state)
+    return states
 
 
-def to_proto_result(result: AgentResult, bundle_sha256: str, steps: dict[str, str]) -> agent_pb2.AgentResult:
+def to_proto_result(
+    result: AgentResult, bundle_sha256: str, steps: list[agent_pb2.StepState]
+) -> agent_pb2.AgentResult:
     # bundle_key is the conductor's to fill in: where the bundle is in its blob store.
     return agent_pb2.AgentResult(
         status=result.status.value,
@@ -363,7 +379,7 @@ def to_proto_result(result: AgentResult, bundle_sha256: str, steps: dict[str, st
         branch=result.branch,
         commit_sha=result.commit_sha,
         duration_seconds=result.duration_seconds,
-        steps=_step_states(steps),
+        steps=steps,
         no_changes=result.no_changes,
     )
 

@@ -43,7 +43,7 @@ from agent_runtime.log_buffer import (
 from agent_runtime.task_files import write_task_files
 from contracts.ids import safe_name
 from contracts.jobs import AgentResult, AgentStatus, FailureClass, TaskInstructions
-from contracts.steps import StepStatus, TaskResult, TaskSpec
+from contracts.steps import StepResult, StepStatus, TaskResult, TaskSpec
 from contracts.task_paths import TaskFilePathError
 from proto.conductor.v1 import agent_pb2
 
@@ -131,12 +131,14 @@ def run_job(
             log.info(
                 "handshake: job %s attempt %d, %d task file(s)", hello.job_id, hello.attempt, len(hello.files)
             )
-            result, bundle = _work_or_failure(conn, hello, job_dir, coding_agent, timeout, heartbeater, logs)
+            result, bundle, ran = _work_or_failure(
+                conn, hello, job_dir, coding_agent, timeout, heartbeater, logs
+            )
             result.duration_seconds = time.monotonic() - started
             (job_dir / RESULT_FILE).write_text(result.model_dump_json(indent=2), encoding="utf-8")
             heartbeater.phase = "reporting"
             deadline = time.monotonic() + report_timeout
-            code, problem = _report(conn, result, bundle, heartbeater.steps, deadline)
+            code, problem = _report(conn, result, bundle, heartbeater.steps, ran, deadline)
         finally:
             heartbeater.stop()
             logging.getLogger("agent_runtime").removeHandler(handler)
@@ -160,6 +162,7 @@ def _report(
     result: AgentResult,
     bundle: Path | None,
     steps: dict[str, str],
+    ran: list[StepResult],
     deadline: float,
 ) -> tuple[int, str]:
     """Upload the result, retrying with backoff until `deadline`; (exit code, what went wrong)."""
@@ -173,7 +176,7 @@ def _report(
     while True:
         try:
             response = conn.upload_result(
-                result, bundle, steps, max_timeout=max(deadline - time.monotonic(), 1.0)
+                result, bundle, steps, ran=ran, max_timeout=max(deadline - time.monotonic(), 1.0)
             )
         except GatewayRefused as err:
             return EXIT_GATEWAY_REFUSED, str(err)
@@ -204,22 +207,29 @@ def _work_or_failure(
     timeout: float,
     heartbeater: Heartbeater,
     logs: LogBuffer,
-) -> tuple[AgentResult, Path | None]:
+) -> tuple[AgentResult, Path | None, list[StepResult]]:
+    """The result, its bundle, and the steps that ran (with their times, for the job's trace)."""
     try:
         return _work(conn, hello, job_dir, coding_agent, timeout, heartbeater, logs)
     except JobFailed as failed:
         log.error("failed while %s: %s", heartbeater.phase, failed.summary)
-        return AgentResult(
-            status=AgentStatus.FAILED, failure_class=failed.failure_class, summary=failed.summary
-        ), None
+        return (
+            AgentResult(
+                status=AgentStatus.FAILED, failure_class=failed.failure_class, summary=failed.summary
+            ),
+            None,
+            [],
+        )
     except Exception as err:  # the report must go out whatever broke
         # Failures we expect (network, disk, bad task files) need no traceback.
         expected = isinstance(err, _EXPECTED_ERRORS)
         log.error("failed while %s: %s", heartbeater.phase, err, exc_info=not expected)
         summary = f"failed while {heartbeater.phase}: {err}"
-        return AgentResult(
-            status=AgentStatus.FAILED, failure_class=_failure_class(err), summary=summary
-        ), None
+        return (
+            AgentResult(status=AgentStatus.FAILED, failure_class=_failure_class(err), summary=summary),
+            None,
+            [],
+        )
 
 
 def _work(
@@ -230,18 +240,18 @@ def _work(
     timeout: float,
     heartbeater: Heartbeater,
     logs: LogBuffer,
-) -> tuple[AgentResult, Path | None]:
+) -> tuple[AgentResult, Path | None, list[StepResult]]:
     heartbeater.phase = "downloading"
     log.info("downloading: %d task file(s)", len(hello.files))
     files = write_task_files(conn, hello.files, job_dir / "task")
     instructions = _read_instructions(files)
-    spec = task_spec(job_dir, files, coding_agent, timeout)
+    spec = task_spec(job_dir, files, coding_agent, timeout, traceparent=hello.traceparent)
     heartbeater.steps = {step.name: StepStatus.PENDING.value for step in spec.steps}
     heartbeater.phase = "running"
     log.info("running: %s on %s", ", ".join(heartbeater.steps), instructions.branch)
     task = asyncio.run(_run_dag(spec, job_dir / REPO_DIR, heartbeater, logs))
     log.info("task %s", task.status.value)
-    return task_agent_result(task, job_dir, instructions)
+    return *task_agent_result(task, job_dir, instructions), task.steps
 
 
 async def _run_dag(spec: TaskSpec, workdir: Path, heartbeater: Heartbeater, logs: LogBuffer) -> TaskResult:

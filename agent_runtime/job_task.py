@@ -10,6 +10,7 @@ and bundled only once the job's own checks passed (and their output files are co
 unless the repository ignores them).
 """
 
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -23,6 +24,10 @@ from contracts.jobs import AgentResult, AgentStatus, FailureClass, TaskInstructi
 from contracts.steps import StepResult, StepSpec, StepStatus, TaskResult, TaskSpec
 
 STEPS_FILE = "steps.json"
+# W3C trace context, version 00 (https://www.w3.org/TR/trace-context/#traceparent-header); anything else
+# from the gateway is not passed on.
+TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+TRACEPARENT_VARIABLE = "TRACEPARENT"
 BUILTIN_STEPS = ("clone", "code", "bundle")
 REPO_DIR = "repo"
 STEP_KILL_GRACE_SECONDS = 3.0
@@ -30,12 +35,16 @@ STEP_KILL_GRACE_SECONDS = 3.0
 _CODE_STEP_SLACK_SECONDS = 2 * KILL_GRACE_SECONDS + 30
 
 
-def task_spec(job_dir: Path, files: dict[str, Path], coding_agent: str, timeout: float) -> TaskSpec:
+def task_spec(
+    job_dir: Path, files: dict[str, Path], coding_agent: str, timeout: float, traceparent: str = ""
+) -> TaskSpec:
+    """The task's steps; with the job's W3C trace context (`traceparent` from the handshake), every step
+    gets it as TRACEPARENT, so a tool that traces (the coding CLI too) can join the job's trace."""
     extra = extra_steps(files)
     # -P: the clone is the working directory, and nothing in it may shadow our modules.
     builtin = f"{shlex.quote(sys.executable)} -P -m agent_runtime.builtin_steps"
     job = shlex.quote(str(job_dir.resolve()))
-    return TaskSpec(
+    spec = TaskSpec(
         steps=[
             StepSpec(name="clone", run=f"{builtin} clone {job}"),
             StepSpec(
@@ -50,6 +59,10 @@ def task_spec(job_dir: Path, files: dict[str, Path], coding_agent: str, timeout:
         # Inside the local launcher's 5 s between its SIGTERM and SIGKILL to the agent.
         kill_grace_seconds=STEP_KILL_GRACE_SECONDS,
     )
+    if TRACEPARENT.fullmatch(traceparent):
+        for step in spec.steps:
+            step.env = {TRACEPARENT_VARIABLE: traceparent, **step.env}
+    return spec
 
 
 def extra_steps(files: dict[str, Path]) -> list[StepSpec]:

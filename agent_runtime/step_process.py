@@ -83,7 +83,7 @@ async def run_step(
     on_line: LineCallback | None = None,
 ) -> StepResult:
     """Run `step` to its end: exit, timeout (TIMED_OUT) or `cancelled` being set (CANCELLED)."""
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.time()
     outputs = {name: _Output(step.name, name, on_line) for name in ("stdout", "stderr")}
     pipes: dict[str, tuple[int, asyncio.StreamReader, asyncio.ReadTransport]] = {}
     try:
@@ -101,6 +101,7 @@ async def run_step(
             status=StepStatus.FAILED,
             stderr_tail=f"could not start step {step.name!r}: {err}",
             duration_seconds=time.monotonic() - started,
+            started_at=started_at,
             failure_class=FailureClass.INFRASTRUCTURE,
         )
     finally:
@@ -132,7 +133,9 @@ async def run_step(
             task.cancel()
         for _, _, transport in pipes.values():
             transport.close()
-    return _result(step, ending, proc.returncode, outputs, time.monotonic() - started)
+    result = _result(step, ending, proc.returncode, outputs, time.monotonic() - started)
+    result.started_at = started_at
+    return result
 
 
 async def _open_pipe() -> tuple[int, asyncio.StreamReader, asyncio.ReadTransport]:

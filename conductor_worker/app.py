@@ -45,7 +45,7 @@ async def run_conductor(
         runtime=metrics_runtime(settings.metrics_listen) if settings.metrics_listen else None,
         interceptors=client_interceptors(tracing),
     )
-    gateway, port = await start_gateway(settings, client)
+    gateway, port = await start_gateway(settings, client, tracer_of(tracing) if tracing else None)
     if settings.gateway_listen.endswith(":0") and not settings.gateway_public_address:
         host = settings.gateway_listen.rsplit(":", 1)[0]
         settings = settings.model_copy(update={"gateway_public_address": f"{host}:{port}"})

@@ -17,16 +17,19 @@ import hashlib
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from opentelemetry import trace
 from pydantic import TypeAdapter, ValidationError
 from temporalio.client import Client
 from temporalio.service import RPCError
 
 from conductor_worker.agent_channel import AgentChannel, AttemptEnded
+from conductor_worker.agent_spans import AgentSpans
 from conductor_worker.config import Settings
 from conductor_worker.log_blocks import LogBlock
 from conductor_worker.log_group_writer import LogGroupWriter
@@ -54,7 +57,11 @@ SERVICE_NAME = "conductor.v1.AgentService"
 
 class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
     def __init__(
-        self, settings: Settings, logs: LogStore | None = None, client: Client | None = None
+        self,
+        settings: Settings,
+        logs: LogStore | None = None,
+        client: Client | None = None,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self._settings = settings
         self._secret = settings.signing_secret()
@@ -65,6 +72,8 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         self._channel = AgentChannel(client, self._logs.tail) if client is not None else None
         self._metrics = GatewayMetrics(client_meter(client)) if client is not None else None
         self._log_writer = LogGroupWriter(self._logs)
+        # The agent's steps as spans of its job's trace; without a tracer nothing is made.
+        self._spans = AgentSpans(tracer) if tracer is not None else None
 
     async def _access(self, context: grpc.aio.ServicerContext) -> JobAccess:
         metadata = dict(context.invocation_metadata() or ())
@@ -101,6 +110,7 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
             attempt=claims.attempt,
             files=await asyncio.to_thread(self._file_infos, access),
             heartbeat_interval_seconds=self._settings.heartbeat_interval_seconds,
+            traceparent=access.staged.traceparent,
         )
 
     def _file_infos(self, access: JobAccess) -> list[agent_pb2.TaskFileInfo]:
@@ -213,7 +223,8 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         return agent_pb2.LogAck(acked_through_seq=acked)
 
     async def UploadResult(self, request_iterator, context):
-        claims, job = await self._authorize(context)
+        access = await self._access(context)
+        claims, job = access.claims, access.job
         existing = job.result()
         job.root.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=job.root, prefix=".upload-")
@@ -255,6 +266,8 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         if result_msg.steps:
             job.record_heartbeat("reported", _step_states(result_msg.steps))
         await self._report(context, job, result)
+        if self._spans is not None:  # accepted: the only report of this attempt that gets here
+            self._spans.record(access.staged, result_msg, now=time.time())
         job.store_result(result)
         log.info(
             "agent result: %s attempt %d %s (%d bundle bytes)",
@@ -363,14 +376,19 @@ def _cut(text: str, max_chars: int, keep_end: bool = False) -> str:
     return f"{note}\n{text[-max_chars:]}" if keep_end else f"{text[:max_chars]}\n{note}"
 
 
-async def start_gateway(settings: Settings, client: Client | None = None) -> tuple[grpc.aio.Server, int]:
+async def start_gateway(
+    settings: Settings, client: Client | None = None, tracer: trace.Tracer | None = None
+) -> tuple[grpc.aio.Server, int]:
     """Start the gRPC gateway with health checking; returns the server and its bound port.
 
-    With `client`, the agent channel goes through Temporal; without, the gateway only keeps its record."""
+    With `client`, the agent channel goes through Temporal; without, the gateway only keeps its record.
+    With `tracer`, the agents' steps become spans of their jobs' traces (conductor_worker/agent_spans.py)."""
     # Past this a message is refused with RESOURCE_EXHAUSTED before it is parsed (bundles come in chunks).
     limit = settings.grpc_max_receive_bytes
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit)])
-    agent_pb2_grpc.add_AgentServiceServicer_to_server(AgentGateway(settings, client=client), server)
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(
+        AgentGateway(settings, client=client, tracer=tracer), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if tls_enabled(settings):

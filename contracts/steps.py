@@ -46,6 +46,8 @@ class StepResult(BaseModel):
     stdout_tail: str = ""
     stderr_tail: str = ""
     duration_seconds: float = 0.0
+    # Unix time (seconds) when the step's process was started; 0 when it never started.
+    started_at: float = 0.0
     failure_class: FailureClass = FailureClass.NONE
     # For SKIPPED: the failed (or timed-out) ancestor that stopped this step.
     skipped_because: str = ""

@@ -42,6 +42,11 @@ class StagedAttempt(BaseModel):
     # The model gateway's allowances for this attempt (its policy's token_budget, cost_budget_usd); 0: none.
     token_budget: int = 0
     cost_budget_usd: float = 0.0
+    # The W3C trace context the attempt was staged in (its staging activity's span), when the conductor
+    # traces: the gateway hangs the agent's steps under it (conductor_worker/agent_spans.py). Empty: none.
+    traceparent: str = ""
+    # Unix time (seconds) of the staging: no span of the attempt's agent starts before it. 0: not known.
+    staged_at: float = 0.0
 
     def file(self, path: str) -> StagedFile:
         """The staged file for a handshake path; anything not staged is refused."""
@@ -78,6 +83,7 @@ class StagedAttempts:
         files: list[TaskFile],
         token_budget: int = 0,
         cost_budget_usd: float = 0.0,
+        traceparent: str = "",
     ) -> StagedAttempt:
         """Store the files, then the record naming them; staging the same attempt again rewrites both."""
         staged = []
@@ -91,6 +97,8 @@ class StagedAttempts:
             files=staged,
             token_budget=token_budget,
             cost_budget_usd=cost_budget_usd,
+            traceparent=traceparent,
+            staged_at=time.time(),
         )
         self.blobs.put_bytes(
             attempt_prefix(job_id, attempt) + RECORD, record.model_dump_json(indent=2).encode()

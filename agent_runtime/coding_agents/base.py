@@ -16,9 +16,10 @@ from contracts.jobs import FailureClass
 
 TAIL_CHARS = 4000
 KILL_GRACE_SECONDS = 5.0
-# Inherited by the CLI when set: locale and PATH behave as for the operator. Nothing else of the agent's
+# Inherited by the CLI when set: locale and PATH behave as for the operator, TRACEPARENT (the job's trace
+# context, not a secret) lets a CLI that traces join the job's trace. Nothing else of the agent's
 # environment (its gateway token variable, TLS paths) reaches the CLI or the commands it runs.
-INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
+INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "TRACEPARENT")
 
 
 @dataclass(frozen=True)
