@@ -11,7 +11,7 @@ from temporalio.service import RPCError
 
 from contracts.claims import claim_workflow_id
 from tests.github_standin import GithubStandin
-from tests.helpers import count_workflows, free_port, queue_depth, ticket_body, wait_for
+from tests.helpers import count_workflows, free_port, queue_depth, ticket_body, use_s3_stores, wait_for
 from tests.scale_helpers import assert_one_branch_and_pr_each, conductor_process, send_all
 from workflows.repo_claim import RepoClaimWorkflow
 
@@ -21,7 +21,12 @@ KILLS = 5
 
 
 @pytest.mark.timeout(600)
-async def test_50_tickets_survive_5_conductor_kills(client, intake_settings, tmp_path, sample_remote):
+@pytest.mark.parametrize("stores", ["local", "s3"])
+async def test_50_tickets_survive_5_conductor_kills(
+    stores, client, intake_settings, tmp_path, sample_remote, monkeypatch
+):
+    """With `s3`, task files, bundles, steering and logs live in S3 (moto's server); replicas whose state
+    dirs differ are test_replicas_share_nothing.py's case."""
     routes = tmp_path / "crash-routes.yaml"
     routes.write_text(
         "tickets:\n  - route: {"
@@ -29,6 +34,8 @@ async def test_50_tickets_survive_5_conductor_kills(client, intake_settings, tmp
         "max_concurrent_jobs: 50}\n"
     )
     settings = intake_settings.model_copy(update={"routes_file": routes})
+    if stores == "s3":
+        settings = use_s3_stores(settings, settings.aws_endpoint_url, monkeypatch)
     prefix = f"C{random.randrange(100, 999)}"
     keys = [f"{prefix}-{n}" for n in range(1, TICKETS + 1)]
     port, log = free_port(), tmp_path / "conductor.log"
