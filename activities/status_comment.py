@@ -80,6 +80,9 @@ class StatusComments:
         url = f"{base}/rest/api/2/issue/{input.key}/comment"
         # The marker goes with the body in the same call (create or edit), so no comment is ever ours
         # without being marked as ours; an edit of a comment marked in its text moves it to the property.
+        # Jira's Comment schema (REST API v2, POST and PUT .../issue/{key}/comment): `properties`, "A list
+        # of comment properties. Optional on create and update."; each an EntityProperty {key, value},
+        # the key at most 255 characters, the value JSON.
         payload = {
             "body": text,
             "properties": [status_property(input.job_id, input.run_id, input.seq)],
