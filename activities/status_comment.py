@@ -1,8 +1,10 @@
 """A job's one live status comment on its ticket: a Jira comment or a GitHub issue comment, edited in place.
 
 The comment carries a marker naming the job, its workflow run and the edit's sequence number
-(contracts/status.py); each edit lists the ticket's comments, finds it by that marker and edits it, or
-posts it when there is none. So a retried activity, or one that runs again after its conductor was
+(contracts/status.py): on GitHub an HTML comment in its text, on Jira a comment property (hidden, set in
+the same call as the body; a comment an older conductor marked in its text is still found, and moves to
+the property on its next edit). Each edit lists the ticket's comments, finds it by that marker and edits
+it, or posts it when there is none. So a retried activity, or one that runs again after its conductor was
 killed, edits the one comment; and an edit older than the one shown (same run, lower seq) changes nothing.
 """
 
@@ -11,6 +13,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import github
+import requests
 from github.GithubException import GithubException, RateLimitExceededException
 from temporalio import activity
 from temporalio.client import Client
@@ -18,12 +21,19 @@ from temporalio.exceptions import ApplicationError
 
 from activities.failure_notes import JiraAccess, jira_json
 from activities.status_text import status_text, web_ui_link
-from contracts.status import StatusCommentInput, StatusCommentResult, read_status_marker
+from contracts.status import (
+    StatusCommentInput,
+    StatusCommentResult,
+    read_status_marker,
+    read_status_property,
+    status_property,
+)
 
 _JIRA_TIMEOUT = 30
 # Comments read to find the marker: Jira's pages of 100, GitHub's of 30 (PyGithub's default). A ticket
 # with more comments than this gets a second status comment, not an endless scan.
 _MAX_COMMENTS = 1_000
+_JIRA_PAGE = 100
 _POSITION_TIMEOUT = timedelta(seconds=5)
 
 
@@ -47,10 +57,10 @@ class StatusComments:
         link = web_ui_link(self._ui_url, self._namespace, input.job_id)
         position = await self._place_in_line(input) if input.phase == "QUEUED" else None
         if input.source == "jira" and self._jira is not None:
-            text = status_text(input, link, position, hidden_marker=False)
+            text = status_text(input, link, position, html_marker=False)
             return await asyncio.to_thread(self._on_jira, input, text)
         if input.source == "github" and self._github_factory is not None:
-            text = status_text(input, link, position, hidden_marker=True)
+            text = status_text(input, link, position, html_marker=True)
             return await asyncio.to_thread(self._on_github, input, text)
         activity.logger.info("job %s: no %s access for its status comment", input.job_id, input.source)
         return StatusCommentResult()
@@ -66,35 +76,63 @@ class StatusComments:
             return None
 
     def _on_jira(self, input: StatusCommentInput, text: str) -> StatusCommentResult:
-        url = f"{self._jira.base_url.rstrip('/')}/rest/api/2/issue/{input.key}/comment"
+        base = self._jira.base_url.rstrip("/")
+        url = f"{base}/rest/api/2/issue/{input.key}/comment"
+        # The marker goes with the body in the same call (create or edit), so no comment is ever ours
+        # without being marked as ours; an edit of a comment marked in its text moves it to the property.
+        # Jira's Comment schema (REST API v2, POST and PUT .../issue/{key}/comment): `properties`, "A list
+        # of comment properties. Optional on create and update."; each an EntityProperty {key, value},
+        # the key at most 255 characters, the value JSON.
+        payload = {
+            "body": text,
+            "properties": [status_property(input.job_id, input.run_id, input.seq)],
+        }
         with self._jira.session() as session:
-            existing = None
-            for start in range(0, _MAX_COMMENTS, 100):
-                page = jira_json(
-                    session.get(
-                        url,
-                        params={"startAt": start, "maxResults": 100, "orderBy": "created"},
-                        timeout=_JIRA_TIMEOUT,
-                    ),
-                    input.key,
-                )
-                comments = page.get("comments", [])
-                existing = next((c for c in comments if _ours(c.get("body", ""), input)), None)
-                if existing is not None or start + len(comments) >= page.get("total", 0) or not comments:
-                    break
+            existing, shown = self._find_on_jira(session, base, input)
             if existing is None:
-                created = jira_json(session.post(url, json={"body": text}, timeout=_JIRA_TIMEOUT), input.key)
+                created = jira_json(session.post(url, json=payload, timeout=_JIRA_TIMEOUT), input.key)
                 return StatusCommentResult(
                     left_at=f"jira {input.key} comment {created.get('id')}", action="created"
                 )
             where = f"jira {input.key} comment {existing.get('id')}"
-            if _newer_shown(existing.get("body", ""), input):
+            if _newer_shown(shown, input):
                 return StatusCommentResult(left_at=where, action="kept")
             jira_json(
-                session.put(f"{url}/{existing.get('id')}", json={"body": text}, timeout=_JIRA_TIMEOUT),
+                session.put(f"{url}/{existing.get('id')}", json=payload, timeout=_JIRA_TIMEOUT),
                 input.key,
             )
         return StatusCommentResult(left_at=where, action="edited")
+
+    def _find_on_jira(
+        self, session: requests.Session, base: str, input: StatusCommentInput
+    ) -> tuple[dict | None, tuple[str, int] | None]:
+        """The job's comment and the (run, seq) it shows: the one whose property names the job, else one
+        an older conductor marked in its text (only then are all pages read: a text marker is anyone's
+        to write, the property wins wherever it is)."""
+        url = f"{base}/rest/api/2/issue/{input.key}/comment"
+        marked_in_text = None
+        for start in range(0, _MAX_COMMENTS, _JIRA_PAGE):
+            page = jira_json(
+                session.get(
+                    url,
+                    params={"startAt": start, "maxResults": _JIRA_PAGE, "orderBy": "created"},
+                    timeout=_JIRA_TIMEOUT,
+                ),
+                input.key,
+            )
+            comments = page.get("comments", [])
+            properties = _jira_properties(session, base, [c.get("id") for c in comments], input.key)
+            for comment in comments:
+                shown = read_status_property(properties.get(str(comment.get("id"))), input.job_id)
+                if shown is not None:
+                    return comment, shown
+                if marked_in_text is None:
+                    shown = read_status_marker(comment.get("body", ""), input.job_id)
+                    if shown is not None:
+                        marked_in_text = (comment, shown)
+            if start + len(comments) >= page.get("total", 0) or not comments:
+                break
+        return marked_in_text or (None, None)
 
     def _on_github(self, input: StatusCommentInput, text: str) -> StatusCommentResult:
         repo_name, _, number = input.key.partition("#")
@@ -114,7 +152,7 @@ class StatusComments:
                     left_at=f"github {input.key} comment {created.id}", action="created"
                 )
             where = f"github {input.key} comment {existing.id}"
-            if _newer_shown(existing.body or "", input):
+            if _newer_shown(read_status_marker(existing.body or "", input.job_id), input):
                 return StatusCommentResult(left_at=where, action="kept")
             existing.edit(text)
             return StatusCommentResult(left_at=where, action="edited")
@@ -124,13 +162,45 @@ class StatusComments:
             gh.close()
 
 
+def _jira_properties(session: requests.Session, base: str, ids: list, key: str) -> dict[str, list]:
+    """Comment id -> its properties, read with Jira's "get comments by IDs" (POST /rest/api/2/comment/list
+    ?expand=properties, body {"ids": [...]}, at most 1,000 ids; a page {"startAt", "maxResults",
+    "total", "isLast", "values": [comment with "properties": [{"key", "value"}]]}: Jira Cloud platform
+    REST API v2, Issue comments, developer.atlassian.com/cloud/jira/platform/rest/v2/api-group-issue-comments/).
+    Listing an issue's comments cannot expand properties (its `expand` takes only renderedBody). The
+    page may hold fewer comments than asked for: the rest are asked again; an id Jira does not answer
+    (deleted meanwhile, or not visible) is left out."""
+    wanted = {str(i) for i in ids if str(i).isdigit()}
+    found: dict[str, list] = {}
+    while wanted:  # each round answers at least one id, or stops: at most len(ids) rounds
+        page = jira_json(
+            session.post(
+                f"{base}/rest/api/2/comment/list",
+                params={"expand": "properties"},
+                json={"ids": sorted(int(i) for i in wanted)},
+                timeout=_JIRA_TIMEOUT,
+            ),
+            key,
+        )
+        answered = {
+            str(c.get("id")): c.get("properties") or []
+            for c in page.get("values", [])
+            if str(c.get("id")) in wanted
+        }
+        if not answered:
+            break
+        found.update(answered)
+        wanted -= answered.keys()
+    return found
+
+
 def _ours(body: str, input: StatusCommentInput) -> bool:
     return read_status_marker(body, input.job_id) is not None
 
 
-def _newer_shown(body: str, input: StatusCommentInput) -> bool:
+def _newer_shown(shown: tuple[str, int], input: StatusCommentInput) -> bool:
     """The comment already shows this edit or a later one of the same run (a retry, or a late edit)."""
-    run_id, seq = read_status_marker(body, input.job_id)
+    run_id, seq = shown
     return run_id == input.run_id and seq >= input.seq
 
 

@@ -30,9 +30,9 @@ def place_in_line(position: int | None) -> str:
     return f"waiting for the repository: number {position} in line"
 
 
-def status_text(input: StatusCommentInput, link: str, position: int | None, hidden_marker: bool) -> str:
-    """`hidden_marker`: an HTML comment (GitHub markdown); Jira's wiki markup has none, so there it is
-    a grey line at the end."""
+def status_text(input: StatusCommentInput, link: str, position: int | None, html_marker: bool) -> str:
+    """`html_marker`: the marker ends the text as an HTML comment (GitHub markdown hides it). Jira's wiki
+    markup has no hidden text: there the text carries no marker, the comment's property does."""
     headline = f"Agent Conductor · job {input.job_id}"
     lines = [headline, f"Temporal Web UI: {link}", ""]
     phase = input.phase
@@ -55,8 +55,9 @@ def status_text(input: StatusCommentInput, link: str, position: int | None, hidd
         if input.reason:
             lines.append(f"Reason: {input.reason}")
     text = "\n".join(lines)[:NOTE_LIMIT]
-    marker = status_marker(input.job_id, input.run_id, input.seq)
-    return f"{text}\n\n" + (f"<!-- {marker} -->" if hidden_marker else f"{{color:#97a0af}}{marker}{{color}}")
+    if not html_marker:
+        return text
+    return f"{text}\n\n<!-- {status_marker(input.job_id, input.run_id, input.seq)} -->"
 
 
 def report_title(input: IncidentReportInput) -> str:

@@ -1,8 +1,10 @@
 """Where people look: a job's one live status comment on its ticket, and an incident chain's report issue.
 
-Both are found again by a marker written into the text (`status_marker`, `incident_marker`), never by an
-id kept only in memory, so a retried activity or a restarted conductor edits what is there instead of
-posting a second one.
+Both are found again by a marker, never by an id kept only in memory, so a retried activity or a restarted
+conductor edits what is there instead of posting a second one. On GitHub the marker is written into the
+text as an HTML comment (`status_marker`, `incident_marker`); on Jira, whose wiki markup has no hidden
+text, a status comment's marker is a comment property (`status_property`), Jira's own place for an app's
+data on a comment, which people do not see.
 """
 
 import re
@@ -31,6 +33,33 @@ def read_status_marker(text: str, job_id: str) -> tuple[str, int] | None:
     for found in _STATUS_MARKER.finditer(text or ""):
         if found.group(1) == job_id:
             return found.group(2), int(found.group(3))
+    return None
+
+
+# The Jira comment property holding a status comment's marker: {"job_id", "run_id", "seq"}.
+STATUS_PROPERTY_KEY = "agent-conductor.status"
+
+
+def status_property(job_id: str, run_id: str, seq: int) -> dict:
+    """The marker as a Jira comment property (an EntityProperty: `key` and a JSON `value`)."""
+    return {"key": STATUS_PROPERTY_KEY, "value": {"job_id": job_id, "run_id": run_id, "seq": seq}}
+
+
+def read_status_property(properties: object, job_id: str) -> tuple[str, int] | None:
+    """(run id, seq) of `job_id`'s marker among a Jira comment's properties, or None when it has none (or
+    another job's, or one not of our shape: a property is anyone's to write)."""
+    if not isinstance(properties, list):
+        return None
+    for prop in properties:
+        if not isinstance(prop, dict) or prop.get("key") != STATUS_PROPERTY_KEY:
+            continue
+        value = prop.get("value")
+        if not isinstance(value, dict) or value.get("job_id") != job_id:
+            return None
+        run_id, seq = value.get("run_id"), value.get("seq")
+        if isinstance(run_id, str) and isinstance(seq, int) and not isinstance(seq, bool):
+            return run_id, seq
+        return None
     return None
 
 

@@ -115,7 +115,12 @@ async def test_jira_tickets_have_one_comment_each_edited_through_the_jobs_life(
         assert result.state == JobState.SUCCEEDED and result.pr_url
         [history] = jira.comment_history(key)  # one comment, however many edits
         assert_lived(history, result.pr_url)
-        assert history[-1].rstrip().endswith("{color}") and f"job=job/ticket/jira/{key} " in history[-1]
+        # No marker for people to see: the comment's property names the job, its run and the edit shown.
+        assert not any("agent-conductor:" in body for body in history)
+        [properties] = jira.comment_properties(key)
+        shown = properties["agent-conductor.status"]
+        assert shown["job_id"] == f"job/ticket/jira/{key}" and shown["run_id"]
+        assert shown["seq"] >= len(history)
     [waited] = jira.comment_history(second)
     assert any(
         "Status: QUEUED (attempt 1), waiting for the repository: number 1 in line." in body for body in waited
@@ -147,7 +152,8 @@ async def test_a_github_issue_has_one_comment_edited_through_the_jobs_life(
 async def test_one_comment_after_the_conductor_is_sigkilled_mid_post(client, settings, jira, tmp_path):
     """`conductor serve` is SIGKILLed while its first status edit is in Jira's hands: Jira stored the
     comment, the conductor never heard back. Another conductor retries the edit once its try timed out;
-    it finds the comment by its marker, and the job's later edits go to it: one comment in the end."""
+    it finds the comment by its marker (the comment property Jira stored with the comment, in the same
+    call), and the job's later edits go to it: one comment in the end."""
     key = fresh_key()
     jira.add_issue(key)
     jira.hold_next_comment_reply()
@@ -176,8 +182,10 @@ async def test_one_comment_after_the_conductor_is_sigkilled_mid_post(client, set
     assert result.state == JobState.SUCCEEDED
     [history] = jira.comment_history(key)
     assert "Status: ACCEPTED" in history[0] and "Status: SUCCEEDED" in history[-1]
-    posts = [path for method, path in jira.calls if method == "POST"]
+    posts = [path for method, path in jira.calls if method == "POST" and path.endswith("/comment")]
     lists = [path for method, path in jira.calls if method == "GET"]
     # Each edit lists the comments once; the retried first edit listed them again, found its comment
     # there, and posted nothing.
     assert len(posts) == 1 and len(lists) == len(history) + 1, (posts, lists, len(history))
+    [properties] = jira.comment_properties(key)
+    assert properties["agent-conductor.status"]["job_id"] == f"job/ticket/jira/{key}"

@@ -108,11 +108,12 @@ async def test_cancel_then_retry_with_the_readme_commands(
     await wait_for(agent_got_it, timeout=30)
 
     async def progress_shown():
+        # Progress is relayed at most every few seconds (agent_channel._relay): the log can hold the
+        # steering line before the workflow's progress does, so wait for the progress to show it.
         status = await status_by_cli(env, job_id)
         progress = status.progress
-        return (
-            status if progress and progress.steps.get("code") == "RUNNING" and progress.last_lines else None
-        )
+        shown = progress and any("steering #1" in line for line in progress.last_lines)
+        return status if shown and progress.steps.get("code") == "RUNNING" else None
 
     status = await wait_for(progress_shown, timeout=30)
     assert status.steering == ["Also update CHANGELOG.md"]

@@ -2,7 +2,9 @@
 
 Each activity is run as Temporal runs it after a retry or a conductor killed mid-call: again, with the
 same input. The comment (or issue) is found by its marker and edited, never posted twice; an edit older
-than the one shown changes nothing; a 4xx is final, a 5xx is retried.
+than the one shown changes nothing; a 4xx is final, a 5xx is retried. On Jira the marker is a comment
+property, not text; a comment an older conductor marked in its text is still found, and moves to the
+property.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -13,6 +15,7 @@ import requests
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
+import activities.status_comment
 from activities.failure_notes import JiraAccess
 from activities.incident_report import INCIDENT_LABEL, IncidentReports
 from activities.status_comment import StatusComments
@@ -23,9 +26,10 @@ from contracts.status import (
     IncidentReportInput,
     StatusCommentInput,
     incident_marker,
+    status_marker,
 )
 from tests.github_standin import GithubStandin
-from tests.jira_standin import JiraStandin
+from tests.jira_standin import LIST_PAGE, JiraStandin
 
 REPO = "acme/widgets"
 UI = "http://temporal-ui.test:8233"
@@ -93,6 +97,69 @@ async def test_jira_one_comment_edited_in_place_and_a_retry_changes_nothing(jira
     assert "Status: RUNNING (attempt 1)" in history[1] and "command: pytest (exit 0)" in history[1]
     link = f"{UI}/namespaces/default/workflows/job%2Fticket%2Fjira%2FENG-1"
     assert link in history[1]
+    # People see no marker; the comment's property names the job, its run and the edit shown.
+    assert not any("agent-conductor:" in body or "{color" in body for body in history)
+    assert jira.comment_properties("ENG-1") == [
+        {"agent-conductor.status": {"job_id": "job/ticket/jira/ENG-1", "run_id": "run-1", "seq": 2}}
+    ]
+    posts = [path for method, path in jira.calls if method == "POST" and path.endswith("/comment")]
+    assert posts == ["/rest/api/2/issue/ENG-1/comment"], "the marker came with the comment, in one call"
+
+
+def _marked_in_text(job_id: str, run_id: str, seq: int) -> str:
+    """A status comment as conductors before comment properties wrote it: the marker a grey last line."""
+    return (
+        f"Agent Conductor · job {job_id}\n\nStatus: ACCEPTED, the job will start shortly.\n\n"
+        f"{{color:#97a0af}}{status_marker(job_id, run_id, seq)}{{color}}"
+    )
+
+
+async def test_jira_a_comment_marked_in_its_text_by_an_older_conductor_is_edited_and_moved(jira):
+    """A conductor upgraded mid-job finds the comment its predecessor posted: no second comment. Its
+    next edit sets the property and drops the visible marker; later edits find it by the property."""
+    _jira_comment(jira, "a person's comment")
+    _jira_comment(jira, _marked_in_text("job/ticket/jira/ENG-1", "run-1", 1))
+    status = comments_on(jira=jira)
+
+    retried = await post(status, edit("ENG-1", 1, "ACCEPTED"))  # the same edit, retried after upgrade
+    running = await post(status, edit("ENG-1", 2, "RUNNING"))
+    late = await post(status, edit("ENG-1", 1, "ACCEPTED"))
+    pr = await post(status, edit("ENG-1", 3, "PR_OPENED", pr_url="https://git.test/pr/1"))
+
+    assert (retried.action, running.action, late.action, pr.action) == ("kept", "edited", "kept", "edited")
+    assert running.left_at == pr.left_at == "jira ENG-1 comment 10001"
+    _, history = jira.comment_history("ENG-1")
+    assert len(history) == 3 and "{color:#97a0af}agent-conductor:" in history[0]
+    assert "Status: RUNNING" in history[1] and "pull request opened" in history[2]
+    assert not any("agent-conductor:" in body for body in history[1:]), "the visible marker is gone"
+    assert jira.comment_properties("ENG-1")[1] == {
+        "agent-conductor.status": {"job_id": "job/ticket/jira/ENG-1", "run_id": "run-1", "seq": 3}
+    }
+
+
+async def test_jira_without_the_property_lookup_the_next_edit_posts_a_second_comment(jira, monkeypatch):
+    """Protection off: the text carries no marker, so a conductor that did not read the comments'
+    properties would not find its comment again and would post another one."""
+    status = comments_on(jira=jira)
+    await post(status, edit("ENG-1", 1, "ACCEPTED"))
+    await post(status, edit("ENG-1", 2, "RUNNING"))
+    assert len(jira.comments("ENG-1")) == 1
+
+    monkeypatch.setattr(activities.status_comment, "read_status_property", lambda properties, job_id: None)
+    await post(status, edit("ENG-1", 3, "SUCCEEDED"))
+    assert len(jira.comments("ENG-1")) == 2, "found by the property only: without it, a second comment"
+
+
+async def test_jira_a_property_jira_refuses_is_a_final_error(jira, monkeypatch):
+    def too_long_a_key(job_id: str, run_id: str, seq: int) -> dict:
+        return {"key": "k" * 256, "value": {"job_id": job_id, "run_id": run_id, "seq": seq}}
+
+    monkeypatch.setattr(activities.status_comment, "status_property", too_long_a_key)
+    with pytest.raises(ApplicationError) as refused:
+        await post(comments_on(jira=jira), edit("ENG-1", 1, "ACCEPTED"))
+    assert refused.value.non_retryable and "HTTP 400" in refused.value.message
+    assert "255 characters" in refused.value.message
+    assert jira.comments("ENG-1") == []
 
 
 async def test_jira_a_job_whose_id_extends_another_gets_its_own_comment(jira):
@@ -103,21 +170,67 @@ async def test_jira_a_job_whose_id_extends_another_gets_its_own_comment(jira):
     assert len(jira.comments("ENG-12")) == 2
 
 
+def test_the_jira_standin_answers_comment_properties_as_jira_does(jira):
+    """The stand-in's side of the contract the activity relies on (Jira Cloud REST API v2)."""
+    auth = ("bot@acme.test", "jira-token")
+    add = f"{jira.base_url}/rest/api/2/issue/ENG-1/comment"
+    by_id = f"{jira.base_url}/rest/api/2/comment/list"
+    prop = {"key": "agent-conductor.status", "value": {"seq": 1}}
+    assert requests.post(add, json={"body": "x", "properties": [prop]}, auth=auth, timeout=10).ok
+    for bad in ({"key": "k" * 256, "value": 1}, {"key": "k", "value": {}}, {"key": 7, "value": 1}):
+        refused = requests.post(add, json={"body": "x", "properties": [bad]}, auth=auth, timeout=10)
+        assert refused.status_code == 400 and refused.json()["errorMessages"], bad
+    assert len(jira.comments("ENG-1")) == 1, "a refused comment is not stored"
+    listed = requests.get(add, auth=auth, timeout=10).json()["comments"]
+    assert "properties" not in listed[0], "listing an issue's comments does not carry them"
+
+    page = requests.post(
+        by_id, params={"expand": "properties"}, json={"ids": [10000, 99999]}, auth=auth, timeout=10
+    ).json()
+    assert (page["total"], page["isLast"]) == (1, True), "an unknown id is simply absent"
+    assert page["values"][0]["properties"] == [prop]
+    plain = requests.post(by_id, json={"ids": [10000]}, auth=auth, timeout=10).json()
+    assert "properties" not in plain["values"][0]
+    too_many = requests.post(by_id, json={"ids": list(range(1001))}, auth=auth, timeout=10)
+    assert too_many.status_code == 400
+
+
 async def test_jira_finds_its_comment_past_the_first_page(jira):
+    for n in range(120):  # people talk: the status comment will be on the second of two pages
+        _jira_comment(jira, f"comment {n}")
     status = comments_on(jira=jira)
     await post(status, edit("ENG-1", 1, "ACCEPTED"))
-    for n in range(120):  # people talk: the status comment is on the first of two pages
-        _jira_comment(jira, f"comment {n}")
+    jira.calls.clear()
     await post(status, edit("ENG-1", 2, "RUNNING"))
     assert len(jira.comments("ENG-1")) == 121
-    assert "Status: RUNNING" in jira.comments("ENG-1")[0]
+    assert "Status: RUNNING" in jira.comments("ENG-1")[120]
+    # Each page of comments (100, then 21) has its properties got by id, LIST_PAGE at a time.
+    by_id = [path for _, path in jira.calls if path == "/rest/api/2/comment/list"]
+    assert len(by_id) == -(-100 // LIST_PAGE) + -(-21 // LIST_PAGE)
+    assert [method for method, _ in jira.calls if method in ("GET", "PUT")] == ["GET", "GET", "PUT"]
 
 
-def _jira_comment(jira: JiraStandin, text: str) -> None:
+async def test_jira_the_property_wins_over_a_marker_quoted_in_an_earlier_comment(jira):
+    """The text marker older conductors wrote is anyone's to paste; a comment's property is set by the
+    conductor only. A quote on the first page does not hide the job's own comment on the second."""
+    job = "job/ticket/jira/ENG-1"
+    _jira_comment(jira, f"as the bot said: {_marked_in_text(job, 'run-1', 99)}")
+    for n in range(110):
+        _jira_comment(jira, f"comment {n}")
+    ours = {"key": "agent-conductor.status", "value": {"job_id": job, "run_id": "run-1", "seq": 1}}
+    _jira_comment(jira, "Agent Conductor · job (posted with its property)", properties=[ours])
+
+    result = await post(comments_on(jira=jira), edit("ENG-1", 2, "RUNNING"))
+
+    assert result.action == "edited" and result.left_at == "jira ENG-1 comment 10111"
+    assert "Status: RUNNING" in jira.comments("ENG-1")[111]
+    assert "as the bot said" in jira.comments("ENG-1")[0], "the quote is left alone"
+
+
+def _jira_comment(jira: JiraStandin, text: str, properties: list | None = None) -> None:
     url = f"{jira.base_url}/rest/api/2/issue/ENG-1/comment"
-    requests.post(
-        url, json={"body": text}, auth=("bot@acme.test", "jira-token"), timeout=10
-    ).raise_for_status()
+    payload = {"body": text} | ({"properties": properties} if properties else {})
+    requests.post(url, json=payload, auth=("bot@acme.test", "jira-token"), timeout=10).raise_for_status()
 
 
 async def test_jira_errors_a_4xx_is_final_a_5xx_is_retried(jira):
