@@ -24,7 +24,7 @@ from stores.blob_store import BlobMissing, BlobStore
 
 RECORD = "attempt.json"
 # With a remote store, an agent of a superseded attempt may go on for this long before its calls are
-# refused (its result is refused by the job anyway: conductor_worker/agent_channel.py).
+# refused (its result is refused by the job anyway: conductor_worker/gateway/agent_channel.py).
 SUPERSEDED_RECHECK_SECONDS = 5.0
 CACHED_RECORDS = 4096
 

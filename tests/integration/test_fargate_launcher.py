@@ -15,7 +15,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.launch_fargate import FargateConfigError, FargateLauncher, ecs_client, task_arn
 from conductor_worker.config import Settings
-from conductor_worker.worker import build_launcher
+from conductor_worker.process.worker import build_launcher
 from contracts.activity_io import LaunchAgentInput, StopAgentInput
 from security.tokens import verify_token
 

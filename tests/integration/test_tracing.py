@@ -7,7 +7,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from conductor_worker.app import run_conductor
+from conductor_worker.process.app import run_conductor
 from contracts.jobs import JobState
 from tests.helpers import fresh_key, sqs_client, ticket_body, ticket_result
 
