@@ -3,7 +3,7 @@
 The activity does no waiting of its own. It hands its completion to the gateway (`raise_complete_async`),
 which, whichever replica the agent talks to, records the agent's handshake and heartbeats as this
 activity's heartbeats and completes it with the agent's result, by the job's workflow id and the attempt's
-activity id (conductor_worker/agent_channel.py). Nothing is polled and nothing is held: a conductor that
+activity id (conductor_worker/gateway/agent_channel.py). Nothing is polled and nothing is held: a conductor that
 drains or dies hands nothing over.
 
 Temporal's heartbeat timeout finds an agent that says nothing. Each time it fires, Temporal retries this

@@ -34,7 +34,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.agent_env import agent_job_environment
-from conductor_worker.config import Settings
+from activities.launcher_config import AgentEnvironment, EcsConfig, FargateLauncherConfig
 from contracts.activity_io import LaunchAgentInput, LaunchAgentResult, StopAgentInput
 from security.tokens import mint_token
 from stores.job_store import JobAttemptDir, write_atomic
@@ -60,41 +60,20 @@ _HINTS = {
 }
 
 
-class FargateConfigError(ValueError):
-    """`launcher=fargate` without the settings it needs; names each missing one."""
-
-
-def check_settings(settings: Settings) -> None:
-    missing = [
-        name
-        for name, value in (
-            ("CONDUCTOR_ECS_CLUSTER", settings.ecs_cluster),
-            ("CONDUCTOR_ECS_SUBNETS", settings.ecs_subnets),
-            # The listen address is usually loopback, which a task in the VPC cannot dial.
-            ("CONDUCTOR_GATEWAY_PUBLIC_ADDRESS", settings.gateway_public_address),
-        )
-        if not value
-    ]
-    if missing:
-        raise FargateConfigError(
-            f'CONDUCTOR_LAUNCHER=fargate needs {", ".join(missing)} (README "Fargate launcher")'
-        )
-
-
-def ecs_client(settings: Settings):
+def ecs_client(ecs: EcsConfig):
     return boto3.client(
         "ecs",
-        region_name=settings.aws_region,
-        endpoint_url=settings.aws_endpoint_url or None,
+        region_name=ecs.region,
+        endpoint_url=ecs.endpoint_url or None,
         # Throttling is retried here first, then by Temporal (ecs_error marks it retryable).
         config=Config(retries={"mode": "standard"}),
     )
 
 
-def agent_environment(settings: Settings, token: str) -> dict[str, str]:
+def agent_environment(agent: AgentEnvironment, token: str) -> dict[str, str]:
     """Everything the conductor puts into the container. The model key for `codex` is not here: it
     belongs in the task definition's `secrets`, since overrides are readable through DescribeTasks."""
-    return agent_job_environment(settings, token)
+    return agent_job_environment(agent, token)
 
 
 def started_by(job_id: str, attempt: int) -> str:
@@ -104,7 +83,7 @@ def started_by(job_id: str, attempt: int) -> str:
 
 
 def run_task_request(
-    settings: Settings,
+    config: FargateLauncherConfig,
     input: LaunchAgentInput,
     task_definition: str,
     container: str,
@@ -112,18 +91,19 @@ def run_task_request(
     client_token: str,
 ) -> dict:
     """The RunTask keyword arguments for one job attempt."""
-    environment = agent_environment(settings, token)
+    environment = agent_environment(config.launch.agent, token)
+    ecs = config.ecs
     return {
-        "cluster": settings.ecs_cluster,
+        "cluster": ecs.cluster,
         "taskDefinition": task_definition,
         "launchType": "FARGATE",
         "count": 1,
         "networkConfiguration": {
             "awsvpcConfiguration": {
-                "subnets": list(settings.ecs_subnets),
+                "subnets": list(ecs.subnets),
                 # Sent even when empty: ECS then uses the VPC's default group (and moto needs the key).
-                "securityGroups": list(settings.ecs_security_groups),
-                "assignPublicIp": "ENABLED" if settings.ecs_assign_public_ip else "DISABLED",
+                "securityGroups": list(ecs.security_groups),
+                "assignPublicIp": "ENABLED" if ecs.assign_public_ip else "DISABLED",
             }
         },
         "overrides": {
@@ -173,11 +153,12 @@ def task_arn(agent_id: str) -> str:
 
 
 class FargateLauncher:
-    def __init__(self, settings: Settings, ecs) -> None:
-        check_settings(settings)
-        self._settings = settings
+    def __init__(self, config: FargateLauncherConfig, ecs) -> None:
+        self._config = config
+        self._launch_config = config.launch
+        self._ecs_config = config.ecs
         self._ecs = ecs
-        self._secret = settings.signing_secret()
+        self._secret = config.launch.token_secret
         # task ARN -> (monotonic time of the DescribeTasks answer, alive); STOPPED is final.
         self._seen: dict[str, tuple[float, bool]] = {}
         self._refreshing: set[str] = set()
@@ -213,12 +194,12 @@ class FargateLauncher:
 
     def _task_status(self, arn: str) -> str | None:
         """The task's lastStatus; None once ECS has forgotten it (or never knew it)."""
-        tasks = self._ecs.describe_tasks(cluster=self._settings.ecs_cluster, tasks=[arn])["tasks"]
+        tasks = self._ecs.describe_tasks(cluster=self._ecs_config.cluster, tasks=[arn])["tasks"]
         return tasks[0]["lastStatus"] if tasks else None
 
     @activity.defn(name="launch_agent")
     async def launch_agent(self, input: LaunchAgentInput) -> LaunchAgentResult:
-        job = JobAttemptDir(self._settings.jobs_dir, input.job_id, input.attempt)
+        job = JobAttemptDir(self._launch_config.jobs_dir, input.job_id, input.attempt)
         try:
             agent_id = await asyncio.to_thread(self._launch, input, job)
         except (ClientError, BotoCoreError) as err:
@@ -226,7 +207,7 @@ class FargateLauncher:
         return LaunchAgentResult(
             agent_id=agent_id,
             launcher="fargate",
-            heartbeat_timeout_seconds=self._settings.agent_heartbeat_timeout_seconds,
+            heartbeat_timeout_seconds=self._launch_config.heartbeat_timeout_seconds,
         )
 
     def _launch(self, input: LaunchAgentInput, job: JobAttemptDir) -> str:
@@ -234,7 +215,7 @@ class FargateLauncher:
         if record.exists():
             return json.loads(record.read_text())["agent_id"]
         running = self._ecs.list_tasks(
-            cluster=self._settings.ecs_cluster,
+            cluster=self._ecs_config.cluster,
             startedBy=started_by(input.job_id, input.attempt),
             desiredStatus="RUNNING",
         )["taskArns"]
@@ -255,9 +236,11 @@ class FargateLauncher:
             request = json.loads(sent.read_text())
         else:
             task_definition, container = self._resolve_task_definition(input)
-            token = mint_token(self._secret, input.job_id, input.attempt, self._settings.token_ttl_seconds)
+            token = mint_token(
+                self._secret, input.job_id, input.attempt, self._launch_config.token_ttl_seconds
+            )
             request = run_task_request(
-                self._settings, input, task_definition, container, token, uuid.uuid4().hex
+                self._config, input, task_definition, container, token, uuid.uuid4().hex
             )
             # Written with mode 0600 (it holds the agent's token), like the token secret beside it.
             write_atomic(sent, json.dumps(request).encode())
@@ -274,7 +257,7 @@ class FargateLauncher:
 
     def _resolve_task_definition(self, input: LaunchAgentInput) -> tuple[str, str]:
         """The task definition's ARN (the revision checked here is the one run) and the agent's container."""
-        name = input.agent_image or self._settings.ecs_task_definition
+        name = input.agent_image or self._ecs_config.task_definition
         if not name:
             raise _misconfigured(
                 f"no task definition for {input.job_id}: set CONDUCTOR_ECS_TASK_DEFINITION "
@@ -288,7 +271,7 @@ class FargateLauncher:
             if code != "ClientException":
                 raise
             raise _misconfigured(
-                f"task definition {name!r} ({source}) not found in {self._settings.aws_region}: "
+                f"task definition {name!r} ({source}) not found in {self._ecs_config.region}: "
                 f"{message}; fix {source}"
             ) from err
         if definition.get("networkMode") != "awsvpc":
@@ -296,7 +279,7 @@ class FargateLauncher:
                 f"task definition {name!r} ({source}) must use networkMode awsvpc for Fargate"
             )
         containers = [c["name"] for c in definition["containerDefinitions"]]
-        wanted = self._settings.ecs_container_name
+        wanted = self._ecs_config.container_name
         if wanted and wanted not in containers:
             raise _misconfigured(
                 f"task definition {name!r} has no container {wanted!r} (CONDUCTOR_ECS_CONTAINER_NAME); "
@@ -316,7 +299,7 @@ class FargateLauncher:
         reason = f"conductor: {input.reason or 'job over'}"[:255]
         try:
             await asyncio.to_thread(
-                self._ecs.stop_task, cluster=self._settings.ecs_cluster, task=arn, reason=reason
+                self._ecs.stop_task, cluster=self._ecs_config.cluster, task=arn, reason=reason
             )
         except ClientError as err:
             code, message = _code_and_message(err)

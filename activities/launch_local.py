@@ -23,6 +23,7 @@ from pathlib import Path
 from temporalio import activity
 
 from activities.agent_env import agent_job_environment
+from activities.launcher_config import AgentEnvironment, LocalLauncherConfig
 from activities.sandbox import (
     UNSAFE,
     SandboxPlan,
@@ -32,11 +33,11 @@ from activities.sandbox import (
     sandboxed_agent,
     seed_local_remote,
 )
-from conductor_worker.config import Settings
 from contracts.activity_io import LaunchAgentInput, LaunchAgentResult, StopAgentInput
 from contracts.jobs import TaskInstructions
 from security.tokens import mint_token
 from stores.attempts import StagedAttempts, file_key
+from stores.blob_store import BlobStore
 from stores.job_store import JobAttemptDir, write_atomic
 
 log = logging.getLogger(__name__)
@@ -49,11 +50,9 @@ STOP_GRACE_SECONDS = 5.0
 LOG_FLUSH_GRACE_SECONDS = 15.0
 
 
-def agent_environment(settings: Settings, token: str, workdir: Path) -> dict[str, str]:
+def agent_environment(agent: AgentEnvironment, token: str, workdir: Path) -> dict[str, str]:
     env = {name: os.environ[name] for name in _INHERITED_ENV if name in os.environ}
-    env.update(
-        agent_job_environment(settings, token), HOME=str(workdir), CONDUCTOR_AGENT_WORKDIR=str(workdir)
-    )
+    env.update(agent_job_environment(agent, token), HOME=str(workdir), CONDUCTOR_AGENT_WORKDIR=str(workdir))
     return env
 
 
@@ -73,10 +72,11 @@ def _pid_alive(pid: int) -> bool:
 
 
 class LocalLauncher:
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._attempts = StagedAttempts(settings.open_blob_store())
-        self.sandbox = settings.sandbox
+    def __init__(self, config: LocalLauncherConfig, blobs: BlobStore) -> None:
+        self._config = config
+        self._launch_config = config.launch
+        self._attempts = StagedAttempts(blobs)
+        self.sandbox = config.sandbox
         if self.sandbox == UNSAFE:
             log.warning(
                 "CONDUCTOR_SANDBOX=unsafe: agents run unsandboxed, as the conductor's user, and can read "
@@ -84,9 +84,9 @@ class LocalLauncher:
             )
         else:
             bwrap_executable()  # SandboxUnavailable now, at start-up, rather than at the first job
-        self._secret = settings.signing_secret()
+        self._secret = config.launch.token_secret
         # Where this process watches and stops the agents it starts (worker-specific task queue).
-        self.host_task_queue = settings.host_task_queue
+        self.host_task_queue = config.host_task_queue
         # Children of this process, so they can be reaped (a zombie would look alive).
         self._children: dict[int, subprocess.Popen] = {}
 
@@ -99,7 +99,7 @@ class LocalLauncher:
 
     @activity.defn(name="launch_agent")
     async def launch_agent(self, input: LaunchAgentInput) -> LaunchAgentResult:
-        job = JobAttemptDir(self._settings.jobs_dir, input.job_id, input.attempt)
+        job = JobAttemptDir(self._launch_config.jobs_dir, input.job_id, input.attempt)
         record = job.root / "agent.json"
         if record.exists():
             # A retried launch (e.g. the conductor died after spawning): never start a second agent.
@@ -117,8 +117,8 @@ class LocalLauncher:
         workdir = job.root / f"workdir-{uuid.uuid4().hex[:8]}"
         workdir.mkdir(parents=True)
         workdir = workdir.resolve()  # HOME and the sandbox's paths must not depend on the conductor's cwd
-        token = mint_token(self._secret, input.job_id, input.attempt, self._settings.token_ttl_seconds)
-        env = agent_environment(self._settings, token, workdir)
+        token = mint_token(self._secret, input.job_id, input.attempt, self._launch_config.token_ttl_seconds)
+        env = agent_environment(self._launch_config.agent, token, workdir)
         command = agent_command()
         if self.sandbox != UNSAFE:
             command = await self._sandboxed(job, workdir, command, env)
@@ -164,28 +164,28 @@ class LocalLauncher:
             launcher="local",
             sandbox=sandbox,
             host_task_queue=host,
-            heartbeat_timeout_seconds=self._settings.agent_heartbeat_timeout_seconds,
+            heartbeat_timeout_seconds=self._launch_config.heartbeat_timeout_seconds,
         )
 
     async def _sandboxed(
         self, job: JobAttemptDir, workdir: Path, command: list[str], env: dict[str, str]
     ) -> list[str]:
         """`command` inside bubblewrap; a local remote is replaced by a read-only seed of its base branch."""
-        hidden = [self._settings.state_dir, self._settings.logs_path, self._settings.blobs_dir]
-        plan = SandboxPlan(workdir=workdir, hidden=hidden)
-        for name in ("agent_tls_ca_file", "agent_tls_cert_file", "agent_tls_key_file"):
-            path = getattr(self._settings, name)
+        plan = SandboxPlan(workdir=workdir, hidden=list(self._config.hidden_dirs))
+        agent = self._launch_config.agent
+        for env_name, path in (
+            ("CONDUCTOR_AGENT_TLS_CA", agent.tls_ca_file),
+            ("CONDUCTOR_AGENT_TLS_CERT", agent.tls_cert_file),
+            ("CONDUCTOR_AGENT_TLS_KEY", agent.tls_key_file),
+        ):
             if path:
                 plan.read_only[Path(path).resolve()] = str(Path(path).resolve())
                 # The agent's cwd is its work directory: a relative path would name nothing there.
-                env_name = (
-                    "CONDUCTOR_AGENT_TLS_" + name.removeprefix("agent_tls_").removesuffix("_file").upper()
-                )
                 env[env_name] = str(Path(path).resolve())
         instructions = await asyncio.to_thread(self._instructions, job)
         remote = local_remote_path(instructions.repo_url) if instructions else None
         if instructions is not None and remote is not None:
-            seeds = self._settings.state_dir / "seeds"
+            seeds = self._config.seeds_dir
             seed = await asyncio.to_thread(seed_local_remote, remote, instructions.base_branch, seeds)
             if seed is not None:
                 plan.read_only[seed] = remote
@@ -214,7 +214,7 @@ class LocalLauncher:
         if not self.is_alive(input.agent_id):
             self._reap(pid)
             return
-        if JobAttemptDir(self._settings.jobs_dir, input.job_id, input.attempt).result() is not None:
+        if JobAttemptDir(self._launch_config.jobs_dir, input.job_id, input.attempt).result() is not None:
             # Signalled now, its log would lose its tail (and never be marked complete).
             deadline = time.monotonic() + LOG_FLUSH_GRACE_SECONDS
             while self.is_alive(input.agent_id) and time.monotonic() < deadline:

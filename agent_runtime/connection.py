@@ -59,7 +59,7 @@ _CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 2000),
     # An address naming several conductors (`ipv4:a:1,b:2`) spreads the calls over all that answer;
-    # any replica serves any call (conductor_worker/gateway.py). One address: the same as pick_first.
+    # any replica serves any call (conductor_worker/gateway/server.py). One address: the same as pick_first.
     ("grpc.lb_policy_name", "round_robin"),
 ]
 DOWNLOAD_ATTEMPTS = 5

@@ -26,10 +26,10 @@ from moto.server import ThreadedMotoServer
 
 from benchmarks.raw_sqs import raw_sqs_rate
 from benchmarks.results import RECORD_ENV, record, write_table
-from conductor_worker.client import connect
 from conductor_worker.config import Settings
-from conductor_worker.devserver import DevServer
-from conductor_worker.intake import SqsIntake
+from conductor_worker.intake.sqs import SqsIntake
+from conductor_worker.process.client import connect
+from conductor_worker.process.devserver import DevServer
 from tests.helpers import free_port, ticket_body
 
 

@@ -33,12 +33,12 @@ from temporalio.common import WorkflowIDConflictPolicy
 from activities.recorder import Recorder
 from benchmarks.raw_sqs import Feeder, consume_while_feeding, raw_sqs_rate
 from benchmarks.results import record
-from conductor_worker.client import connect
 from conductor_worker.config import Settings
-from conductor_worker.devserver import DevServer
-from conductor_worker.intake import SqsIntake
-from conductor_worker.messages import parse_message
-from conductor_worker.worker import build_recording_worker
+from conductor_worker.intake.messages import parse_message
+from conductor_worker.intake.sqs import SqsIntake
+from conductor_worker.process.client import connect
+from conductor_worker.process.devserver import DevServer
+from conductor_worker.process.worker import build_recording_worker
 from contracts.alarms import AccountChains, Alarm, PlacementKind
 from contracts.incidents import IncidentChainInput
 from contracts.policies import JobPolicy

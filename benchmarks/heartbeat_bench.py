@@ -39,11 +39,11 @@ from temporalio.exceptions import ApplicationError
 
 from benchmarks.light_agents import Fleet
 from benchmarks.results import record
-from conductor_worker.client import connect
 from conductor_worker.config import Settings
-from conductor_worker.devserver import DevServer
-from conductor_worker.messages import parse_message
-from conductor_worker.ticket_start import start_ticket
+from conductor_worker.intake.messages import parse_message
+from conductor_worker.intake.ticket_start import start_ticket
+from conductor_worker.process.client import connect
+from conductor_worker.process.devserver import DevServer
 from tests.git_helpers import make_bare_repo_from
 from tests.helpers import EXAMPLES, free_port, moto_server_process, stop_process, ticket_body
 

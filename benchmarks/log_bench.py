@@ -30,8 +30,8 @@ from agent_runtime.connection import GatewayConnection, log_block
 from agent_runtime.log_buffer import LogBuffer, LogSender
 from benchmarks.results import record
 from conductor_worker.config import Settings
-from conductor_worker.gateway import start_gateway
-from conductor_worker.log_store import LocalLogStore
+from conductor_worker.gateway.log_store import LocalLogStore
+from conductor_worker.gateway.server import start_gateway
 from contracts.jobs import TaskFile
 from security.tokens import mint_token
 from stores.attempts import StagedAttempts

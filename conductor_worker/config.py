@@ -28,7 +28,7 @@ from contracts.queues import CONDUCTOR_TASK_QUEUE
 from contracts.usage import ModelPrice
 from stores.blob_store import BlobStore, open_blob_store
 
-# The file names deploy scripts know (conductor_worker/drain.py).
+# The file names deploy scripts know (conductor_worker/process/drain.py).
 SHUTDOWN_FLAG_NAME = "IS_CONDUCTOR_SHUTTING_DOWN"
 READY_FILE_NAME = "CONDUCTOR_READY_FOR_SAFE_SHUTDOWN"
 # An HMAC key shorter than this is a typo or a placeholder, not a secret.
@@ -146,7 +146,7 @@ class Settings(BaseSettings):
     # How often the `conductor_jobs{state}` gauge is counted again in Temporal (one request per state).
     metrics_jobs_gauge_seconds: float = Field(default=30, ge=1)
     # Export OpenTelemetry traces over OTLP/HTTP to this URL (e.g. http://otel-collector:4318/v1/traces);
-    # empty: off (conductor_worker/tracing.py).
+    # empty: off (conductor_worker/process/tracing.py).
     otlp_traces_endpoint: str = ""
 
     ticket_policy: JobPolicy = JobPolicy()
@@ -177,7 +177,7 @@ class Settings(BaseSettings):
     # Set for moto or LocalStack; empty means the real AWS endpoint.
     aws_endpoint_url: str = ""
 
-    # Safe shutdown for deploys (conductor_worker/drain.py). Empty paths: the replica's own files,
+    # Safe shutdown for deploys (conductor_worker/process/drain.py). Empty paths: the replica's own files,
     # <state_dir>/replicas/<replica>/, so a flag drains one replica and a start clears its own ready file.
     # The deploy writes "true" to the flag file (or sends SIGTERM); the ready file appears once drained.
     shutdown_flag_file: str = ""
@@ -188,7 +188,7 @@ class Settings(BaseSettings):
     # GitHub publisher (and notes on pull requests of failed jobs)
     github_token: SecretStr = SecretStr("")
     github_api_url: str = "https://api.github.com"
-    # Webhook intake (conductor_worker/webhooks.py) on the HTTP server at rest_listen. An empty secret turns
+    # Webhook intake (conductor_worker/intake/webhooks.py) on the HTTP server at rest_listen. An empty secret turns
     # that source's route off. A GitHub issue labelled `github_trigger_label` becomes a job; with no rule
     # in the routes file it is routed to its own repository, cloned from `github_clone_url`.
     github_webhook_secret: SecretStr = SecretStr("")
@@ -210,7 +210,7 @@ class Settings(BaseSettings):
     # jobs' outcomes and the alarms; unset: on when github_token is set.
     incident_reports: bool | None = None
 
-    # Agent job logs (conductor_worker/log_store.py), outside workflow history: a local directory
+    # Agent job logs (conductor_worker/gateway/log_store.py), outside workflow history: a local directory
     # (empty: <state_dir>/logs) or, for conductors on several machines, an S3 bucket (aws_* settings).
     log_store: Literal["local", "s3"] = "local"
     logs_dir: str = ""

@@ -13,7 +13,7 @@ one port to scrape. Jobs are counted by the workflow's own replay-safe meter: a 
     conductor_agents_lost_total{kind}                agents that crashed, fell silent or never handshook
     conductor_agent_heartbeats_total{outcome}        agent heartbeats the gateway took: recorded | stop (the
                                                       agent was told to stop) | not_recorded (Temporal away)
-    conductor_jobs{state}                            gauge: open agent jobs by JobState (conductor_worker/job_gauge.py)
+    conductor_jobs{state}                            gauge: open agent jobs by JobState (conductor_worker/process/job_gauge.py)
     conductor_model_requests_total{provider, status} requests through the model gateway, by answer status
     conductor_model_request_seconds{provider}        histogram: the gateway's whole answer, upstream included
     conductor_model_tokens_total{kind, direction}    tokens the model gateway counted (input | output)

@@ -13,7 +13,7 @@ the edge, and the largest possible ticket is a few hundred KB (tests/unit/test_t
   ticket carries its reference (`description_blob`), so the agent's prompt still gets all of it
   (stores/blob_store.py, activities/task_files.py);
 - control characters are dropped (the summary becomes one line); NUL is refused earlier, in
-  conductor_worker/messages.py, with the rest of the hostile-JSON checks.
+  conductor_worker/intake/messages.py, with the rest of the hostile-JSON checks.
 """
 
 import re

@@ -26,8 +26,8 @@ from pathlib import Path
 import boto3
 from moto.server import ThreadedMotoServer
 
-from conductor_worker.client import connect
 from conductor_worker.config import Settings
+from conductor_worker.process.client import connect
 from contracts.ids import ticket_workflow_id
 from contracts.jobs import JobResult
 

@@ -24,7 +24,7 @@ from stores.blob_store import BlobMissing, BlobStore
 
 RECORD = "attempt.json"
 # With a remote store, an agent of a superseded attempt may go on for this long before its calls are
-# refused (its result is refused by the job anyway: conductor_worker/agent_channel.py).
+# refused (its result is refused by the job anyway: conductor_worker/gateway/agent_channel.py).
 SUPERSEDED_RECHECK_SECONDS = 5.0
 CACHED_RECORDS = 4096
 
@@ -43,7 +43,7 @@ class StagedAttempt(BaseModel):
     token_budget: int = 0
     cost_budget_usd: float = 0.0
     # The W3C trace context the attempt was staged in (its staging activity's span), when the conductor
-    # traces: the gateway hangs the agent's steps under it (conductor_worker/agent_spans.py). Empty: none.
+    # traces: the gateway hangs the agent's steps under it (conductor_worker/gateway/agent_spans.py). Empty: none.
     traceparent: str = ""
     # Unix time (seconds) of the staging: no span of the attempt's agent starts before it. 0: not known.
     staged_at: float = 0.0

@@ -12,11 +12,11 @@ Layout under `<state_dir>/jobs/<job id as a file name>/attempt-<n>/`:
     model-usage.json the attempt's model usage, kept by the model gateway (model_gateway/usage.py)
 
 handshake.json, heartbeat and result.json are the gateway's local record of what the agent said; the job
-learns it through Temporal (conductor_worker/agent_channel.py) and nothing polls them. result.json also
+learns it through Temporal (conductor_worker/gateway/agent_channel.py) and nothing polls them. result.json also
 makes a retried upload of the same attempt a duplicate, and ends the attempt's model spending.
 
 Files are written atomically (temp file + rename) so a reader never sees half a result.
-Agent logs go to conductor_worker/log_store.py.
+Agent logs go to conductor_worker/gateway/log_store.py.
 """
 
 import hashlib

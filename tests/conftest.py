@@ -18,9 +18,9 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from conductor_worker.app import run_conductor
 from conductor_worker.config import Settings
-from conductor_worker.devserver import temporal_executable
+from conductor_worker.process.app import run_conductor
+from conductor_worker.process.devserver import temporal_executable
 from contracts import search_attributes
 from contracts.policies import JobPolicy
 from tests.git_helpers import make_bare_repo_from

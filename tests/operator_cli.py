@@ -6,7 +6,7 @@ import re
 import shlex
 from pathlib import Path
 
-from conductor_worker.devserver import temporal_executable
+from conductor_worker.process.devserver import temporal_executable
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 README_JOB = "job/ticket/jira/ENG-123"

@@ -105,7 +105,7 @@ class ScriptTaskWorkflow:
 
     @report.validator
     def _from_the_holder(self, message: AgentReport) -> None:
-        # Raised as ApplicationError types the REST API maps to status codes (conductor_worker/pool_calls.py).
+        # Raised as ApplicationError types the REST API maps to status codes (conductor_worker/pool_api/pool_calls.py).
         task_id = self._input.task.task_id
         if self._final is not None:
             repeated = (

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from conductor_worker.scenario import AlarmShorthand, TicketShorthand
+from conductor_worker.simulation.scenario import AlarmShorthand, TicketShorthand
 
 HERE = Path(__file__).resolve().parent
 DAY = datetime(2026, 5, 12, tzinfo=UTC)

@@ -178,8 +178,9 @@ class ConductorService(Construct):
 def _conductor_statements(
     cluster: aws_ecs.Cluster, intake: Intake, storage: Storage, agent: AgentTask
 ) -> list[aws_iam.PolicyStatement]:
-    """The calls conductor_worker/intake.py, log_store.py, stores/blob_store.py and activities/launch_fargate.py
-    make (the agents' presigned GET and POST act with this role, each on its one key)."""
+    """The calls conductor_worker/intake/sqs.py, conductor_worker/gateway/log_store.py, stores/blob_store.py and
+    activities/launch_fargate.py make (the agents' presigned GET and POST act with this role, each on its one
+    key)."""
     stack = Stack.of(cluster)
     agent_family = stack.format_arn(
         service="ecs", resource="task-definition", resource_name=f"{agent.task_definition.family}:*"
@@ -227,7 +228,7 @@ def _conductor_statements(
             ],
         ),
         # Deletes and multipart aborts only of job blobs: a bundle whose stored size is not the announced
-        # one (conductor_worker/gateway.py), an upload through the gateway that failed half-way.
+        # one (conductor_worker/gateway/server.py), an upload through the gateway that failed half-way.
         aws_iam.PolicyStatement(
             actions=["s3:DeleteObject", "s3:AbortMultipartUpload"],
             resources=[storage.bucket.arn_for_objects(f"{JOB_BLOBS_PREFIX}*")],

@@ -22,14 +22,14 @@ from pathlib import Path
 from temporalio.client import Client, WorkflowFailureError
 
 from activities.routing import load_routes
-from conductor_worker.app import run_conductor
-from conductor_worker.client import connect
+from conductor_worker.commands.schedules import create_schedule, find_route
 from conductor_worker.config import Settings
-from conductor_worker.devserver import DevServer
-from conductor_worker.intake import SqsIntake
-from conductor_worker.messages import parse_message
-from conductor_worker.run_script import run_script
-from conductor_worker.schedules import create_schedule, find_route
+from conductor_worker.intake.messages import parse_message
+from conductor_worker.intake.sqs import SqsIntake
+from conductor_worker.pool_api.run_script import run_script
+from conductor_worker.process.app import run_conductor
+from conductor_worker.process.client import connect
+from conductor_worker.process.devserver import DevServer
 from contracts.alarms import Alarm, AlarmBatch, AlarmState
 from contracts.claims import claim_workflow_id
 from contracts.ids import account_workflow_id, ticket_job_id, ticket_workflow_id

@@ -3,8 +3,8 @@
 import pytest
 from pydantic import SecretStr
 
-from conductor_worker.intake import SqsIntake
-from conductor_worker.messages import parse_message
+from conductor_worker.intake.messages import parse_message
+from conductor_worker.intake.sqs import SqsIntake
 from tests.helpers import free_port, ticket_body, ticket_result, use_real_agent_clis
 from tests.model_standin import ModelStandin
 

@@ -29,10 +29,10 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.agent_results import SILENCE_WINDOWS, AgentResultWatcher
 from activities.claims import ClaimChecks
-from conductor_worker import agent_channel
-from conductor_worker.agent_channel import AgentChannel
 from conductor_worker.config import Settings
-from conductor_worker.gateway import start_gateway
+from conductor_worker.gateway import agent_channel
+from conductor_worker.gateway.agent_channel import AgentChannel
+from conductor_worker.gateway.server import start_gateway
 from contracts.activity_io import (
     AgentChannelState,
     AwaitAgentInput,

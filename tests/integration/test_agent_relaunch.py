@@ -11,8 +11,8 @@ import grpc
 import pytest
 from temporalio.client import WorkflowFailureError
 
-from conductor_worker.intake import SqsIntake
-from conductor_worker.messages import parse_message
+from conductor_worker.intake.messages import parse_message
+from conductor_worker.intake.sqs import SqsIntake
 from contracts.ids import safe_name, ticket_job_id
 from contracts.jobs import JobState
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc

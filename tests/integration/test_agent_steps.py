@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from conductor_worker.config import Settings
-from conductor_worker.gateway import start_gateway
-from conductor_worker.log_store import LocalLogStore
+from conductor_worker.gateway.log_store import LocalLogStore
+from conductor_worker.gateway.server import start_gateway
 from contracts.jobs import AgentStatus, FailureClass
 from stores.job_store import JobAttemptDir
 from tests.agent_helpers import stage_job, start_agent

@@ -13,7 +13,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.publish_git import LocalGitPublisher
 from agent_runtime.blob_transfer import TaskFileIntegrityError, download_url, post_file
 from conductor_worker.config import Settings
-from conductor_worker.gateway import AgentGateway
+from conductor_worker.gateway.server import AgentGateway
 from contracts.activity_io import PublishInput
 from contracts.jobs import AgentResult, AgentStatus, JobSpec, ticket_work_item
 from contracts.routing import RepoRoute

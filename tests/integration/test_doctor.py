@@ -9,8 +9,8 @@ import uuid
 
 from temporalio.worker import Worker
 
-from conductor_worker.doctor import diagnose
-from conductor_worker.task_failures import WorkflowTaskFailures
+from conductor_worker.commands.doctor import diagnose
+from conductor_worker.process.task_failures import WorkflowTaskFailures
 from contracts.claims import RepoClaimState
 from tests.helpers import wait_for
 from tests.integration.stuck_workflows import BrokenSignalWorkflow
@@ -34,7 +34,7 @@ async def run_doctor(address: str, task_queue: str) -> tuple[int, str]:
 async def test_a_failing_workflow_task_is_logged_once_counted_and_named_by_doctor(client, caplog):
     queue = f"doctor-{uuid.uuid4().hex[:8]}"
     failures = WorkflowTaskFailures()
-    caplog.set_level(logging.ERROR, logger="conductor_worker.task_failures")
+    caplog.set_level(logging.ERROR, logger="conductor_worker.process.task_failures")
     async with Worker(client, task_queue=queue, workflows=[BrokenSignalWorkflow], interceptors=[failures]):
         handle = await client.start_workflow(BrokenSignalWorkflow.run, id=f"broken-{queue}", task_queue=queue)
         await handle.signal(BrokenSignalWorkflow.poke)
@@ -45,7 +45,9 @@ async def test_a_failing_workflow_task_is_logged_once_counted_and_named_by_docto
 
         await wait_for(failed_twice, timeout=30)
 
-        logged = [r.getMessage() for r in caplog.records if r.name == "conductor_worker.task_failures"]
+        logged = [
+            r.getMessage() for r in caplog.records if r.name == "conductor_worker.process.task_failures"
+        ]
         assert len(logged) == 1, logged
         assert handle.id in logged[0] and "ValueError: poked a broken workflow" in logged[0]
         assert "signal poke" in logged[0]

@@ -13,9 +13,11 @@ import requests
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.launch_fargate import FargateConfigError, FargateLauncher, ecs_client, task_arn
+from activities.launch_fargate import FargateLauncher, ecs_client, task_arn
+from activities.launcher_config import FargateConfigError
 from conductor_worker.config import Settings
-from conductor_worker.worker import build_launcher
+from conductor_worker.process.launcher_settings import fargate_launcher_config
+from conductor_worker.process.worker import build_launcher
 from contracts.activity_io import LaunchAgentInput, StopAgentInput
 from security.tokens import verify_token
 
@@ -81,15 +83,19 @@ def launcher(fargate_settings: Settings) -> FargateLauncher:
     return launcher
 
 
+def ecs_of(settings: Settings):
+    return ecs_client(fargate_launcher_config(settings).ecs)
+
+
 def describe(settings: Settings, agent_id: str) -> dict:
-    ecs = ecs_client(settings)
+    ecs = ecs_of(settings)
     return ecs.describe_tasks(cluster=settings.ecs_cluster, tasks=[task_arn(agent_id)], include=["TAGS"])[
         "tasks"
     ][0]
 
 
 def agent_tasks(settings: Settings) -> list[str]:
-    return ecs_client(settings).list_tasks(cluster=settings.ecs_cluster)["taskArns"]
+    return ecs_of(settings).list_tasks(cluster=settings.ecs_cluster)["taskArns"]
 
 
 async def test_the_task_gets_the_agent_command_and_only_the_agent_environment(
@@ -170,10 +176,10 @@ async def test_a_repeated_run_task_sends_the_same_request(launcher, fargate_sett
     # Died before its record, and the task has stopped since, so neither record nor lookup finds it.
     attempt_dir = fargate_settings.jobs_dir / "job_ticket_jira_ENG-7" / "attempt-1"
     (attempt_dir / "agent.json").unlink()
-    ecs_client(fargate_settings).stop_task(cluster="agents", task=task_arn(first.agent_id), reason="test")
+    ecs_of(fargate_settings).stop_task(cluster="agents", task=task_arn(first.agent_id), reason="test")
     # Another conductor, configured differently, would build another request; it resends the first.
     changed = fargate_settings.model_copy(update={"coding_agent_timeout_seconds": 99})
-    again = await env.run(FargateLauncher(changed, ecs_client(changed)).launch_agent, JOB)
+    again = await env.run(build_launcher(changed).launch_agent, JOB)
     assert again.agent_id != first.agent_id  # moto ignores clientToken; real ECS would return `first`
     overrides = [describe(fargate_settings, a.agent_id)["overrides"] for a in (first, again)]
     assert overrides[0] == overrides[1]
@@ -201,7 +207,7 @@ def test_startup_names_every_missing_setting(tmp_path):
 async def test_misconfiguration_fails_the_launch_for_good_with_the_setting_to_fix(
     fargate_settings, update, job, names
 ):
-    launcher = FargateLauncher(fargate_settings.model_copy(update=update), ecs_client(fargate_settings))
+    launcher = build_launcher(fargate_settings.model_copy(update=update))
     with pytest.raises(ApplicationError) as raised:
         await ActivityEnvironment().run(launcher.launch_agent, job)
     assert raised.value.non_retryable and names in str(raised.value)

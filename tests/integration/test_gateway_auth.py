@@ -6,7 +6,7 @@ import sys
 import grpc
 import pytest
 
-from conductor_worker.gateway import start_gateway
+from conductor_worker.gateway.server import start_gateway
 from contracts.jobs import TaskFile
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
 from security.tokens import mint_token

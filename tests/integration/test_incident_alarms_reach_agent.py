@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from conductor_worker.intake import SqsIntake
+from conductor_worker.intake.sqs import SqsIntake
 from contracts.alarms import Alarm, AlarmState
 from contracts.jobs import JobState
 from tests.helpers import incident_job_result, wait_for

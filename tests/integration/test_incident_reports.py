@@ -14,7 +14,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError
 
 from activities.incident_report import INCIDENT_LABEL
-from conductor_worker.intake import SqsIntake
+from conductor_worker.intake.sqs import SqsIntake
 from contracts.alarms import Alarm, AlarmState
 from contracts.operator import RetryRequest
 from contracts.policies import JobPolicy

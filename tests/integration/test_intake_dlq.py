@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from conductor_worker.intake import Outcome, SqsIntake
+from conductor_worker.intake.sqs import Outcome, SqsIntake
 from contracts.jobs import JobState
 from tests.helpers import fresh_key, queue_depth, sqs_client, ticket_body, ticket_result, wait_for
 from tests.malformed_messages import MALFORMED_ALARMS, MALFORMED_TICKETS
@@ -23,7 +23,7 @@ POISON = {
 async def test_poison_message_goes_to_dlq_and_the_next_ticket_still_runs(
     kind, client, intake_settings, queues, start_conductor, caplog
 ):
-    caplog.set_level(logging.INFO, logger="conductor_worker.intake")
+    caplog.set_level(logging.INFO, logger="conductor_worker.intake.sqs")
     sqs = sqs_client(intake_settings)
     poison_id = sqs.send_message(QueueUrl=queues["queue"], MessageBody=POISON[kind])["MessageId"]
     await start_conductor(intake_settings)
@@ -71,7 +71,7 @@ async def _depth(settings, url) -> int:
 async def test_every_malformed_shape_lands_in_the_dlq_with_one_line_each(
     client, intake_settings, queues, start_conductor, caplog
 ):
-    caplog.set_level(logging.INFO, logger="conductor_worker.intake")
+    caplog.set_level(logging.INFO, logger="conductor_worker.intake.sqs")
     sqs = sqs_client(intake_settings)
     bodies = {
         **{f"alarm:{k}": v for k, v in MALFORMED_ALARMS.items()},
@@ -102,7 +102,7 @@ async def test_a_poison_message_delivered_twice_is_dead_lettered_once(
     client, intake_settings, queues, caplog
 ):
     """SQS delivers at least once: two copies of one poison message make one DLQ entry and one log line."""
-    caplog.set_level(logging.INFO, logger="conductor_worker.intake")
+    caplog.set_level(logging.INFO, logger="conductor_worker.intake.sqs")
     copy = {"MessageId": "m-1", "ReceiptHandle": "r-1", "Body": POISON["not-json"]}
     intake = SqsIntake(client, intake_settings, sqs_client(intake_settings))
 

@@ -37,7 +37,7 @@ async def runs_of(client, workflow_id: str) -> int:
 async def test_hostile_tickets_each_get_a_bounded_outcome(
     client, intake_settings, queues, start_conductor, caplog
 ):
-    caplog.set_level(logging.INFO, logger="conductor_worker.intake")
+    caplog.set_level(logging.INFO, logger="conductor_worker.intake.sqs")
     sqs = sqs_client(intake_settings)
     big, lower, good = fresh_key(), fresh_key(), fresh_key()
     number = random.randrange(10**6, 10**7)

@@ -15,7 +15,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 
-from conductor_worker.devserver import DevServer
+from conductor_worker.process.devserver import DevServer
 from contracts.ids import ticket_job_id, ticket_workflow_id
 from tests.helpers import (
     free_port,

@@ -44,7 +44,7 @@ def own_moto(monkeypatch):
 
 @pytest.mark.timeout(90)
 async def test_sqs_outage_is_one_line_and_a_backoff(own_moto, settings, start_conductor, client, caplog):
-    caplog.set_level(logging.DEBUG, logger="conductor_worker.intake")
+    caplog.set_level(logging.DEBUG, logger="conductor_worker.intake.sqs")
     endpoint = own_moto.endpoint
     sqs = boto3.client("sqs", endpoint_url=endpoint, region_name="us-east-1")
     queues = make_intake_queues(sqs)
@@ -60,7 +60,7 @@ async def test_sqs_outage_is_one_line_and_a_backoff(own_moto, settings, start_co
     key = fresh_key()
     sqs.send_message(QueueUrl=queues["queue"], MessageBody=ticket_body(key))
     assert (await ticket_result(client, key)).state == JobState.SUCCEEDED
-    records = [r for r in caplog.records if r.name == "conductor_worker.intake"]
+    records = [r for r in caplog.records if r.name == "conductor_worker.intake.sqs"]
     warnings = [r.getMessage() for r in records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1, warnings  # 4 pollers, many failed receives: one line
     assert warnings[0].startswith("SQS receive failed (")

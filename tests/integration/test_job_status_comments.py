@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from conductor_worker.intake import SqsIntake
-from conductor_worker.messages import parse_message
+from conductor_worker.intake.messages import parse_message
+from conductor_worker.intake.sqs import SqsIntake
 from contracts.ids import ticket_workflow_id
 from contracts.jobs import JobResult, JobState
 from contracts.tickets import TicketMessage

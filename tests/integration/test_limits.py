@@ -19,8 +19,8 @@ import pytest
 from pydantic import SecretStr
 
 from activities.git_push import BundleError, push_bundle_branch
-from conductor_worker.gateway import start_gateway
-from conductor_worker.log_store import LocalLogStore
+from conductor_worker.gateway.log_store import LocalLogStore
+from conductor_worker.gateway.server import start_gateway
 from contracts.jobs import AgentStatus, TaskFile
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
 from security.tokens import mint_token

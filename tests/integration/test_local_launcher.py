@@ -6,7 +6,7 @@ from pathlib import Path
 
 from temporalio.testing import ActivityEnvironment
 
-from activities.launch_local import LocalLauncher
+from conductor_worker.process.worker import build_launcher
 from contracts.activity_io import LaunchAgentInput, StopAgentInput
 from stores.job_store import JobAttemptDir
 
@@ -27,7 +27,7 @@ def process_environment(pid: int) -> dict[str, str]:
 async def test_live_agent_environment_holds_no_credentials(settings, monkeypatch):
     for name, value in CREDENTIALS.items():
         monkeypatch.setenv(name, value)
-    launcher = LocalLauncher(settings)
+    launcher = build_launcher(settings)
     env = ActivityEnvironment()
     launched = await env.run(launcher.launch_agent, LaunchAgentInput(job_id="job/t/ENG-1", attempt=1))
     pid = int(launched.agent_id.removeprefix("local:"))
@@ -64,7 +64,7 @@ async def test_a_retried_launch_returns_another_replicas_agent_with_that_replica
     record.parent.mkdir(parents=True)
     # A pid that is not an agent here: the old code judged it dead on this host and launched a second one.
     record.write_text(json.dumps({"agent_id": "local:1", "host_task_queue": theirs}))
-    launcher = LocalLauncher(mine)
+    launcher = build_launcher(mine)
     launched = await ActivityEnvironment().run(
         launcher.launch_agent, LaunchAgentInput(job_id="job-x", attempt=1)
     )

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from conductor_worker.run_script import run_script
+from conductor_worker.pool_api.run_script import run_script
 from contracts.jobs import FailureClass
 from contracts.pool import ScriptStatus
 from tests.helpers import free_port, is_running, wait_for

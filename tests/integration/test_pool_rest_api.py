@@ -12,7 +12,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from conductor_worker.run_script import run_script
+from conductor_worker.pool_api.run_script import run_script
 from contracts.jobs import FailureClass
 from contracts.pool import MAX_POOL_AGENTS, PoolAgent, PoolState, ScriptStatus, pool_workflow_id
 from security.tokens import mint_agent_token, mint_token

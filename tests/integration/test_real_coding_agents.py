@@ -16,10 +16,10 @@ from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowFailureError
 from temporalio.service import RPCError
 
-from conductor_worker.intake import SqsIntake
-from conductor_worker.log_store import open_log_store
-from conductor_worker.logs_cli import print_log
-from conductor_worker.messages import parse_message
+from conductor_worker.commands.logs_cli import print_log
+from conductor_worker.gateway.log_store import open_log_store
+from conductor_worker.intake.messages import parse_message
+from conductor_worker.intake.sqs import SqsIntake
 from contracts import search_attributes as sa
 from contracts.ids import ticket_job_id, ticket_workflow_id
 from contracts.jobs import JobState

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from activities.launch_local import LocalLauncher
 from activities.sandbox import SandboxUnavailable
 from agent_runtime.builtin_steps import CLI_HOME_DIR
+from conductor_worker.process.worker import build_launcher
 from contracts.ids import safe_name, ticket_job_id
 from contracts.jobs import JobState, TaskFile
 from stores.attempts import file_key
@@ -134,5 +134,5 @@ async def test_the_same_hostile_agent_unsandboxed_reaches_everything(
 def test_without_bubblewrap_the_launcher_refuses_unless_unsafe(settings, monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(SandboxUnavailable, match="CONDUCTOR_SANDBOX=unsafe"):
-        LocalLauncher(settings)
-    assert LocalLauncher(settings.model_copy(update={"sandbox": "unsafe"})).sandbox == "unsafe"
+        build_launcher(settings)
+    assert build_launcher(settings.model_copy(update={"sandbox": "unsafe"})).sandbox == "unsafe"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from temporalio.client import WorkflowExecutionStatus
 
-from conductor_worker.devserver import temporal_executable
+from conductor_worker.process.devserver import temporal_executable
 from contracts.jobs import JobResult, JobState
 from contracts.schedules import schedule_id
 from tests.git_helpers import git

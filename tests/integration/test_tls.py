@@ -9,8 +9,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from conductor_worker.gateway import start_gateway
-from conductor_worker.run_script import run_script
+from conductor_worker.gateway.server import start_gateway
+from conductor_worker.pool_api.run_script import run_script
 from conductor_worker.tls import TlsConfigError
 from contracts.jobs import JobState
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc

@@ -11,8 +11,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from activities import task_files
-from conductor_worker.app import run_conductor
-from conductor_worker.gateway import start_gateway
+from conductor_worker.gateway.server import start_gateway
+from conductor_worker.process.app import run_conductor
 from contracts.jobs import JobState, TaskFile
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
 from security.tokens import mint_token

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from temporalio.client import Client
 
-from conductor_worker.devserver import temporal_executable
+from conductor_worker.process.devserver import temporal_executable
 from contracts.ids import account_workflow_id, incident_key, ticket_job_id, ticket_workflow_id
 from contracts.jobs import JobState
 from tests.helpers import fresh_key, incident_job_result, sqs_client, ticket_body, ticket_result, wait_for

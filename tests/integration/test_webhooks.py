@@ -207,9 +207,9 @@ async def test_with_the_signature_check_off_a_forged_delivery_starts_a_job(
     client, webhook_settings, start_conductor, monkeypatch
 ):
     """The 401 above is the check's doing: with it off, the same forged delivery makes a job."""
-    import conductor_worker.webhooks
+    import conductor_worker.intake.webhooks
 
-    monkeypatch.setattr(conductor_worker.webhooks, "signature_matches", lambda *args: True)
+    monkeypatch.setattr(conductor_worker.intake.webhooks, "signature_matches", lambda *args: True)
     settings = webhook_settings
     await start_conductor(settings)
     await served(settings)

@@ -14,7 +14,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 with workflow.unsafe.imports_passed_through():
-    from conductor_worker.worker import WORKFLOWS
+    from conductor_worker.process.worker import WORKFLOWS
     from contracts.jobs import JobResult
     from contracts.tickets import TicketMessage
     from workflows.ticket import TicketWorkflow

@@ -1,8 +1,8 @@
-"""What an agent's heartbeat may put into Temporal is bounded (conductor_worker/agent_channel.py)."""
+"""What an agent's heartbeat may put into Temporal is bounded (conductor_worker/gateway/agent_channel.py)."""
 
 import json
 
-from conductor_worker.agent_channel import MAX_NAME_CHARS, MAX_STEPS, _bounded
+from conductor_worker.gateway.agent_channel import MAX_NAME_CHARS, MAX_STEPS, _bounded
 
 
 def test_a_hostile_agents_step_states_are_cut_to_the_bounds():

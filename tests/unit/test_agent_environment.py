@@ -4,6 +4,7 @@ import pytest
 
 from activities.launch_local import agent_environment
 from conductor_worker.config import Settings
+from conductor_worker.process.launcher_settings import agent_environment_config
 
 SECRETS = {
     "GITHUB_TOKEN": "ghp_secret",
@@ -30,7 +31,7 @@ def test_agent_gets_only_gateway_token_and_workdir(leaky_environment, tmp_path):
         temporal_address="temporal.internal:7233",
         gateway_listen="127.0.0.1:50051",
     )
-    env = agent_environment(settings, "tok", tmp_path / "w")
+    env = agent_environment(agent_environment_config(settings), "tok", tmp_path / "w")
     assert env["CONDUCTOR_AGENT_GATEWAY"] == "127.0.0.1:50051"
     assert env["CONDUCTOR_AGENT_TOKEN"] == "tok"
     assert not set(SECRETS) & set(env)
@@ -47,7 +48,7 @@ def test_a_cli_agent_gets_the_model_gateway_and_no_model_key(leaky_environment, 
         model_gateway_public_url="http://127.0.0.1:8080",
         model_openai_api_key="sk-upstream",
     )
-    env = agent_environment(settings, "tok", tmp_path / "w")
+    env = agent_environment(agent_environment_config(settings), "tok", tmp_path / "w")
     assert env["CONDUCTOR_AGENT_MODEL_GATEWAY"] == "http://127.0.0.1:8080"
     assert not {"OPENAI_API_KEY", "ANTHROPIC_API_KEY", "CODEX_HOME"} & set(env)
     assert not any("sk-" in value for value in env.values())

@@ -6,7 +6,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from conductor_worker.agent_spans import MAX_NAME_CHARS, MAX_STEP_SPANS, AgentSpans, parent_context
+from conductor_worker.gateway.agent_spans import MAX_NAME_CHARS, MAX_STEP_SPANS, AgentSpans, parent_context
 from proto.conductor.v1 import agent_pb2
 from stores.attempts import StagedAttempt
 

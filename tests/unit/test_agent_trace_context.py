@@ -1,5 +1,5 @@
 """The agent's side of the job's trace: its steps get the trace context as TRACEPARENT, and its result
-reports when each step ran (the gateway makes the spans: conductor_worker/agent_spans.py)."""
+reports when each step ran (the gateway makes the spans: conductor_worker/gateway/agent_spans.py)."""
 
 import time
 from pathlib import Path

@@ -5,8 +5,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from conductor_worker.alarm_messages import parse_classic_sns_alarm, parse_eventbridge_alarm, unwrap_sns
-from conductor_worker.messages import PoisonMessage, parse_message
+from conductor_worker.intake.alarm_messages import (
+    parse_classic_sns_alarm,
+    parse_eventbridge_alarm,
+    unwrap_sns,
+)
+from conductor_worker.intake.messages import PoisonMessage, parse_message
 from contracts.alarms import Alarm, AlarmState
 from contracts.tickets import TicketMessage
 from tests.helpers import EXAMPLES

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from conductor_worker.messages import parse_message
+from conductor_worker.intake.messages import parse_message
 from contracts.alarms import AccountChains, Alarm, Chain, ChainPolicy, PlacementKind
 from tests.helpers import EXAMPLES
 from workflows.chaining import chain_id_for, find_chain, place_alarm, prune, wants_job

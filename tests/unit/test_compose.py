@@ -14,7 +14,7 @@ import pytest
 import typer
 import yaml
 
-from conductor_worker.cli import app as conductor_cli
+from conductor_worker.commands.cli import app as conductor_cli
 from conductor_worker.config import Settings
 
 ROOT = Path(__file__).parents[2]

@@ -11,6 +11,7 @@ from temporalio.testing import ActivityEnvironment
 from activities import launch_fargate
 from activities.launch_fargate import FargateLauncher, ecs_error, run_task_request
 from conductor_worker.config import Settings
+from conductor_worker.process.launcher_settings import fargate_launcher_config
 from contracts.activity_io import LaunchAgentInput
 
 
@@ -38,13 +39,14 @@ def test_request_holds_tls_paths_but_not_the_model_key_and_keys_fit_ecs_limits(t
         tmp_path, coding_agent="codex", agent_tls_ca_file="/etc/conductor/ca.pem", ecs_assign_public_ip=True
     )
     job = LaunchAgentInput(job_id="incident/204772699175/2026-05-12T20:00:00Z/job-2", attempt=3)
-    request = run_task_request(settings, job, "arn:td", "agent", "tok", "c" * 64)
+    config = fargate_launcher_config(settings)
+    request = run_task_request(config, job, "arn:td", "agent", "tok", "c" * 64)
     env = {e["name"]: e["value"] for e in request["overrides"]["containerOverrides"][0]["environment"]}
     assert env["CONDUCTOR_AGENT_TLS_CA"] == "/etc/conductor/ca.pem"
     assert env["CONDUCTOR_AGENT_CODING_AGENT"] == "codex" and "OPENAI_API_KEY" not in env
     assert request["networkConfiguration"]["awsvpcConfiguration"]["assignPublicIp"] == "ENABLED"
     assert len(request["startedBy"]) <= 36
-    other = run_task_request(settings, job.model_copy(update={"attempt": 4}), "arn:td", "agent", "tok", "c")
+    other = run_task_request(config, job.model_copy(update={"attempt": 4}), "arn:td", "agent", "tok", "c")
     assert other["startedBy"] != request["startedBy"]
 
 
@@ -99,7 +101,9 @@ class FakeEcs:
 
 async def test_a_launch_without_capacity_is_retried_with_a_new_request(tmp_path):
     ecs = FakeEcs()
-    launcher = FargateLauncher(fargate_settings(tmp_path, ecs_task_definition="agent"), ecs)
+    launcher = FargateLauncher(
+        fargate_launcher_config(fargate_settings(tmp_path, ecs_task_definition="agent")), ecs
+    )
     job = LaunchAgentInput(job_id="job/ticket/jira/ENG-1", attempt=1)
     with pytest.raises(ApplicationError, match="RESOURCE:FARGATE") as raised:
         await ActivityEnvironment().run(launcher.launch_agent, job)
@@ -113,7 +117,7 @@ def test_is_alive_answers_from_a_fresh_status_and_refreshes_a_stale_one_in_the_b
     tmp_path, monkeypatch
 ):
     ecs = FakeEcs()
-    launcher = FargateLauncher(fargate_settings(tmp_path), ecs)
+    launcher = FargateLauncher(fargate_launcher_config(fargate_settings(tmp_path)), ecs)
     assert launcher.is_alive("fargate:arn:t") and ecs.calls == 1
     assert launcher.is_alive("fargate:arn:t") and ecs.calls == 1
     monkeypatch.setattr(launch_fargate, "STATUS_TTL_SECONDS", 0.0)

@@ -6,7 +6,7 @@ import pytest
 
 from activities.routing import Router
 from conductor_worker.config import Settings
-from conductor_worker.messages import parse_message
+from conductor_worker.intake.messages import parse_message
 from contracts.activity_io import RouteIncidentInput, RouteTicketInput
 from contracts.policies import JobPolicy
 from tests.helpers import ticket_body

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from conductor_worker.log_blocks import BadLogBlock, LogBlock
-from conductor_worker.log_store import LocalLogStore, LogStore
+from conductor_worker.gateway.log_blocks import BadLogBlock, LogBlock
+from conductor_worker.gateway.log_store import LocalLogStore, LogStore
 from contracts.logs import LogLine
 
 pytestmark = pytest.mark.timeout(60)

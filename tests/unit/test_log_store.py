@@ -4,7 +4,7 @@ import boto3
 import pytest
 
 from conductor_worker.config import Settings
-from conductor_worker.log_store import LocalLogStore, LogStore, S3LogStore, open_log_store
+from conductor_worker.gateway.log_store import LocalLogStore, LogStore, S3LogStore, open_log_store
 from contracts.logs import LogLine
 
 pytestmark = pytest.mark.timeout(60)

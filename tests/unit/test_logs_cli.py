@@ -6,8 +6,8 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from conductor_worker.cli import app
-from conductor_worker.log_store import LocalLogStore
+from conductor_worker.commands.cli import app
+from conductor_worker.gateway.log_store import LocalLogStore
 from contracts.logs import LogLine
 
 pytestmark = pytest.mark.timeout(60)

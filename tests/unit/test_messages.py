@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conductor_worker.messages import PoisonMessage, parse_message
+from conductor_worker.intake.messages import PoisonMessage, parse_message
 from tests.helpers import EXAMPLES
 from tests.malformed_messages import MALFORMED_TICKETS
 

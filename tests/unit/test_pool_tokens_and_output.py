@@ -3,7 +3,7 @@
 import pytest
 
 from agent_runtime.pool import _Output
-from conductor_worker.run_script import exit_code_for
+from conductor_worker.pool_api.run_script import exit_code_for
 from contracts.jobs import FailureClass
 from contracts.pool import OUTPUT_LIMIT, ScriptResult, ScriptStatus
 from security.tokens import TokenError, mint_agent_token, mint_token, verify_agent_token, verify_token

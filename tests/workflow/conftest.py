@@ -13,7 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.pool_dispatch import submit_script_task
-from conductor_worker.devserver import register_search_attributes, test_server_executable
+from conductor_worker.process.devserver import register_search_attributes, test_server_executable
 from tests.workflow.harness import Harness
 from workflows.agent_pool import AgentPoolWorkflow
 from workflows.script_task import ScriptTaskWorkflow

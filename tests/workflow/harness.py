@@ -21,8 +21,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from conductor_worker.devserver import temporal_executable
-from conductor_worker.task_failures import WorkflowTaskFailures
+from conductor_worker.process.devserver import temporal_executable
+from conductor_worker.process.task_failures import WorkflowTaskFailures
 from contracts import search_attributes
 
 T = TypeVar("T")

@@ -12,8 +12,8 @@ from temporalio.service import RPCError
 
 from activities.recorder import Recorder
 from conductor_worker.config import Settings
-from conductor_worker.intake import SqsIntake
-from conductor_worker.worker import build_recording_worker
+from conductor_worker.intake.sqs import SqsIntake
+from conductor_worker.process.worker import build_recording_worker
 from contracts.alarms import Alarm, AlarmState
 from contracts.incidents import IncidentChainStatus
 from contracts.jobs import AgentStatus, JobStatus

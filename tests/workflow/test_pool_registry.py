@@ -11,7 +11,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.client import WorkflowUpdateFailedError
 
-from conductor_worker.pool_calls import PoolCalls, RegistryFull
+from conductor_worker.pool_api.pool_calls import PoolCalls, RegistryFull
 from contracts.pool import (
     MAX_POOL_AGENTS,
     REGISTRY_BYTES_LIMIT,

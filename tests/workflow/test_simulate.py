@@ -14,12 +14,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conductor_worker.cli import app
+from conductor_worker.commands.cli import app
 from conductor_worker.config import Settings
-from conductor_worker.messages import PoisonMessage, parse_message
-from conductor_worker.scenario import ScenarioError, load_scenario
-from conductor_worker.simulate import simulate
-from conductor_worker.simulation_report import SimulationReport
+from conductor_worker.intake.messages import PoisonMessage, parse_message
+from conductor_worker.simulation.report import SimulationReport
+from conductor_worker.simulation.scenario import ScenarioError, load_scenario
+from conductor_worker.simulation.simulate import simulate
 from contracts.alarms import Alarm, AlarmState
 from contracts.tickets import TicketMessage
 from tests.helpers import EXAMPLES

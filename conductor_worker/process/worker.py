@@ -21,7 +21,8 @@ from activities.status_comment import StatusComments
 from activities.steering import SteeringMailbox
 from activities.task_files import TaskFileStager
 from conductor_worker.config import Settings
-from conductor_worker.task_failures import WorkflowTaskFailures
+from conductor_worker.process.launcher_settings import fargate_launcher_config, local_launcher_config
+from conductor_worker.process.task_failures import WorkflowTaskFailures
 from stores.attempts import StagedAttempts
 from stores.mailbox import JobMailbox
 from workflows.agent_job import AgentJobWorkflow
@@ -97,14 +98,15 @@ def operations_activities(client: Client, settings: Settings, task_queue: str) -
 def build_launcher(settings: Settings) -> LocalLauncher | FargateLauncher:
     """The configured launcher; `fargate` refuses to start without its settings (FargateConfigError)."""
     if settings.launcher == "fargate":
-        return FargateLauncher(settings, ecs_client(settings))
-    return LocalLauncher(settings)
+        config = fargate_launcher_config(settings)
+        return FargateLauncher(config, ecs_client(config.ecs))
+    return LocalLauncher(local_launcher_config(settings), settings.open_blob_store())
 
 
 def build_activities(client: Client, settings: Settings, task_queue: str) -> tuple[list, list]:
     """(activities for the shared task queue, activities for this replica's own host queue)."""
     launcher = build_launcher(settings)
-    # Completed by the agent gateway (conductor_worker/agent_channel.py); it only judges a silence.
+    # Completed by the agent gateway (conductor_worker/gateway/agent_channel.py); it only judges a silence.
     watcher = AgentResultWatcher(handshake_timeout_seconds=settings.handshake_timeout_seconds)
     blobs = settings.open_blob_store()
     github_publisher = GithubPublisher(

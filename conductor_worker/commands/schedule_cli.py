@@ -3,7 +3,7 @@
 Each run is an ordinary job (`job/schedule/<name>/<scheduled time>`) on a branch of its own, found in the
 Web UI by `ConductorJobKind = 'scheduled'`. `temporal schedule trigger --schedule-id schedule/<name>` runs
 one now; `temporal schedule describe` shows its recent runs. Each command ends by `hard_exit` after its last
-client call (conductor_worker/hard_exit.py).
+client call (conductor_worker/commands/hard_exit.py).
 """
 
 import asyncio
@@ -13,9 +13,8 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from conductor_worker.config import Settings
-from conductor_worker.hard_exit import hard_exit
-from conductor_worker.schedules import (
+from conductor_worker.commands.hard_exit import hard_exit
+from conductor_worker.commands.schedules import (
     ScheduleError,
     create_schedule,
     delete_schedule,
@@ -24,6 +23,7 @@ from conductor_worker.schedules import (
     pause_schedule,
     unpause_schedule,
 )
+from conductor_worker.config import Settings
 from contracts.schedules import PROMPT_LIMIT, ScheduledJob
 
 app = typer.Typer(help="Recurring agent jobs on Temporal Schedules.", no_args_is_help=True)
@@ -33,7 +33,7 @@ Name = Annotated[str, typer.Argument(help="The schedule's name: lowercase letter
 
 def _run(call):
     """Run one client call against the conductor's Temporal; a refusal is one line and exit code 1."""
-    from conductor_worker.client import connect
+    from conductor_worker.process.client import connect
 
     async def run():
         return await call(await connect(Settings()))

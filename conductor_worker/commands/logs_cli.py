@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from conductor_worker.config import Settings
-from conductor_worker.log_store import LogStore, dropped_note, open_log_store
+from conductor_worker.gateway.log_store import LogStore, dropped_note, open_log_store
 from contracts.agent_events import event_from_log_text
 
 FOLLOW_POLL_SECONDS = 0.5

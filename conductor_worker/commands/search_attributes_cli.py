@@ -14,9 +14,9 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSe
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from conductor_worker.client import connect
+from conductor_worker.commands.hard_exit import hard_exit
 from conductor_worker.config import Settings
-from conductor_worker.hard_exit import hard_exit
+from conductor_worker.process.client import connect
 from contracts import search_attributes
 
 app = typer.Typer(help="Register and list the conductor's search attributes.", no_args_is_help=True)

@@ -26,7 +26,7 @@ async def connect(
     interceptors: Sequence[Interceptor] = (),
 ) -> Client:
     """`runtime`: one that exports metrics (conductor_worker/metrics.py); the SDK's default otherwise.
-    `interceptors`: e.g. tracing (conductor_worker/tracing.py); workers built on the client take them too."""
+    `interceptors`: e.g. tracing (conductor_worker/process/tracing.py); workers built on the client take them too."""
     deadline = time.monotonic() + patience
     delay = 0.2
     while True:

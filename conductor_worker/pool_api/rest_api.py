@@ -6,7 +6,7 @@
 
 Every call is authenticated: registration with the pool join secret, everything else with the agent's
 own token, whose agent id must be the caller's. The dispatch state is in Temporal (conductor_worker/
-pool_calls.py), so agents may use any conductor; a 5xx or a dropped connection means "try the next".
+pool_api/pool_calls.py), so agents may use any conductor; a 5xx or a dropped connection means "try the next".
 The schema is at /openapi.json, the docs at /docs.
 """
 
@@ -28,9 +28,9 @@ from temporalio.client import Client
 from temporalio.exceptions import TemporalError
 from temporalio.service import RPCError
 
-from conductor_worker.body_limit import BodyLimit
 from conductor_worker.config import Settings
-from conductor_worker.pool_calls import PoolCallError, PoolCalls
+from conductor_worker.pool_api.body_limit import BodyLimit
+from conductor_worker.pool_api.pool_calls import PoolCallError, PoolCalls
 from conductor_worker.tls import tls_enabled, uvicorn_ssl_options
 from contracts.pool import (
     BEAT_SECONDS,

@@ -7,7 +7,7 @@ written. Any replica serves any agent: nothing an agent needs is on one conducto
 files, bundles) goes to the blob store, never through workflow history: with S3 the agent moves it
 itself with presigned URLs; with the local store it streams through here.
 The agent's handshake, heartbeats and result go to Temporal as calls on its attempt's await activity
-(conductor_worker/agent_channel.py); the job store keeps a local record of them (handshake.json, heartbeat,
+(conductor_worker/gateway/agent_channel.py); the job store keeps a local record of them (handshake.json, heartbeat,
 result.json) that nothing polls. Without a Temporal client (a gateway alone, in tests) only that record is
 kept.
 """
@@ -28,12 +28,12 @@ from pydantic import TypeAdapter, ValidationError
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from conductor_worker.agent_channel import AgentChannel, AttemptEnded
-from conductor_worker.agent_spans import AgentSpans
 from conductor_worker.config import Settings
-from conductor_worker.log_blocks import LogBlock
-from conductor_worker.log_group_writer import LogGroupWriter
-from conductor_worker.log_store import LogStore, open_log_store
+from conductor_worker.gateway.agent_channel import AgentChannel, AttemptEnded
+from conductor_worker.gateway.agent_spans import AgentSpans
+from conductor_worker.gateway.log_blocks import LogBlock
+from conductor_worker.gateway.log_group_writer import LogGroupWriter
+from conductor_worker.gateway.log_store import LogStore, open_log_store
 from conductor_worker.metrics import GatewayMetrics, client_meter
 from conductor_worker.tls import grpc_server_credentials, tls_enabled
 from contracts.jobs import AgentResult, AgentStatus, FailureClass
@@ -382,7 +382,7 @@ async def start_gateway(
     """Start the gRPC gateway with health checking; returns the server and its bound port.
 
     With `client`, the agent channel goes through Temporal; without, the gateway only keeps its record.
-    With `tracer`, the agents' steps become spans of their jobs' traces (conductor_worker/agent_spans.py)."""
+    With `tracer`, the agents' steps become spans of their jobs' traces (conductor_worker/gateway/agent_spans.py)."""
     # Past this a message is refused with RESOURCE_EXHAUSTED before it is parsed (bundles come in chunks).
     limit = settings.grpc_max_receive_bytes
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit)])

@@ -24,7 +24,7 @@ from typing import IO
 from pydantic import BaseModel
 
 from conductor_worker.config import Settings
-from conductor_worker.log_blocks import LogBlock
+from conductor_worker.gateway.log_blocks import LogBlock
 from contracts.ids import safe_name
 from contracts.logs import LogLine
 from stores.job_store import write_atomic

@@ -5,7 +5,7 @@ at any point means a redelivery, never a lost ticket; the workflow id makes the 
 A poison message (one that can never be acted on) goes to the dead-letter queue with its reason attribute
 and one log line, and is deleted from the work queue. A start that fails because Temporal is unreachable
 is not poison: the intake stops receiving and holds its messages until Temporal is back
-(conductor_worker/intake_outage.py). An SQS outage is one log line and a backoff, not a traceback a poll.
+(conductor_worker/intake/outage.py). An SQS outage is one log line and a backoff, not a traceback a poll.
 """
 
 import asyncio
@@ -21,11 +21,11 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
 from conductor_worker.config import Settings
-from conductor_worker.dlq import REASON_ATTRIBUTE, SOURCE_ID_ATTRIBUTE, find_dlq
-from conductor_worker.intake_outage import Availability, KeptInvisible, is_refusal
-from conductor_worker.messages import PoisonMessage, parse_message
+from conductor_worker.intake.dlq import REASON_ATTRIBUTE, SOURCE_ID_ATTRIBUTE, find_dlq
+from conductor_worker.intake.messages import PoisonMessage, parse_message
+from conductor_worker.intake.outage import Availability, KeptInvisible, is_refusal
+from conductor_worker.intake.ticket_start import START_RPC_TIMEOUT, start_ticket
 from conductor_worker.metrics import IntakeMetrics, client_meter
-from conductor_worker.ticket_start import START_RPC_TIMEOUT, start_ticket
 from contracts.alarms import Alarm
 from contracts.ids import account_workflow_id, ticket_workflow_id
 from contracts.incidents import IncidentChainInput
@@ -61,7 +61,7 @@ class SqsIntake:
         self._sqs_failed_at = 0.0
         self._last_start_error: BaseException | None = None
         self._metrics = IntakeMetrics(client_meter(client))
-        # Each message opens its trace; the workflow start inside carries it on (conductor_worker/tracing.py).
+        # Each message opens its trace; the workflow start inside carries it on (conductor_worker/process/tracing.py).
         self._tracer = tracer or trace.NoOpTracer()
         # Where a ticket's whole description goes when its payload carries a cut one.
         self._blobs = settings.open_blob_store()

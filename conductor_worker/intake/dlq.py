@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-# Set by the intake on each message it dead-letters (conductor_worker/intake.py).
+# Set by the intake on each message it dead-letters (conductor_worker/intake/sqs.py).
 REASON_ATTRIBUTE = "ConductorRejectReason"
 SOURCE_ID_ATTRIBUTE = "SourceMessageId"
 # Set on a message redriven to the source queue: the DLQ message it came from.

@@ -11,11 +11,11 @@ from typing import Annotated
 
 import typer
 
+from conductor_worker.commands.dlq_cli import app as dlq_app
+from conductor_worker.commands.logs_cli import logs as logs_command
+from conductor_worker.commands.schedule_cli import app as schedule_app
+from conductor_worker.commands.search_attributes_cli import app as search_attributes_app
 from conductor_worker.config import Settings
-from conductor_worker.dlq_cli import app as dlq_app
-from conductor_worker.logs_cli import logs as logs_command
-from conductor_worker.schedule_cli import app as schedule_app
-from conductor_worker.search_attributes_cli import app as search_attributes_app
 
 app = typer.Typer(
     help="Agent Conductor: tickets -> durable coding-agent jobs on Temporal.", no_args_is_help=True
@@ -34,12 +34,12 @@ def _setup_logging(verbose: bool) -> None:
 
 
 async def _serve_until_signalled(settings: Settings) -> None:
-    from conductor_worker.app import run_conductor
+    from conductor_worker.process.app import run_conductor
 
     stop = asyncio.Event()
 
     def drain(sig: signal.Signals) -> None:
-        # A deploy's SIGTERM drains like the shutdown flag file does (conductor_worker/drain.py).
+        # A deploy's SIGTERM drains like the shutdown flag file does (conductor_worker/process/drain.py).
         logging.getLogger(__name__).info("%s received: draining", sig.name)
         stop.set()
 
@@ -60,7 +60,7 @@ def dev(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Start a Temporal dev server (SQLite under the state dir, Web UI), worker, gateway and launcher."""
-    from conductor_worker.devserver import DevServer
+    from conductor_worker.process.devserver import DevServer
 
     _setup_logging(verbose)
     settings = Settings()
@@ -99,7 +99,7 @@ def send(
     files: Annotated[list[Path], typer.Argument(help="JSON message bodies to send.", exists=True)],
 ) -> None:
     """Send message bodies (e.g. Jira issue JSON) to the configured SQS queue."""
-    from conductor_worker.app import sqs_client
+    from conductor_worker.process.app import sqs_client
 
     settings = Settings()
     if not settings.sqs_queue_url:
@@ -130,10 +130,10 @@ def simulate(
     SCENARIO .jsonl: one SQS message body per line, delivered in file order 100 ms of simulated time apart.
     No agent starts: a recorder stands in for the launcher and the publishers.
     """
-    from conductor_worker.scenario import ScenarioError, load_scenario
-    from conductor_worker.simulate import simulate as run_scenario
-    from conductor_worker.simulation_report import render_table
-    from conductor_worker.simulation_run import SimulationStuck
+    from conductor_worker.simulation.report import render_table
+    from conductor_worker.simulation.run import SimulationStuck
+    from conductor_worker.simulation.scenario import ScenarioError, load_scenario
+    from conductor_worker.simulation.simulate import simulate as run_scenario
 
     # A job failing (no route, a failing agent) is a decision to report, not a traceback to print.
     logging.getLogger("temporalio").setLevel(logging.ERROR)
@@ -167,9 +167,9 @@ def run_script_command(
     completed, the script's own code when it failed (128+N if killed by signal N), 124 when it timed
     out, 69 when no agent took it or its agents were lost.
     """
-    from conductor_worker.client import connect
-    from conductor_worker.hard_exit import hard_exit
-    from conductor_worker.run_script import exit_code_for, run_script, summary_line
+    from conductor_worker.commands.hard_exit import hard_exit
+    from conductor_worker.pool_api.run_script import exit_code_for, run_script, summary_line
+    from conductor_worker.process.client import connect
 
     settings = Settings()
 
@@ -206,9 +206,9 @@ def doctor(
 ) -> None:
     """List what is stuck: workflows whose task keeps failing, claims held by closed jobs, jobs waiting
     for a claim that does not list them. Exit code 1 when anything is found."""
-    from conductor_worker.client import connect
-    from conductor_worker.doctor import diagnose
-    from conductor_worker.hard_exit import hard_exit
+    from conductor_worker.commands.doctor import diagnose
+    from conductor_worker.commands.hard_exit import hard_exit
+    from conductor_worker.process.client import connect
 
     settings = Settings()
 

@@ -8,8 +8,8 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from conductor_worker.log_blocks import LogBlock
-from conductor_worker.log_store import LogStore
+from conductor_worker.gateway.log_blocks import LogBlock
+from conductor_worker.gateway.log_store import LogStore
 from contracts.logs import LogLine
 
 

@@ -73,7 +73,7 @@ def _check_tree(doc: Any, what: str) -> None:
 def _parse_document(doc: dict[str, Any], unknown: str = "unknown message shape") -> TicketMessage | Alarm:
     """One JSON object, bare or unwrapped from SNS -> the parser for its shape."""
     # Imported here because alarm_messages imports PoisonMessage from this module.
-    from conductor_worker import alarm_messages
+    from conductor_worker.intake import alarm_messages
 
     if doc.get("Type") == "Notification":  # unwrap_sns rejects a second envelope, so this recurses once
         return _parse_document(

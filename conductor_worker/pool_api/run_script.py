@@ -4,7 +4,7 @@
     result.status, result.exit_code, result.stdout, result.failure_class
 
 The task is a `ScriptTaskWorkflow` (`script/<task id>`); the client needs the pydantic data converter
-(conductor_worker/client.py). A pool agent with the capability must be polling some conductor.
+(conductor_worker/process/client.py). A pool agent with the capability must be polling some conductor.
 """
 
 import uuid

@@ -6,17 +6,23 @@ import logging
 import boto3
 from opentelemetry.sdk.trace import TracerProvider
 
-from conductor_worker.client import connect
 from conductor_worker.config import Settings
-from conductor_worker.drain import DrainLog, clear_ready_file, running_agents, watch_flag, write_ready_file
-from conductor_worker.gateway import start_gateway
-from conductor_worker.intake import SqsIntake
-from conductor_worker.job_gauge import report_job_states
+from conductor_worker.gateway.server import start_gateway
+from conductor_worker.intake.sqs import SqsIntake
+from conductor_worker.intake.webhooks import webhook_router
 from conductor_worker.metrics import client_meter, metrics_runtime
-from conductor_worker.rest_api import start_rest_api
-from conductor_worker.tracing import client_interceptors, tracer_of, tracer_provider
-from conductor_worker.webhooks import webhook_router
-from conductor_worker.worker import build_launcher, build_workers
+from conductor_worker.pool_api.rest_api import start_rest_api
+from conductor_worker.process.client import connect
+from conductor_worker.process.drain import (
+    DrainLog,
+    clear_ready_file,
+    running_agents,
+    watch_flag,
+    write_ready_file,
+)
+from conductor_worker.process.job_gauge import report_job_states
+from conductor_worker.process.tracing import client_interceptors, tracer_of, tracer_provider
+from conductor_worker.process.worker import build_launcher, build_workers
 from model_gateway.routes import router_from_settings
 
 log = logging.getLogger(__name__)
@@ -34,7 +40,7 @@ def sqs_client(settings: Settings):
 async def run_conductor(
     settings: Settings, stop: asyncio.Event, tracing: TracerProvider | None = None
 ) -> None:
-    """Serve until `stop` is set or the shutdown flag says true, then drain (conductor_worker/drain.py).
+    """Serve until `stop` is set or the shutdown flag says true, then drain (conductor_worker/process/drain.py).
     `tracing`: where spans go; by default the OTLP exporter the settings name, if any."""
     tracing = tracing or tracer_provider(settings)
     clear_ready_file(settings.ready_path)

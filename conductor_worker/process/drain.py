@@ -10,7 +10,7 @@ Nothing is handed over explicitly. Agents run in their own sessions and outlive 
 gateway stops, their gRPC channels drop and reconnect by themselves to whichever conductor next listens
 at the same address (uploads and handshakes use wait_for_ready). Their await activities hold nothing on
 this conductor: the gateway that next hears an agent heartbeats and completes its activity through
-Temporal (conductor_worker/agent_channel.py), and a gateway silent for longer than a heartbeat window only
+Temporal (conductor_worker/gateway/agent_channel.py), and a gateway silent for longer than a heartbeat window only
 costs a retry of the activity, which waits one window more before it calls the agent lost
 (activities/agent_results.py). The pool agents' REST API stops last (requests in flight finish first);
 pool agents move on to their next conductor URL, and their tasks' state is in Temporal, so nothing is

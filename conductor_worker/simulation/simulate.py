@@ -3,7 +3,7 @@
 The intake's own calls (`parse_message`, then `SqsIntake.start_ticket` / `deliver_alarm`) deliver each
 message at its simulated time; the real TicketWorkflow, IncidentChainWorkflow and AgentJobWorkflow decide;
 the real Router routes; only the launcher and publishers are the Recorder, which notes each launch.
-The chain decisions come from each account workflow's `status` query (`conductor_worker/chain_log.py`).
+The chain decisions come from each account workflow's `status` query (`conductor_worker/simulation/chain_log.py`).
 """
 
 import asyncio
@@ -23,11 +23,11 @@ from temporalio.worker import Worker
 from activities.recorder import Recorder
 from activities.routing import load_routes
 from conductor_worker.config import Settings
-from conductor_worker.devserver import register_search_attributes, test_server_executable
-from conductor_worker.scenario import Scenario, ScenarioError
-from conductor_worker.simulation_report import SimulationReport
-from conductor_worker.simulation_run import SimulationRun
-from conductor_worker.worker import build_recording_worker
+from conductor_worker.process.devserver import register_search_attributes, test_server_executable
+from conductor_worker.process.worker import build_recording_worker
+from conductor_worker.simulation.report import SimulationReport
+from conductor_worker.simulation.run import SimulationRun
+from conductor_worker.simulation.scenario import Scenario, ScenarioError
 from contracts.jobs import AgentStatus
 from contracts.routing import AccountRouteRule, RepoRoute, RoutesConfig, TicketRouteRule
 

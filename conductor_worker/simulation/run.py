@@ -1,7 +1,7 @@
 """Driving one scenario through the simulated conductor: deliver on time, settle, then report each job.
 
 Launch times come from the Recorder (the server's clock at each launch), job outcomes from describing the
-job workflows, chain membership from the account workflows' logs (`conductor_worker/chain_log.py`).
+job workflows, chain membership from the account workflows' logs (`conductor_worker/simulation/chain_log.py`).
 """
 
 import asyncio
@@ -17,12 +17,12 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from activities.recorder import RecordedLaunch
-from conductor_worker.chain_log import AccountLog, ChainLogs
 from conductor_worker.config import Settings
-from conductor_worker.intake import SqsIntake
-from conductor_worker.messages import PoisonMessage, parse_message
-from conductor_worker.scenario import Scenario
-from conductor_worker.simulation_report import JobRow, RejectedMessage, SimulationReport, Totals
+from conductor_worker.intake.messages import PoisonMessage, parse_message
+from conductor_worker.intake.sqs import SqsIntake
+from conductor_worker.simulation.chain_log import AccountLog, ChainLogs
+from conductor_worker.simulation.report import JobRow, RejectedMessage, SimulationReport, Totals
+from conductor_worker.simulation.scenario import Scenario
 from contracts.alarms import Alarm
 from contracts.ids import incident_job_id, ticket_job_id, ticket_workflow_id
 from workflows.incident_chain import DECISIONS_KEPT

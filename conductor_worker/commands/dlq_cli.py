@@ -1,7 +1,7 @@
 """`conductor dlq list|show|redrive`: what the intake dead-lettered, and why; send it back when fixed.
 
 The DLQ is CONDUCTOR_SQS_DLQ_URL, else the one the intake queue's RedrivePolicy names; messages are
-redriven to CONDUCTOR_SQS_QUEUE_URL. See conductor_worker/dlq.py for how listing and redrive work on SQS.
+redriven to CONDUCTOR_SQS_QUEUE_URL. See conductor_worker/intake/dlq.py for how listing and redrive work on SQS.
 """
 
 from typing import Annotated
@@ -9,13 +9,13 @@ from typing import Annotated
 import typer
 
 from conductor_worker.config import Settings
-from conductor_worker.dlq import DeadLetterQueue, find_dlq
+from conductor_worker.intake.dlq import DeadLetterQueue, find_dlq
 
 app = typer.Typer(help="Inspect and redrive the intake's dead-letter queue.", no_args_is_help=True)
 
 
 def _open() -> DeadLetterQueue:
-    from conductor_worker.app import sqs_client
+    from conductor_worker.process.app import sqs_client
 
     settings = Settings()
     if not settings.sqs_queue_url:

@@ -6,7 +6,7 @@ its child workflows, signals and activities become spans, and Temporal's headers
 from one to the next, across replicas. The intake opens each trace with a `sqs.receive` span, so a
 ticket's trace begins where its message was taken off the queue. Workflow spans are made on first
 execution only, never again on replay. The agent's steps join the trace through the gateway
-(conductor_worker/agent_spans.py).
+(conductor_worker/gateway/agent_spans.py).
 """
 
 from opentelemetry import trace
