@@ -65,6 +65,8 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         self._channel = AgentChannel(client, self._logs.tail) if client is not None else None
         self._metrics = GatewayMetrics(client_meter(client)) if client is not None else None
         self._log_writer = LogGroupWriter(self._logs)
+        # Per token, the check of its latest log call: see _authorize_log_call.
+        self._log_checks: dict[str, asyncio.Future] = {}
 
     async def _access(self, context: grpc.aio.ServicerContext) -> JobAccess:
         metadata = dict(context.invocation_metadata() or ())
@@ -175,8 +177,25 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         self._metrics.heartbeat("stop" if stop else "recorded")
         return stop
 
+    async def _authorize_log_call(self, context: grpc.aio.ServicerContext) -> TokenClaims:
+        """`_authorize`, answered in the order the calls came: an agent keeps several log blocks in flight
+        and the store takes them in the order they reach it. The checks run in worker threads and may
+        finish in any order; a block queued before the one ahead of it leaves a gap, stores nothing and
+        is sent again. So each call waits for the check of the call before it (same token) to finish."""
+        token = str(dict(context.invocation_metadata() or ()).get("authorization", ""))
+        ahead = self._log_checks.get(token)
+        check = self._log_checks[token] = asyncio.ensure_future(self._authorize(context))
+        try:
+            if ahead is not None:
+                await asyncio.wait([ahead])  # its outcome is its own call's
+            claims, _ = await check
+            return claims
+        finally:
+            if self._log_checks.get(token) is check:
+                del self._log_checks[token]
+
     async def AppendLogs(self, request, context):
-        claims, _ = await self._authorize(context)
+        claims = await self._authorize_log_call(context)
 
         def lines() -> list[LogLine]:
             # Validated as one list: a flood of lines costs a quarter less than one model at a time.
@@ -197,7 +216,7 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         return await self._store_logs(context, claims, lines, request.final)
 
     async def AppendLogBlock(self, request, context):
-        claims, _ = await self._authorize(context)
+        claims = await self._authorize_log_call(context)
 
         def block() -> LogBlock:
             runs = [(run.step, run.stream, run.count) for run in request.runs]
