@@ -65,8 +65,8 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         self._channel = AgentChannel(client, self._logs.tail) if client is not None else None
         self._metrics = GatewayMetrics(client_meter(client)) if client is not None else None
         self._log_writer = LogGroupWriter(self._logs)
-        # Per token, the check of its latest log call: see _authorize_log_call.
-        self._log_checks: dict[str, asyncio.Future] = {}
+        # Per token, the turn of its latest log call: see _store_logs.
+        self._log_turns: dict[str, asyncio.Future] = {}
 
     async def _access(self, context: grpc.aio.ServicerContext) -> JobAccess:
         metadata = dict(context.invocation_metadata() or ())
@@ -177,26 +177,7 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         self._metrics.heartbeat("stop" if stop else "recorded")
         return stop
 
-    async def _authorize_log_call(self, context: grpc.aio.ServicerContext) -> TokenClaims:
-        """`_authorize`, answered in the order the calls came: an agent keeps several log blocks in flight
-        and the store takes them in the order they reach it. The checks run in worker threads and may
-        finish in any order; a block queued before the one ahead of it leaves a gap, stores nothing and
-        is sent again. So each call waits for the check of the call before it (same token) to finish."""
-        token = str(dict(context.invocation_metadata() or ()).get("authorization", ""))
-        ahead = self._log_checks.get(token)
-        check = self._log_checks[token] = asyncio.ensure_future(self._authorize(context))
-        try:
-            if ahead is not None:
-                await asyncio.wait([ahead])  # its outcome is its own call's
-            claims, _ = await check
-            return claims
-        finally:
-            if self._log_checks.get(token) is check:
-                del self._log_checks[token]
-
     async def AppendLogs(self, request, context):
-        claims = await self._authorize_log_call(context)
-
         def lines() -> list[LogLine]:
             # Validated as one list: a flood of lines costs a quarter less than one model at a time.
             return _LOG_LINES.validate_python(
@@ -213,20 +194,37 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
                 ]
             )
 
-        return await self._store_logs(context, claims, lines, request.final)
+        return await self._store_logs(context, lines, request.final)
 
     async def AppendLogBlock(self, request, context):
-        claims = await self._authorize_log_call(context)
-
         def block() -> LogBlock:
             runs = [(run.step, run.stream, run.count) for run in request.runs]
             return LogBlock.checked(request.first_seq, request.text, request.ts, runs)
 
-        return await self._store_logs(context, claims, block, request.final)
+        return await self._store_logs(context, block, request.final)
 
-    async def _store_logs(self, context, claims: TokenClaims, decode, final: bool) -> agent_pb2.LogAck:
+    async def _store_logs(self, context, decode, final: bool) -> agent_pb2.LogAck:
+        """Check the call's token, then queue its lines, in the order the calls came.
+
+        An agent keeps several log blocks in flight and the store takes them in the order they are
+        queued. The token checks run in worker threads and may finish in any order; a block queued
+        before the one ahead of it leaves a gap, stores nothing and is sent again. So the checks run
+        side by side, but each call queues only once the call before it (same token) has queued or failed.
+        """
+        token = str(dict(context.invocation_metadata() or ()).get("authorization", ""))
+        ahead = self._log_turns.get(token)
+        turn = self._log_turns[token] = asyncio.get_running_loop().create_future()
         try:
-            acked = await self._log_writer.store((claims.job_id, claims.attempt), decode, final)
+            claims, _ = await self._authorize(context)
+            if ahead is not None:
+                await asyncio.wait([ahead])
+            stored = self._log_writer.queue((claims.job_id, claims.attempt), decode, final)
+        finally:
+            turn.set_result(None)
+            if self._log_turns.get(token) is turn:
+                del self._log_turns[token]
+        try:
+            acked = await asyncio.shield(stored)
         except (ValueError, ValidationError) as err:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad log lines: {err}")
         return agent_pb2.LogAck(acked_through_seq=acked)
