@@ -296,7 +296,19 @@ class GatewayConnection:
 
 
 def log_block(lines: Sequence[LogLineFields], final: bool) -> agent_pb2.LogBlock:
-    """Consecutive lines as one `LogBlock`: columns, and runs of lines from one step and stream."""
+    """Consecutive lines as one `LogBlock`: columns, and runs of lines from one step and stream.
+
+    Lines that are columns already (the log buffer's `SpilledBlock`: `first_seq`, `texts`, `ts`, `runs`)
+    are taken as they are."""
+    runs_of = getattr(lines, "runs", None)
+    if runs_of is not None:
+        return agent_pb2.LogBlock(
+            first_seq=lines.first_seq,  # type: ignore[attr-defined]
+            text=lines.texts,  # type: ignore[attr-defined]
+            ts=lines.ts,  # type: ignore[attr-defined]
+            runs=[agent_pb2.LogRun(step=step, stream=stream, count=n) for step, stream, n in runs_of],
+            final=final,
+        )
     # Columns taken with C-level loops (map, itemgetter): no Python code per line.
     sources = list(map(itemgetter(1, 2), lines))
     runs = [

@@ -1,10 +1,11 @@
 """Log throughput through the gateway against raw loopback gRPC unary calls of the same payload.
 
 Gateway figure: the agent's path for a burst of log lines already buffered (LogBuffer, spilling past
-its 1 MiB bound, LogSender blocks, 4 in flight) -> `AppendLogBlock` on the real gateway -> the local log
-store, which de-duplicates, encodes and fsyncs (once per group of waiting blocks) before it acks. Raw
-figure: the same LogBlock messages (cut by the same buffer), already serialized, as unary calls one at a
-time to a loopback gRPC server that only answers. MB/s counts the lines' text.
+its 1 MiB bound; LogSender blocks, 4 in flight, the spilled ones read from the spill file as columns)
+-> `AppendLogBlock` on the real gateway -> the local log store, which de-duplicates, encodes and fsyncs
+(once per group of waiting blocks) before it acks. Raw figure: the same LogBlock messages (cut by the
+same buffer, so the same sizes), already serialized, as unary calls one at a time to a loopback gRPC
+server that only answers (it does not even parse them). MB/s counts the lines' text.
 
 Each server runs in a process of its own, as the conductor's gateway does beside the agent: this process
 plays the agent. `--one-process` runs both servers on an event loop in a thread of this process

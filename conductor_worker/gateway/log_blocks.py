@@ -87,12 +87,12 @@ class LogBlock:
         # Each column is encoded by one call to pydantic-core's JSON encoder (a Rust loop, 2.5 times
         # faster than a C call per string), then cut apart: inside an encoded string every `"` is
         # escaped, so `","` only ever separates two strings (as `,` does two numbers). Then the
-        # columns are interleaved and joined once.
+        # columns are interleaved and joined once. The seqs too are encoded by one call.
         texts = to_json(list(self.texts[skip:]))[2:-2].split(b'","')
         ts = to_json(list(self.ts[skip:]))[1:-1].split(b",")
         columns = zip(
             repeat(b'{"seq":', n),
-            map(b"%d".__mod__, range(self.first_seq + skip, self.last_seq + 1)),
+            to_json(list(range(self.first_seq + skip, self.last_seq + 1)))[1:-1].split(b","),
             self._sources(skip),
             texts,
             repeat(b'","ts":', n),

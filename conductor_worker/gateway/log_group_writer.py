@@ -48,12 +48,18 @@ class LogGroupWriter:
         reaches the store before the one ahead of it and leaves a gap), all those waiting at once in one
         worker-thread call with one fsync. Each is decoded and encoded in a worker thread as it arrives.
         """
+        return await asyncio.shield(self.queue(key, decode, final))
+
+    def queue(
+        self, key: tuple[str, int], decode: Callable[[], Sequence[LogLine] | LogBlock], final: bool
+    ) -> asyncio.Future:
+        """`store`'s first half, done at once: the call's place in the queue; its ack comes in the future."""
         loop = asyncio.get_running_loop()
         waiting = _WaitingLogs(loop.run_in_executor(None, _decode_ahead, decode), final, loop.create_future())
         self._queues.setdefault(key, []).append(waiting)
         if key not in self._writers:
             self._writers[key] = asyncio.create_task(self._write_logs(key))
-        return await asyncio.shield(waiting.ack)
+        return waiting.ack
 
     async def _write_logs(self, key: tuple[str, int]) -> None:
         try:

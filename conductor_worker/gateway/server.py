@@ -74,6 +74,8 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         self._log_writer = LogGroupWriter(self._logs)
         # The agent's steps as spans of its job's trace; without a tracer nothing is made.
         self._spans = AgentSpans(tracer) if tracer is not None else None
+        # Per token, the turn of its latest log call: see _store_logs.
+        self._log_turns: dict[str, asyncio.Future] = {}
 
     async def _access(self, context: grpc.aio.ServicerContext) -> JobAccess:
         metadata = dict(context.invocation_metadata() or ())
@@ -186,8 +188,6 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         return stop
 
     async def AppendLogs(self, request, context):
-        claims, _ = await self._authorize(context)
-
         def lines() -> list[LogLine]:
             # Validated as one list: a flood of lines costs a quarter less than one model at a time.
             return _LOG_LINES.validate_python(
@@ -204,20 +204,37 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
                 ]
             )
 
-        return await self._store_logs(context, claims, lines, request.final)
+        return await self._store_logs(context, lines, request.final)
 
     async def AppendLogBlock(self, request, context):
-        claims, _ = await self._authorize(context)
-
         def block() -> LogBlock:
             runs = [(run.step, run.stream, run.count) for run in request.runs]
             return LogBlock.checked(request.first_seq, request.text, request.ts, runs)
 
-        return await self._store_logs(context, claims, block, request.final)
+        return await self._store_logs(context, block, request.final)
 
-    async def _store_logs(self, context, claims: TokenClaims, decode, final: bool) -> agent_pb2.LogAck:
+    async def _store_logs(self, context, decode, final: bool) -> agent_pb2.LogAck:
+        """Check the call's token, then queue its lines, in the order the calls came.
+
+        An agent keeps several log blocks in flight and the store takes them in the order they are
+        queued. The token checks run in worker threads and may finish in any order; a block queued
+        before the one ahead of it leaves a gap, stores nothing and is sent again. So the checks run
+        side by side, but each call queues only once the call before it (same token) has queued or failed.
+        """
+        token = str(dict(context.invocation_metadata() or ()).get("authorization", ""))
+        ahead = self._log_turns.get(token)
+        turn = self._log_turns[token] = asyncio.get_running_loop().create_future()
         try:
-            acked = await self._log_writer.store((claims.job_id, claims.attempt), decode, final)
+            claims, _ = await self._authorize(context)
+            if ahead is not None:
+                await asyncio.wait([ahead])
+            stored = self._log_writer.queue((claims.job_id, claims.attempt), decode, final)
+        finally:
+            turn.set_result(None)
+            if self._log_turns.get(token) is turn:
+                del self._log_turns[token]
+        try:
+            acked = await asyncio.shield(stored)
         except (ValueError, ValidationError) as err:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad log lines: {err}")
         return agent_pb2.LogAck(acked_through_seq=acked)

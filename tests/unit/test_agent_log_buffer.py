@@ -216,3 +216,35 @@ def test_blocks_in_flight_answered_out_of_order_are_stored_once_and_in_order(tmp
     assert buffer.spilled_total > 0
     assert gateway.stored == list(range(1, 30_002))
     assert gateway.in_flight_peak > 1 and buffer.pending == 0
+
+
+def test_spilled_lines_are_sent_from_the_file_and_read_again_after_a_partial_ack(tmp_path: Path):
+    spill = tmp_path / "spill.pickle"
+    buffer = LogBuffer(spill, memory_bytes=4096)
+    for i in range(1, 2001):
+        buffer.append("s", "stdout" if i % 7 else "stderr", f"line {i}")
+    in_memory = buffer.next_batch(timeout=0)
+    buffer.ack(in_memory[-1].seq)
+    block = buffer.next_batch(timeout=0, after=in_memory[-1].seq)  # a block of columns, read from the file
+    assert not isinstance(block, list) and block[0].seq == in_memory[-1].seq + 1
+    assert [line.seq for line in block] == list(range(block[0].seq, block[-1].seq + 1))
+    assert block[-1] == list(block)[-1] and block[5].text == f"line {block[5].seq}"
+    assert {line.stream for line in block} == {"stdout", "stderr"}
+    # The conductor stored part of it (a lost ack, a gap): the rest is read from the file again.
+    partial = block[0].seq + 300
+    buffer.ack(partial)
+    again = buffer.next_batch(timeout=0, after=partial)
+    assert again[0].seq == partial + 1 and [line.text for line in again][:3] == [
+        f"line {partial + 1}",
+        f"line {partial + 2}",
+        f"line {partial + 3}",
+    ]
+    assert buffer.pending == 2000 - partial
+    assert buffer.save_unacked(tmp_path / "unsent.jsonl") == 2000 - partial
+    saved = [json.loads(raw)["seq"] for raw in (tmp_path / "unsent.jsonl").read_text().splitlines()]
+    assert saved == list(range(partial + 1, 2001))
+    assert spill.exists()
+    assert [line.seq for line in drain(buffer)] == list(range(partial + 1, 2001))
+    assert not spill.exists(), "the spill file is removed once every spilled line is acked"
+    buffer.append("s", "stdout", "after the flood")  # memory again
+    assert buffer.memory_bytes > 0 and isinstance(buffer.next_batch(timeout=0), list)
