@@ -222,7 +222,7 @@ class AgentChannel:
             await asyncio.to_thread(self._log_tail, job.job_id, EVENT_SCAN_LINES) if self._log_tail else []
         )
         events = [event for line in lines if (event := event_from_log_text(line.text))]
-        usage = await asyncio.to_thread(self._usage, job.job_id, job.attempt) if self._usage else None
+        usage = await self._usage_so_far(job)
         progress = AgentProgress(
             steps=_bounded(steps),
             last_lines=[line.render() for line in lines[-PROGRESS_LINES:]],
@@ -240,6 +240,15 @@ class AgentChannel:
             log.warning("could not relay progress of %s: %s", job.job_id, err)
             return
         tracked.relayed = progress
+
+    async def _usage_so_far(self, job: JobAttemptDir) -> ModelUsage | None:
+        if self._usage is None:
+            return None
+        try:
+            return await asyncio.to_thread(self._usage, job.job_id, job.attempt)
+        except Exception as err:  # the blob store (S3): progress is a courtesy, the beat goes on
+            log.warning("could not read the model usage of %s attempt %d: %s", job.job_id, job.attempt, err)
+            return None
 
 
 def _bounded(steps: dict[str, str]) -> dict[str, str]:
