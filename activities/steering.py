@@ -2,8 +2,9 @@
 job's mailbox in the blob store every replica shares (stores/mailbox.py).
 
 The gateway hands new entries to the running agent with its heartbeat answers, the model gateway adds
-them to every model request of the agent's coding CLI (model_gateway/steering.py), and every later attempt
-finds them all in its prompt, so an instruction outlives the agent it was sent to.
+them to every model request of the agent's coding CLI (model_gateway/steering.py) and signals the job
+`steering_delivered`, and every later attempt finds them all in its prompt, so an instruction outlives the
+agent it was sent to.
 """
 
 import asyncio
@@ -11,7 +12,12 @@ import time
 
 from temporalio import activity
 
-from contracts.activity_io import AwaitSteeringDeliveryInput, DeliverAlarmsInput, DeliverSteeringInput
+from contracts.activity_io import (
+    AwaitSteeringDeliveryInput,
+    DeliverAlarmsInput,
+    DeliverSteeringInput,
+    DeliverSteeringResult,
+)
 from stores.mailbox import JobMailbox
 
 POLL_SECONDS = 0.5
@@ -24,8 +30,11 @@ class SteeringMailbox:
         self._delivery_wait = delivery_wait_seconds
 
     @activity.defn(name="deliver_steering")
-    async def deliver_steering(self, input: DeliverSteeringInput) -> None:
+    async def deliver_steering(self, input: DeliverSteeringInput) -> DeliverSteeringResult:
+        """Put the entry in the mailbox; say how long the `steer` update may wait for the model gateway's
+        `steering_delivered` signal (runs recorded before that signal ignore the answer)."""
         await asyncio.to_thread(self._mailbox.add_steering, input.job_id, input.seq, input.text, input.by)
+        return DeliverSteeringResult(delivery_wait_seconds=self._delivery_wait)
 
     @activity.defn(name="deliver_later_alarms")
     async def deliver_later_alarms(self, input: DeliverAlarmsInput) -> None:
@@ -46,7 +55,9 @@ class SteeringMailbox:
 
     @activity.defn(name="await_steering_delivery")
     async def await_steering_delivery(self, input: AwaitSteeringDeliveryInput) -> bool:
-        """True once a model request of the attempt carried instruction `seq`; False after the wait."""
+        """True once a model request of the attempt carried instruction `seq`; False after the wait.
+        Only for `steer` updates of runs from before the `steering-delivered-signal` patch, which poll the
+        mailbox's record (every POLL_SECONDS); newer runs hear the model gateway's signal instead."""
         deadline = time.monotonic() + self._delivery_wait
         while await asyncio.to_thread(self._mailbox.delivered, input.job_id, input.attempt) < input.seq:
             if time.monotonic() >= deadline:

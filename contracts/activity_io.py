@@ -145,6 +145,12 @@ class DeliverSteeringInput(BaseModel):
     by: str
 
 
+class DeliverSteeringResult(BaseModel):
+    # How long the `steer` update may wait for a model request of the running agent to carry the entry
+    # (the conductor's steering_delivery_wait_seconds; 0 when no model gateway serves its agents).
+    delivery_wait_seconds: float = 0.0
+
+
 class DeliverAlarmsInput(BaseModel):
     job_id: str
     alarms: list[Alarm]

@@ -35,6 +35,13 @@ class SteerAck(BaseModel):
     delivered_to_agent: bool = False
 
 
+class SteeringDelivered(BaseModel):
+    """From the model gateway: a model request of `attempt` carried the job's instructions up to `seq`."""
+
+    attempt: int = Field(ge=1)
+    seq: int = Field(ge=1)
+
+
 class BudgetExceeded(BaseModel):
     """From the model gateway: an attempt's usage reached its token allowance; its next request is held."""
 

@@ -11,8 +11,9 @@ the SSE answer back as it arrives, and counts the tokens of each answer per job 
     providers.py  the two APIs: paths, headers, where each answer states its usage
     sse.py        reading SSE events out of the bytes passing through
     upstream.py   the provider client: retries 429/5xx before the first byte, honouring Retry-After
-    usage.py      per-attempt totals, kept in the job's directory
+    usage.py      per-attempt totals, one object per request in the shared blob store
     budget.py     the token budget: a request past it is held until an operator decides
     steering.py   operator instructions (`steer`) added to every request's conversation
+    delivery.py   the `steering_delivered` signal telling the job a request carried them
     routes.py     the FastAPI routes tying these together
 """

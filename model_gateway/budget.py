@@ -1,6 +1,7 @@
 """The token budget at the gateway: a request of an attempt that used its allowance is held for an operator.
 
-Fast path (every request): the attempt's usage against its starting allowance, both files in the job store.
+Fast path (every request): the attempt's usage (the sum of its requests' objects in the shared blob store,
+whichever replica served them: stores/usage_store.py) against its starting allowance.
 Past it, the job workflow decides (workflows/job_budget.py): its `budget` query may already hold a raised
 allowance; otherwise the gateway signals `budget_exceeded`, the job goes AWAITING_APPROVAL, and the request
 waits, polling the query, until an operator approves (the request goes on) or refuses, or the job moves on
@@ -16,7 +17,7 @@ from temporalio.client import Client
 
 from contracts.operator import BudgetExceeded, BudgetState
 from model_gateway.access import JobAccess
-from model_gateway.usage import UsageLedger, read_usage
+from model_gateway.usage import UsageLedger
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class BudgetGate:
         if not (allowance or cost_allowance) or self._client is None:
             return ""
         await self._ledger.settled(job)  # the previous answers' usage is counted
-        usage = read_usage(job)
+        usage = await self._ledger.total(job)
         used, cost = usage.tokens, usage.cost_usd
         if not _spent(used, cost, allowance, cost_allowance):
             return ""

@@ -19,6 +19,7 @@ from contracts.ids import job_kind
 from contracts.usage import ModelPrice, priced
 from model_gateway.access import attempt_for_model_call, token_from_headers
 from model_gateway.budget import BudgetGate
+from model_gateway.delivery import SteeringDeliveries
 from model_gateway.providers import Provider, UsageReader, providers
 from model_gateway.sse import SseReader
 from model_gateway.steering import steer_request
@@ -28,6 +29,7 @@ from security.tokens import TokenError
 from stores.attempts import StagedAttempts
 from stores.job_store import JobAttemptDir
 from stores.mailbox import JobMailbox
+from stores.usage_store import AttemptUsageStore
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,8 @@ def router_from_settings(
     upstream = Upstream(RetryPolicy(settings.model_retry_attempts, settings.model_retry_max_wait_seconds))
     # A held request waits at most as long as the longest approval window, and a little more.
     longest_window = max(p.approval_window_seconds for p in settings.job_policies().values())
-    ledger = UsageLedger()
+    attempts = StagedAttempts(settings.open_blob_store())
+    ledger = UsageLedger(AttemptUsageStore(attempts.blobs))
     meter = meter or (client_meter(client) if client is not None else None)
     metrics = ModelGatewayMetrics(meter) if meter is not None else None
     router = model_gateway_router(
@@ -53,11 +56,12 @@ def router_from_settings(
         upstream,
         ledger,
         BudgetGate(client, longest_window + 60, ledger),
-        StagedAttempts(settings.open_blob_store()),
+        attempts,
         settings.jobs_dir,
         settings.signing_secret(),
         settings.model_prices,
         metrics,
+        client,
     )
     return router, upstream
 
@@ -72,9 +76,11 @@ def model_gateway_router(
     secret: bytes,
     prices: dict[str, ModelPrice] | None = None,
     metrics: ModelGatewayMetrics | None = None,
+    client: Client | None = None,
 ) -> APIRouter:
     router = APIRouter(tags=["model gateway"])
     mailbox = JobMailbox(attempts.blobs)
+    deliveries = SteeringDeliveries(client, mailbox)
 
     def route(provider: Provider):
         async def forward(request: Request) -> Response:
@@ -92,9 +98,10 @@ def model_gateway_router(
             if refused:
                 log.warning("model gateway refused a request of %s: %s", access.job.job_id, refused)
                 return _error(provider, 403, f"conductor model gateway: {refused}")
-            body = await asyncio.to_thread(
-                steer_request, provider.name, access.claims.job_id, access.claims.attempt, mailbox, body
+            body, carried = await asyncio.to_thread(
+                steer_request, provider.name, access.claims.job_id, mailbox, body
             )
+            deliveries.carried(access.claims.job_id, access.claims.attempt, carried)
             answer = await upstream.open(provider, request.url.query, headers, body)
             call = _Call(provider, access.job, ledger, started, answer.retries, prices or {}, metrics)
             if answer.response is None:

@@ -3,8 +3,8 @@ coding agent by the model gateway.
 
 The gateway forwards every model turn of the agent, so it adds the job's instructions to each request's
 conversation (all of them, every turn: the CLI resends its conversation and would drop what it never
-saw), as the newest user input. The job's mailbox (stores/mailbox.py) records which instruction a request
-of the attempt carried; the `steer` update waits for it (activities/steering.py).
+saw), as the newest user input. Which instruction a request of the attempt carried goes to the job as a
+`steering_delivered` signal (model_gateway/delivery.py), which the `steer` update waits for.
 """
 
 import json
@@ -46,18 +46,17 @@ def with_steering(provider: str, body: dict[str, Any], text: str) -> dict[str, A
     return {**body, "messages": messages}
 
 
-def steer_request(provider: str, job_id: str, attempt: int, mailbox: JobMailbox, body: bytes) -> bytes:
-    """`body` with the job's instructions in it, recording their delivery; unchanged when there are none."""
+def steer_request(provider: str, job_id: str, mailbox: JobMailbox, body: bytes) -> tuple[bytes, int]:
+    """`body` with the job's instructions in it, and the highest instruction it carries (0: none); the
+    body unchanged when there are none."""
     entries, alarms = mailbox.steering(job_id), mailbox.later_alarms(job_id)
     if not entries and not alarms:
-        return body
+        return body, 0
     try:
         parsed = json.loads(body)
     except ValueError:
-        return body  # not JSON: the provider will say so
+        return body, 0  # not JSON: the provider will say so
     if not isinstance(parsed, dict):
-        return body
+        return body, 0
     steered = json.dumps(with_steering(provider, parsed, steering_text(entries, alarms))).encode()
-    if entries:
-        mailbox.mark_delivered(job_id, attempt, max(entry["seq"] for entry in entries))
-    return steered
+    return steered, max((entry["seq"] for entry in entries), default=0)

@@ -9,7 +9,6 @@ Layout under `<state_dir>/jobs/<job id as a file name>/attempt-<n>/`:
     heartbeat        rewritten on every agent heartbeat (its mtime is the last beat): JSON with the
                      phase and the task DAG's step states (`{"clone": "SUCCEEDED", "code": "RUNNING"}`)
     result.json      the agent's structured result (contracts.jobs.AgentResult)
-    model-usage.json the attempt's model usage, kept by the model gateway (model_gateway/usage.py)
 
 handshake.json, heartbeat and result.json are the gateway's local record of what the agent said; the job
 learns it through Temporal (conductor_worker/gateway/agent_channel.py) and nothing polls them. result.json also
@@ -28,7 +27,6 @@ from pathlib import Path
 
 from contracts.ids import safe_name
 from contracts.jobs import AgentResult
-from contracts.usage import ModelUsage
 
 
 def sha256_file(path: Path) -> str:
@@ -74,15 +72,6 @@ class JobAttemptDir:
     @property
     def agent_log_path(self) -> Path:
         return self.root / "agent.log"
-
-    @property
-    def model_usage_path(self) -> Path:
-        return self.root / "model-usage.json"
-
-    def model_usage(self) -> ModelUsage | None:
-        """None when the attempt made no model request through the gateway."""
-        path = self.model_usage_path
-        return ModelUsage.model_validate_json(path.read_bytes()) if path.exists() else None
 
     # Agent progress -----------------------------------------------------------------------
 

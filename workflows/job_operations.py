@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         CancelRequest,
         RetryRequest,
         SteerAck,
+        SteeringDelivered,
         SteerRequest,
     )
     from contracts.policies import JobPolicy
@@ -72,6 +73,9 @@ class JobOperations:
         self._cancel: CancelRequest | None = None
         self._retry: RetryRequest | None = None
         self._steering: list[SteerRequest] = []
+        # (attempt, seq): the highest instruction a model request of that attempt carried, as the model
+        # gateway's `steering_delivered` signal said; only the latest attempt's is kept.
+        self._steering_delivered = (0, 0)
         self._notes: list[str] = []
         # A budget pause's note, left while the job waits (kept so the task is not collected).
         self._pause_note: asyncio.Task | None = None
@@ -106,9 +110,10 @@ class JobOperations:
         """Append instructions for the agent; the running agent gets them with its next heartbeat."""
         self._steering.append(request)
         seq = len(self._steering)
+        attempt = self._attempt
         self._log(f"steering #{seq} from {request.by}")
         running = self._state == JobState.RUNNING
-        await workflow.execute_activity_method(
+        queued = await workflow.execute_activity_method(
             SteeringMailbox.deliver_steering,
             DeliverSteeringInput(job_id=self._spec.job_id, seq=seq, text=request.text, by=request.by),
             **self._short(),
@@ -116,13 +121,18 @@ class JobOperations:
         delivered = False
         if running and workflow.patched("steer-awaits-model-delivery"):
             # A coding CLI's next model request carries it (model_gateway/steering.py); bounded by config.
-            delivered = await workflow.execute_activity_method(
-                SteeringMailbox.await_steering_delivery,
-                AwaitSteeringDeliveryInput(job_id=self._spec.job_id, attempt=self._attempt, seq=seq),
-                start_to_close_timeout=timedelta(minutes=10),
-                heartbeat_timeout=timedelta(seconds=30),
-                retry_policy=RetryPolicy(maximum_attempts=3),
-            )
+            if workflow.patched("steering-delivered-signal"):
+                wait = queued.delivery_wait_seconds if queued is not None else 0.0
+                delivered = await self._steering_heard(attempt, seq, wait)
+            else:
+                # Runs from before the signal: an activity polls the mailbox's delivery record.
+                delivered = await workflow.execute_activity_method(
+                    SteeringMailbox.await_steering_delivery,
+                    AwaitSteeringDeliveryInput(job_id=self._spec.job_id, attempt=self._attempt, seq=seq),
+                    start_to_close_timeout=timedelta(minutes=10),
+                    heartbeat_timeout=timedelta(seconds=30),
+                    retry_policy=RetryPolicy(maximum_attempts=3),
+                )
         return SteerAck(
             seq=seq,
             attempt=self._attempt,
@@ -130,6 +140,37 @@ class JobOperations:
             delivered_to_running_agent=running,
             delivered_to_agent=delivered,
         )
+
+    async def _steering_heard(self, attempt: int, seq: int, wait_seconds: float) -> bool:
+        """True once the model gateway said a request of `attempt` carried instruction `seq`; waits at most
+        `wait_seconds`, and no longer than the attempt lasts."""
+
+        def heard() -> bool:
+            return self._steering_delivered[0] == attempt and self._steering_delivered[1] >= seq
+
+        if wait_seconds > 0 and not heard():
+            try:
+                await workflow.wait_condition(
+                    lambda: heard() or self._attempt != attempt or self._state in TERMINAL,
+                    timeout=timedelta(seconds=wait_seconds),
+                )
+            except TimeoutError:
+                pass
+        return heard()
+
+    @workflow.signal
+    def steering_delivered(self, delivered: SteeringDelivered) -> None:
+        """From the model gateway (any replica): a model request of `attempt` carried the instructions up to
+        `seq`. Sent twice, late, out of order or for an ended attempt, it changes nothing more."""
+        seen_attempt, seen_seq = self._steering_delivered
+        if delivered.attempt < seen_attempt or delivered.attempt > self._attempt:
+            return
+        # Never past what was sent: a signal cannot mark an instruction delivered before it exists.
+        seq = min(delivered.seq, len(self._steering))
+        if delivered.attempt > seen_attempt:
+            self._steering_delivered = (delivered.attempt, seq)
+        elif seq > seen_seq:
+            self._steering_delivered = (seen_attempt, seq)
 
     @steer.validator
     def _steerable(self, request: SteerRequest) -> None:

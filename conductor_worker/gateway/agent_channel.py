@@ -40,6 +40,7 @@ from contracts.activity_io import AGENT_WATCH_ID_PREFIX, AgentChannelState, agen
 from contracts.agent_events import event_from_log_text
 from contracts.jobs import AgentProgress, AgentResult
 from contracts.logs import LogLine
+from contracts.usage import ModelUsage
 from stores.job_store import JobAttemptDir
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,8 @@ MAX_NAME_CHARS = 100
 
 # (job id, n) -> the last n log lines of the job's latest attempt.
 LogTail = Callable[[str, int], list[LogLine]]
+# (job id, attempt) -> the attempt's model usage so far (stores/usage_store.py), None: no model request.
+UsageOf = Callable[[str, int], ModelUsage | None]
 
 
 class AttemptEnded(Exception):
@@ -84,9 +87,10 @@ class _Attempt:
 
 
 class AgentChannel:
-    def __init__(self, client: Client, log_tail: LogTail | None = None) -> None:
+    def __init__(self, client: Client, log_tail: LogTail | None = None, usage: UsageOf | None = None) -> None:
         self._client = client
         self._log_tail = log_tail
+        self._usage = usage
         self._attempts: OrderedDict[tuple[str, int], _Attempt] = OrderedDict()
 
     async def beat(self, job: JobAttemptDir, phase: str, steps: dict[str, str]) -> bool:
@@ -218,10 +222,11 @@ class AgentChannel:
             await asyncio.to_thread(self._log_tail, job.job_id, EVENT_SCAN_LINES) if self._log_tail else []
         )
         events = [event for line in lines if (event := event_from_log_text(line.text))]
+        usage = await self._usage_so_far(job)
         progress = AgentProgress(
             steps=_bounded(steps),
             last_lines=[line.render() for line in lines[-PROGRESS_LINES:]],
-            model_usage=job.model_usage(),
+            model_usage=usage,
             events=events[-PROGRESS_EVENTS:],
         )
         tracked.relayed_at = now
@@ -235,6 +240,15 @@ class AgentChannel:
             log.warning("could not relay progress of %s: %s", job.job_id, err)
             return
         tracked.relayed = progress
+
+    async def _usage_so_far(self, job: JobAttemptDir) -> ModelUsage | None:
+        if self._usage is None:
+            return None
+        try:
+            return await asyncio.to_thread(self._usage, job.job_id, job.attempt)
+        except Exception as err:  # the blob store (S3): progress is a courtesy, the beat goes on
+            log.warning("could not read the model usage of %s attempt %d: %s", job.job_id, job.attempt, err)
+            return None
 
 
 def _bounded(steps: dict[str, str]) -> dict[str, str]:

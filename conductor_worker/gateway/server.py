@@ -38,6 +38,7 @@ from conductor_worker.metrics import GatewayMetrics, client_meter
 from conductor_worker.tls import grpc_server_credentials, tls_enabled
 from contracts.jobs import AgentResult, AgentStatus, FailureClass
 from contracts.logs import LogLine
+from contracts.usage import ModelUsage
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
 from security.job_access import JobAccess, open_job_attempt
 from security.tokens import TokenClaims, TokenError
@@ -45,6 +46,7 @@ from stores.attempts import StagedAttempts, bundle_key, file_key
 from stores.blob_store import BlobMissing
 from stores.job_store import JobAttemptDir
 from stores.mailbox import JobMailbox
+from stores.usage_store import AttemptUsageStore
 
 log = logging.getLogger(__name__)
 # A git ref name or object id; anything longer is not one.
@@ -69,7 +71,10 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         self._blobs = self._attempts.blobs
         self._mailbox = JobMailbox(self._blobs)
         self._logs = logs if logs is not None else open_log_store(settings)
-        self._channel = AgentChannel(client, self._logs.tail) if client is not None else None
+        self._usage = AttemptUsageStore(self._blobs)  # the model gateway's count, from any replica
+        self._channel = (
+            AgentChannel(client, self._logs.tail, self._usage.total) if client is not None else None
+        )
         self._metrics = GatewayMetrics(client_meter(client)) if client is not None else None
         self._log_writer = LogGroupWriter(self._logs)
         # The agent's steps as spans of its job's trace; without a tracer nothing is made.
@@ -276,6 +281,7 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
                 job,
                 key if size else "",
                 max_chars=self._settings.max_result_text_chars,
+                model_usage=await asyncio.to_thread(self._usage.total, job.job_id, job.attempt, True),
             )
         finally:
             if os.path.exists(tmp_name):
@@ -355,7 +361,11 @@ def _step_states(steps) -> dict[str, str]:
 
 
 def _result_from_proto(
-    msg: agent_pb2.AgentResult, job: JobAttemptDir, bundle_key: str, max_chars: int
+    msg: agent_pb2.AgentResult,
+    job: JobAttemptDir,
+    bundle_key: str,
+    max_chars: int,
+    model_usage: ModelUsage | None = None,
 ) -> AgentResult:
     """Protobuf stays at this edge: the rest of the conductor sees the contract.
 
@@ -381,7 +391,7 @@ def _result_from_proto(
         duration_seconds=msg.duration_seconds,
         bundle_key=bundle_key,
         bundle_sha256=msg.bundle_sha256 if bundle_key else "",
-        model_usage=job.model_usage(),
+        model_usage=model_usage,
         no_changes=msg.no_changes,
     )
 

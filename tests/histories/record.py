@@ -56,7 +56,7 @@ STORM_ACCOUNT = "111122223333"
 SLICED_ACCOUNT = "555566667777"
 BROKEN_REMOTE_ACCOUNT = "999999999999"  # routed to a remote that does not exist: its agent fails
 # Where status comments (Jira tickets) and incident reports (the broken account's GitHub repo) go.
-JIRA_ISSUES = ["ENG-123", "ENG-124", "OPS-7"]
+JIRA_ISSUES = ["ENG-123", "ENG-124", "ENG-125", "OPS-7"]
 REPORTS_REPO = "acme/ops"
 STORM_ALARMS = ALARMS_PER_RUN + 100  # so the chain workflow continues as new once
 SCENARIO_TIMEOUT = 180
@@ -224,6 +224,23 @@ async def operator_cancels_steers_retries(rec: Recording) -> None:
     rec.add("RepoClaimWorkflow", "greeter_claims", claim_workflow_id(rec.remote))
 
 
+async def running_job_steered(rec: Recording) -> None:
+    """ENG-125 is steered while its demo agent runs. The demo agent makes no model request, so no
+    `steering_delivered` signal comes and the update answers at once (the wait is 0 without a model gateway)."""
+    ticket = _ticket("ENG-125")
+    job = rec.client.get_workflow_handle(ticket_job_id("jira", ticket.key))
+    await rec.intake.start_ticket(ticket)
+    await wait_for(lambda: _exists(rec.client, job.id), timeout=30)
+    await wait_for(lambda: _in_state(job, JobState.RUNNING), timeout=60, interval=0.02)
+    ack = await job.execute_update(
+        AgentJobWorkflow.steer, SteerRequest(text="Mention the steering.", by="recorder")
+    )
+    if not ack.delivered_to_running_agent:
+        raise AssertionError("ENG-125's agent finished before the steer: record again")
+    await rec.client.get_workflow_handle(ticket_workflow_id("jira", ticket.key)).result()
+    rec.add("AgentJobWorkflow", "running_job_steered", job.id)
+
+
 async def scheduled_job_triggered(rec: Recording) -> None:
     """A schedule triggered once: its run starts an ordinary agent job that publishes its own branch."""
     routes = load_routes(rec.settings.routes_file)
@@ -252,6 +269,7 @@ async def scheduled_job_triggered(rec: Recording) -> None:
 SCENARIOS = [
     ticket_succeeds,
     operator_cancels_steers_retries,
+    running_job_steered,
     scheduled_job_triggered,
     ticket_without_route,
     incident_chain,

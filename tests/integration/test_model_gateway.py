@@ -17,6 +17,7 @@ from model_gateway.upstream import retry_after_seconds
 from model_gateway.usage import read_usage
 from security.tokens import mint_token
 from stores.job_store import JobAttemptDir
+from stores.usage_store import AttemptUsageStore
 from tests.helpers import stage_attempt
 from tests.model_standin import Fail, ModelStandin, Stream, claude_message_turn, codex_message_turn
 from tests.standin_server import ThreadedServer
@@ -42,9 +43,8 @@ def meter(metrics: MetricBuffer):
     return Runtime(telemetry=TelemetryConfig(metrics=metrics)).metric_meter
 
 
-@pytest.fixture
-def gateway(settings, model, meter):
-    settings = settings.model_copy(
+def gateway_settings(settings, model):
+    return settings.model_copy(
         update={
             "model_openai_url": f"{model.base_url}/v1",
             "model_openai_api_key": SecretStr(KEY),
@@ -57,21 +57,35 @@ def gateway(settings, model, meter):
             },
         }
     )
+
+
+def serve(settings, meter) -> ThreadedServer:
     app = FastAPI()
     router, _ = router_from_settings(settings, meter=meter)
     app.include_router(router)
+    return ThreadedServer(app, "model gateway").start()
+
+
+@pytest.fixture
+def gateway(settings, model, meter):
+    settings = gateway_settings(settings, model)
     job = JobAttemptDir(settings.jobs_dir, "job/ticket/jira/GW-1", 1)
     stage_attempt(settings, job.job_id, 1)
     token = mint_token(settings.signing_secret(), job.job_id, 1, ttl_seconds=60)
-    server = ThreadedServer(app, "model gateway").start()
+    server = serve(settings, meter)
     yield server.base_url, token, job
     server.stop()
 
 
-def counted(job: JobAttemptDir, requests: int = 1) -> ModelUsage:
+def usage_of(settings, job: JobAttemptDir) -> ModelUsage:
+    """The attempt's usage as the shared blob store holds it (stores/usage_store.py)."""
+    return read_usage(AttemptUsageStore(settings.open_blob_store()), job)
+
+
+def counted(settings, job: JobAttemptDir, requests: int = 1) -> ModelUsage:
     """The attempt's usage once `requests` answers are counted: the gateway writes it just after the answer."""
     deadline = time.monotonic() + 5
-    while (usage := read_usage(job)).requests < requests and time.monotonic() < deadline:
+    while (usage := usage_of(settings, job)).requests < requests and time.monotonic() < deadline:
         time.sleep(0.01)
     return usage
 
@@ -94,7 +108,7 @@ def test_events_arrive_as_the_provider_sends_them(gateway, model):
     assert len(arrivals) == 3 and arrivals[-1] - arrivals[0] >= 0.5
 
 
-def test_500s_before_the_first_byte_are_retried_and_usage_counted_and_priced(gateway, model):
+def test_500s_before_the_first_byte_are_retried_and_usage_counted_and_priced(settings, gateway, model):
     base, token, job = gateway
     model.script_messages(
         Fail(500), Fail(529), claude_message_turn("ok", input_tokens=7, output_tokens=3, cached=5)
@@ -105,7 +119,7 @@ def test_500s_before_the_first_byte_are_retried_and_usage_counted_and_priced(gat
 
     assert response.status_code == 200 and "message_stop" in response.text
     assert len(model.requests_to("/v1/messages")) == 3
-    assert counted(job).model_dump() == {
+    assert counted(settings, job).model_dump() == {
         "requests": 1,
         "input_tokens": 7,
         "cached_input_tokens": 5,
@@ -119,14 +133,14 @@ def test_500s_before_the_first_byte_are_retried_and_usage_counted_and_priced(gat
     assert last.headers["x-api-key"] == KEY and token not in str(last.headers)
 
 
-def test_requests_latency_and_tokens_are_metered(gateway, model, metrics):
+def test_requests_latency_and_tokens_are_metered(settings, gateway, model, metrics):
     base, token, job = gateway
     metrics.retrieve_updates()  # only this test's
     model.script_messages(claude_message_turn("ok", input_tokens=11, output_tokens=4))
     assert post(base, "/v1/messages", token, {"stream": True, "messages": []}).status_code == 200
     model.script_responses(Fail(503), Fail(503), Fail(503))
     assert post(base, "/v1/responses", token, {"stream": True}).status_code == 503
-    counted(job)
+    counted(settings, job)
 
     updates = [(u.metric.name, u.value, dict(u.attributes)) for u in metrics.retrieve_updates()]
     requests = sorted((a["provider"], a["status"]) for n, _, a in updates if n == "conductor_model_requests")
@@ -139,14 +153,39 @@ def test_requests_latency_and_tokens_are_metered(gateway, model, metrics):
     assert len(latencies) == 2 and all(0 < v < 20 for v in latencies)
 
 
-def test_an_upstream_error_that_outlasts_the_retries_reaches_the_cli(gateway, model):
+def test_an_upstream_error_that_outlasts_the_retries_reaches_the_cli(settings, gateway, model):
     base, token, job = gateway
     model.script_responses(Fail(503), Fail(503), Fail(503, message="overloaded"))
 
     response = post(base, "/v1/responses", token, {"stream": True})
 
     assert response.status_code == 503 and response.json()["error"]["message"] == "overloaded"
-    assert read_usage(job).requests == 0
+    assert usage_of(settings, job).requests == 0
+
+
+def test_two_replicas_count_one_attempts_usage_once(settings, gateway, model, meter, tmp_path):
+    """A second replica (its own state dir, the blob store shared) serves some of the attempt's requests:
+    the attempt's usage is both replicas' answers, whichever replica is asked."""
+    base, token, job = gateway
+    other = gateway_settings(settings, model).model_copy(
+        update={
+            "state_dir": tmp_path / "replica-b",
+            "blob_dir": str(settings.blobs_dir),
+            "token_secret": SecretStr(settings.signing_secret().decode()),  # replicas share it
+        }
+    )
+    second = serve(other, meter)
+    try:
+        model.script_messages(
+            *(claude_message_turn("ok", input_tokens=10, output_tokens=1) for _ in range(4))
+        )
+        for url in (base, second.base_url, second.base_url, base):
+            assert post(url, "/v1/messages", token, {"stream": True, "messages": []}).status_code == 200
+        usage = counted(settings, job, requests=4)
+        assert (usage.requests, usage.tokens) == (4, 44)
+        assert usage_of(other, job) == usage
+    finally:
+        second.stop()
 
 
 def test_a_request_without_a_valid_token_costs_nothing(gateway, model):
@@ -165,7 +204,7 @@ def test_retry_after_reads_seconds_and_http_dates():
 
 
 @pytest.mark.parametrize("check", ["on", "off"])
-def test_an_ended_attempts_token_spends_nothing(gateway, model, monkeypatch, check):
+def test_an_ended_attempts_token_spends_nothing(settings, gateway, model, monkeypatch, check):
     """Zero spend once an attempt has ended; with the check off, its agent's request reaches the provider."""
     base, token, job = gateway
     job.result_path.parent.mkdir(parents=True, exist_ok=True)
@@ -177,6 +216,6 @@ def test_an_ended_attempts_token_spends_nothing(gateway, model, monkeypatch, che
 
     if check == "on":
         assert response.status_code == 401 and "ended" in response.json()["error"]["message"]
-        assert model.requests == [] and read_usage(job).requests == 0
+        assert model.requests == [] and usage_of(settings, job).requests == 0
     else:  # the protection is what stops it: the same request, unchecked, is forwarded and spends
         assert response.status_code == 200 and len(model.requests) == 1

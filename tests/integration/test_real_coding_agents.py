@@ -30,6 +30,7 @@ from contracts.usage import ModelPrice, ModelUsage
 from model_gateway.usage import read_usage
 from security.tokens import mint_token
 from stores.job_store import JobAttemptDir
+from stores.usage_store import AttemptUsageStore
 from tests.git_helpers import git
 from tests.github_standin import GithubStandin
 from tests.helpers import (
@@ -183,7 +184,7 @@ async def test_codex_ticket_job_commits_the_scripted_edit_and_opens_a_pr(
     ]
     assert git("rev-parse", f"conductor/{key}", cwd=sample_remote) == result.commit_sha
     assert_one_pr(github, result, key, f"Documented the fix for {key}")
-    usage = read_usage(attempt(settings, key))
+    usage = read_usage(AttemptUsageStore(settings.open_blob_store()), attempt(settings, key))
     assert (usage.requests, usage.input_tokens, usage.output_tokens) == (2, 200, 40)
     # Cost by the price table: 200 input tokens at $1.25/M and 40 output at $10/M.
     assert (usage.cost_usd, usage.requests_unpriced) == (0.00065, 0)
@@ -232,7 +233,7 @@ async def test_claude_ticket_job_commits_the_scripted_edit_and_opens_a_pr(
 
     assert result.state == JobState.SUCCEEDED, result
     assert git("show", f"conductor/{key}:docs/{key}.md", cwd=sample_remote) == f"Fixed {key}"
-    usage = read_usage(attempt(settings, key))
+    usage = read_usage(AttemptUsageStore(settings.open_blob_store()), attempt(settings, key))
     assert usage.requests >= 2 and usage.output_tokens >= 40
     status = await client.get_workflow_handle(result.job_id).query(AgentJobWorkflow.status)
     assert status.progress.model_usage == usage == result.agent.model_usage
