@@ -38,8 +38,8 @@ from agent_runtime.log_buffer import (
     DEFAULT_MEMORY_BYTES,
     DEFAULT_SPILL_BYTES,
     LogBuffer,
-    LogSender,
 )
+from agent_runtime.log_sender import LogSender
 from agent_runtime.task_files import write_task_files
 from contracts.ids import safe_name
 from contracts.jobs import AgentResult, AgentStatus, FailureClass, TaskInstructions

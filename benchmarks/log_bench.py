@@ -28,7 +28,8 @@ from typing import Any
 import grpc
 
 from agent_runtime.connection import GatewayConnection, log_block
-from agent_runtime.log_buffer import LogBuffer, LogSender
+from agent_runtime.log_buffer import LogBuffer
+from agent_runtime.log_sender import LogSender
 from benchmarks.results import record
 from conductor_worker.config import Settings
 from conductor_worker.gateway.log_store import LocalLogStore

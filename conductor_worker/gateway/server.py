@@ -24,20 +24,17 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from opentelemetry import trace
-from pydantic import TypeAdapter, ValidationError
 from temporalio.client import Client
 from temporalio.service import RPCError
 
 from conductor_worker.config import Settings
 from conductor_worker.gateway.agent_channel import AgentChannel, AttemptEnded
 from conductor_worker.gateway.agent_spans import AgentSpans
-from conductor_worker.gateway.log_blocks import LogBlock
-from conductor_worker.gateway.log_group_writer import LogGroupWriter
+from conductor_worker.gateway.log_calls import LogCalls, decode_block, decode_lines
 from conductor_worker.gateway.log_store import LogStore, open_log_store
 from conductor_worker.metrics import GatewayMetrics, client_meter
 from conductor_worker.tls import grpc_server_credentials, tls_enabled
 from contracts.jobs import AgentResult, AgentStatus, FailureClass
-from contracts.logs import LogLine
 from contracts.usage import ModelUsage
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
 from security.job_access import JobAccess, open_job_attempt
@@ -53,7 +50,6 @@ log = logging.getLogger(__name__)
 _MAX_NAME_CHARS = 255
 
 CHUNK_SIZE = 256 * 1024
-_LOG_LINES = TypeAdapter(list[LogLine])
 SERVICE_NAME = "conductor.v1.AgentService"
 
 
@@ -76,11 +72,9 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
             AgentChannel(client, self._logs.tail, self._usage.total) if client is not None else None
         )
         self._metrics = GatewayMetrics(client_meter(client)) if client is not None else None
-        self._log_writer = LogGroupWriter(self._logs)
+        self._log_calls = LogCalls(self._logs, self._authorize)
         # The agent's steps as spans of its job's trace; without a tracer nothing is made.
         self._spans = AgentSpans(tracer) if tracer is not None else None
-        # Per token, the turn of its latest log call: see _store_logs.
-        self._log_turns: dict[str, asyncio.Future] = {}
 
     async def _access(self, context: grpc.aio.ServicerContext) -> JobAccess:
         metadata = dict(context.invocation_metadata() or ())
@@ -193,56 +187,10 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         return stop
 
     async def AppendLogs(self, request, context):
-        def lines() -> list[LogLine]:
-            # Validated as one list: a flood of lines costs a quarter less than one model at a time.
-            return _LOG_LINES.validate_python(
-                [
-                    {
-                        "seq": line.seq,
-                        "step": line.step,
-                        "stream": line.stream,
-                        "text": line.text,
-                        "ts": line.ts,
-                    }
-                    for line in request.lines
-                    if line.seq >= 1
-                ]
-            )
-
-        return await self._store_logs(context, lines, request.final)
+        return await self._log_calls.store(context, decode_lines(request), request.final)
 
     async def AppendLogBlock(self, request, context):
-        def block() -> LogBlock:
-            runs = [(run.step, run.stream, run.count) for run in request.runs]
-            return LogBlock.checked(request.first_seq, request.text, request.ts, runs)
-
-        return await self._store_logs(context, block, request.final)
-
-    async def _store_logs(self, context, decode, final: bool) -> agent_pb2.LogAck:
-        """Check the call's token, then queue its lines, in the order the calls came.
-
-        An agent keeps several log blocks in flight and the store takes them in the order they are
-        queued. The token checks run in worker threads and may finish in any order; a block queued
-        before the one ahead of it leaves a gap, stores nothing and is sent again. So the checks run
-        side by side, but each call queues only once the call before it (same token) has queued or failed.
-        """
-        token = str(dict(context.invocation_metadata() or ()).get("authorization", ""))
-        ahead = self._log_turns.get(token)
-        turn = self._log_turns[token] = asyncio.get_running_loop().create_future()
-        try:
-            claims, _ = await self._authorize(context)
-            if ahead is not None:
-                await asyncio.wait([ahead])
-            stored = self._log_writer.queue((claims.job_id, claims.attempt), decode, final)
-        finally:
-            turn.set_result(None)
-            if self._log_turns.get(token) is turn:
-                del self._log_turns[token]
-        try:
-            acked = await asyncio.shield(stored)
-        except (ValueError, ValidationError) as err:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad log lines: {err}")
-        return agent_pb2.LogAck(acked_through_seq=acked)
+        return await self._log_calls.store(context, decode_block(request), request.final)
 
     async def UploadResult(self, request_iterator, context):
         access = await self._access(context)

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from conductor_worker.intake.messages import PoisonMessage, load_json
+from conductor_worker.intake.poison import PoisonMessage, load_json
 from contracts.alarms import Alarm, AlarmState
 
 EVENTBRIDGE_DETAIL_TYPE = "CloudWatch Alarm State Change"

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from conductor_worker.intake.messages import PoisonMessage
+from conductor_worker.intake.poison import PoisonMessage
 from contracts.tickets import TicketMessage
 
 

@@ -2,31 +2,22 @@
 
 Hostile bodies are poison too, with a reason, before anything walks them: a body over SQS's 1 MiB, JSON
 nested deeper than MAX_JSON_DEPTH (10,000 levels used to raise RecursionError past the poison path), and
-NUL anywhere in a string. Field limits (key form, text sizes, control characters) live in contracts/.
+NUL anywhere in a string (those two: conductor_worker/intake/poison.py). Field limits (key form, text
+sizes, control characters) live in contracts/.
 """
 
-import json
 import re
 from typing import Any
 
 from pydantic import ValidationError
 
+from conductor_worker.intake import alarm_messages
+from conductor_worker.intake.poison import PoisonMessage, load_json
 from contracts.alarms import Alarm
 from contracts.tickets import TicketMessage
 
-
-class PoisonMessage(ValueError):
-    """A message the conductor can never act on; `reason` is one readable line for the log and DLQ."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 # SQS's largest message; nothing larger can arrive, so a larger body is not from the queue.
 MAX_BODY_BYTES = 1024 * 1024
-# Jira's ADF descriptions are the deepest real shape: a few levels per nested list, well under this.
-MAX_JSON_DEPTH = 100
 
 
 def parse_message(body: str) -> TicketMessage | Alarm:
@@ -40,41 +31,8 @@ def parse_message(body: str) -> TicketMessage | Alarm:
     return _parse_document(doc)
 
 
-def load_json(text: str, what: str) -> Any:
-    """JSON that is safe to walk: bounded depth, no NUL in any key or string; else PoisonMessage."""
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise PoisonMessage(f"{what} is not JSON ({err.msg})") from err
-    except RecursionError as err:  # the C decoder's own guard, far below a crash
-        raise PoisonMessage(f"{what} is JSON nested deeper than {MAX_JSON_DEPTH} levels") from err
-    _check_tree(doc, what)
-    return doc
-
-
-def _check_tree(doc: Any, what: str) -> None:
-    """Iterative, so a deep document cannot exhaust the stack here either."""
-    stack: list[tuple[Any, int]] = [(doc, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > MAX_JSON_DEPTH:
-            raise PoisonMessage(f"{what} is JSON nested deeper than {MAX_JSON_DEPTH} levels")
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if "\x00" in key:
-                    raise PoisonMessage(f"{what} has a NUL character in a key")
-                stack.append((value, depth + 1))
-        elif isinstance(node, list):
-            stack.extend((item, depth + 1) for item in node)
-        elif isinstance(node, str) and "\x00" in node:
-            raise PoisonMessage(f"{what} has a NUL character in a string")
-
-
 def _parse_document(doc: dict[str, Any], unknown: str = "unknown message shape") -> TicketMessage | Alarm:
     """One JSON object, bare or unwrapped from SNS -> the parser for its shape."""
-    # Imported here because alarm_messages imports PoisonMessage from this module.
-    from conductor_worker.intake import alarm_messages
-
     if doc.get("Type") == "Notification":  # unwrap_sns rejects a second envelope, so this recurses once
         return _parse_document(
             alarm_messages.unwrap_sns(doc), "SNS notification: Message has an unknown shape"

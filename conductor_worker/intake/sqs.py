@@ -22,8 +22,9 @@ from temporalio.common import WorkflowIDConflictPolicy
 
 from conductor_worker.config import Settings
 from conductor_worker.intake.dlq import REASON_ATTRIBUTE, SOURCE_ID_ATTRIBUTE, find_dlq
-from conductor_worker.intake.messages import PoisonMessage, parse_message
+from conductor_worker.intake.messages import parse_message
 from conductor_worker.intake.outage import Availability, KeptInvisible, is_refusal
+from conductor_worker.intake.poison import PoisonMessage
 from conductor_worker.intake.ticket_start import START_RPC_TIMEOUT, start_ticket
 from conductor_worker.metrics import IntakeMetrics, client_meter
 from contracts.alarms import Alarm

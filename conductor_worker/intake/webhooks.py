@@ -21,8 +21,9 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from conductor_worker.intake.github_issues import issue_event
-from conductor_worker.intake.messages import PoisonMessage, load_json, parse_message
+from conductor_worker.intake.messages import parse_message
 from conductor_worker.intake.outage import is_refusal
+from conductor_worker.intake.poison import PoisonMessage, load_json
 from conductor_worker.intake.ticket_start import START_RPC_TIMEOUT, start_ticket
 from contracts.ids import ticket_job_id
 from contracts.operator import CancelRequest

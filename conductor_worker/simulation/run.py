@@ -18,7 +18,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.recorder import RecordedLaunch
 from conductor_worker.config import Settings
-from conductor_worker.intake.messages import PoisonMessage, parse_message
+from conductor_worker.intake.messages import parse_message
+from conductor_worker.intake.poison import PoisonMessage
 from conductor_worker.intake.sqs import SqsIntake
 from conductor_worker.simulation.chain_log import AccountLog, ChainLogs
 from conductor_worker.simulation.report import JobRow, RejectedMessage, SimulationReport, Totals

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from agent_runtime.connection import GatewayRefused, GatewayUnavailable
-from agent_runtime.log_buffer import Line, LogBuffer, LogSender
+from agent_runtime.log_buffer import Line, LogBuffer
+from agent_runtime.log_sender import LogSender
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -10,7 +10,8 @@ from conductor_worker.intake.alarm_messages import (
     parse_eventbridge_alarm,
     unwrap_sns,
 )
-from conductor_worker.intake.messages import PoisonMessage, parse_message
+from conductor_worker.intake.messages import parse_message
+from conductor_worker.intake.poison import PoisonMessage
 from contracts.alarms import Alarm, AlarmState
 from contracts.tickets import TicketMessage
 from tests.helpers import EXAMPLES

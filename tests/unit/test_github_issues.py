@@ -6,7 +6,7 @@ import pytest
 
 from activities.pr_text import pr_body
 from conductor_worker.intake.github_issues import issue_event
-from conductor_worker.intake.messages import PoisonMessage
+from conductor_worker.intake.poison import PoisonMessage
 from conductor_worker.intake.webhooks import signature_matches
 from contracts.ids import ticket_branch, ticket_job_id, ticket_workflow_id
 from contracts.jobs import ticket_work_item

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from conductor_worker.intake.messages import PoisonMessage, parse_message
+from conductor_worker.intake.messages import parse_message
+from conductor_worker.intake.poison import PoisonMessage
 from tests.helpers import EXAMPLES
 from tests.malformed_messages import MALFORMED_TICKETS
 

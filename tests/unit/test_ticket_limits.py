@@ -5,7 +5,8 @@ import json
 import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from conductor_worker.intake.messages import MAX_BODY_BYTES, MAX_JSON_DEPTH, PoisonMessage, parse_message
+from conductor_worker.intake.messages import MAX_BODY_BYTES, parse_message
+from conductor_worker.intake.poison import MAX_JSON_DEPTH, PoisonMessage
 from contracts.jobs import JobSpec, ticket_work_item
 from contracts.tickets import (
     DESCRIPTION_LIMIT_BYTES,

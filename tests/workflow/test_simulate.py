@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from conductor_worker.commands.cli import app
 from conductor_worker.config import Settings
-from conductor_worker.intake.messages import PoisonMessage, parse_message
+from conductor_worker.intake.messages import parse_message
+from conductor_worker.intake.poison import PoisonMessage
 from conductor_worker.simulation.report import SimulationReport
 from conductor_worker.simulation.scenario import ScenarioError, load_scenario
 from conductor_worker.simulation.simulate import simulate
