@@ -100,6 +100,10 @@ class LogSender:
                 acked = max(acked, _settle(in_flight))
                 self._buffer.ack(acked)
                 sent = acked
+                if self._buffer.final_seq and acked >= self._buffer.final_seq:
+                    # A call behind the failed one stored through the final line: nothing is left to send.
+                    self.complete = True
+                    return
                 if not failing:
                     log.warning("log upload failed, retrying with backoff: %s", err)
                 failing = True

@@ -14,6 +14,7 @@ memory, records every call in `.calls`, keeps every body a comment ever had (`co
 (`fail_next`) with a status GitHub answers, e.g. 502 or 403.
 """
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterable
@@ -60,6 +61,10 @@ class GithubStandin:
         # Every body each comment had, by comment id, oldest first.
         self._edits: dict[int, list[str]] = {}
         self._lock = threading.Lock()
+        # hold_next_comment_reply(): the comment is stored, its reply withheld until release_reply().
+        self._hold = False
+        self.holding = threading.Event()
+        self._release = threading.Event()
         self.app = self._build_app()
         self._http = ThreadedServer(self.app, "GitHub stand-in")
 
@@ -87,6 +92,14 @@ class GithubStandin:
     def hide_pulls_from_list(self, times: int = 1) -> None:
         """The next `times` list calls answer `[]`, as GitHub may right after a PR is created."""
         self._hide_list = times
+
+    def hold_next_comment_reply(self) -> None:
+        """The next issue comment is stored (GitHub has it) but its reply waits for `release_reply()`: the
+        caller can be killed in between, as a conductor dying mid-call would be."""
+        self._hold = True
+
+    def release_reply(self) -> None:
+        self._release.set()
 
     def fail_next(self, status: int, times: int = 1) -> None:
         """The next `times` calls (after authentication) answer `status` with GitHub's error body."""
@@ -300,7 +313,12 @@ class GithubStandin:
                 comment["url"] = f"{self.base_url}/repos/{owner}/{name}/issues/comments/{comment['id']}"
                 repo.comments.setdefault(number, []).append(comment)
                 self._edits[comment["id"]] = [body]
-                return comment
+                hold, self._hold = self._hold, False
+            if hold:
+                self.holding.set()
+                while not self._release.is_set():
+                    await asyncio.sleep(0.05)
+            return comment
 
         @app.patch("/repos/{owner}/{name}/issues/comments/{comment_id}")
         async def edit_comment(owner: str, name: str, comment_id: int, request: Request):

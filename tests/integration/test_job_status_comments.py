@@ -9,6 +9,7 @@ request, succeeded.
 import asyncio
 import os
 import signal
+import uuid
 from pathlib import Path
 
 import pytest
@@ -189,3 +190,47 @@ async def test_one_comment_after_the_conductor_is_sigkilled_mid_post(client, set
     assert len(posts) == 1 and len(lists) == len(history) + 1, (posts, lists, len(history))
     [properties] = jira.comment_properties(key)
     assert properties["agent-conductor.status"]["job_id"] == f"job/ticket/jira/{key}"
+
+
+@pytest.mark.timeout(120)
+async def test_one_github_comment_after_the_conductor_is_sigkilled_mid_post(
+    client, status_settings, tmp_path
+):
+    """As above on a GitHub issue: GitHub stored the comment, the conductor never heard back. The next
+    conductor's retry finds the comment by its hidden marker (an HTML comment in the body) and edits it."""
+    # A repository of its own: the workflow id `ticket/github/<repo>/<n>` must be new on the session's server.
+    repo = f"acme/greeter-{uuid.uuid4().hex[:8]}"
+    make_bare_repo_from(EXAMPLES / "sample-repo", tmp_path / "github" / f"{repo}.git")
+    # One gateway address for both, as a deployment has: the agent the first launched reports to the second.
+    port = free_port()
+    first = second = None
+    with GithubStandin(token=GH_TOKEN, repos=[repo]) as gh:
+        number = gh.add_issue(repo, "Greet in French")
+        key = f"{repo}#{number}"
+        gh.hold_next_comment_reply()
+        extra_env = {
+            "CONDUCTOR_GITHUB_API_URL": gh.base_url,
+            "CONDUCTOR_GITHUB_TOKEN": GH_TOKEN,
+            "CONDUCTOR_GITHUB_CLONE_URL": status_settings.github_clone_url,
+            "CONDUCTOR_HEARTBEAT_INTERVAL_SECONDS": "1",
+        }
+        try:
+            first = conductor_process(status_settings, port, tmp_path / "conductor-a.log", extra_env)
+            ticket = TicketMessage(source="github", key=key, summary="Greet in French", project=repo)
+            assert await SqsIntake(client, status_settings, None).start_ticket(ticket)
+            assert await asyncio.to_thread(gh.holding.wait, 60), "no status comment was posted"
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait()
+            gh.release_reply()  # to a dead connection
+            second = conductor_process(status_settings, port, tmp_path / "conductor-b.log", extra_env)
+            result = await finished(client, "github", key)
+        finally:
+            for proc in (first, second):
+                if proc is not None and proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    proc.wait(timeout=60)
+
+        assert result.state == JobState.SUCCEEDED and result.pr_url
+        [history] = gh.comment_history(repo, number)
+        assert "Status: ACCEPTED" in history[0] and "Status: SUCCEEDED" in history[-1]
+        assert len(gh.calls_to("POST", f"/issues/{number}/comments")) == 1

@@ -128,6 +128,38 @@ def test_sender_rides_out_an_outage_and_a_lost_ack_without_loss_or_duplicates(tm
     assert gateway.final_seen and buffer.pending == 0
 
 
+class LosesTheFirstAck:
+    """Stores what every call brings (in order, like the real store); the first call's ack is lost."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.stored: list[int] = []
+
+    def send(self, lines: list[Line], final: bool) -> int:
+        self.calls += 1
+        for line in lines:
+            if line.seq == len(self.stored) + 1:
+                self.stored.append(line.seq)
+        if self.calls == 1:
+            raise GatewayUnavailable("stored, but the ack was lost")
+        return len(self.stored)
+
+
+def test_a_lost_ack_whose_next_call_stored_the_final_line_completes_the_log(tmp_path: Path):
+    """The calls in flight behind a failed one stored the rest, through the final line: the log is complete.
+    (The sender used to resume and wait for lines that would never come: 3 hangs in 55 runs of the test
+    above.)"""
+    buffer = LogBuffer(tmp_path / "spill.pickle")
+    for i in range(6000):  # more than one call's worth (BATCH_LINES), so several are in flight
+        buffer.append("s", "stdout", f"{i}")
+    buffer.close("the end")
+    gateway = LosesTheFirstAck()
+    sender = LogSender(buffer, gateway.send, initial_backoff=0.01, max_backoff=0.05)
+    sender.start()
+    assert sender.finish(timeout=10)
+    assert gateway.stored == list(range(1, 6002)) and buffer.pending == 0 and gateway.calls >= 2
+
+
 def test_sender_stops_when_the_token_is_refused(tmp_path: Path):
     buffer = LogBuffer(tmp_path / "spill.pickle")
 
