@@ -71,13 +71,13 @@ class AttemptUsageStore:
         with self._lock:
             listed = self._listed.get(prefix)
         if fresh or listed is None or not self.blobs.remote or now - listed[0] >= RELIST_SECONDS:
-            fresh = set(self.blobs.keys(prefix))
+            stored = set(self.blobs.keys(prefix))
             with self._lock:
                 if len(self._listed) >= CACHED_ATTEMPTS:
                     self._listed.clear()  # a cache: what is dropped is listed again
                 # Objects are never removed: what was known stays, writes of this process that finished
                 # while the list was read included.
-                listed = (now, fresh | self._listed.get(prefix, (0.0, set()))[1])
+                listed = (now, stored | self._listed.get(prefix, (0.0, set()))[1])
                 self._listed[prefix] = listed
         with self._lock:
             return set(listed[1])

@@ -14,7 +14,6 @@ memory, records every call in `.calls`, keeps every body a comment ever had (`co
 (`fail_next`) with a status GitHub answers, e.g. 502 or 403.
 """
 
-import asyncio
 import json
 import threading
 from collections.abc import Iterable
@@ -24,7 +23,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from tests.standin_server import ThreadedServer
+from tests.standin_server import HeldReply, ThreadedServer
 
 BODY_LIMIT = 65536
 _DOCS = "https://docs.github.com/rest"
@@ -62,9 +61,8 @@ class GithubStandin:
         self._edits: dict[int, list[str]] = {}
         self._lock = threading.Lock()
         # hold_next_comment_reply(): the comment is stored, its reply withheld until release_reply().
-        self._hold = False
-        self.holding = threading.Event()
-        self._release = threading.Event()
+        self._held = HeldReply()
+        self.holding = self._held.holding
         self.app = self._build_app()
         self._http = ThreadedServer(self.app, "GitHub stand-in")
 
@@ -96,10 +94,10 @@ class GithubStandin:
     def hold_next_comment_reply(self) -> None:
         """The next issue comment is stored (GitHub has it) but its reply waits for `release_reply()`: the
         caller can be killed in between, as a conductor dying mid-call would be."""
-        self._hold = True
+        self._held.arm()
 
     def release_reply(self) -> None:
-        self._release.set()
+        self._held.release()
 
     def fail_next(self, status: int, times: int = 1) -> None:
         """The next `times` calls (after authentication) answer `status` with GitHub's error body."""
@@ -313,11 +311,9 @@ class GithubStandin:
                 comment["url"] = f"{self.base_url}/repos/{owner}/{name}/issues/comments/{comment['id']}"
                 repo.comments.setdefault(number, []).append(comment)
                 self._edits[comment["id"]] = [body]
-                hold, self._hold = self._hold, False
+                hold = self._held.take()
             if hold:
-                self.holding.set()
-                while not self._release.is_set():
-                    await asyncio.sleep(0.05)
+                await self._held.hold()
             return comment
 
         @app.patch("/repos/{owner}/{name}/issues/comments/{comment_id}")

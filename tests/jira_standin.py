@@ -16,7 +16,6 @@ ids left out. It keeps every body a comment had (`comment_history`) and its prop
         jira.base_url, jira.comments("ENG-1"), jira.comment_properties("ENG-1")
 """
 
-import asyncio
 import base64
 import json
 import threading
@@ -26,7 +25,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from tests.standin_server import ThreadedServer
+from tests.standin_server import HeldReply, ThreadedServer
 
 # Jira documents no page size for comments got by id; answering fewer than asked keeps callers honest.
 LIST_PAGE = 50
@@ -44,9 +43,8 @@ class JiraStandin:
         self._failures: list[int] = []
         self.calls: list[tuple[str, str]] = []
         # hold_next_comment_reply(): the comment is stored, its reply withheld until release_reply().
-        self._hold = False
-        self.holding = threading.Event()
-        self._release = threading.Event()
+        self._held = HeldReply()
+        self.holding = self._held.holding
         self._lock = threading.Lock()
         self._http = ThreadedServer(self._build_app(), "Jira stand-in")
 
@@ -71,10 +69,10 @@ class JiraStandin:
     def hold_next_comment_reply(self) -> None:
         """The next added comment is stored (Jira has it) but its reply waits for `release_reply()`: the
         caller can be killed in between, as a conductor dying mid-call would be."""
-        self._hold = True
+        self._held.arm()
 
     def release_reply(self) -> None:
-        self._release.set()
+        self._held.release()
 
     def comment_history(self, key: str) -> list[list[str]]:
         """Per comment on the issue, every body it had (its creation, then each edit)."""
@@ -134,11 +132,9 @@ class JiraStandin:
                 self._comments[key].append(comment)
                 self._edits[comment["id"]] = [body]
                 self._properties[comment["id"]] = properties
-                hold, self._hold = self._hold, False
+                hold = self._held.take()
             if hold:
-                self.holding.set()
-                while not self._release.is_set():
-                    await asyncio.sleep(0.05)
+                await self._held.hold()
             return comment
 
         @app.put("/rest/api/2/issue/{key}/comment/{comment_id}")

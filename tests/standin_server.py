@@ -1,5 +1,6 @@
-"""TEST DOUBLE plumbing: serve a stand-in's FastAPI app on a free 127.0.0.1 port from a thread."""
+"""TEST DOUBLE plumbing: serve a stand-in's FastAPI app on a free 127.0.0.1 port from a thread; hold a reply."""
 
+import asyncio
 import socket
 import threading
 import time
@@ -43,3 +44,31 @@ class ThreadedServer:
             self._thread.join(timeout=10)
         if self._socket:
             self._socket.close()
+
+
+class HeldReply:
+    """One reply a stand-in withholds: the request is served (the service has what it asked) but its
+    caller waits until `release()`, so a test can kill the caller in between, as a conductor dying
+    mid-call would be."""
+
+    def __init__(self) -> None:
+        self._armed = False
+        self.holding = threading.Event()  # set once a reply is being held
+        self._released = threading.Event()
+
+    def arm(self) -> None:
+        """Hold the next reply that `take()` is asked about."""
+        self._armed = True
+
+    def take(self) -> bool:
+        """True (once) if this request's reply is the one to hold; call it under the stand-in's lock."""
+        armed, self._armed = self._armed, False
+        return armed
+
+    async def hold(self) -> None:
+        self.holding.set()
+        while not self._released.is_set():
+            await asyncio.sleep(0.05)
+
+    def release(self) -> None:
+        self._released.set()
