@@ -245,7 +245,7 @@ def _work(
     log.info("downloading: %d task file(s)", len(hello.files))
     files = write_task_files(conn, hello.files, job_dir / "task")
     instructions = _read_instructions(files)
-    spec = task_spec(job_dir, files, coding_agent, timeout, traceparent=hello.traceparent)
+    spec = task_spec(job_dir, instructions, files, coding_agent, timeout, traceparent=hello.traceparent)
     heartbeater.steps = {step.name: StepStatus.PENDING.value for step in spec.steps}
     heartbeater.phase = "running"
     log.info("running: %s on %s", ", ".join(heartbeater.steps), instructions.branch)

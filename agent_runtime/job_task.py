@@ -10,6 +10,7 @@ and bundled only once the job's own checks passed (and their output files are co
 unless the repository ignores them).
 """
 
+import json
 import re
 import shlex
 import sys
@@ -17,8 +18,8 @@ from pathlib import Path
 
 from pydantic import TypeAdapter
 
-from agent_runtime.builtin_steps import BUNDLE_FILE, exit_failure_class, read_outcome
-from agent_runtime.coding_agents.base import KILL_GRACE_SECONDS, TAIL_CHARS
+from agent_runtime.builtin_steps import BUNDLE_FILE, EXIT_NETWORK, EXIT_SCRIPT, OUTCOME_FILE
+from agent_runtime.coding_agents.base import KILL_GRACE_SECONDS, TAIL_CHARS, CodingAgentOutcome
 from agent_runtime.workspace import Workspace
 from contracts.jobs import AgentResult, AgentStatus, FailureClass, TaskInstructions
 from contracts.steps import StepResult, StepSpec, StepStatus, TaskResult, TaskSpec
@@ -36,25 +37,41 @@ _CODE_STEP_SLACK_SECONDS = 2 * KILL_GRACE_SECONDS + 30
 
 
 def task_spec(
-    job_dir: Path, files: dict[str, Path], coding_agent: str, timeout: float, traceparent: str = ""
+    job_dir: Path,
+    instructions: TaskInstructions,
+    files: dict[str, Path],
+    coding_agent: str,
+    timeout: float,
+    traceparent: str = "",
 ) -> TaskSpec:
     """The task's steps; with the job's W3C trace context (`traceparent` from the handshake), every step
     gets it as TRACEPARENT, so a tool that traces (the coding CLI too) can join the job's trace."""
     extra = extra_steps(files)
-    # -P: the clone is the working directory, and nothing in it may shadow our modules.
-    builtin = f"{shlex.quote(sys.executable)} -P -m agent_runtime.builtin_steps"
-    job = shlex.quote(str(job_dir.resolve()))
+    branches = {"base-branch": instructions.base_branch, "branch": instructions.branch}
+    code = {
+        "coding-agent": coding_agent,
+        "timeout": f"{timeout:g}",
+        "prompt-file": instructions.prompt_file,
+        "ticket-key": instructions.ticket_key,
+        "commit-message": instructions.commit_message,
+    }
     spec = TaskSpec(
         steps=[
-            StepSpec(name="clone", run=f"{builtin} clone {job}"),
+            StepSpec(
+                name="clone", run=_builtin("clone", job_dir, {"repo-url": instructions.repo_url, **branches})
+            ),
             StepSpec(
                 name="code",
-                run=f"{builtin} code {job} --coding-agent {shlex.quote(coding_agent)} --timeout {timeout:g}",
+                run=_builtin("code", job_dir, code),
                 needs=["clone"],
                 timeout_seconds=timeout + _CODE_STEP_SLACK_SECONDS,
             ),
             *extra,
-            StepSpec(name="bundle", run=f"{builtin} bundle {job}", needs=["code", *(s.name for s in extra)]),
+            StepSpec(
+                name="bundle",
+                run=_builtin("bundle", job_dir, {"commit-message": instructions.commit_message, **branches}),
+                needs=["code", *(s.name for s in extra)],
+            ),
         ],
         # Inside the local launcher's 5 s between its SIGTERM and SIGKILL to the agent.
         kill_grace_seconds=STEP_KILL_GRACE_SECONDS,
@@ -63,6 +80,13 @@ def task_spec(
         for step in spec.steps:
             step.env = {TRACEPARENT_VARIABLE: traceparent, **step.env}
     return spec
+
+
+def _builtin(step: str, job_dir: Path, options: dict[str, str]) -> str:
+    """A built-in step's command line; `--name=value`, so a value may start with a dash."""
+    # -P: the clone is the working directory, and nothing in it may shadow our modules.
+    argv = [sys.executable, "-P", "-m", "agent_runtime.builtin_steps", step, str(job_dir.resolve())]
+    return shlex.join(argv + [f"--{name}={value}" for name, value in options.items()])
 
 
 def extra_steps(files: dict[str, Path]) -> list[StepSpec]:
@@ -109,6 +133,24 @@ def task_agent_result(
         stdout_tail=failed.stdout_tail[-TAIL_CHARS:],
         stderr_tail=failed.stderr_tail[-TAIL_CHARS:],
     ), None
+
+
+def read_outcome(job_dir: Path) -> CodingAgentOutcome | None:
+    """What the code step left in `outcome.json`, if it got that far."""
+    path = job_dir / OUTCOME_FILE
+    if not path.exists():
+        return None
+    fields = json.loads(path.read_text(encoding="utf-8"))
+    return CodingAgentOutcome(**{**fields, "failure_class": FailureClass(fields["failure_class"])})
+
+
+def exit_failure_class(exit_code: int | None) -> FailureClass:
+    """A built-in step's exit code (sysexits, agent_runtime/builtin_steps.py) as a failure class."""
+    if exit_code == EXIT_NETWORK:
+        return FailureClass.NETWORK
+    if exit_code == EXIT_SCRIPT:
+        return FailureClass.SCRIPT
+    return FailureClass.INFRASTRUCTURE
 
 
 def _failure_class(step: StepResult) -> FailureClass:

@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 
 from contracts.agent_events import AgentEvent
 from contracts.alarms import Alarm
+from contracts.failures import FailureClass
 from contracts.policies import JobPolicy
 from contracts.routing import RepoRoute
 from contracts.tickets import TicketMessage
@@ -34,13 +35,6 @@ class JobState(StrEnum):
 class AgentStatus(StrEnum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
-
-
-class FailureClass(StrEnum):
-    NONE = "none"
-    SCRIPT = "script"
-    NETWORK = "network"
-    INFRASTRUCTURE = "infrastructure"
 
 
 class WorkItem(BaseModel):

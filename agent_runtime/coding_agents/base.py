@@ -6,13 +6,18 @@ whether the CLI itself says it succeeded. agent_runtime/coding_agents/cli_proces
 same way and adds the check no CLI makes: that the clone actually changed.
 """
 
+from __future__ import annotations
+
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from contracts.agent_events import AgentEvent
-from contracts.jobs import FailureClass
+from contracts.failures import FailureClass
+
+if TYPE_CHECKING:  # pydantic stays out of the demo agent's code step (contracts/failures.py says why)
+    from contracts.agent_events import AgentEvent
 
 TAIL_CHARS = 4000
 KILL_GRACE_SECONDS = 5.0

@@ -3,17 +3,16 @@
 from pathlib import Path
 
 from agent_runtime.coding_agents.base import CodingAgentOutcome
-from contracts.jobs import TaskInstructions
 from contracts.task_paths import check_relative_path
 
 
-def run_demo_agent(repo_dir: Path, instructions: TaskInstructions, prompt: str) -> CodingAgentOutcome:
+def run_demo_agent(repo_dir: Path, ticket_key: str, commit_message: str, prompt: str) -> CodingAgentOutcome:
     """Make a small, real, repeatable change: a changelog line and the prompt under docs/."""
-    key = instructions.ticket_key
+    key = ticket_key
     # The key names a file: a GitHub issue's `acme/app#7` becomes `acme-app-7`.
     name = key.replace("/", "-").replace("#", "-")
     ticket_doc = Path(repo_dir, check_relative_path(f"docs/tickets/{name}.md"))
-    entry = f"- {key}: {_summary_line(instructions)}"
+    entry = f"- {key}: {_summary_line(key, commit_message)}"
 
     changelog = repo_dir / "CHANGELOG.md"
     text = changelog.read_text(encoding="utf-8") if changelog.exists() else "# Changelog\n"
@@ -28,11 +27,11 @@ def run_demo_agent(repo_dir: Path, instructions: TaskInstructions, prompt: str) 
     )
 
 
-def _summary_line(instructions: TaskInstructions) -> str:
+def _summary_line(key: str, commit_message: str) -> str:
     # job.json has no separate summary: the commit message's first line is "<KEY>: <summary>".
-    first = (instructions.commit_message.strip().splitlines() or [""])[0].strip()
+    first = (commit_message.strip().splitlines() or [""])[0].strip()
     for sep in (":", " "):
-        prefix = instructions.ticket_key + sep
+        prefix = key + sep
         if first.startswith(prefix):
             return first[len(prefix) :].strip()
     return first

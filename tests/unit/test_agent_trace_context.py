@@ -9,9 +9,18 @@ import pytest
 from agent_runtime.connection import _step_states
 from agent_runtime.dag import DagRunner
 from agent_runtime.job_task import task_spec
+from contracts.jobs import TaskInstructions
 from contracts.steps import StepStatus
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+INSTRUCTIONS = TaskInstructions(
+    job_id="job/ticket/jira/ENG-1",
+    ticket_key="ENG-1",
+    repo_url="/nowhere",
+    base_branch="main",
+    branch="conductor/ENG-1",
+    commit_message="ENG-1: a change",
+)
 
 
 def spec_with(tmp_path: Path, traceparent: str, steps_json: str = ""):
@@ -19,7 +28,7 @@ def spec_with(tmp_path: Path, traceparent: str, steps_json: str = ""):
     if steps_json:
         (tmp_path / "steps.json").write_text(steps_json)
         files["steps.json"] = tmp_path / "steps.json"
-    return task_spec(tmp_path, files, "demo", 60.0, traceparent=traceparent)
+    return task_spec(tmp_path, INSTRUCTIONS, files, "demo", 60.0, traceparent=traceparent)
 
 
 def test_every_step_gets_the_trace_context(tmp_path: Path):

@@ -56,7 +56,7 @@ def test_bundle_fetches_into_a_fresh_clone_of_the_remote(remote: Path, tmp_path:
     instructions = instructions_for(remote)
     workspace = clone(str(remote), "main", tmp_path / "work")
     workspace.create_branch(BRANCH)
-    run_demo_agent(workspace.path, instructions, PROMPT)
+    run_demo_agent(workspace.path, instructions.ticket_key, instructions.commit_message, PROMPT)
     sha = workspace.commit_all(instructions.commit_message)
     assert sha is not None and workspace.commits_ahead("main") == 1
     bundle = workspace.create_bundle(tmp_path / "work.bundle", "main", BRANCH)
@@ -81,7 +81,7 @@ def test_demo_agent_is_deterministic(remote: Path, tmp_path: Path):
     trees = []
     for name in ("one", "two"):
         workspace = clone(str(remote), "main", tmp_path / name)
-        run_demo_agent(workspace.path, instructions, PROMPT)
+        run_demo_agent(workspace.path, instructions.ticket_key, instructions.commit_message, PROMPT)
         trees.append(
             {rel: (workspace.path / rel).read_text() for rel in ("CHANGELOG.md", "docs/tickets/ENG-123.md")}
         )
@@ -95,7 +95,7 @@ def test_demo_agent_is_deterministic(remote: Path, tmp_path: Path):
 
 def test_demo_agent_creates_a_missing_changelog_and_keeps_later_sections(tmp_path: Path):
     instructions = instructions_for(tmp_path)
-    run_demo_agent(tmp_path, instructions, "prompt")
+    run_demo_agent(tmp_path, instructions.ticket_key, instructions.commit_message, "prompt")
     assert (tmp_path / "CHANGELOG.md").read_text() == (
         "# Changelog\n\n## Unreleased\n\n- ENG-123: Login fails after session timeout\n"
     )
@@ -103,7 +103,7 @@ def test_demo_agent_creates_a_missing_changelog_and_keeps_later_sections(tmp_pat
     (tmp_path / "CHANGELOG.md").write_text(
         "# Changelog\n\n## Unreleased\n\n- ENG-1: older\n\n## 1.0.0\n\n- first\n"
     )
-    run_demo_agent(tmp_path, instructions, "prompt")
+    run_demo_agent(tmp_path, instructions.ticket_key, instructions.commit_message, "prompt")
     assert (tmp_path / "CHANGELOG.md").read_text() == (
         "# Changelog\n\n## Unreleased\n\n- ENG-1: older\n"
         "- ENG-123: Login fails after session timeout\n\n## 1.0.0\n\n- first\n"

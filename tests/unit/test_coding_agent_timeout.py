@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_runtime.coding_agents import CLI_ADAPTERS
+from agent_runtime.coding_agents.adapters import CLI_ADAPTERS
 from agent_runtime.coding_agents.base import CliWorkspace
 from agent_runtime.coding_agents.cli_process import run_cli
 from contracts.jobs import FailureClass

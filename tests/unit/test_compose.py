@@ -136,7 +136,7 @@ def test_the_build_context_holds_what_the_wheel_needs_and_no_generated_code():
 
 
 def test_the_image_and_make_install_the_cli_versions_the_agent_supports():
-    from agent_runtime.coding_agents import CLI_ADAPTERS
+    from agent_runtime.coding_agents.adapters import CLI_ADAPTERS
 
     supported = {name: adapter.supported_version for name, adapter in CLI_ADAPTERS.items()}
     dockerfile = (ROOT / "Dockerfile").read_text()
