@@ -64,7 +64,8 @@ def push_bundle_branch(
     local_ref = f"refs/heads/{branch}"
     with tempfile.TemporaryDirectory(prefix="conductor-push-") as tmp:
         repo = Path(tmp) / "repo.git"
-        git.run(["init", "--quiet", "--bare", str(repo)])
+        # No template: its sample hooks are 20 files to copy and delete again for every push.
+        git.run(["init", "--quiet", "--bare", "--template=", str(repo)])
         git.run(
             [
                 "fetch",
