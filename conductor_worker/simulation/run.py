@@ -32,7 +32,8 @@ from workflows.incident_chain import DECISIONS_KEPT
 # long: a job stuck retrying is then reported as running rather than hanging the command.
 SETTLE_STEP = timedelta(seconds=1)
 SETTLE_LIMIT = timedelta(hours=1)
-# ... and at most this much real time (each step costs queries and a round trip to the test server).
+# ... and at most this much real time without progress (no workflow became quiet): each step costs queries
+# and a round trip to the test server, so a big scenario on a loaded machine may take longer in all.
 SETTLE_REAL_SECONDS = 120
 # Real time one step of simulated time may take (the test server waits for outstanding workflow tasks).
 SLEEP_LIMIT_SECONDS = 60
@@ -137,11 +138,15 @@ class SimulationRun:
         waited = timedelta()
         real_deadline = time.monotonic() + SETTLE_REAL_SECONDS
         pending = {ticket_workflow_id(source, key) for source, key in self._ticket_messages}
+        unsettled_before: list[str] | None = None
         while True:
             pending = {wid for wid in pending if await self._status(wid) == WorkflowExecutionStatus.RUNNING}
             unsettled = sorted(pending) + await self._chains.unsettled()
             if not unsettled:
                 break
+            if unsettled != unsettled_before:
+                real_deadline = time.monotonic() + SETTLE_REAL_SECONDS
+                unsettled_before = unsettled
             if waited >= SETTLE_LIMIT or time.monotonic() > real_deadline:
                 log.warning("simulation not settled after %s simulated: %s", waited, unsettled)
                 return [f"not settled after {waited} of simulated time; still running: {unsettled}"]
