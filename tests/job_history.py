@@ -1,0 +1,140 @@
+"""What happened to a job's agents, read from Temporal: the job workflows' histories and pending activities.
+
+Tests decide outcomes from here (or the blob store, the remote git), never from a conductor's state directory:
+- `agent_launches`: each `launch_agent` activity the jobs scheduled (the job workflow calls the launcher by that
+  launcher-neutral name, workflows/agent_job.py), with its attempt and, once it completed, the agent's id;
+  every run of each job, following continue-as-new back from the latest run;
+- `accepted_results`: the attempts whose agent's result completed their await activity;
+- `live_agent_beat`: the heartbeat details the gateway put on a running await activity (phase, step states);
+- `relayed_steps`: the step states last relayed to the job's `progress` signal (the final ones, after a result).
+
+Histories are fetched concurrently, at most FETCH_CONCURRENCY at a time: 210 jobs take a second or two.
+"""
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from contracts.activity_io import LaunchAgentInput, LaunchAgentResult
+from contracts.jobs import AgentProgress
+
+LAUNCH_ACTIVITY = "launch_agent"
+AWAIT_ACTIVITY = "await_agent_result"
+FETCH_CONCURRENCY = 16
+
+
+@dataclass(frozen=True)
+class Launch:
+    job_id: str
+    attempt: int
+    # The launcher's handle (a pid for `local`); empty while the launch has not completed.
+    agent_id: str = ""
+
+
+async def job_ids(client: Client, query: str) -> list[str]:
+    """The ids of the AgentJobWorkflow executions the visibility query finds (each id once)."""
+    found = {wf.id async for wf in client.list_workflows(f"WorkflowType = 'AgentJobWorkflow' AND {query}")}
+    return sorted(found)
+
+
+async def job_histories(client: Client, ids: Iterable[str]) -> dict[str, list[HistoryEvent]]:
+    """Each job's events over all its runs, oldest run first; a job Temporal does not know has none."""
+    bound = asyncio.Semaphore(FETCH_CONCURRENCY)
+
+    async def events_of(job_id: str) -> list[HistoryEvent]:
+        runs, run_id = [], None
+        async with bound:
+            while True:
+                handle = client.get_workflow_handle(job_id, run_id=run_id)
+                try:
+                    events = [e async for e in handle.fetch_history_events()]
+                except RPCError as err:
+                    if err.status == RPCStatusCode.NOT_FOUND and run_id is None:
+                        return []
+                    raise
+                runs.insert(0, events)
+                started = events[0].workflow_execution_started_event_attributes
+                if not started.continued_execution_run_id:
+                    break
+                run_id = started.continued_execution_run_id
+        return [event for run in runs for event in run]
+
+    ids = sorted(set(ids))
+    return dict(zip(ids, await asyncio.gather(*(events_of(i) for i in ids)), strict=True))
+
+
+def _activities(
+    events: list[HistoryEvent], activity_type: str
+) -> list[tuple[HistoryEvent, HistoryEvent | None]]:
+    """Each scheduled activity of the type with its completed event (None: not completed)."""
+    scheduled = {
+        e.event_id: e
+        for e in events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == activity_type
+    }
+    completed = {
+        e.activity_task_completed_event_attributes.scheduled_event_id: e
+        for e in events
+        if e.HasField("activity_task_completed_event_attributes")
+    }
+    return [(event, completed.get(event_id)) for event_id, event in scheduled.items()]
+
+
+async def agent_launches(client: Client, ids: Iterable[str]) -> list[Launch]:
+    """Every agent launch the jobs scheduled, in job and history order."""
+    converter = client.data_converter
+    launches = []
+    for job_id, events in (await job_histories(client, ids)).items():
+        for scheduled, completed in _activities(events, LAUNCH_ACTIVITY):
+            (launch,) = await converter.decode(
+                scheduled.activity_task_scheduled_event_attributes.input.payloads, [LaunchAgentInput]
+            )
+            agent_id = ""
+            if completed is not None:
+                (result,) = await converter.decode(
+                    completed.activity_task_completed_event_attributes.result.payloads, [LaunchAgentResult]
+                )
+                agent_id = result.agent_id
+            launches.append(Launch(job_id, launch.attempt, agent_id))
+    return launches
+
+
+async def accepted_results(client: Client, ids: Iterable[str]) -> dict[str, list[str]]:
+    """Each job's await activities that a result completed, by activity id (`agent-attempt-<n>`)."""
+    return {
+        job_id: [
+            scheduled.activity_task_scheduled_event_attributes.activity_id
+            for scheduled, completed in _activities(events, AWAIT_ACTIVITY)
+            if completed is not None
+        ]
+        for job_id, events in (await job_histories(client, ids)).items()
+    }
+
+
+async def live_agent_beat(client: Client, job_id: str) -> dict | None:
+    """The last heartbeat details of the job's running await activity (`{"phase", "steps", "at"}`, as the
+    gateway records them: conductor_worker/gateway/agent_channel.py); None before the first beat."""
+    described = await client.get_workflow_handle(job_id).describe()
+    for pending in described.raw_description.pending_activities:
+        if pending.activity_type.name == AWAIT_ACTIVITY and pending.heartbeat_details.payloads:
+            details = await client.data_converter.decode(pending.heartbeat_details.payloads, [dict])
+            return details[0]
+    return None
+
+
+async def relayed_steps(client: Client, job_id: str) -> dict[str, str]:
+    """The step states in the last `progress` signal the gateway relayed to the job (before a result is
+    accepted the gateway relays the result's final states): {} when none was relayed."""
+    steps: dict[str, str] = {}
+    for event in (await job_histories(client, [job_id]))[job_id]:
+        if event.HasField("workflow_execution_signaled_event_attributes"):
+            signaled = event.workflow_execution_signaled_event_attributes
+            if signaled.signal_name == "progress":
+                (progress,) = await client.data_converter.decode(signaled.input.payloads, [AgentProgress])
+                steps = progress.steps
+    return steps
