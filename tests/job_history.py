@@ -4,7 +4,7 @@ Tests decide outcomes from here (or the blob store, the remote git), never from 
 - `agent_launches`: each `launch_agent` activity the jobs scheduled (the job workflow calls the launcher by that
   launcher-neutral name, workflows/agent_job.py), with its attempt and, once it completed, the agent's id;
   every run of each job, following continue-as-new back from the latest run;
-- `accepted_results`: the attempts whose agent's result completed their await activity;
+- `accepted_results`: the agent results that completed the jobs' await activities (the gateway accepted them);
 - `live_agent_beat`: the heartbeat details the gateway put on a running await activity (phase, step states);
 - `relayed_steps`: the step states last relayed to the job's `progress` signal (the final ones, after a result).
 
@@ -14,13 +14,14 @@ Histories are fetched concurrently, at most FETCH_CONCURRENCY at a time: 210 job
 import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC
 
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.activity_io import LaunchAgentInput, LaunchAgentResult
-from contracts.jobs import AgentProgress
+from contracts.jobs import AgentProgress, AgentResult
 
 LAUNCH_ACTIVITY = "launch_agent"
 AWAIT_ACTIVITY = "await_agent_result"
@@ -33,6 +34,8 @@ class Launch:
     attempt: int
     # The launcher's handle (a pid for `local`); empty while the launch has not completed.
     agent_id: str = ""
+    # When the launch completed (Unix time, Temporal's clock); 0 while it has not.
+    launched_at: float = 0.0
 
 
 async def job_ids(client: Client, query: str) -> list[str]:
@@ -94,26 +97,31 @@ async def agent_launches(client: Client, ids: Iterable[str]) -> list[Launch]:
             (launch,) = await converter.decode(
                 scheduled.activity_task_scheduled_event_attributes.input.payloads, [LaunchAgentInput]
             )
-            agent_id = ""
+            agent_id, launched_at = "", 0.0
             if completed is not None:
                 (result,) = await converter.decode(
                     completed.activity_task_completed_event_attributes.result.payloads, [LaunchAgentResult]
                 )
-                agent_id = result.agent_id
-            launches.append(Launch(job_id, launch.attempt, agent_id))
+                agent_id, launched_at = result.agent_id, completed.event_time.ToDatetime(UTC).timestamp()
+            launches.append(Launch(job_id, launch.attempt, agent_id, launched_at))
     return launches
 
 
-async def accepted_results(client: Client, ids: Iterable[str]) -> dict[str, list[str]]:
-    """Each job's await activities that a result completed, by activity id (`agent-attempt-<n>`)."""
-    return {
-        job_id: [
-            scheduled.activity_task_scheduled_event_attributes.activity_id
-            for scheduled, completed in _activities(events, AWAIT_ACTIVITY)
+async def accepted_results(client: Client, ids: Iterable[str]) -> dict[str, list[AgentResult]]:
+    """Each job's agent results that completed an await activity (the gateway accepted them), in order."""
+    converter = client.data_converter
+    accepted = {}
+    for job_id, events in (await job_histories(client, ids)).items():
+        accepted[job_id] = [
+            (
+                await converter.decode(
+                    completed.activity_task_completed_event_attributes.result.payloads, [AgentResult]
+                )
+            )[0]
+            for _, completed in _activities(events, AWAIT_ACTIVITY)
             if completed is not None
         ]
-        for job_id, events in (await job_histories(client, ids)).items()
-    }
+    return accepted
 
 
 async def live_agent_beat(client: Client, job_id: str) -> dict | None:
