@@ -36,6 +36,8 @@ class Launch:
     agent_id: str = ""
     # When the launch completed (Unix time, Temporal's clock); 0 while it has not.
     launched_at: float = 0.0
+    # The launching conductor's own task queue (a local agent's host); empty for Fargate or before completion.
+    host_task_queue: str = ""
 
 
 async def job_ids(client: Client, query: str) -> list[str]:
@@ -97,13 +99,14 @@ async def agent_launches(client: Client, ids: Iterable[str]) -> list[Launch]:
             (launch,) = await converter.decode(
                 scheduled.activity_task_scheduled_event_attributes.input.payloads, [LaunchAgentInput]
             )
-            agent_id, launched_at = "", 0.0
-            if completed is not None:
-                (result,) = await converter.decode(
-                    completed.activity_task_completed_event_attributes.result.payloads, [LaunchAgentResult]
-                )
-                agent_id, launched_at = result.agent_id, completed.event_time.ToDatetime(UTC).timestamp()
-            launches.append(Launch(job_id, launch.attempt, agent_id, launched_at))
+            if completed is None:
+                launches.append(Launch(job_id, launch.attempt))
+                continue
+            (result,) = await converter.decode(
+                completed.activity_task_completed_event_attributes.result.payloads, [LaunchAgentResult]
+            )
+            at = completed.event_time.ToDatetime(UTC).timestamp()
+            launches.append(Launch(job_id, launch.attempt, result.agent_id, at, result.host_task_queue))
     return launches
 
 
