@@ -9,6 +9,7 @@ go on: the test then reads what the agent reported from Temporal (tests/job_hist
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
@@ -18,6 +19,7 @@ from temporalio.worker import Worker
 from activities.agent_results import AgentResultWatcher
 from activities.claims import ClaimChecks
 from conductor_worker.config import Settings
+from conductor_worker.gateway.server import start_gateway
 from contracts.activity_io import (
     FailureNoteInput,
     FailureNoteResult,
@@ -33,6 +35,7 @@ from contracts.claims import claim_workflow_id
 from contracts.jobs import JobResult, JobSpec, JobState, WorkItem
 from contracts.policies import JobPolicy
 from contracts.routing import RepoRoute
+from tests.agent_helpers import start_agent
 from tests.helpers import wait_for
 from workflows.agent_job import AgentJobWorkflow
 from workflows.repo_claim import RepoClaimWorkflow
@@ -95,6 +98,17 @@ class AgentJobs:
         self.started.append(handle)
         await _wait_running(handle)
         return handle
+
+    async def run_agent(self, job_id: str, token: str, workdir: Path) -> int:
+        """Start the job, serve its agent with a gateway on the settings' address until the agent exits;
+        returns the agent's exit code."""
+        await self.start(job_id)
+        gateway, _ = await start_gateway(self.settings, self.client)
+        try:
+            agent = await start_agent(self.settings.gateway_listen, token, workdir)
+            return await agent.wait()
+        finally:
+            await gateway.stop(grace=None)
 
 
 async def _wait_running(handle: WorkflowHandle) -> None:

@@ -8,7 +8,6 @@ details while it runs and from the job's last `progress` signal after its result
 import asyncio
 import signal
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -31,16 +30,6 @@ async def jobs(client, settings: Settings) -> AsyncIterator[AgentJobs]:
         yield jobs
 
 
-async def run_agent(jobs: AgentJobs, job_id: str, token: str, workdir: Path) -> int:
-    await jobs.start(job_id)
-    gateway, _ = await start_gateway(jobs.settings, jobs.client)
-    try:
-        agent = await start_agent(jobs.settings.gateway_listen, token, workdir)
-        return await agent.wait()
-    finally:
-        await gateway.stop(grace=None)
-
-
 async def accepted_result(client, job_id: str) -> AgentResult:
     (result,) = (await accepted_results(client, [job_id]))[job_id]
     return result
@@ -56,7 +45,7 @@ async def test_extra_steps_run_in_the_clone_after_the_coding_agent_and_gate_the_
     ]
     job_id, token = stage_job(settings, sample_remote, steps)
 
-    assert await run_agent(jobs, job_id, token, tmp_path / "work") == 0
+    assert await jobs.run_agent(job_id, token, tmp_path / "work") == 0
 
     assert (await accepted_result(jobs.client, job_id)).status is AgentStatus.SUCCEEDED
     steps = await relayed_steps(jobs.client, job_id)
@@ -78,7 +67,7 @@ async def test_a_failing_step_fails_the_job_and_skips_the_bundle(jobs, sample_re
     steps = [{"name": "test", "run": "echo 2 tests failed >&2; exit 2"}]
     job_id, token = stage_job(jobs.settings, sample_remote, steps)
 
-    assert await run_agent(jobs, job_id, token, tmp_path / "work") == 0  # a FAILED result is still reported
+    assert await jobs.run_agent(job_id, token, tmp_path / "work") == 0  # a FAILED result is still reported
 
     result = await accepted_result(jobs.client, job_id)
     assert (result.status, result.failure_class, result.exit_code) == (
@@ -99,7 +88,7 @@ async def test_a_failing_step_fails_the_job_and_skips_the_bundle(jobs, sample_re
 async def test_an_unreachable_remote_is_a_network_failure_of_the_clone_step(jobs, tmp_path):
     job_id, token = stage_job(jobs.settings, tmp_path / "no-such-remote.git")
 
-    assert await run_agent(jobs, job_id, token, tmp_path / "work") == 0
+    assert await jobs.run_agent(job_id, token, tmp_path / "work") == 0
 
     result = await accepted_result(jobs.client, job_id)
     assert (result.status, result.failure_class) == (AgentStatus.FAILED, FailureClass.NETWORK)
