@@ -2,8 +2,8 @@
 
 A job attempt's await activity (activities/agent_results.py) is completed asynchronously. The gateway that
 hears the agent, on whichever replica, heartbeats it (details: `{"phase", "steps", "at"}`, the step states
-as name -> StepStatus value) and completes it with the agent's result, by the job's workflow id (the job id) and the attempt's activity id
-(contracts.activity_io.agent_watch_activity_id). So:
+as name -> StepStatus value) and completes it with the agent's result, by the job's workflow id (the job
+id) and the attempt's activity id (contracts.activity_io.agent_watch_activity_id). So:
 - a silent agent is found by Temporal's heartbeat timeout on that activity;
 - a cancelled job's agent learns it from its next heartbeat's reply (Temporal reports the cancel request);
 - an ended attempt's agent (superseded, cancelled, over budget, finished) is refused: Temporal no longer

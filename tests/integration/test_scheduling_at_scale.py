@@ -3,6 +3,7 @@
 import os
 import random
 import signal
+import time
 from datetime import timedelta
 
 import pytest
@@ -114,7 +115,9 @@ async def test_600_tickets_for_200_keys_and_100_alarms_make_210_jobs(
         )
         == 200
     )
+    read_from = time.monotonic()
     jobs = await launches(client, f"TicketKey STARTS_WITH '{prefix}-'", in_accounts)
+    print(f"\n{len(jobs)} jobs' launches read from their histories in {time.monotonic() - read_from:.1f} s")
     assert len(jobs) == 210 and len(set(jobs)) == 210  # one agent launch per job, none twice
     branches = git(
         "for-each-ref", "--format=%(refname:short)", "refs/heads/conductor/", cwd=sample_remote
