@@ -8,7 +8,8 @@ Tests decide outcomes from here (or the blob store, the remote git), never from 
 - `live_agent_beat`: the heartbeat details the gateway put on a running await activity (phase, step states);
 - `relayed_steps`: the step states last relayed to the job's `progress` signal (the final ones, after a result).
 
-Histories are fetched concurrently, at most FETCH_CONCURRENCY at a time: 210 jobs take a second or two.
+Histories are fetched concurrently, at most FETCH_CONCURRENCY at a time: 210 histories of 20 activities each
+took 2.7 s on this machine's 2 cores at a load average of 10.
 """
 
 import asyncio
@@ -46,11 +47,12 @@ async def job_ids(client: Client, query: str) -> list[str]:
     return sorted(found)
 
 
-async def job_histories(client: Client, ids: Iterable[str]) -> dict[str, list[HistoryEvent]]:
-    """Each job's events over all its runs, oldest run first; a job Temporal does not know has none."""
+async def job_histories(client: Client, ids: Iterable[str]) -> dict[str, list[list[HistoryEvent]]]:
+    """Each job's runs' events, oldest run first (event ids start again in each run); a job Temporal does
+    not know has no run."""
     bound = asyncio.Semaphore(FETCH_CONCURRENCY)
 
-    async def events_of(job_id: str) -> list[HistoryEvent]:
+    async def runs_of(job_id: str) -> list[list[HistoryEvent]]:
         runs, run_id = [], None
         async with bound:
             while True:
@@ -66,16 +68,22 @@ async def job_histories(client: Client, ids: Iterable[str]) -> dict[str, list[Hi
                 if not started.continued_execution_run_id:
                     break
                 run_id = started.continued_execution_run_id
-        return [event for run in runs for event in run]
+        return runs
 
     ids = sorted(set(ids))
-    return dict(zip(ids, await asyncio.gather(*(events_of(i) for i in ids)), strict=True))
+    return dict(zip(ids, await asyncio.gather(*(runs_of(i) for i in ids)), strict=True))
 
 
 def _activities(
+    runs: list[list[HistoryEvent]], activity_type: str
+) -> list[tuple[HistoryEvent, HistoryEvent | None]]:
+    """Each scheduled activity of the type, run by run, with its completed event (None: not completed)."""
+    return [pair for events in runs for pair in _run_activities(events, activity_type)]
+
+
+def _run_activities(
     events: list[HistoryEvent], activity_type: str
 ) -> list[tuple[HistoryEvent, HistoryEvent | None]]:
-    """Each scheduled activity of the type with its completed event (None: not completed)."""
     scheduled = {
         e.event_id: e
         for e in events
@@ -94,8 +102,8 @@ async def agent_launches(client: Client, ids: Iterable[str]) -> list[Launch]:
     """Every agent launch the jobs scheduled, in job and history order."""
     converter = client.data_converter
     launches = []
-    for job_id, events in (await job_histories(client, ids)).items():
-        for scheduled, completed in _activities(events, LAUNCH_ACTIVITY):
+    for job_id, runs in (await job_histories(client, ids)).items():
+        for scheduled, completed in _activities(runs, LAUNCH_ACTIVITY):
             (launch,) = await converter.decode(
                 scheduled.activity_task_scheduled_event_attributes.input.payloads, [LaunchAgentInput]
             )
@@ -114,14 +122,14 @@ async def accepted_results(client: Client, ids: Iterable[str]) -> dict[str, list
     """Each job's agent results that completed an await activity (the gateway accepted them), in order."""
     converter = client.data_converter
     accepted = {}
-    for job_id, events in (await job_histories(client, ids)).items():
+    for job_id, runs in (await job_histories(client, ids)).items():
         accepted[job_id] = [
             (
                 await converter.decode(
                     completed.activity_task_completed_event_attributes.result.payloads, [AgentResult]
                 )
             )[0]
-            for _, completed in _activities(events, AWAIT_ACTIVITY)
+            for _, completed in _activities(runs, AWAIT_ACTIVITY)
             if completed is not None
         ]
     return accepted
@@ -142,7 +150,7 @@ async def relayed_steps(client: Client, job_id: str) -> dict[str, str]:
     """The step states in the last `progress` signal the gateway relayed to the job (before a result is
     accepted the gateway relays the result's final states): {} when none was relayed."""
     steps: dict[str, str] = {}
-    for event in (await job_histories(client, [job_id]))[job_id]:
+    for event in (e for run in (await job_histories(client, [job_id]))[job_id] for e in run):
         if event.HasField("workflow_execution_signaled_event_attributes"):
             signaled = event.workflow_execution_signaled_event_attributes
             if signaled.signal_name == "progress":
