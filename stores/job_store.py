@@ -5,24 +5,23 @@ store every replica shares (stores/attempts.py); nothing here is needed by anoth
 
 Layout under `<state_dir>/jobs/<job id as a file name>/attempt-<n>/`:
 
-    handshake.json   written when the agent handshakes
-    heartbeat        rewritten on every agent heartbeat (its mtime is the last beat): JSON with the
-                     phase and the task DAG's step states (`{"clone": "SUCCEEDED", "code": "RUNNING"}`)
-    result.json      the agent's structured result (contracts.jobs.AgentResult)
+    result.json      the agent's structured result (contracts.jobs.AgentResult), as this gateway accepted it
+    agent.json       the local or Fargate launcher's record of the agent it started (activities/launch_*.py)
+    workdir-*/       a local agent's work directory (its HOME)
 
-handshake.json, heartbeat and result.json are the gateway's local record of what the agent said; the job
-learns it through Temporal (conductor_worker/gateway/agent_channel.py) and nothing polls them. result.json also
-makes a retried upload of the same attempt a duplicate, and ends the attempt's model spending.
+The job learns what its agent says (handshake, heartbeats with step states, the result) through Temporal
+(conductor_worker/gateway/agent_channel.py), and nothing polls these files: result.json only makes a retried
+upload of the same attempt to this gateway a duplicate, ends the attempt's model spending on this host
+(model_gateway/access.py) and tells the local launcher that an agent it started has reported. The agent's
+handshake and heartbeats leave no file: their record is the await activity's heartbeat details in Temporal.
 
 Files are written atomically (temp file + rename) so a reader never sees half a result.
 Agent logs go to conductor_worker/gateway/log_store.py.
 """
 
 import hashlib
-import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
 from contracts.ids import safe_name
@@ -62,47 +61,8 @@ class JobAttemptDir:
         return self.root / "result.json"
 
     @property
-    def heartbeat_path(self) -> Path:
-        return self.root / "heartbeat"
-
-    @property
-    def handshake_path(self) -> Path:
-        return self.root / "handshake.json"
-
-    @property
     def agent_log_path(self) -> Path:
         return self.root / "agent.log"
-
-    # Agent progress -----------------------------------------------------------------------
-
-    def record_handshake(self, info: dict) -> None:
-        write_atomic(self.handshake_path, json.dumps({**info, "at": time.time()}).encode())
-        self.record_heartbeat("handshake")
-
-    def record_heartbeat(self, phase: str, steps: dict[str, str] | None = None) -> None:
-        """Record a beat; `steps` (name -> StepStatus value) replaces the step states, None keeps them."""
-        if steps is None:
-            steps = self.step_states()
-        write_atomic(self.heartbeat_path, json.dumps({"phase": phase, "steps": steps}).encode())
-
-    def _heartbeat_record(self) -> tuple[float, dict] | None:
-        try:
-            at, text = self.heartbeat_path.stat().st_mtime, self.heartbeat_path.read_text()
-        except FileNotFoundError:
-            return None
-        if text.startswith("{"):
-            return at, json.loads(text)
-        # Written by a conductor from before step states: the file held the bare phase.
-        return at, {"phase": text, "steps": {}}
-
-    def last_heartbeat(self) -> tuple[float, str] | None:
-        record = self._heartbeat_record()
-        return (record[0], record[1]["phase"]) if record else None
-
-    def step_states(self) -> dict[str, str]:
-        """The agent's task DAG steps (in spec order) -> their StepStatus value as last reported."""
-        record = self._heartbeat_record()
-        return dict(record[1].get("steps", {})) if record else {}
 
     # Result -------------------------------------------------------------------------------
 

@@ -1,9 +1,9 @@
 """The agent channel through Temporal: what an agent tells the gateway becomes calls on its job.
 
 A job attempt's await activity (activities/agent_results.py) is completed asynchronously. The gateway that
-hears the agent, on whichever replica, heartbeats it (phase, step states, the time) and completes it with
-the agent's result, by the job's workflow id (the job id) and the attempt's activity id
-(contracts.activity_io.agent_watch_activity_id). So:
+hears the agent, on whichever replica, heartbeats it (details: `{"phase", "steps", "at"}`, the step states
+as name -> StepStatus value) and completes it with the agent's result, by the job's workflow id (the job
+id) and the attempt's activity id (contracts.activity_io.agent_watch_activity_id). So:
 - a silent agent is found by Temporal's heartbeat timeout on that activity;
 - a cancelled job's agent learns it from its next heartbeat's reply (Temporal reports the cancel request);
 - an ended attempt's agent (superseded, cancelled, over budget, finished) is refused: Temporal no longer
@@ -15,6 +15,9 @@ heartbeat timeout): a heartbeat then simply counts for nothing, a result waits f
 A job run from before the channel awaits its agent under an id Temporal assigned; it is found once by
 describing the job, and kept.
 
+Those heartbeat details are the only record of the agent's handshake and beats: no file is written for them
+(a beat that carries no step states repeats the last ones this gateway heard from the attempt).
+
 The gateway also relays the agent's progress (step states, last log lines and events, model usage) to the
 job's `progress` signal for `status`, when it changed and at most every PROGRESS_SECONDS per attempt.
 """
@@ -24,7 +27,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -81,6 +84,8 @@ class _NotAwaited(Exception):
 @dataclass
 class _Attempt:
     relayed: AgentProgress | None = None
+    # The step states the agent last reported here (a beat without them keeps these).
+    steps: dict[str, str] = field(default_factory=dict)
     relayed_at: float = 0.0
     # A run from before the channel: the await activity's assigned id, once found.
     activity_id: str = ""
@@ -93,8 +98,11 @@ class AgentChannel:
         self._usage = usage
         self._attempts: OrderedDict[tuple[str, int], _Attempt] = OrderedDict()
 
-    async def beat(self, job: JobAttemptDir, phase: str, steps: dict[str, str]) -> bool:
-        """Record the agent's heartbeat on its await activity; True when the job asks the agent to stop."""
+    async def beat(self, job: JobAttemptDir, phase: str, steps: dict[str, str] | None = None) -> bool:
+        """Record the agent's heartbeat on its await activity; True when the job asks the agent to stop.
+
+        `steps` replaces the attempt's step states; None (or empty) keeps the last ones reported here."""
+        steps = self._remember_steps(job, steps)
         details = {"phase": phase[:MAX_NAME_CHARS], "steps": _bounded(steps), "at": time.time()}
         try:
             await self._on_activity(job, lambda handle: handle.heartbeat(details))
@@ -104,16 +112,22 @@ class AgentChannel:
             await self._acknowledge_cancel(job)
             return True
         except AttemptEnded:
+            self._attempts.pop((job.job_id, job.attempt), None)
             return True
         except _NotAwaited:
             return False
         await self._relay(job, steps, PROGRESS_SECONDS)
         return False
 
-    async def report(self, job: JobAttemptDir, result: AgentResult) -> None:
+    async def report(
+        self, job: JobAttemptDir, result: AgentResult, steps: dict[str, str] | None = None
+    ) -> None:
         """Complete the attempt's await activity with the result; AttemptEnded when the job refuses it,
-        TimeoutError when its await activity did not come within REPORT_PATIENCE_SECONDS."""
-        await self._relay(job, job.step_states(), 0.0)  # the last events and usage, before the result
+        TimeoutError when its await activity did not come within REPORT_PATIENCE_SECONDS.
+
+        `steps`: the final step states the result came with (None: the last ones reported here)."""
+        steps = self._remember_steps(job, steps)
+        await self._relay(job, steps, 0.0)  # the last events and usage, before the result
         deadline = time.monotonic() + REPORT_PATIENCE_SECONDS
         while True:
             try:
@@ -202,6 +216,12 @@ class AgentChannel:
             await self._handle(job, activity_id).report_cancellation()
         except RPCError as err:  # already closed: nothing left to acknowledge
             log.debug("%s attempt %d: cancellation not reported: %s", job.job_id, job.attempt, err)
+
+    def _remember_steps(self, job: JobAttemptDir, steps: dict[str, str] | None) -> dict[str, str]:
+        tracked = self._track(job)
+        if steps:
+            tracked.steps = _bounded(steps)
+        return tracked.steps
 
     def _track(self, job: JobAttemptDir) -> _Attempt:
         key = (job.job_id, job.attempt)

@@ -6,10 +6,11 @@ attempt is staged in the blob store and not superseded: security/job_access.py) 
 written. Any replica serves any agent: nothing an agent needs is on one conductor's disk. Bulky data (task
 files, bundles) goes to the blob store, never through workflow history: with S3 the agent moves it
 itself with presigned URLs; with the local store it streams through here.
-The agent's handshake, heartbeats and result go to Temporal as calls on its attempt's await activity
-(conductor_worker/gateway/agent_channel.py); the job store keeps a local record of them (handshake.json, heartbeat,
-result.json) that nothing polls. Without a Temporal client (a gateway alone, in tests) only that record is
-kept.
+The agent's handshake, heartbeats (with its step states) and result go to Temporal as calls on its
+attempt's await activity (conductor_worker/gateway/agent_channel.py); nothing of them is written to this
+conductor's disk but the accepted result (stores/job_store.py: result.json, which makes a retried upload a
+duplicate and ends the attempt's model spending). Without a Temporal client (a gateway alone) handshakes and
+heartbeats are answered and forgotten.
 """
 
 import asyncio
@@ -97,7 +98,6 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
     async def Handshake(self, request, context):
         access = await self._access(context)
         claims, job = access.claims, access.job
-        job.record_handshake({"agent_version": request.agent_version, "hostname": request.hostname})
         if await self._beat(job, "handshake"):
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "the job no longer expects this attempt")
         log.info(
@@ -136,7 +136,6 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
             key = file_key(access.claims.job_id, access.claims.attempt, request.path)
         except (FileNotFoundError, ValueError) as err:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(err))
-        access.job.record_heartbeat("streaming-files")
         offset, chunks = 0, _rechunked(self._blobs.chunks(key))
         try:
             # Each read in a thread: from S3 it is a network read.
@@ -164,8 +163,7 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
     async def Heartbeat(self, request, context):
         claims, job = await self._authorize(context)
         phase = request.phase or "running"
-        job.record_heartbeat(phase, _step_states(request.steps) or None)
-        stop = await self._beat(job, phase)
+        stop = await self._beat(job, phase, _step_states(request.steps))
         steering = [
             agent_pb2.Steering(seq=entry["seq"], text=entry["text"], by=entry["by"])
             for entry in await asyncio.to_thread(self._mailbox.steering, claims.job_id)
@@ -173,12 +171,13 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         ]
         return agent_pb2.HeartbeatResponse(cancel_requested=stop, steering=steering)
 
-    async def _beat(self, job: JobAttemptDir, phase: str) -> bool:
-        """The agent's beat to its await activity; True when the job asks the agent to stop."""
+    async def _beat(self, job: JobAttemptDir, phase: str, steps: dict[str, str] | None = None) -> bool:
+        """The agent's beat to its await activity; True when the job asks the agent to stop.
+        No steps: the last ones the agent reported stand."""
         if self._channel is None:
             return False
         try:
-            stop = await self._channel.beat(job, phase, job.step_states())
+            stop = await self._channel.beat(job, phase, steps)
         except RPCError as err:  # Temporal unreachable: the agent keeps working, its next beat may pass
             log.warning("%s attempt %d: heartbeat not recorded: %s", job.job_id, job.attempt, err)
             self._metrics.heartbeat("not_recorded")
@@ -234,9 +233,7 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         finally:
             if os.path.exists(tmp_name):
                 os.unlink(tmp_name)
-        if result_msg.steps:
-            job.record_heartbeat("reported", _step_states(result_msg.steps))
-        await self._report(context, job, result)
+        await self._report(context, job, result, _step_states(result_msg.steps))
         if self._spans is not None:  # accepted: the only report of this attempt that gets here
             self._spans.record(access.staged, result_msg, now=time.time())
         job.store_result(result)
@@ -269,12 +266,15 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "bundle_uploaded without its sha256")
         return stored
 
-    async def _report(self, context, job: JobAttemptDir, result: AgentResult) -> None:
-        """Complete the attempt's await activity with the result; the agent hears when it is refused."""
+    async def _report(
+        self, context, job: JobAttemptDir, result: AgentResult, steps: dict[str, str] | None = None
+    ) -> None:
+        """Complete the attempt's await activity with the result (and the final step states, for `status`);
+        the agent hears when it is refused."""
         if self._channel is None:
             return
         try:
-            await self._channel.report(job, result)
+            await self._channel.report(job, result, steps)
         except AttemptEnded as err:
             log.warning("result refused: %s", err)
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"result refused: {err}")
@@ -356,7 +356,7 @@ async def start_gateway(
 ) -> tuple[grpc.aio.Server, int]:
     """Start the gRPC gateway with health checking; returns the server and its bound port.
 
-    With `client`, the agent channel goes through Temporal; without, the gateway only keeps its record.
+    With `client`, the agent channel goes through Temporal; without, handshakes and beats are only answered.
     With `tracer`, the agents' steps become spans of their jobs' traces (conductor_worker/gateway/agent_spans.py)."""
     # Past this a message is refused with RESOURCE_EXHAUSTED before it is parsed (bundles come in chunks).
     limit = settings.grpc_max_receive_bytes

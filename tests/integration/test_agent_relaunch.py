@@ -1,19 +1,18 @@
 """A lost agent is relaunched as a new attempt with a new token; a job gives up after a bounded number."""
 
 import asyncio
-import json
 import os
 import signal
 import time
-from pathlib import Path
 
 import grpc
 import pytest
 from temporalio.client import WorkflowFailureError
+from temporalio.service import RPCError
 
 from conductor_worker.intake.messages import parse_message
 from conductor_worker.intake.sqs import SqsIntake
-from contracts.ids import safe_name, ticket_job_id
+from contracts.ids import ticket_job_id
 from contracts.jobs import JobState
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
 from security.tokens import mint_token
@@ -27,6 +26,7 @@ from tests.helpers import (
     ticket_result,
     wait_for,
 )
+from tests.job_history import Launch, agent_launches, live_agent_beat
 from workflows.agent_job import AgentJobWorkflow
 
 SLOW_CODEX = """#!/bin/sh
@@ -42,13 +42,22 @@ def slow_codex(tmp_path, monkeypatch) -> None:
     install_fake_codex(tmp_path / "bin", SLOW_CODEX, monkeypatch)
 
 
-def attempt_dir(settings, key: str, attempt: int) -> Path:
-    return settings.jobs_dir / safe_name(ticket_job_id("jira", key)) / f"attempt-{attempt}"
+async def launch(client, key: str, attempt: int) -> Launch | None:
+    """The job's completed launch of `attempt`, from its history in Temporal."""
+    launches = await agent_launches(client, [ticket_job_id("jira", key)])
+    return next((x for x in launches if x.attempt == attempt and x.agent_id), None)
 
 
-def agent_pid(settings, key: str, attempt: int) -> int:
-    record = json.loads((attempt_dir(settings, key, attempt) / "agent.json").read_text())
-    return int(record["agent_id"].removeprefix("local:"))
+def agent_pid(launch: Launch) -> int:
+    return int(launch.agent_id.removeprefix("local:"))
+
+
+async def handshaken(client, key: str) -> bool:
+    """The agent's handshake is recorded on its await activity (its heartbeat details in Temporal)."""
+    try:
+        return await live_agent_beat(client, ticket_job_id("jira", key)) is not None
+    except RPCError:  # the job is not started yet
+        return False
 
 
 async def start_ticket(client, settings, key: str) -> None:
@@ -64,13 +73,13 @@ async def test_a_killed_agent_is_relaunched_and_its_old_token_refused(
     await start_conductor(settings)
     key = fresh_key()
     await start_ticket(client, settings, key)
-    await wait_for(lambda: _exists(attempt_dir(settings, key, 1) / "handshake.json"), timeout=60)
-    first = agent_pid(settings, key, 1)
+    await wait_for(lambda: handshaken(client, key), timeout=60)
+    first = agent_pid(await launch(client, key, 1))
 
     os.killpg(first, signal.SIGKILL)  # the agent and its coding agent, mid-run
     killed_at = time.time()
-    await wait_for(lambda: _exists(attempt_dir(settings, key, 2) / "agent.json"), timeout=30)
-    relaunched_after = (attempt_dir(settings, key, 2) / "agent.json").stat().st_mtime - killed_at
+    second = await wait_for(lambda: launch(client, key, 2), timeout=30)
+    relaunched_after = second.launched_at - killed_at
     result = await ticket_result(client, key)
 
     assert result.state == JobState.SUCCEEDED and result.attempt == 2
@@ -108,14 +117,11 @@ async def test_an_agent_that_never_handshakes_is_relaunched_then_the_job_fails(
         message.startswith("CRASHED: agent local:")
         and "did not handshake within 2s (attempt 3 of 3)" in message
     )
-    pids = [agent_pid(settings, key, attempt) for attempt in (1, 2, 3)]
+    launches = await agent_launches(client, [ticket_job_id("jira", key)])
+    assert [x.attempt for x in launches] == [1, 2, 3]  # and no fourth
+    pids = [agent_pid(x) for x in launches]
     assert len(set(pids)) == 3 and not any(is_running(pid) for pid in pids)
-    assert not attempt_dir(settings, key, 4).exists()
 
 
 def free_address() -> str:
     return f"127.0.0.1:{free_port()}"
-
-
-async def _exists(path: Path) -> bool:
-    return path.exists()

@@ -1,53 +1,55 @@
-"""The per-job agent runs its task as a step DAG: built-ins plus `steps.json`, states in the heartbeat
-record, every line in the log store, and a failing step that becomes the job's FAILED result."""
+"""The per-job agent runs its task as a step DAG: built-ins plus `steps.json`, states in its heartbeats to
+Temporal, every line in the log store, and a failing step that becomes the job's FAILED result.
+
+The agent works in a real job (tests/agent_job_harness.py): what it reported is read from Temporal, the
+accepted result from the await activity's completion, the step states from the await activity's heartbeat
+details while it runs and from the job's last `progress` signal after its result."""
 
 import asyncio
 import signal
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 
 from conductor_worker.config import Settings
 from conductor_worker.gateway.log_store import LocalLogStore
 from conductor_worker.gateway.server import start_gateway
-from contracts.jobs import AgentStatus, FailureClass
-from stores.job_store import JobAttemptDir
+from contracts.jobs import AgentResult, AgentStatus, FailureClass
 from tests.agent_helpers import stage_job, start_agent
+from tests.agent_job_harness import AgentJobs, agent_jobs
 from tests.helpers import free_port, is_running, wait_for
+from tests.job_history import accepted_results, live_agent_beat, relayed_steps
 
 pytestmark = pytest.mark.timeout(90)
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        state_dir=tmp_path / "state", gateway_listen=f"127.0.0.1:{free_port()}", heartbeat_interval_seconds=1
-    )
+async def jobs(client, settings: Settings) -> AsyncIterator[AgentJobs]:
+    settings = settings.model_copy(update={"gateway_listen": f"127.0.0.1:{free_port()}"})
+    async with agent_jobs(client, settings) as jobs:
+        yield jobs
 
 
-async def run_agent(settings: Settings, token: str, workdir: Path) -> int:
-    gateway, _ = await start_gateway(settings)
-    try:
-        agent = await start_agent(settings.gateway_listen, token, workdir)
-        return await agent.wait()
-    finally:
-        await gateway.stop(grace=None)
+async def accepted_result(client, job_id: str) -> AgentResult:
+    (result,) = (await accepted_results(client, [job_id]))[job_id]
+    return result
 
 
 async def test_extra_steps_run_in_the_clone_after_the_coding_agent_and_gate_the_bundle(
-    settings, sample_remote, tmp_path
+    jobs, sample_remote, tmp_path
 ):
+    settings = jobs.settings
     steps = [
         {"name": "lint", "run": "test -f README.md && echo lint ok", "needs": ["clone"]},
         {"name": "check", "run": "grep -c LOG- CHANGELOG.md; echo to stderr >&2"},
     ]
     job_id, token = stage_job(settings, sample_remote, steps)
 
-    assert await run_agent(settings, token, tmp_path / "work") == 0
+    assert await jobs.run_agent(job_id, token, tmp_path / "work") == 0
 
-    job = JobAttemptDir(settings.jobs_dir, job_id, 1)
-    assert job.result().status is AgentStatus.SUCCEEDED
-    assert job.step_states() == dict.fromkeys(["clone", "code", "lint", "check", "bundle"], "SUCCEEDED")
+    assert (await accepted_result(jobs.client, job_id)).status is AgentStatus.SUCCEEDED
+    steps = await relayed_steps(jobs.client, job_id)
+    assert steps == dict.fromkeys(["clone", "code", "lint", "check", "bundle"], "SUCCEEDED")
     lines = LocalLogStore(settings.logs_path).read(job_id, 1)
     said = [(line.step, line.stream, line.text) for line in lines if line.step in ("lint", "check")]
     # `check` ran after the demo agent wrote its changelog line: it found it.
@@ -61,14 +63,13 @@ async def test_extra_steps_run_in_the_clone_after_the_coding_agent_and_gate_the_
     assert order[-1] == "bundle"
 
 
-async def test_a_failing_step_fails_the_job_and_skips_the_bundle(settings, sample_remote, tmp_path):
+async def test_a_failing_step_fails_the_job_and_skips_the_bundle(jobs, sample_remote, tmp_path):
     steps = [{"name": "test", "run": "echo 2 tests failed >&2; exit 2"}]
-    job_id, token = stage_job(settings, sample_remote, steps)
+    job_id, token = stage_job(jobs.settings, sample_remote, steps)
 
-    assert await run_agent(settings, token, tmp_path / "work") == 0  # a FAILED result is still reported
+    assert await jobs.run_agent(job_id, token, tmp_path / "work") == 0  # a FAILED result is still reported
 
-    job = JobAttemptDir(settings.jobs_dir, job_id, 1)
-    result = job.result()
+    result = await accepted_result(jobs.client, job_id)
     assert (result.status, result.failure_class, result.exit_code) == (
         AgentStatus.FAILED,
         FailureClass.SCRIPT,
@@ -76,7 +77,7 @@ async def test_a_failing_step_fails_the_job_and_skips_the_bundle(settings, sampl
     )
     assert result.summary == "step 'test' failed (exit code 2): 2 tests failed"
     assert not result.bundle_key
-    assert job.step_states() == {
+    assert await relayed_steps(jobs.client, job_id) == {
         "clone": "SUCCEEDED",
         "code": "SUCCEEDED",
         "test": "FAILED",
@@ -84,28 +85,30 @@ async def test_a_failing_step_fails_the_job_and_skips_the_bundle(settings, sampl
     }
 
 
-async def test_an_unreachable_remote_is_a_network_failure_of_the_clone_step(settings, tmp_path):
-    job_id, token = stage_job(settings, tmp_path / "no-such-remote.git")
+async def test_an_unreachable_remote_is_a_network_failure_of_the_clone_step(jobs, tmp_path):
+    job_id, token = stage_job(jobs.settings, tmp_path / "no-such-remote.git")
 
-    assert await run_agent(settings, token, tmp_path / "work") == 0
+    assert await jobs.run_agent(job_id, token, tmp_path / "work") == 0
 
-    result = JobAttemptDir(settings.jobs_dir, job_id, 1).result()
+    result = await accepted_result(jobs.client, job_id)
     assert (result.status, result.failure_class) == (AgentStatus.FAILED, FailureClass.NETWORK)
     assert result.summary.startswith("step 'clone' failed (exit code 69): git clone failed (128)")
 
 
-async def test_sigterm_stops_the_running_steps_and_reports_the_cancel(settings, sample_remote, tmp_path):
+async def test_sigterm_stops_the_running_steps_and_reports_the_cancel(jobs, sample_remote, tmp_path):
     pid_file = tmp_path / "sleeper.pid"
+    settings = jobs.settings
     job_id, token = stage_job(
         settings, sample_remote, [{"name": "slow", "run": f"sleep 60 & echo $! > {pid_file}; wait"}]
     )
-    gateway, _ = await start_gateway(settings)
+    await jobs.start(job_id)
+    gateway, _ = await start_gateway(settings, jobs.client)
     try:
         agent = await start_agent(settings.gateway_listen, token, tmp_path / "work")
-        job = JobAttemptDir(settings.jobs_dir, job_id, 1)
 
         async def slow_running() -> bool:
-            return job.step_states().get("slow") == "RUNNING" and pid_file.exists()
+            beat = await live_agent_beat(jobs.client, job_id)  # the await activity's heartbeat details
+            return beat is not None and beat["steps"].get("slow") == "RUNNING" and pid_file.exists()
 
         await wait_for(slow_running, timeout=60)
         agent.send_signal(signal.SIGTERM)  # what the launcher's stop_agent sends first
@@ -114,8 +117,8 @@ async def test_sigterm_stops_the_running_steps_and_reports_the_cancel(settings, 
         await gateway.stop(grace=None)
 
     assert code == 0
-    assert job.result().summary == "the task was cancelled"
-    assert job.step_states() == {
+    assert (await accepted_result(jobs.client, job_id)).summary == "the task was cancelled"
+    assert await relayed_steps(jobs.client, job_id) == {
         "clone": "SUCCEEDED",
         "code": "SUCCEEDED",
         "slow": "CANCELLED",

@@ -20,12 +20,12 @@ from contracts.routing import RepoRoute
 from contracts.tickets import TicketMessage
 from stores.attempts import bundle_key
 from stores.blob_store import BlobIntegrityError, BlobMissing, BlobStore, LocalBlobStore, S3BlobStore
-from stores.job_store import JobAttemptDir
 from stores.mailbox import JobMailbox
 from tests.agent_helpers import stage_job
+from tests.agent_job_harness import agent_jobs
 from tests.git_helpers import make_bare_repo_from, make_branch_bundle
 from tests.helpers import free_port
-from tests.integration.test_agent_steps import run_agent
+from tests.job_history import accepted_results
 
 BUCKET = "conductor-blobs"
 pytestmark = pytest.mark.timeout(90)
@@ -116,21 +116,21 @@ def test_presigned_urls_move_bytes_without_the_conductor_and_a_replaced_blob_is_
     assert store.get_bytes("jobs/a/attempt-1/work.bundle") == b"B" * 300_000
 
 
-def s3_settings(tmp_path: Path, aws: str, bucket: str) -> Settings:
-    return Settings(
-        state_dir=tmp_path / "state",
-        gateway_listen=f"127.0.0.1:{free_port()}",
-        heartbeat_interval_seconds=1,
-        blob_store="s3",
-        blob_s3_bucket=bucket,
-        aws_endpoint_url=aws,
+def s3_settings(settings: Settings, aws: str, bucket: str) -> Settings:
+    return settings.model_copy(
+        update={
+            "gateway_listen": f"127.0.0.1:{free_port()}",
+            "blob_store": "s3",
+            "blob_s3_bucket": bucket,
+            "aws_endpoint_url": aws,
+        }
     )
 
 
 async def test_an_agent_given_presigned_urls_moves_its_files_and_bundle_through_s3_directly(
-    aws, bucket, sample_remote, tmp_path, monkeypatch
+    client, settings, aws, bucket, sample_remote, tmp_path, monkeypatch
 ):
-    settings = s3_settings(tmp_path, aws, bucket)
+    settings = s3_settings(settings, aws, bucket)
     through_the_gateway = []
 
     async def no_download(self, request, context):
@@ -145,11 +145,12 @@ async def test_an_agent_given_presigned_urls_moves_its_files_and_bundle_through_
     monkeypatch.setattr(S3BlobStore, "put_file", no_put_file)
     job_id, token = stage_job(settings, sample_remote)
 
-    assert await run_agent(settings, token, tmp_path / "work") == 0, (
-        tmp_path / "work" / "agent.err"
-    ).read_text()
+    async with agent_jobs(client, settings) as jobs:  # the agent works in a real job
+        assert await jobs.run_agent(job_id, token, tmp_path / "work") == 0, (
+            tmp_path / "work" / "agent.err"
+        ).read_text()
+        (result,) = (await accepted_results(client, [job_id]))[job_id]  # the result the job accepted
 
-    result = JobAttemptDir(settings.jobs_dir, job_id, 1).result()
     assert result.status is AgentStatus.SUCCEEDED and through_the_gateway == []
     assert result.bundle_key == bundle_key(job_id, 1)
     stored = settings.open_blob_store().get_bytes(result.bundle_key, result.bundle_sha256)  # checked

@@ -16,7 +16,7 @@ import pytest
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.service import RPCError
 
-from contracts.ids import safe_name, ticket_job_id
+from contracts.ids import ticket_job_id
 from contracts.jobs import JobState
 from tests.git_helpers import git
 from tests.helpers import (
@@ -29,6 +29,7 @@ from tests.helpers import (
     wait_for,
     write_fake_codex,
 )
+from tests.job_history import accepted_results, agent_launches
 from tests.scale_helpers import conductor_process, scale_settings, send_all
 
 JOBS = 20
@@ -53,17 +54,16 @@ def fake_codex_dir(tmp_path: Path) -> Path:
     return write_fake_codex(tmp_path / "fake-bin", FAKE_CODEX)
 
 
-def job_dir(state_dir: Path, key: str) -> Path:
-    return state_dir / "jobs" / safe_name(ticket_job_id("jira", key))
+def job_ids(keys: list[str]) -> list[str]:
+    return [ticket_job_id("jira", key) for key in keys]
 
 
-def agent_ids(state_dir: Path, keys: list[str]) -> dict[str, str]:
-    """Each launched job's agent; a relaunch of the same attempt would rewrite it."""
-    found = {}
-    for key in keys:
-        record = job_dir(state_dir, key) / "attempt-1" / "agent.json"
-        if record.exists():
-            found[key] = json.loads(record.read_text())["agent_id"]
+async def launched_agents(client, keys: list[str]) -> dict[str, list[tuple[int, str]]]:
+    """Each job's agent launches as (attempt, agent id), read from its history in Temporal: a relaunch, of
+    the same attempt or a new one, adds a launch."""
+    found = {job: [] for job in job_ids(keys)}
+    for launch in await agent_launches(client, found):
+        found[launch.job_id].append((launch.attempt, launch.agent_id))
     return found
 
 
@@ -129,9 +129,9 @@ async def test_drain_hands_running_jobs_to_the_next_conductor(
         first = conductor_process(settings, port, log)
         send_all(settings, [ticket_body(key) for key in keys])
         await wait_for(lambda: _all_watched(client, keys), timeout=120)
-        launched = agent_ids(settings.state_dir, keys)
+        launched = await launched_agents(client, keys)
         finished_before = sum(
-            (job_dir(settings.state_dir, k) / "attempt-1/result.json").exists() for k in keys
+            bool(results) for results in (await accepted_results(client, job_ids(keys))).values()
         )
 
         drain_started = time.monotonic()
@@ -176,9 +176,10 @@ async def test_drain_hands_running_jobs_to_the_next_conductor(
     branches = git("for-each-ref", "--format=%(refname:short)", "refs/heads/conductor/", cwd=sample_remote)
     ours = [b for b in branches.split() if b.startswith(f"conductor/{prefix}-")]
     assert sorted(ours) == sorted(f"conductor/{key}" for key in keys + extras)
-    for key in keys + extras:
-        assert [p.name for p in job_dir(settings.state_dir, key).glob("attempt-*")] == ["attempt-1"], key
-    assert agent_ids(settings.state_dir, keys) == launched  # no job was relaunched by the new conductor
+    after = await launched_agents(client, keys + extras)
+    for job, agents in after.items():  # one launch per job, of attempt 1, completed
+        assert len(agents) == 1 and agents[0][0] == 1 and agents[0][1], (job, agents)
+    assert {job: after[job] for job in launched} == launched  # no job was relaunched by the new conductor
     # Nothing was handed over: the agent's await activity is completed through Temporal by whichever
     # gateway hears the agent. It may have been retried only after a heartbeat timeout (no application
     # error type), when no gateway listened for longer than a heartbeat window.

@@ -21,19 +21,23 @@ from pydantic import SecretStr
 from activities.git_push import BundleError, push_bundle_branch
 from conductor_worker.gateway.log_store import LocalLogStore
 from conductor_worker.gateway.server import start_gateway
-from contracts.jobs import AgentStatus, TaskFile
+from contracts.jobs import AgentResult, AgentStatus, TaskFile
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
 from security.tokens import mint_token
 from stores.attempts import bundle_key
 from stores.job_store import JobAttemptDir
+from tests.agent_job_harness import agent_jobs
 from tests.helpers import free_port, stage_attempt, wait_for
+from tests.job_history import accepted_results
 
 JOB = "job/ticket/jira/ENG-413"
 CHUNK = 256 * 1024
 
 
 @pytest.fixture
-async def small_gateway(settings):
+async def small_gateway(client, settings):
+    """A gateway with small limits, its agent's job JOB running (tests/agent_job_harness.py): what the
+    job accepted from the agent is read from Temporal."""
     settings = settings.model_copy(
         update={
             "max_bundle_bytes": 1_000_000,
@@ -42,11 +46,18 @@ async def small_gateway(settings):
         }
     )
     stage_attempt(settings, JOB, 1, [TaskFile(path="job.json", content="{}")])
-    server, port = await start_gateway(settings)
-    token = mint_token(settings.signing_secret(), JOB, 1, ttl_seconds=60)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        yield agent_pb2_grpc.AgentServiceStub(channel), (("authorization", f"Bearer {token}"),), settings
-    await server.stop(grace=None)
+    async with agent_jobs(client, settings) as jobs:
+        await jobs.start(JOB)
+        server, port = await start_gateway(settings, client)
+        token = mint_token(settings.signing_secret(), JOB, 1, ttl_seconds=60)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield agent_pb2_grpc.AgentServiceStub(channel), (("authorization", f"Bearer {token}"),), settings
+        await server.stop(grace=None)
+
+
+async def accepted_result(client) -> AgentResult:
+    (result,) = (await accepted_results(client, [JOB]))[JOB]
+    return result
 
 
 def upload(bundle_bytes: int, summary: str = "done"):
@@ -62,18 +73,18 @@ def upload(bundle_bytes: int, summary: str = "done"):
     yield agent_pb2.UploadResultRequest(result=result)
 
 
-async def test_a_bundle_over_the_limit_is_refused_and_fails_the_attempt(small_gateway):
+async def test_a_bundle_over_the_limit_is_refused_and_fails_the_attempt(client, small_gateway):
     stub, metadata, settings = small_gateway
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await stub.UploadResult(upload(3_000_000), metadata=metadata)
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     expected = "bundle refused: larger than the limit of 1000000 bytes (CONDUCTOR_MAX_BUNDLE_BYTES)"
     assert refused.value.details() == expected
-    job = JobAttemptDir(settings.jobs_dir, JOB, 1)
-    result = job.result()
+    result = await accepted_result(client)  # the attempt failed in its job, with the reason
     assert result.status == AgentStatus.FAILED and result.summary == expected
+    assert JobAttemptDir(settings.jobs_dir, JOB, 1).result() == result  # a retried upload is a duplicate
     assert settings.open_blob_store().size(bundle_key(JOB, 1)) is None and not list(
-        job.root.glob(".upload-*")
+        JobAttemptDir(settings.jobs_dir, JOB, 1).root.glob(".upload-*")  # no partial upload left behind
     )
 
 
@@ -102,10 +113,10 @@ async def test_a_log_block_that_contradicts_itself_is_refused_with_the_reason_an
     assert [line.text for line in LocalLogStore(settings.logs_path).read(JOB, 1)] == ["a", "b"]
 
 
-async def test_result_texts_are_cut_to_the_limit_saying_so(small_gateway):
-    stub, metadata, settings = small_gateway
+async def test_result_texts_are_cut_to_the_limit_saying_so(client, small_gateway):
+    stub, metadata, _ = small_gateway
     await stub.UploadResult(upload(0, summary="s" * 5000), metadata=metadata)
-    summary = JobAttemptDir(settings.jobs_dir, JOB, 1).result().summary
+    summary = (await accepted_result(client)).summary
     assert summary == "s" * 100 + "\n[cut to 100 characters: CONDUCTOR_MAX_RESULT_TEXT_CHARS]"
 
 

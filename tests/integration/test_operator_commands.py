@@ -1,6 +1,5 @@
 """Operators drive jobs with the README's `temporal workflow` lines: cancel, retry, query status, steer."""
 
-import json
 from pathlib import Path
 
 import pytest
@@ -62,9 +61,9 @@ def address(env) -> str:
     return env.client.service_client.config.target_host
 
 
-def agent_pid(settings, job_id: str, attempt: int) -> int:
-    record = settings.jobs_dir / safe_name(job_id) / f"attempt-{attempt}" / "agent.json"
-    return int(json.loads(record.read_text())["agent_id"].removeprefix("local:"))
+def agent_pid(status: JobStatus) -> int:
+    """The local agent's pid, from the job's own status (its launch's agent id)."""
+    return int(status.agent_id.removeprefix("local:"))
 
 
 async def status_by_cli(env, job_id: str) -> JobStatus:
@@ -92,7 +91,7 @@ async def test_cancel_then_retry_with_the_readme_commands(
 
     status = await wait_for(running, timeout=60)
     assert status.attempt == 1 and status.claim_workflow_id == claim_workflow_id(str(sample_remote))
-    pid = agent_pid(settings, job_id, 1)
+    pid = agent_pid(status)
     first_attempt = settings.jobs_dir / safe_name(job_id) / "attempt-1"
     await wait_for(lambda: _any(first_attempt.glob("workdir-*/**/first-run-started")), timeout=60)  # it works
     assert is_running(pid)

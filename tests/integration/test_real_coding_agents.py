@@ -43,6 +43,7 @@ from tests.helpers import (
 )
 from tests.integration.conftest import UPSTREAM_KEY, run_ticket
 from tests.jira_standin import JiraStandin
+from tests.job_history import agent_launches
 from tests.model_standin import (
     Fail,
     ModelStandin,
@@ -470,8 +471,8 @@ async def test_a_spent_budget_pauses_the_job_until_the_readme_line_answers(
     assert len(model.requests_to("/v1/responses")) == 1
     # The held request was answered with the refusal before the agent was stopped.
     await wait_for(lambda: _logged(caplog, "the job's token budget was refused"), timeout=10)
-    agent = json.loads((attempt(settings, key).root / "agent.json").read_text())["agent_id"]
-    assert not is_running(int(agent.removeprefix("local:")))
+    (launch,) = await agent_launches(client, [ticket_job_id("jira", key)])  # from the job's history
+    assert not is_running(int(launch.agent_id.removeprefix("local:")))
 
 
 async def _commented(jira: JiraStandin, key: str, text: str) -> bool:

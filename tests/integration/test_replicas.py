@@ -1,9 +1,8 @@
 """Conductor replicas as separate processes: each drains alone, and a dead one takes its agents with it.
 
-Issue #12's goal is replicas that share nothing but Temporal and an object store. The agent channel still
-goes through the job's files (item 1), so a job can only be served by replicas that see its files: the
-drain test gives each replica its own state dir and runs a job on the one left; the launching-host test
-shares one state dir between two replicas told apart by CONDUCTOR_REPLICA_ID, as two hosts on EFS would be.
+Issue #12's goal is replicas that share nothing but Temporal and an object store: the drain test gives each
+replica its own state dir and runs a job on the one left; the launching-host test runs two replicas told
+apart by CONDUCTOR_REPLICA_ID. Which replica launched an agent is read from the job's history in Temporal.
 """
 
 import asyncio
@@ -17,11 +16,12 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from contracts.ids import safe_name, ticket_job_id
+from contracts.ids import ticket_job_id
 from contracts.jobs import JobState, JobStatus
 from contracts.policies import JobPolicy
 from tests.helpers import free_port, fresh_key, install_fake_codex, is_running, ticket_result, wait_for
 from tests.integration.test_agent_relaunch import SLOW_CODEX, start_ticket
+from tests.job_history import Launch, agent_launches
 from tests.scale_helpers import conductor_process
 
 SECRET = "replicas-test-secret-" + "x" * 16
@@ -32,6 +32,12 @@ def stop(proc: subprocess.Popen | None) -> None:
     if proc is not None and proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
+
+
+async def launch_of(client, job_id: str, attempt: int) -> Launch | None:
+    """The job's completed launch of `attempt`, from its history in Temporal."""
+    launches = await agent_launches(client, [job_id])
+    return next((x for x in launches if x.attempt == attempt and x.agent_id), None)
 
 
 async def logged(log: Path, text: str) -> bool:
@@ -75,8 +81,8 @@ async def test_a_drained_replica_leaves_the_other_serving_with_its_own_files(cli
             stop(proc)
 
     assert result.state == JobState.SUCCEEDED and result.attempt == 1
-    agent = json.loads(next(b.jobs_dir.glob("*/attempt-1/agent.json")).read_text())
-    assert agent["host_task_queue"] == b.host_task_queue
+    (launch,) = await agent_launches(client, [ticket_job_id("jira", key)])
+    assert launch.attempt == 1 and launch.host_task_queue == b.host_task_queue  # b launched the agent
     assert not a.jobs_dir.exists() or not any(a.jobs_dir.iterdir())  # the job never touched a's disk
     for replica in replicas:
         assert not (replica.state_dir / "token-secret").exists()
@@ -102,25 +108,21 @@ async def test_a_job_whose_launching_replica_died_is_relaunched_by_the_other(
         for name, log in zip(names, logs, strict=True)
     ]
     key = fresh_key()
-    job_dir = settings.jobs_dir / safe_name(ticket_job_id("jira", key))
-    first_record = job_dir / "attempt-1" / "agent.json"
+    job_id = ticket_job_id("jira", key)
     orphan = None
     try:
         for log in logs:
             await wait_for(lambda log=log: logged(log, "conductor serving"), timeout=30)
         await start_ticket(client, settings, key)
-        await wait_for(lambda: asyncio.to_thread(first_record.exists), timeout=60)
-        launched = json.loads(first_record.read_text())
-        orphan = int(launched["agent_id"].removeprefix("local:"))
-        holder = queues[launched["host_task_queue"]]
+        launched = await wait_for(lambda: launch_of(client, job_id, 1), timeout=60)
+        orphan = int(launched.agent_id.removeprefix("local:"))
+        holder = queues[launched.host_task_queue]
         os.killpg(procs[holder].pid, signal.SIGKILL)  # the replica, not restarted
         procs[holder].wait()
         killed_at = time.monotonic()
         result = await ticket_result(client, key, timeout=90)
         relaunched_after = time.monotonic() - killed_at
-        status = await client.get_workflow_handle(ticket_job_id("jira", key)).query(
-            "status", result_type=JobStatus
-        )
+        status = await client.get_workflow_handle(job_id).query("status", result_type=JobStatus)
     finally:
         for proc in procs:
             stop(proc)
@@ -131,8 +133,9 @@ async def test_a_job_whose_launching_replica_died_is_relaunched_by_the_other(
 
     assert result.state == JobState.SUCCEEDED
     assert result.attempt == 2, "the dead replica's agent was not given up"
-    second = json.loads((job_dir / "attempt-2" / "agent.json").read_text())
-    assert queues[second["host_task_queue"]] == 1 - holder
+    assert [x.attempt for x in await agent_launches(client, [job_id])] == [1, 2]
+    second = await launch_of(client, job_id, 2)
+    assert queues[second.host_task_queue] == 1 - holder
     lost = [line for line in status.history if "CRASHED attempt 1" in line]
     assert lost and f"within {HOST_TIMEOUT_SECONDS}s" in lost[0], status.history
     assert any("launching conductor gone" in line for line in status.history), status.history

@@ -4,6 +4,7 @@ import pytest
 from pydantic import SecretStr
 from temporalio.client import WorkflowFailureError
 
+from contracts.ids import ticket_job_id
 from contracts.jobs import JobState
 from tests.git_helpers import rev_parse
 from tests.github_standin import GithubStandin
@@ -16,6 +17,7 @@ from tests.helpers import (
     ticket_result,
     wait_for,
 )
+from tests.job_history import agent_launches, job_ids
 
 
 async def test_ticket_without_a_route_fails_with_a_readable_reason(client, intake_settings, start_conductor):
@@ -34,7 +36,10 @@ async def test_ticket_without_a_route_fails_with_a_readable_reason(client, intak
     )
     # The message was acted on (the failure is on the workflow), so it is not redelivered forever.
     await wait_for(lambda: _queue_empty(intake_settings), timeout=30)
-    assert not list(intake_settings.state_dir.glob("jobs/*"))  # no agent was launched
+    # No agent was launched: no job of the ticket scheduled a launch (its job id is asked for by name too,
+    # in case visibility lags).
+    jobs = [*await job_ids(client, f"TicketKey = '{key}'"), ticket_job_id("jira", key)]
+    assert await agent_launches(client, jobs) == []
 
 
 async def test_github_route_pushes_the_branch_and_opens_one_pr(

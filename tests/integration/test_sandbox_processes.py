@@ -6,7 +6,6 @@ all carrying an environment marker; the check reads /proc/*/environ, never proce
 """
 
 import asyncio
-import json
 import os
 import signal
 import uuid
@@ -20,6 +19,7 @@ from contracts.operator import CancelRequest
 from contracts.policies import JobPolicy
 from tests.helpers import free_port, fresh_key, install_fake_codex, wait_for
 from tests.integration.test_agent_relaunch import start_ticket
+from tests.job_history import agent_launches
 from tests.scale_helpers import conductor_process
 from workflows.agent_job import AgentJobWorkflow
 
@@ -173,9 +173,11 @@ async def test_a_relaunched_attempt_never_runs_beside_its_predecessor(
     )
     await until(lambda: len(marked_pids(marker)) >= 3, timeout=30)
     first_attempt = marked_pids(marker)
-    record = json.loads((job_dir(codex_settings, key) / "attempt-1" / "agent.json").read_text())
-    os.kill(int(record["agent_id"].removeprefix("local:")), signal.SIGKILL)  # the agent's sandbox dies
+    (first,) = await agent_launches(client, [ticket_job_id("jira", key)])
+    os.kill(int(first.agent_id.removeprefix("local:")), signal.SIGKILL)  # the agent's sandbox dies
 
+    # The local launcher writes its record of attempt 2 as it starts that agent: the earliest moment to
+    # look for attempt 1's processes (test plumbing; the outcomes are read from Temporal).
     second = job_dir(codex_settings, key) / "attempt-2" / "agent.json"
     await until(second.exists, timeout=30)
     assert not first_attempt & marked_pids(marker), "attempt 1's processes run beside attempt 2"
@@ -219,4 +221,5 @@ async def test_an_agent_outlives_its_conductor_and_ends_with_its_job_under_the_n
     (tmp_path / "bin" / "release").touch()
     assert await ends_in(client, key, {JobState.SUCCEEDED}, timeout=120) == JobState.SUCCEEDED
     await until(lambda: not marked_pids(marker), timeout=10)
-    assert not (job_dir(settings, key) / "attempt-2").exists(), "the agent was relaunched, not adopted"
+    launches = await agent_launches(client, [ticket_job_id("jira", key)])
+    assert [x.attempt for x in launches] == [1], "the agent was relaunched, not adopted"

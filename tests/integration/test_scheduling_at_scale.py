@@ -3,14 +3,15 @@
 import os
 import random
 import signal
+import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
 from contracts.ids import account_workflow_id
 from tests.git_helpers import git
 from tests.helpers import count_workflows, free_port, queue_depth, ticket_body, wait_for
+from tests.job_history import agent_launches, job_ids
 from tests.scale_helpers import (
     conductor_process,
     new_accounts,
@@ -21,8 +22,13 @@ from tests.scale_helpers import (
 from workflows.incident_chain import IncidentChainWorkflow
 
 
-def launches(state_dir: Path) -> list[str]:
-    return sorted(p.parent.parent.name for p in state_dir.glob("jobs/*/attempt-*/agent.json"))
+async def launches(client, *queries: str) -> list[str]:
+    """The job of each agent launch (completed: its agent id is known) of the jobs the visibility queries
+    find, read from the jobs' histories in Temporal: a job launched twice is in it twice."""
+    jobs = [job for query in queries for job in await job_ids(client, query)]
+    found = await agent_launches(client, jobs)
+    assert all(launch.agent_id for launch in found), [launch for launch in found if not launch.agent_id]
+    return sorted(launch.job_id for launch in found)
 
 
 async def finished_jobs(client, query: str, expected: int) -> int:
@@ -50,7 +56,8 @@ async def test_100_alarms_across_10_accounts_make_10_jobs(
             IncidentChainWorkflow.status
         )
         assert [(c.alarm_count, c.jobs_started) for c in status.chains.chains] == [(10, 1)]
-    assert len(launches(settings.state_dir)) == 10
+    jobs = await launches(client, in_accounts)
+    assert len(jobs) == 10 and len(set(jobs)) == 10  # one agent launch per job, none twice
     assert (
         await count_workflows(
             client, f"WorkflowType = 'AgentJobWorkflow' AND {in_accounts} AND ExecutionStatus = 'Completed'"
@@ -108,7 +115,9 @@ async def test_600_tickets_for_200_keys_and_100_alarms_make_210_jobs(
         )
         == 200
     )
-    jobs = launches(settings.state_dir)
+    read_from = time.monotonic()
+    jobs = await launches(client, f"TicketKey STARTS_WITH '{prefix}-'", in_accounts)
+    print(f"\n{len(jobs)} jobs' launches read from their histories in {time.monotonic() - read_from:.1f} s")
     assert len(jobs) == 210 and len(set(jobs)) == 210  # one agent launch per job, none twice
     branches = git(
         "for-each-ref", "--format=%(refname:short)", "refs/heads/conductor/", cwd=sample_remote

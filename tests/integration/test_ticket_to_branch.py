@@ -1,8 +1,8 @@
 """The spine: a Jira ticket on SQS -> exactly one workflow, one agent run, one branch in the remote."""
 
 import json
-from pathlib import Path
 
+from contracts.ids import ticket_job_id
 from contracts.jobs import JobState
 from tests.git_helpers import git
 from tests.helpers import (
@@ -14,10 +14,14 @@ from tests.helpers import (
     ticket_result,
     wait_for,
 )
+from tests.job_history import Launch, agent_launches, job_ids
 
 
-def agent_launches(state_dir: Path) -> list[Path]:
-    return sorted(state_dir.glob("jobs/*/attempt-*/agent.json"))
+async def launches_for(client, key: str) -> list[Launch]:
+    """The agent launches of every job of the ticket, read from the jobs' histories in Temporal."""
+    jobs = await job_ids(client, f"TicketKey = '{key}'")
+    assert jobs == [ticket_job_id("jira", key)]
+    return await agent_launches(client, jobs)
 
 
 async def test_one_ticket_becomes_one_branch(client, intake_settings, start_conductor, sample_remote):
@@ -36,7 +40,8 @@ async def test_one_ticket_becomes_one_branch(client, intake_settings, start_cond
     assert sorted(changed) == ["CHANGELOG.md", f"docs/tickets/{key}.md"]
     changelog = git("show", f"conductor/{key}:CHANGELOG.md", cwd=sample_remote)
     assert f"{key}: Login fails after session timeout" in changelog
-    assert len(agent_launches(intake_settings.state_dir)) == 1
+    (launch,) = await launches_for(client, key)
+    assert launch.attempt == 1 and launch.agent_id
     query = f"WorkflowType = 'TicketWorkflow' AND TicketKey = '{key}'"
     assert await wait_for(lambda: count_workflows(client, query)) == 1
     assert await wait_for(lambda: _is_empty(intake_settings), timeout=30)
@@ -58,7 +63,8 @@ async def test_duplicates_make_one_job(client, intake_settings, start_conductor,
     await wait_for(lambda: _is_empty(intake_settings), timeout=30)
 
     assert result.state == JobState.SUCCEEDED
-    assert len(agent_launches(intake_settings.state_dir)) == 1
+    (launch,) = await launches_for(client, key)
+    assert launch.attempt == 1 and launch.agent_id
     assert await count_workflows(client, f"WorkflowId = 'ticket/jira/{key}'") == 1
     branches = git("for-each-ref", "--format=%(refname)", "refs/heads/conductor/", cwd=sample_remote)
     assert branches.split() == [f"refs/heads/conductor/{key}"]
