@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.alarms import Alarm, Chain, PlacementKind
 from contracts.ids import account_workflow_id
@@ -24,6 +25,9 @@ PLACE_TIMEOUT = 60.0
 # Real seconds between two reads of `status`; equal answers in a row mean the turn is over.
 REREAD_AFTER = 0.05
 QUERY_RPC_TIMEOUT = timedelta(seconds=20)
+# A query that ran out of time (the client's own timeout, or the server's) has not been answered yet: on a
+# loaded machine the workflow's outstanding task can take longer than one query's bound.
+_UNANSWERED = (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED)
 
 
 @dataclass
@@ -87,7 +91,16 @@ class ChainLogs:
         previous = None
         while True:
             # Bounded: a query waits for the workflow's outstanding task, which may never complete.
-            status = await handle.query(IncidentChainWorkflow.status, rpc_timeout=QUERY_RPC_TIMEOUT)
+            try:
+                status = await handle.query(IncidentChainWorkflow.status, rpc_timeout=QUERY_RPC_TIMEOUT)
+            except RPCError as err:
+                if err.status not in _UNANSWERED:
+                    raise
+                if not wait:
+                    return False
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{account_workflow_id(account)} answered no status query") from err
+                continue
             # A query can land while a turn awaits a job's start: the alarm is counted, its decision not yet
             # logged. Such a chain shows no job yet; two equal answers in a row rule out the rest.
             if status == previous and _turn_done(status, log.delivered):
