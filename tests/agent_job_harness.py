@@ -43,10 +43,13 @@ from workflows.repo_claim import RepoClaimWorkflow
 
 @dataclass
 class AgentsStartedByTheTest:
-    """The job's host activities when the test stages and starts the agent itself."""
+    """The job's host activities when the test stages and starts the agent itself (or is the agent)."""
 
     # How long the agent may stay silent to Temporal before its attempt is lost.
     heartbeat_timeout_seconds: float
+    # The attempts launched and stopped, in order.
+    launches: list[int] = field(default_factory=list)
+    stops: list[int] = field(default_factory=list)
 
     def activities(self) -> list:
         return [self.stage, self.launch, self.stop, self.publish, self.note]
@@ -57,6 +60,7 @@ class AgentsStartedByTheTest:
 
     @activity.defn(name="launch_agent")
     async def launch(self, input: LaunchAgentInput) -> LaunchAgentResult:
+        self.launches.append(input.attempt)
         return LaunchAgentResult(
             agent_id=f"test:{input.attempt}",
             launcher="test",
@@ -65,7 +69,7 @@ class AgentsStartedByTheTest:
 
     @activity.defn(name="stop_agent")
     async def stop(self, input: StopAgentInput) -> None:
-        return None  # the test owns the agent's process
+        self.stops.append(input.attempt)  # the test owns the agent's process
 
     @activity.defn(name="publish_local")
     async def publish(self, input: PublishInput) -> PublishResult:

@@ -15,7 +15,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -36,15 +36,8 @@ from conductor_worker.gateway.server import start_gateway
 from contracts.activity_io import (
     AgentChannelState,
     AwaitAgentInput,
-    FailureNoteInput,
-    FailureNoteResult,
-    LaunchAgentInput,
-    LaunchAgentResult,
-    PublishInput,
-    PublishResult,
     StageTaskFilesInput,
     StageTaskFilesResult,
-    StopAgentInput,
     agent_watch_activity_id,
 )
 from contracts.claims import claim_workflow_id
@@ -54,6 +47,7 @@ from contracts.policies import JobPolicy
 from contracts.routing import RepoRoute
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
 from security.tokens import mint_token
+from tests.agent_job_harness import AgentsStartedByTheTest
 from tests.helpers import stage_attempt, wait_for
 from workflows.agent_job import AgentJobWorkflow
 from workflows.repo_claim import RepoClaimWorkflow
@@ -61,46 +55,21 @@ from workflows.repo_claim import RepoClaimWorkflow
 HEARTBEAT_TIMEOUT = 2.0
 
 
-@dataclass
-class ScriptedHost:
+@dataclass(kw_only=True)
+class ScriptedHost(AgentsStartedByTheTest):
     """Stages into this replica's job store (or, from `elsewhere_from` on, another replica's), launches
     nothing; the test is the agent."""
 
     settings: Settings
     other: Settings
     elsewhere_from: int = 1_000
-    launches: list[int] = field(default_factory=list)
-    stops: list[int] = field(default_factory=list)
-
-    def activities(self) -> list:
-        return [self.stage, self.launch, self.stop, self.publish, self.note]
+    heartbeat_timeout_seconds: float = HEARTBEAT_TIMEOUT
 
     @activity.defn(name="stage_task_files")
     async def stage(self, input: StageTaskFilesInput) -> StageTaskFilesResult:
         settings = self.other if input.attempt >= self.elsewhere_from else self.settings
         stage_attempt(settings, input.spec.job_id, input.attempt)
         return StageTaskFilesResult(files=[])
-
-    @activity.defn(name="launch_agent")
-    async def launch(self, input: LaunchAgentInput) -> LaunchAgentResult:
-        self.launches.append(input.attempt)
-        return LaunchAgentResult(
-            agent_id=f"scripted:{input.attempt}",
-            launcher="scripted",
-            heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT,
-        )
-
-    @activity.defn(name="stop_agent")
-    async def stop(self, input: StopAgentInput) -> None:
-        self.stops.append(input.attempt)
-
-    @activity.defn(name="publish_local")
-    async def publish(self, input: PublishInput) -> PublishResult:
-        return PublishResult(branch=input.spec.branch, commit_sha=input.result.commit_sha)
-
-    @activity.defn(name="leave_failure_note")
-    async def note(self, input: FailureNoteInput) -> FailureNoteResult:
-        return FailureNoteResult(left_at=[])
 
 
 @dataclass
@@ -115,7 +84,9 @@ class Conductor:
 async def conductor(client: Client, settings: Settings, tmp_path: Path) -> AsyncIterator[Conductor]:
     # Replicas share the token secret and Temporal, nothing else.
     settings = settings.model_copy(update={"token_secret": SecretStr(uuid.uuid4().hex)})
-    host = ScriptedHost(settings, settings.model_copy(update={"state_dir": tmp_path / "other-replica"}))
+    host = ScriptedHost(
+        settings=settings, other=settings.model_copy(update={"state_dir": tmp_path / "other-replica"})
+    )
     claims = ClaimChecks(client, settings.task_queue)
     watcher = AgentResultWatcher(handshake_timeout_seconds=30)
     server, port = await start_gateway(settings, client)
