@@ -123,17 +123,14 @@ async def _wait_running(handle: WorkflowHandle) -> None:
     await wait_for(running, timeout=30)
 
 
-@asynccontextmanager
-async def agent_jobs(
-    client: Client, settings: Settings, heartbeat_timeout_seconds: float = 30.0
-) -> AsyncIterator[AgentJobs]:
-    """A worker for the settings' task queue (a test's own: tests/conftest.py's `settings`) running the real
-    job workflow; at the end, the jobs still running and the repository claim are terminated."""
-    host = AgentsStartedByTheTest(heartbeat_timeout_seconds)
+def job_worker(
+    client: Client, settings: Settings, host: AgentsStartedByTheTest, handshake_timeout_seconds: float
+) -> Worker:
+    """A worker for the settings' task queue running the real job workflow, await activity and claim, with
+    `host`'s activities for staging, launching and publishing."""
     claims = ClaimChecks(client, settings.task_queue)
-    watcher = AgentResultWatcher(handshake_timeout_seconds=60)
-    jobs = AgentJobs(client, settings)
-    async with Worker(
+    watcher = AgentResultWatcher(handshake_timeout_seconds=handshake_timeout_seconds)
+    return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=[AgentJobWorkflow, RepoClaimWorkflow],
@@ -143,7 +140,17 @@ async def agent_jobs(
             claims.request_claim,
             claims.closed_workflows,
         ],
-    ):
+    )
+
+
+@asynccontextmanager
+async def agent_jobs(
+    client: Client, settings: Settings, heartbeat_timeout_seconds: float = 30.0
+) -> AsyncIterator[AgentJobs]:
+    """A worker for the settings' task queue (a test's own: tests/conftest.py's `settings`) running the real
+    job workflow; at the end, the jobs still running and the repository claim are terminated."""
+    jobs = AgentJobs(client, settings)
+    async with job_worker(client, settings, AgentsStartedByTheTest(heartbeat_timeout_seconds), 60):
         try:
             yield jobs
         finally:

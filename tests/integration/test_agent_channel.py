@@ -28,7 +28,6 @@ from temporalio.service import RPCError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.agent_results import SILENCE_WINDOWS, AgentResultWatcher
-from activities.claims import ClaimChecks
 from conductor_worker.config import Settings
 from conductor_worker.gateway import agent_channel
 from conductor_worker.gateway.agent_channel import AgentChannel
@@ -47,10 +46,9 @@ from contracts.policies import JobPolicy
 from contracts.routing import RepoRoute
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
 from security.tokens import mint_token
-from tests.agent_job_harness import AgentsStartedByTheTest
+from tests.agent_job_harness import AgentsStartedByTheTest, job_worker
 from tests.helpers import stage_attempt, wait_for
 from workflows.agent_job import AgentJobWorkflow
-from workflows.repo_claim import RepoClaimWorkflow
 
 HEARTBEAT_TIMEOUT = 2.0
 
@@ -87,21 +85,9 @@ async def conductor(client: Client, settings: Settings, tmp_path: Path) -> Async
     host = ScriptedHost(
         settings=settings, other=settings.model_copy(update={"state_dir": tmp_path / "other-replica"})
     )
-    claims = ClaimChecks(client, settings.task_queue)
-    watcher = AgentResultWatcher(handshake_timeout_seconds=30)
     server, port = await start_gateway(settings, client)
     try:
-        async with Worker(
-            client,
-            task_queue=settings.task_queue,
-            workflows=[AgentJobWorkflow, RepoClaimWorkflow],
-            activities=[
-                *host.activities(),
-                watcher.await_agent_result,
-                claims.request_claim,
-                claims.closed_workflows,
-            ],
-        ):
+        async with job_worker(client, settings, host, handshake_timeout_seconds=30):
             yield Conductor(client, settings, host, f"127.0.0.1:{port}")
             try:
                 await client.get_workflow_handle(claim_workflow_id(repo(settings))).terminate("test done")
