@@ -9,6 +9,7 @@ task that fails is seen at once.
 """
 
 import asyncio
+import os
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -26,6 +27,27 @@ from conductor_worker.process.task_failures import WorkflowTaskFailures
 from contracts import search_attributes
 
 T = TypeVar("T")
+
+# Examples per property test, in one place. Per example after the settings below (2 cores shared, load
+# ~6): claim ~0.8 s, incident chain ~3 s, pool ~2 s (before: 1-4 s, 5-10 s, 5-10 s). `make test` runs
+# these counts; `make test-fast` sets CONDUCTOR_PROPERTY_EXAMPLES (the Makefile's FAST_EXAMPLES) and leaves
+# the chain and pool machines out (marked slow). The long run: both variables at 500.
+CLAIM_EXAMPLES = int(os.environ.get("CONDUCTOR_PROPERTY_EXAMPLES", "100"))
+SLOW_EXAMPLES = int(os.environ.get("CONDUCTOR_SLOW_PROPERTY_EXAMPLES", "20"))
+
+# Server settings that made an example wait without testing anything (measured in tests/README.md,
+# "Property tests"). Production keeps the defaults; none of these changes what a workflow may observe.
+SERVER_SETTINGS = {
+    # A timer fires up to this late (default 1 s): the claim's 0.3 s holder check fired after ~0.95 s.
+    "history.timerProcessorMaxTimeShift": "10ms",
+    # The first task of a run continued as new waits until 1 s after the previous run started (default):
+    # the machines continue as new every few events, so most steps waited out that second.
+    "history.workflowIdReuseMinimalInterval": "0s",
+    # A workflow task the stopped worker had taken as it shut down is lost, and retried only after this
+    # start-to-close timeout (default 10 s); a third of the chain machine's worker restarts hit that.
+    # Every task here replays a short history in well under a second.
+    "history.defaultWorkflowTaskTimeout": "2s",
+}
 
 
 class Harness:
@@ -50,7 +72,11 @@ class Harness:
             ip="127.0.0.1",
             # The incident chain and the pool set the project's search attributes.
             search_attributes=search_attributes.ALL,
-            dev_server_extra_args=["--ui-disable-news-fetch", "--headless"],
+            dev_server_extra_args=[
+                "--ui-disable-news-fetch",
+                "--headless",
+                *_dynamic_config(SERVER_SETTINGS),
+            ],
         )
 
     def run(self, step: Awaitable[T], timeout: float = 60) -> T:
@@ -98,10 +124,10 @@ class Harness:
             self._worker = self.run(_built(self._worker_factory))
             self.run(_start(self._worker))
 
-    def settle(self, check: Callable[[], Awaitable[str | None]], trace: list[str], interval: float) -> None:
+    def settle(self, check: Callable[[], Awaitable[str | None]], trace: list[str]) -> None:
         """Wait until `check` holds (see `eventually`); a failure names the steps that led to it."""
         try:
-            self.run(eventually(check, interval=interval))
+            self.run(eventually(check))
         except AssertionError as err:
             raise AssertionError(f"{err}\nsteps: {trace}") from None
 
@@ -116,6 +142,10 @@ class Harness:
         self.run(self.env.shutdown())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+
+
+def _dynamic_config(settings: dict[str, str]) -> list[str]:
+    return [arg for key, value in settings.items() for arg in ("--dynamic-config-value", f'{key}="{value}"')]
 
 
 async def _awaited(step: Awaitable[Any]) -> Any:
@@ -134,20 +164,26 @@ async def _start(worker: Worker) -> None:
 
 
 async def eventually(
-    check: Callable[[], Awaitable[str | None]], timeout: float = 30.0, interval: float = 0.01
+    check: Callable[[], Awaitable[str | None]],
+    timeout: float = 30.0,
+    interval: float = 0.1,
+    first: float = 0.01,
 ) -> None:
     """Poll `check` (None: holds; else why not) until it holds; fail with its last reason.
 
-    A check that queries a workflow makes the worker replay its history (no cache): such checks poll
-    less often, or the polling itself slows the workflow down."""
+    The first looks come quickly (most steps settle in tens of milliseconds), then the wait doubles up to
+    `interval`: a check that queries a workflow makes the worker replay its history (no cache), so polling
+    a slow step often would itself slow the workflow down."""
     deadline = asyncio.get_running_loop().time() + timeout
+    wait = first
     while True:
         reason = await check()
         if reason is None:
             return
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(reason)
-        await asyncio.sleep(interval)
+        await asyncio.sleep(wait)
+        wait = min(wait * 2, interval)
 
 
 def run_state_machine(

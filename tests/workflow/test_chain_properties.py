@@ -11,7 +11,6 @@ workflow task failed. A chain that forgets its event ids at continue-as-new
 (`chain_doubles.ChainForgetsSeenIds`) must be caught by the same machine.
 """
 
-import os
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -30,20 +29,17 @@ from contracts.alarms import AccountChains, Alarm, AlarmBatch, AlarmState, Chain
 from contracts.ids import account_workflow_id, incident_job_id
 from contracts.incidents import IncidentChainInput
 from tests.workflow.chain_doubles import ChainForgetsSeenIds, RecordedIncidentJob
-from tests.workflow.harness import Harness, run_state_machine
+from tests.workflow.harness import SLOW_EXAMPLES, Harness, run_state_machine
 from workflows.chaining import find_chain, place_alarm, prune, wants_job
 from workflows.incident_chain import IncidentChainWorkflow
 
-# Each example costs 5-10 s on 2 cores (every step waits for activities and replays histories without a
-# cache), so `make test` runs 10; set CONDUCTOR_SLOW_PROPERTY_EXAMPLES=500 for the long run.
-EXAMPLES = int(os.environ.get("CONDUCTOR_SLOW_PROPERTY_EXAMPLES", "10"))
+EXAMPLES = SLOW_EXAMPLES  # see tests/workflow/harness.py
 T0 = datetime(2026, 5, 12, 20, 0, tzinfo=UTC)
 # Short enough that event times over three hours give gaps, several chains, and pruned ones
 # (the horizon is max_age + window = 55 minutes behind the newest event).
 POLICY = ChainPolicy(window=timedelta(minutes=10), max_age=timedelta(minutes=45), on_failed_job="hold")
 ALARMS_PER_RUN = 3
 QUERY_TIMEOUT = timedelta(seconds=1)
-POLL_INTERVAL = 0.1
 NAMES = ("cpu-high", "latency-p99", "errors-5xx")
 
 # What the runs exercised, so the test can show the interleavings it claims actually happened.
@@ -199,7 +195,7 @@ def chain_machine(harness: Harness, queue: str, recorder: Recorder) -> type[Rule
         # -- checks ------------------------------------------------------------------------------------
 
         def _settle(self) -> None:
-            harness.settle(self._matches_model, self.trace, interval=POLL_INTERVAL)
+            harness.settle(self._matches_model, self.trace)
 
         async def _matches_model(self) -> str | None:
             if harness.failures.count:

@@ -3,14 +3,13 @@
 Hypothesis chooses a sequence of steps: jobs ask (also again, as a retried activity does), release, end
 (terminated, so a grant to them fails), and the claim's worker stops while signals pile up and comes
 back (one activation then handles them all). The claim continues as new every few events, checks its
-holders every second and ends after a second of idleness, so those paths interleave with the steps too.
+holders every quarter second and ends after a quarter second of idleness, so those paths interleave with the steps too.
 After each step the claim must settle on what the pure model below says (FIFO, never more holders than
 permits, no waiter lost, every release honoured, every ended holder freed, a grant delivered to every
 live holder) with no workflow task failed. The claim as it was before the `holders.remove` fix
 (`claim_doubles.ClaimWithRemoveBug`) must be caught by the same machine.
 """
 
-import os
 import uuid
 from dataclasses import dataclass, field
 
@@ -24,11 +23,13 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.claims import ClaimChecks
 from contracts.claims import ClaimRelease, ClaimRequest, RepoClaimState
 from tests.workflow.claim_doubles import ClaimWithRemoveBug, FakeClaimJob
-from tests.workflow.harness import Harness, eventually, run_state_machine
+from tests.workflow.harness import CLAIM_EXAMPLES, Harness, eventually, run_state_machine
 from workflows.repo_claim import RepoClaimWorkflow
 
-# 100 in `make test` (1-2 s an example on 2 cores in a full run); CONDUCTOR_PROPERTY_EXAMPLES=500 for the long run.
-EXAMPLES = int(os.environ.get("CONDUCTOR_PROPERTY_EXAMPLES", "100"))
+EXAMPLES = CLAIM_EXAMPLES  # see tests/workflow/harness.py
+# The claim's own timers, short so they interleave with the steps (a step settles in ~0.1 s): holders
+# checked, and the idle claim ended, after this long.
+TIMER_SECONDS = 0.25
 MAX_JOBS = 4
 ACTIONS = ("request", "release", "end")
 
@@ -84,7 +85,7 @@ class ClaimModel:
 
     @property
     def idle(self) -> bool:
-        """The claim may have ended (after a second of this): a release then finds no workflow."""
+        """The claim may have ended (after `TIMER_SECONDS` of this): a release then finds no workflow."""
         return not self.holders and not self.waiting
 
 
@@ -160,8 +161,8 @@ def claim_machine(harness: Harness, queue: str, jobs_queue: str) -> type[RuleBas
                             repo_url=self.claim_id,
                             permits=self.model.permits,
                             events_before_continue=10,
-                            holder_check_seconds=1,
-                            idle_end_seconds=1,
+                            holder_check_seconds=TIMER_SECONDS,
+                            idle_end_seconds=TIMER_SECONDS,
                         ),
                         id=self.claim_id,
                         task_queue=queue,

@@ -2,7 +2,7 @@
 
 Hypothesis chooses: scripts submitted (each a `ScriptTaskWorkflow`, whose activity submits it to the pool),
 polls by agents with different capabilities, final reports (from the holder, or refused from another
-agent), withdrawals, agents lost (a "fragile" task's agent never beats: its one-second lease runs out,
+agent), withdrawals, agents lost (a "fragile" task's agent never beats: its quarter-second lease runs out,
 the task is queued again as attempt 2, and lost again it fails as `infrastructure`), and steps while the
 worker is stopped (submits and withdrawals pile up and reach the pool in one activation; each script's
 own submit comes later, a duplicate the pool must ignore). The pool continues as new every 3 messages.
@@ -12,7 +12,6 @@ agent, every script ends exactly once with the outcome its reports decide, and n
 A pool that hands out the newest task (`pool_doubles.PoolHandsOutNewest`) must be caught by the machine.
 """
 
-import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -42,20 +41,18 @@ from contracts.pool import (
     pool_workflow_id,
     script_workflow_id,
 )
-from tests.workflow.harness import Harness, run_state_machine
+from tests.workflow.harness import SLOW_EXAMPLES, Harness, run_state_machine
 from tests.workflow.pool_doubles import PoolHandsOutNewest
 from workflows.agent_pool import AgentPoolWorkflow
 from workflows.script_task import ScriptTaskWorkflow
 
-# Each example costs 5-10 s on 2 cores (every step waits for activities and replays histories without a
-# cache), so `make test` runs 10; set CONDUCTOR_SLOW_PROPERTY_EXAMPLES=500 for the long run.
-EXAMPLES = int(os.environ.get("CONDUCTOR_SLOW_PROPERTY_EXAMPLES", "10"))
+EXAMPLES = SLOW_EXAMPLES  # see tests/workflow/harness.py
 AGENTS = {"sh": ["shell"], "py": ["python"], "both": ["python", "shell"]}
 CAPABILITIES = ("shell", "python", "gpu")  # no agent has "gpu": such a task stays queued
-FRAGILE_LEASE_SECONDS = 1.0  # a fragile task's agent never beats: lost after this long
+# A fragile task's agent never beats: lost after this long (each poll that hands one out waits it out).
+FRAGILE_LEASE_SECONDS = 0.25
 STEADY_LEASE_SECONDS = 600.0
 RPC_TIMEOUT = timedelta(seconds=2)
-POLL_INTERVAL = 0.1
 
 
 @dataclass
@@ -248,7 +245,7 @@ def pool_machine(harness: Harness, queue: str) -> type[RuleBasedStateMachine]:
         # -- checks ------------------------------------------------------------------------------------
 
         def _settle(self) -> None:
-            harness.settle(self._matches_model, self.trace, interval=POLL_INTERVAL)
+            harness.settle(self._matches_model, self.trace)
 
         async def _matches_model(self) -> str | None:
             if harness.failures.count:
