@@ -199,6 +199,7 @@ async def test_an_account_without_a_route_fails_its_job_readably(ts_env, conduct
     assert status.chains.chains[0].last_job_state == "FAILED" and recorder.launches == []
 
 
+@pytest.mark.slow  # about 21 s on 2 cores: left out of `make test-fast`
 async def test_an_alarm_storm_continues_as_new_and_loses_nothing(ts_env, conductor, recorder, accounts):
     """10,000 alarms in one account, one signal each: bounded runs, exact counts, one job."""
     intake, _ = conductor

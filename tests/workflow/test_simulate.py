@@ -93,6 +93,7 @@ async def test_alarm_storm_makes_one_job_per_account_with_its_10_alarms() -> Non
     assert report.rejected == [] and report.totals.launched == 10
 
 
+@pytest.mark.slow  # 15-47 s on 2 cores: left out of `make test-fast`
 async def test_ticket_burst_merges_each_keys_3_messages_into_its_one_job() -> None:
     path = SCENARIOS / "ticket-burst.yaml"
     report = await run(path)
@@ -182,6 +183,7 @@ async def test_a_simulated_day_runs_in_seconds(tmp_path: Path) -> None:
     assert elapsed < 60
 
 
+@pytest.mark.slow  # 15-47 s on 2 cores: left out of `make test-fast`
 def test_cli_prints_the_table_and_json() -> None:
     runner = CliRunner()
     table = runner.invoke(app, ["simulate", str(SCENARIOS / "alarm-storm.yaml")])
