@@ -13,8 +13,8 @@ from contracts.ids import safe_name, ticket_job_id
 from contracts.jobs import JobState
 from contracts.policies import JobPolicy
 from tests.helpers import fresh_key, install_fake_codex, is_running, ticket_result, wait_for
-from tests.integration.test_agent_relaunch import start_ticket
-from tests.integration.test_operator_commands import address, agent_pid
+from tests.integration.test_agent_relaunch import agent_pid, launch, start_ticket
+from tests.integration.test_operator_commands import address
 from tests.operator_cli import cli_model, query_result, run_readme_command
 from workflows.agent_job import AgentJobWorkflow
 from workflows.repo_claim import RepoClaimWorkflow
@@ -142,7 +142,7 @@ async def test_the_claim_is_released_when_a_job_ends_badly(
     first_job = client.get_workflow_handle(ticket_job_id("jira", first))
     if exit_path == "crash":
         await wait_for(lambda: _first_run_started(settings, first), timeout=60)
-        os.killpg(agent_pid(settings, first_job.id, 1), signal.SIGKILL)
+        os.killpg(agent_pid(await launch(client, first, 1)), signal.SIGKILL)
     elif exit_path == "cancel":
         await first_job.signal(AgentJobWorkflow.cancel)
     with pytest.raises(WorkflowFailureError) as failed:
@@ -153,7 +153,7 @@ async def test_the_claim_is_released_when_a_job_ends_badly(
     assert (await ticket_result(client, second)).state == JobState.SUCCEEDED
     state = await claim_state(client, sample_remote)
     assert state.holders == [] and state.waiting == []
-    assert not is_running(agent_pid(settings, first_job.id, 1))
+    assert not is_running(agent_pid(await launch(client, first, 1)))
 
 
 async def _in_state(client, key: str, state: JobState) -> bool:

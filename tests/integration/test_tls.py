@@ -1,5 +1,6 @@
 """TLS and mTLS on the agent gateway, with certificates from scripts/make-local-ca.sh."""
 
+import asyncio
 import ssl
 import subprocess
 from pathlib import Path
@@ -108,8 +109,12 @@ async def test_pool_agents_use_https_with_client_certificates(
             client, "echo over-mtls", capability="shell", timeout=30, task_queue=settings.task_queue
         )
     finally:
-        stop_agent(agent)
+        # In a thread: this event loop serves the conductor, which must still answer the agent's report of
+        # the script (run_script can return before that answer is sent). Blocking here wedged both until
+        # the wait's timeout: the agent waited for its report, the report for this loop.
+        exit_code = await asyncio.to_thread(stop_agent, agent)
     assert (result.status, result.exit_code, result.stdout.strip()) == ("completed", 0, "over-mtls")
+    assert exit_code == 0
 
 
 async def _serving(url: str, certs: Path) -> bool:
