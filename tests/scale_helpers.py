@@ -3,6 +3,7 @@
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -95,6 +96,14 @@ def conductor_process(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+def stop_conductors(*procs: subprocess.Popen | None) -> None:
+    """SIGTERM each conductor process still running (a drain) and wait for it; None and ended ones are skipped."""
+    for proc in dict.fromkeys(p for p in procs if p is not None):
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=60)
 
 
 def assert_one_branch_and_pr_each(pulls: list[dict], remote: Path, prefix: str, keys: list[str]) -> int:

@@ -24,7 +24,7 @@ from tests.git_helpers import make_bare_repo_from
 from tests.github_standin import GithubStandin
 from tests.helpers import EXAMPLES, free_port, fresh_key, install_fake_codex, ticket_body, wait_for
 from tests.jira_standin import JiraStandin
-from tests.scale_helpers import conductor_process
+from tests.scale_helpers import conductor_process, stop_conductors
 
 REPO = "acme/widgets"
 JIRA_EMAIL, JIRA_TOKEN, GH_TOKEN = "conductor@acme.test", "jira-secret", "gh-token"
@@ -175,10 +175,7 @@ async def test_one_comment_after_the_conductor_is_sigkilled_mid_post(client, set
         second = conductor_process(settings, free_port(), tmp_path / "conductor-b.log", extra_env)
         result = await finished(client, "jira", key)
     finally:
-        for proc in (first, second):
-            if proc is not None and proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=60)
+        stop_conductors(first, second)
 
     assert result.state == JobState.SUCCEEDED
     [history] = jira.comment_history(key)
@@ -225,10 +222,7 @@ async def test_one_github_comment_after_the_conductor_is_sigkilled_mid_post(
             second = conductor_process(status_settings, port, tmp_path / "conductor-b.log", extra_env)
             result = await finished(client, "github", key)
         finally:
-            for proc in (first, second):
-                if proc is not None and proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                    proc.wait(timeout=60)
+            stop_conductors(first, second)
 
         assert result.state == JobState.SUCCEEDED and result.pr_url
         [history] = gh.comment_history(repo, number)

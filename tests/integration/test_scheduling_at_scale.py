@@ -17,6 +17,7 @@ from tests.scale_helpers import (
     new_accounts,
     scale_settings,
     send_all,
+    stop_conductors,
     storm,
 )
 from workflows.incident_chain import IncidentChainWorkflow
@@ -102,10 +103,7 @@ async def test_600_tickets_for_200_keys_and_100_alarms_make_210_jobs(
         )
         assert await wait_for(lambda: finished_jobs(client, in_accounts, 10), timeout=120) == 10
     finally:
-        for proc in {first, second}:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=60)
+        stop_conductors(first, second)
 
     not_completed = await not_completed_jobs(client, ticket_jobs)
     assert not_completed == [], "\n".join(not_completed) + "\n" + log.read_text()[-3000:]

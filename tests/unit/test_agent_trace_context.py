@@ -9,18 +9,10 @@ import pytest
 from agent_runtime.connection import _step_states
 from agent_runtime.dag import DagRunner
 from agent_runtime.job_task import task_spec
-from contracts.jobs import TaskInstructions
 from contracts.steps import StepStatus
+from tests.unit.test_builtin_step_commands import INSTRUCTIONS
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-INSTRUCTIONS = TaskInstructions(
-    job_id="job/ticket/jira/ENG-1",
-    ticket_key="ENG-1",
-    repo_url="/nowhere",
-    base_branch="main",
-    branch="conductor/ENG-1",
-    commit_message="ENG-1: a change",
-)
 
 
 def spec_with(tmp_path: Path, traceparent: str, steps_json: str = ""):
