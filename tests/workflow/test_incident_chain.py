@@ -242,7 +242,7 @@ async def test_an_alarm_storm_continues_as_new_and_loses_nothing(ts_env, conduct
     carried = [events[0].workflow_execution_started_event_attributes.input.ByteSize() for events in runs]
     assert max(carried) < 1024 * 1024
     print(f"storm: {len(runs)} runs, events per run {[len(e) for e in runs]}, input bytes {carried}")
-    print(f"storm: {len(raced)} signal-with-starts raced a continue-as-new on the test server and were resent")
+    print(f"storm: {len(raced)} signal-with-starts refused by the test server (not atomic) and resent")
 
 
 async def run_histories(ts_env, workflow_id: str) -> list[list]:
