@@ -23,6 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.activity_io import LaunchAgentInput, LaunchAgentResult
 from contracts.jobs import AgentProgress, AgentResult
+from tests.helpers import wait_for
 
 LAUNCH_ACTIVITY = "launch_agent"
 AWAIT_ACTIVITY = "await_agent_result"
@@ -133,6 +134,22 @@ async def accepted_results(client: Client, ids: Iterable[str]) -> dict[str, list
             if completed is not None
         ]
     return accepted
+
+
+async def accepted_result(client: Client, job_id: str, timeout: float = 30.0) -> AgentResult:
+    """The one result the job accepted, waited for (bounded).
+
+    The gateway's `complete` of the await activity returns before its events are in the history a client
+    reads: the gateway relays a `progress` signal just before, and while the workflow task handling that
+    signal runs, the server buffers the activity's completion events and appends them when the task
+    completes (seen: a read right after the upload found no await activity pending, the workflow task
+    STARTED, and no completion in the history; about 1 run in 5 at load 6)."""
+
+    async def one() -> list[AgentResult] | None:
+        return (await accepted_results(client, [job_id]))[job_id] or None
+
+    (result,) = await wait_for(one, timeout=timeout)
+    return result
 
 
 async def live_agent_beat(client: Client, job_id: str) -> dict | None:

@@ -23,7 +23,7 @@ from contracts.jobs import AgentResult, AgentStatus
 from tests.agent_helpers import stage_job, start_agent
 from tests.agent_job_harness import AgentJobs, agent_jobs
 from tests.helpers import free_port, wait_for
-from tests.job_history import accepted_results, live_agent_beat, relayed_steps
+from tests.job_history import accepted_result, accepted_results, live_agent_beat, relayed_steps
 
 LINES = 100_000
 OUTAGE_SECONDS = 30
@@ -89,7 +89,7 @@ async def test_a_30s_gateway_outage_loses_no_line_and_the_result_is_reported_aft
     ]
     assert store.is_complete(job_id, 1)
     assert stored[-1].text == "conductor-agent: exiting with code 0"
-    (result,) = (await accepted_results(jobs.client, [job_id]))[job_id]
+    result = await accepted_result(jobs.client, job_id)
     assert result.status is AgentStatus.SUCCEEDED and result.bundle_key
     steps = await relayed_steps(jobs.client, job_id)
     assert steps == dict.fromkeys(["clone", "code", "spew", "bundle"], "SUCCEEDED")

@@ -14,11 +14,11 @@ import pytest
 from conductor_worker.config import Settings
 from conductor_worker.gateway.log_store import LocalLogStore
 from conductor_worker.gateway.server import start_gateway
-from contracts.jobs import AgentResult, AgentStatus, FailureClass
+from contracts.jobs import AgentStatus, FailureClass
 from tests.agent_helpers import stage_job, start_agent
 from tests.agent_job_harness import AgentJobs, agent_jobs
 from tests.helpers import free_port, is_running, wait_for
-from tests.job_history import accepted_results, live_agent_beat, relayed_steps
+from tests.job_history import accepted_result, live_agent_beat, relayed_steps
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -28,11 +28,6 @@ async def jobs(client, settings: Settings) -> AsyncIterator[AgentJobs]:
     settings = settings.model_copy(update={"gateway_listen": f"127.0.0.1:{free_port()}"})
     async with agent_jobs(client, settings) as jobs:
         yield jobs
-
-
-async def accepted_result(client, job_id: str) -> AgentResult:
-    (result,) = (await accepted_results(client, [job_id]))[job_id]
-    return result
 
 
 async def test_extra_steps_run_in_the_clone_after_the_coding_agent_and_gate_the_bundle(

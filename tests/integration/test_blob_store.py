@@ -25,7 +25,7 @@ from tests.agent_helpers import stage_job
 from tests.agent_job_harness import agent_jobs
 from tests.git_helpers import make_bare_repo_from, make_branch_bundle
 from tests.helpers import free_port
-from tests.job_history import accepted_results
+from tests.job_history import accepted_result
 
 BUCKET = "conductor-blobs"
 pytestmark = pytest.mark.timeout(90)
@@ -149,7 +149,7 @@ async def test_an_agent_given_presigned_urls_moves_its_files_and_bundle_through_
         assert await jobs.run_agent(job_id, token, tmp_path / "work") == 0, (
             tmp_path / "work" / "agent.err"
         ).read_text()
-        (result,) = (await accepted_results(client, [job_id]))[job_id]  # the result the job accepted
+        result = await accepted_result(client, job_id)  # the result the job accepted
 
     assert result.status is AgentStatus.SUCCEEDED and through_the_gateway == []
     assert result.bundle_key == bundle_key(job_id, 1)

@@ -21,14 +21,14 @@ from pydantic import SecretStr
 from activities.git_push import BundleError, push_bundle_branch
 from conductor_worker.gateway.log_store import LocalLogStore
 from conductor_worker.gateway.server import start_gateway
-from contracts.jobs import AgentResult, AgentStatus, TaskFile
+from contracts.jobs import AgentStatus, TaskFile
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
 from security.tokens import mint_token
 from stores.attempts import bundle_key
 from stores.job_store import JobAttemptDir
 from tests.agent_job_harness import agent_jobs
 from tests.helpers import free_port, stage_attempt, wait_for
-from tests.job_history import accepted_results
+from tests.job_history import accepted_result
 
 JOB = "job/ticket/jira/ENG-413"
 CHUNK = 256 * 1024
@@ -55,18 +55,6 @@ async def small_gateway(client, settings):
         await server.stop(grace=None)
 
 
-async def accepted_result(client) -> AgentResult:
-    """The one result JOB's attempt accepted. Waited for (bounded): in one clean-clone run a read right
-    after the gateway's refusal found none yet; not diagnosed further (session 9 note)."""
-
-    async def one() -> list[AgentResult] | None:
-        results = (await accepted_results(client, [JOB]))[JOB]
-        return results or None
-
-    (result,) = await wait_for(one, timeout=30)
-    return result
-
-
 def upload(bundle_bytes: int, summary: str = "done"):
     data = os.urandom(CHUNK)
     digest = hashlib.sha256()
@@ -87,7 +75,7 @@ async def test_a_bundle_over_the_limit_is_refused_and_fails_the_attempt(client, 
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     expected = "bundle refused: larger than the limit of 1000000 bytes (CONDUCTOR_MAX_BUNDLE_BYTES)"
     assert refused.value.details() == expected
-    result = await accepted_result(client)  # the attempt failed in its job, with the reason
+    result = await accepted_result(client, JOB)  # the attempt failed in its job, with the reason
     assert result.status == AgentStatus.FAILED and result.summary == expected
     assert JobAttemptDir(settings.jobs_dir, JOB, 1).result() == result  # a retried upload is a duplicate
     assert settings.open_blob_store().size(bundle_key(JOB, 1)) is None and not list(
@@ -123,7 +111,7 @@ async def test_a_log_block_that_contradicts_itself_is_refused_with_the_reason_an
 async def test_result_texts_are_cut_to_the_limit_saying_so(client, small_gateway):
     stub, metadata, _ = small_gateway
     await stub.UploadResult(upload(0, summary="s" * 5000), metadata=metadata)
-    summary = (await accepted_result(client)).summary
+    summary = (await accepted_result(client, JOB)).summary
     assert summary == "s" * 100 + "\n[cut to 100 characters: CONDUCTOR_MAX_RESULT_TEXT_CHARS]"
 
 
