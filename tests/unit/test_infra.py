@@ -4,8 +4,10 @@ One synthesis per module (3-6 s on 2 cores; jsii runs the CDK in node), read thr
 failure shows pytest's diff (assertions.Template's own matchers raise RuntimeError).
 """
 
+import hashlib
 import json
 import re
+from importlib.metadata import version
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -49,12 +51,30 @@ DEPLOYED_SETTINGS = {
 
 
 @pytest.fixture(scope="module")
-def template() -> dict:
+def template(request) -> dict:
+    """The synthesized template, kept in pytest's cache under a hash of everything it is made from: a
+    synth is 6-11 s of the fast lane (jsii starts node), and the template is a pure function of infra/'s
+    sources, the CDK's version and the context. A clean clone (CI) has no cache and synthesizes."""
+    key = f"conductor/infra-template/{_template_inputs_digest()}"
+    cache = getattr(request.config, "cache", None)  # None with `-p no:cacheprovider`
+    if cache is not None and (cached := cache.get(key, None)) is not None:
+        return cached
     # cdk.json's feature flags, so this is the template `cdk synth` prints.
     flags = json.loads((ROOT / "infra" / "cdk.json").read_text())["context"]
     app = cdk.App(context={**flags, **CONTEXT})
     stack = ConductorStack(app, "AgentConductor", parameters=Parameters.from_context(app.node))
-    return assertions.Template.from_stack(stack).to_json()
+    synthesized = assertions.Template.from_stack(stack).to_json()
+    if cache is not None:
+        cache.set(key, synthesized)
+    return synthesized
+
+
+def _template_inputs_digest() -> str:
+    digest = hashlib.sha256(json.dumps([version("aws-cdk-lib"), version("constructs"), CONTEXT]).encode())
+    for source in sorted((ROOT / "infra").rglob("*")):
+        if source.suffix in (".py", ".json") and "__pycache__" not in source.parts:
+            digest.update(str(source.relative_to(ROOT)).encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()[:32]
 
 
 def resources(template: dict, type_: str) -> dict[str, dict]:
