@@ -36,6 +36,11 @@ JOBS = 20
 EXTRA = 3
 RELEASE_WAIT_SECONDS = 150
 DRAIN_TIMEOUT = 20
+# The test leaves a gap with no conductor at all (the first exits, then the second starts), which a rolling
+# deploy of replicas does not. An agent silent to Temporal for 3 beats is lost and relaunched, so beats are
+# 10 s apart here (30 s of silence allowed, 15 s by default): at load 10-13 the second conductor took 18 s
+# to come up after heartbeats had already timed out under the load, and one job was relaunched.
+CONDUCTOR_ENV = {"CONDUCTOR_HEARTBEAT_INTERVAL_SECONDS": "10"}
 
 # Stands in for `codex exec`: works until the test drops `release` beside it (its directory is bound
 # into the agent's sandbox read-only, so the agent sees the file appear), so every job is still running
@@ -126,7 +131,7 @@ async def test_drain_hands_running_jobs_to_the_next_conductor(
     port, log = free_port(), tmp_path / "conductor.log"
     first = second = None
     try:
-        first = conductor_process(settings, port, log)
+        first = conductor_process(settings, port, log, CONDUCTOR_ENV)
         send_all(settings, [ticket_body(key) for key in keys])
         await wait_for(lambda: _all_watched(client, keys), timeout=120)
         launched = await launched_agents(client, keys)
@@ -154,8 +159,10 @@ async def test_drain_hands_running_jobs_to_the_next_conductor(
         if trigger == "flag_file":
             flag.write_text("false\n")  # as the deploy does before it starts the new version
         (tmp_path / "fake-bin" / "release").touch()  # the agents finish while no conductor runs
-        second = conductor_process(settings, port, log)
+        restarted = time.monotonic()
+        second = conductor_process(settings, port, log, CONDUCTOR_ENV)
         await wait_for(lambda: _gone(ready), timeout=30)
+        restart_seconds = time.monotonic() - restarted
         results = await asyncio.gather(*(ticket_result(client, key, timeout=180) for key in keys + extras))
     finally:
         stop(first)
@@ -163,7 +170,8 @@ async def test_drain_hands_running_jobs_to_the_next_conductor(
     total = time.monotonic() - drain_started
     print(
         f"\n[{trigger}] running at drain: {JOBS - finished_before}/{JOBS}; drain to ready file {to_ready:.1f} s; "
-        f"drain to all {JOBS + EXTRA} done {total:.1f} s; ready file: {json.dumps(report)}"
+        f"second conductor started (ready file gone) after {restart_seconds:.1f} s; drain to all {JOBS + EXTRA} done {total:.1f} s; "
+        f"ready file: {json.dumps(report)}"
     )
 
     assert finished_before < JOBS  # the drain caught jobs mid-run, not after they were done
