@@ -28,7 +28,7 @@ from stores.attempts import bundle_key
 from stores.job_store import JobAttemptDir
 from tests.agent_job_harness import agent_jobs
 from tests.helpers import free_port, stage_attempt, wait_for
-from tests.job_history import accepted_result
+from tests.job_history import accepted_result, accepted_results
 
 JOB = "job/ticket/jira/ENG-413"
 CHUNK = 256 * 1024
@@ -77,7 +77,10 @@ async def test_a_bundle_over_the_limit_is_refused_and_fails_the_attempt(client, 
     assert refused.value.details() == expected
     result = await accepted_result(client, JOB)  # the attempt failed in its job, with the reason
     assert result.status == AgentStatus.FAILED and result.summary == expected
-    assert JobAttemptDir(settings.jobs_dir, JOB, 1).result() == result  # a retried upload is a duplicate
+    # A retried upload, even one within the limit, is a duplicate: the refusal stands as the attempt's result.
+    again = await stub.UploadResult(upload(1000), metadata=metadata)
+    assert again.accepted and again.duplicate
+    assert (await accepted_results(client, [JOB]))[JOB] == [result]
     assert settings.open_blob_store().size(bundle_key(JOB, 1)) is None and not list(
         JobAttemptDir(settings.jobs_dir, JOB, 1).root.glob(".upload-*")  # no partial upload left behind
     )
