@@ -48,7 +48,7 @@ def decode_block(request: agent_pb2.LogBlock) -> Callable[[], LogBlock]:
 
     def block() -> LogBlock:
         runs = [(run.step, run.stream, run.count) for run in request.runs]
-        return LogBlock.checked(request.first_seq, request.text, request.ts, runs)
+        return LogBlock.checked(request.first_seq, request.text, request.ts, runs, received=request)
 
     return block
 

@@ -23,11 +23,11 @@ class _WaitingLogs:
 
 
 def _decode_ahead(decode: Callable[[], Sequence[LogLine] | LogBlock]) -> Sequence[LogLine] | LogBlock:
-    """Decode (and encode, for the store) a call's lines as soon as it arrives: while the store fsyncs
+    """Decode (and serialize, for the store) a call's lines as soon as it arrives: while the store fsyncs
     the group ahead (without the interpreter lock), this one's CPU work is done beside it."""
     lines = decode()
     if isinstance(lines, LogBlock):
-        lines.encoded()
+        lines.serialized()
     return lines
 
 
@@ -46,7 +46,7 @@ class LogGroupWriter:
 
         An agent keeps several blocks in flight: they are stored in the order they arrived (no block
         reaches the store before the one ahead of it and leaves a gap), all those waiting at once in one
-        worker-thread call with one fsync. Each is decoded and encoded in a worker thread as it arrives.
+        worker-thread call with one fsync. Each is decoded and serialized in a worker thread as it arrives.
         """
         return await asyncio.shield(self.queue(key, decode, final))
 

@@ -19,7 +19,7 @@ import pytest
 from pydantic import SecretStr
 
 from activities.git_push import BundleError, push_bundle_branch
-from conductor_worker.gateway.log_store import LocalLogStore
+from conductor_worker.gateway.local_log_store import LocalLogStore
 from conductor_worker.gateway.server import start_gateway
 from contracts.jobs import AgentResult, AgentStatus, TaskFile
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
