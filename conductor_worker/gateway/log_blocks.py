@@ -27,8 +27,8 @@ class LogBlock:
     texts: Sequence[str]
     ts: Sequence[float]
     runs: Sequence[tuple[str, str, int]]  # (step, stream, how many lines in a row)
-    # The message the block came in, when it is exactly this block (not cut): stored as it is.
-    received: agent_pb2.LogBlock | None = field(default=None, compare=False, repr=False)
+    # The serialized message the block came in, when it is exactly this block (not cut): stored as it is.
+    received: bytes | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def checked(
@@ -37,7 +37,7 @@ class LogBlock:
         texts: Sequence[str],
         ts: Sequence[float],
         runs: Sequence[tuple[str, str, int]],
-        received: agent_pb2.LogBlock | None = None,
+        received: bytes | None = None,
     ) -> "LogBlock":
         if first_seq < 1:
             raise BadLogBlock(f"first_seq must be at least 1, got {first_seq}")
@@ -72,22 +72,20 @@ class LogBlock:
         return self.first_seq + len(self.texts) - 1
 
     def serialized(self) -> bytes:
-        """The block as an `agent_pb2.LogBlock` message, the store's record payload (kept once built).
+        """The block as an `agent_pb2.LogBlock` message, the store's record payload.
 
-        A block decoded from an `AppendLogBlock` call is the call's own message: serialized as received
-        (a C++ copy), with no work per line. The gateway does this as the call arrives, beside the
-        store's fsync of the blocks ahead of it, and the store then finds it done.
+        A block decoded from an `AppendLogBlock` call is the call's own bytes, with no work at all;
+        another is built from its columns (once: the gateway does it as the call arrives, beside the
+        store's fsync of the blocks ahead of it, and the store then finds it done).
         """
-        data = self.__dict__.get("_serialized")
+        data = self.received or self.__dict__.get("_serialized")
         if data is None:
-            message = self.received
-            if message is None:
-                message = agent_pb2.LogBlock(
-                    first_seq=self.first_seq,
-                    text=self.texts,
-                    ts=self.ts,
-                    runs=[agent_pb2.LogRun(step=s, stream=t, count=n) for s, t, n in self.runs],
-                )
+            message = agent_pb2.LogBlock(
+                first_seq=self.first_seq,
+                text=self.texts,
+                ts=self.ts,
+                runs=[agent_pb2.LogRun(step=s, stream=t, count=n) for s, t, n in self.runs],
+            )
             data = message.SerializeToString()
             object.__setattr__(self, "_serialized", data)  # frozen: set once, from the block's own fields
         return data

@@ -6,6 +6,7 @@ import pytest
 
 from conductor_worker.gateway.local_log_store import LocalLogStore
 from conductor_worker.gateway.log_blocks import BadLogBlock, LogBlock
+from conductor_worker.gateway.log_calls import ReceivedLogBlock, decode_block
 from conductor_worker.gateway.log_store import LogStore
 from proto.conductor.v1 import agent_pb2
 
@@ -48,9 +49,11 @@ def test_a_received_block_is_stored_as_its_message():
         ts=[1.0, 2.0],
         runs=[agent_pb2.LogRun(step="s", stream="stdout", count=2)],
     )
-    received = LogBlock.checked(3, message.text, message.ts, [("s", "stdout", 2)], received=message)
+    data = message.SerializeToString()
+    received = decode_block(ReceivedLogBlock.parse(data))()
     rebuilt = LogBlock.checked(3, ["a", "b"], [1.0, 2.0], [("s", "stdout", 2)])
-    assert received.serialized() == message.SerializeToString() == rebuilt.serialized()
+    assert received.serialized() is data
+    assert rebuilt.serialized() == data
 
 
 def test_a_block_that_contradicts_itself_is_refused_with_the_reason():
