@@ -4,6 +4,7 @@ import fcntl
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 from conductor_worker.gateway.json_lines_log import last_json_lines, read_json_lines
 from conductor_worker.gateway.log_blocks import LogBlock
@@ -102,17 +103,16 @@ class LocalLogStore(LogStore):
             self._complete_path(job_id, attempt).write_text(f"{complete}\n")
         return acks
 
-    def _stored_in_file(self, f, job_id: str, attempt: int) -> int:
-        """The seq the attempt's files hold lines through, the file's position at its end. A record torn
-        by a crash mid-write (never acked) is cut off first: it is stored again when it is re-sent."""
+    def _stored_in_file(self, f: IO[bytes], job_id: str, attempt: int) -> int:
+        """The seq the attempt's files hold lines through, the file's position left at its end. A record
+        torn by a crash mid-write (never acked) is cut off first: it is stored again when it is re-sent."""
         size = f.seek(0, os.SEEK_END)
         known = self._ends.get((job_id, attempt))
         if known and known[0] == size:
-            return known[1]
+            return known[1]  # as this store left it: no need to read the last record back
         end = whole_end(f)
         if end < size:
             f.truncate(end)
-        f.seek(end)
         last = next(records_backwards(f, end), None)
         f.seek(end)
         if last:
