@@ -17,7 +17,7 @@ from pathlib import Path
 
 from benchmarks.log_bench import LoopThread, start_bench_gateway
 from benchmarks.results import record
-from conductor_worker.gateway.log_store import LocalLogStore
+from conductor_worker.gateway.local_log_store import LocalLogStore
 from stores.job_store import JobAttemptDir
 from tests.agent_helpers import stage_job
 from tests.git_helpers import make_bare_repo_from

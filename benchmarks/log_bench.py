@@ -32,7 +32,7 @@ from agent_runtime.log_buffer import LogBuffer
 from agent_runtime.log_sender import LogSender
 from benchmarks.results import record
 from conductor_worker.config import Settings
-from conductor_worker.gateway.log_store import LocalLogStore
+from conductor_worker.gateway.local_log_store import LocalLogStore
 from conductor_worker.gateway.server import start_gateway
 from contracts.jobs import TaskFile
 from security.tokens import mint_token

@@ -32,7 +32,7 @@ from moto.server import ThreadedMotoServer
 
 from benchmarks.results import record
 from conductor_worker.config import Settings
-from conductor_worker.gateway.log_store import LocalLogStore
+from conductor_worker.gateway.local_log_store import LocalLogStore
 from conductor_worker.process.app import run_conductor
 from conductor_worker.process.client import connect
 from conductor_worker.process.devserver import DevServer

@@ -2,17 +2,16 @@
 
 A block is columns (texts, times, runs of lines from one step and stream) under one first seq, so a
 flood of lines costs the gateway a few checks per block and C-level loops per line: no message, no
-model and no Python call per line. `encoded` writes the exact JSON lines `LogLine` reads back.
+model and no Python call per line. The store keeps the block as its message
+(conductor_worker/gateway/log_records.py).
 """
 
 import math
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from itertools import chain, islice, repeat
-
-from pydantic_core import to_json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from contracts.logs import LogLine
+from proto.conductor.v1 import agent_pb2
 
 # A step or stream name; the runs of a block are few, so this check costs nothing.
 MAX_SOURCE_CHARS = 255
@@ -28,10 +27,17 @@ class LogBlock:
     texts: Sequence[str]
     ts: Sequence[float]
     runs: Sequence[tuple[str, str, int]]  # (step, stream, how many lines in a row)
+    # The serialized message the block came in, when it is exactly this block (not cut): stored as it is.
+    received: bytes | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def checked(
-        cls, first_seq: int, texts: Sequence[str], ts: Sequence[float], runs: Sequence[tuple[str, str, int]]
+        cls,
+        first_seq: int,
+        texts: Sequence[str],
+        ts: Sequence[float],
+        runs: Sequence[tuple[str, str, int]],
+        received: bytes | None = None,
     ) -> "LogBlock":
         if first_seq < 1:
             raise BadLogBlock(f"first_seq must be at least 1, got {first_seq}")
@@ -44,7 +50,7 @@ class LogBlock:
                 raise BadLogBlock(f"a step or stream name is longer than {MAX_SOURCE_CHARS} characters")
         if not all(map(math.isfinite, ts)):
             raise BadLogBlock("a line's time is not a finite number")
-        return cls(first_seq, texts, ts, runs)
+        return cls(first_seq, texts, ts, runs, received)
 
     @classmethod
     def from_lines(cls, lines: Sequence[LogLine]) -> "LogBlock":
@@ -65,47 +71,21 @@ class LogBlock:
     def last_seq(self) -> int:
         return self.first_seq + len(self.texts) - 1
 
-    def encoded(self, skip: int = 0) -> bytes:
-        """The JSON lines (each newline-terminated) of the block's lines from index `skip` on.
+    def serialized(self) -> bytes:
+        """The block as an `agent_pb2.LogBlock` message, the store's record payload.
 
-        Encoded strings escape every newline and carriage return, so `splitlines` cuts them apart. The
-        whole block's encoding is kept: the gateway encodes a block as it arrives, beside the store's
-        fsync of the blocks ahead of it, and the store then finds it done.
+        A block decoded from an `AppendLogBlock` call is the call's own bytes, with no work at all;
+        another is built from its columns (once: the gateway does it as the call arrives, beside the
+        store's fsync of the blocks ahead of it, and the store then finds it done).
         """
-        if skip:
-            return self._encode(skip)
-        whole = self.__dict__.get("_whole")
-        if whole is None:
-            whole = self._encode(0)
-            object.__setattr__(self, "_whole", whole)  # frozen: set once, from the block's own fields
-        return whole
-
-    def _encode(self, skip: int) -> bytes:
-        n = len(self.texts) - skip
-        if n <= 0:
-            return b""
-        # Each column is encoded by one call to pydantic-core's JSON encoder (a Rust loop, 2.5 times
-        # faster than a C call per string), then cut apart: inside an encoded string every `"` is
-        # escaped, so `","` only ever separates two strings (as `,` does two numbers). Then the
-        # columns are interleaved and joined once. The seqs too are encoded by one call.
-        texts = to_json(list(self.texts[skip:]))[2:-2].split(b'","')
-        ts = to_json(list(self.ts[skip:]))[1:-1].split(b",")
-        columns = zip(
-            repeat(b'{"seq":', n),
-            to_json(list(range(self.first_seq + skip, self.last_seq + 1)))[1:-1].split(b","),
-            self._sources(skip),
-            texts,
-            repeat(b'","ts":', n),
-            ts,
-            repeat(b"}\n", n),
-            strict=True,
-        )
-        return b"".join(chain.from_iterable(columns))
-
-    def _sources(self, skip: int) -> Iterator[bytes]:
-        """Per line, what comes between its seq and its text: its step and stream."""
-        per_run = (
-            (b',"step":' + to_json(step) + b',"stream":' + to_json(stream) + b',"text":"', n)
-            for step, stream, n in self.runs
-        )
-        return islice(chain.from_iterable(repeat(*run) for run in per_run), skip, None)
+        data = self.received or self.__dict__.get("_serialized")
+        if data is None:
+            message = agent_pb2.LogBlock(
+                first_seq=self.first_seq,
+                text=self.texts,
+                ts=self.ts,
+                runs=[agent_pb2.LogRun(step=s, stream=t, count=n) for s, t, n in self.runs],
+            )
+            data = message.SerializeToString()
+            object.__setattr__(self, "_serialized", data)  # frozen: set once, from the block's own fields
+        return data

@@ -6,6 +6,7 @@ each call hands the writer a function that decodes its request.
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 import grpc
 from pydantic import TypeAdapter, ValidationError
@@ -19,6 +20,7 @@ from security.tokens import TokenClaims
 from stores.job_store import JobAttemptDir
 
 _LOG_LINES = TypeAdapter(list[LogLine])
+_APPEND_LOG_BLOCK = "/conductor.v1.AgentService/AppendLogBlock"
 
 
 def decode_lines(request: agent_pb2.LogBatch) -> Callable[[], list[LogLine]]:
@@ -43,12 +45,41 @@ def decode_lines(request: agent_pb2.LogBatch) -> Callable[[], list[LogLine]]:
     return lines
 
 
-def decode_block(request: agent_pb2.LogBlock) -> Callable[[], LogBlock]:
+@dataclass(frozen=True)
+class ReceivedLogBlock:
+    """An AppendLogBlock request as it came: its message, and its bytes, which the store keeps as they are
+    (serializing the message again costs about as much as all the rest of the gateway's work on it)."""
+
+    message: agent_pb2.LogBlock
+    data: bytes
+
+    @classmethod
+    def parse(cls, data: bytes) -> "ReceivedLogBlock":
+        return cls(agent_pb2.LogBlock.FromString(data), data)
+
+
+class KeepLogBlockBytes(grpc.aio.ServerInterceptor):
+    """Hands `AppendLogBlock` its request as a `ReceivedLogBlock`: the generated registration parses it
+    and drops the bytes."""
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None or handler_call_details.method != _APPEND_LOG_BLOCK:
+            return handler
+        return grpc.unary_unary_rpc_method_handler(
+            handler.unary_unary,
+            request_deserializer=ReceivedLogBlock.parse,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def decode_block(request: ReceivedLogBlock) -> Callable[[], LogBlock]:
     """An AppendLogBlock call's decoding: its columns, checked."""
 
     def block() -> LogBlock:
-        runs = [(run.step, run.stream, run.count) for run in request.runs]
-        return LogBlock.checked(request.first_seq, request.text, request.ts, runs)
+        message = request.message
+        runs = [(run.step, run.stream, run.count) for run in message.runs]
+        return LogBlock.checked(message.first_seq, message.text, message.ts, runs, received=request.data)
 
     return block
 

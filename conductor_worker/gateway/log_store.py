@@ -9,27 +9,22 @@ Each attempt's stored log is bounded (`max_bytes`, CONDUCTOR_MAX_LOG_BYTES_PER_A
 the limit are acknowledged, so the agent moves on, and counted, not stored; `dropped()` says how many,
 and the job's tail and `conductor logs` end with a line saying so.
 
-Two implementations: a local directory (the default) and S3 (for conductors on several machines).
+Two implementations: a local directory (the default, conductor_worker/gateway/local_log_store.py) and
+S3 (for conductors on several machines, conductor_worker/gateway/s3_log_store.py). Both store each
+append as a record of the block's message (conductor_worker/gateway/log_records.py); logs stored
+before that as JSON lines (conductor_worker/gateway/json_lines_log.py) are still read.
 """
 
-import fcntl
-import json
-import os
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from pathlib import Path
-from typing import IO
 
 from pydantic import BaseModel
 
 from conductor_worker.config import Settings
 from conductor_worker.gateway.log_blocks import LogBlock
-from contracts.ids import safe_name
+from conductor_worker.gateway.log_records import encode_record
 from contracts.logs import LogLine
-from stores.job_store import write_atomic
 
-_BLOCK = 64 * 1024
 DEFAULT_MAX_BYTES = 256 * 2**20
 
 
@@ -44,23 +39,34 @@ class Dropped(BaseModel):
 def split_at_limit(
     new: LogBlock, used_bytes: int, limit: int, dropped: Dropped
 ) -> tuple[bytes, int, Dropped]:
-    """(the encoded lines that fit, the seq of the last one kept (0: none), the updated drop count).
+    """(the record of the lines that fit, the seq of the last one kept (0: none), the updated drop count).
 
-    Once over the limit, every later line is dropped. The usual case is one check for the whole block.
+    Once over the limit, every later line is dropped. The usual case is one check for the whole block;
+    the block that crosses the limit is cut where its record fits (a binary search over its lines).
     """
-    data = new.encoded()
-    if dropped.count == 0 and used_bytes + len(data) <= limit:
-        return data, new.last_seq if len(new) else 0, dropped
-    kept: list[bytes] = []
-    kept_through = 0
-    for seq, raw in enumerate(data.splitlines(keepends=True), start=new.first_seq):
-        if dropped.count == 0 and used_bytes + len(raw) <= limit:
-            kept.append(raw)
-            kept_through = seq
-            used_bytes += len(raw)
-        else:
-            dropped = Dropped(count=dropped.count + 1, through_seq=seq, limit_bytes=limit)
-    return b"".join(kept), kept_through, dropped
+    if not len(new):
+        return b"", 0, dropped
+    record = encode_record(new) if dropped.count == 0 else b""
+    if record and used_bytes + len(record) <= limit:
+        return record, new.last_seq, dropped
+    fits, record = 0, b""
+    if dropped.count == 0:
+        low, high = 0, len(new) - 1  # the most lines whose record fits lies in [low, high]
+        while low < high:
+            middle = (low + high + 1) // 2
+            if used_bytes + len(encode_record(cut_block(new, middle))) <= limit:
+                low = middle
+            else:
+                high = middle - 1
+        fits = low
+        record = encode_record(cut_block(new, fits)) if fits else b""
+    counted = Dropped(count=dropped.count + len(new) - fits, through_seq=new.last_seq, limit_bytes=limit)
+    return record, new.first_seq + fits - 1 if fits else 0, counted
+
+
+def cut_block(block: LogBlock, n: int) -> LogBlock:
+    """The block's first `n` lines."""
+    return LogBlock(block.first_seq, block.texts[:n], block.ts[:n], _take_runs(block.runs, n))
 
 
 def dropped_note(dropped: Dropped) -> LogLine:
@@ -105,6 +111,16 @@ def block_to_store(lines: Sequence[LogLine] | LogBlock, stored_through: int) -> 
     return LogBlock(stored_through + 1, lines.texts[skip:], lines.ts[skip:], _skip_runs(lines.runs, skip))
 
 
+def _take_runs(runs: Sequence[tuple[str, str, int]], n: int) -> list[tuple[str, str, int]]:
+    out = []
+    for step, stream, count in runs:
+        if n <= 0:
+            break
+        out.append((step, stream, min(count, n)))
+        n -= count
+    return out
+
+
 def _skip_runs(runs: Sequence[tuple[str, str, int]], skip: int) -> list[tuple[str, str, int]]:
     out = []
     for step, stream, n in runs:
@@ -115,13 +131,13 @@ def _skip_runs(runs: Sequence[tuple[str, str, int]], skip: int) -> list[tuple[st
     return out
 
 
-def _lowest_seq(lines: Sequence[LogLine] | LogBlock) -> int:
+def lowest_seq(lines: Sequence[LogLine] | LogBlock) -> int:
     if isinstance(lines, LogBlock):
         return lines.first_seq
     return min(line.seq for line in lines)
 
 
-def _highest_seq(lines: Sequence[LogLine] | LogBlock) -> int:
+def highest_seq(lines: Sequence[LogLine] | LogBlock) -> int:
     if isinstance(lines, LogBlock):
         return lines.last_seq
     return max((line.seq for line in lines), default=0)
@@ -172,288 +188,15 @@ class LogStore(ABC):
         return (lines + [dropped_note(dropped)])[-n:] if dropped.count else lines
 
 
-class LocalLogStore(LogStore):
-    """`<root>/<job id as a file name>/attempt-<n>.jsonl`, plus `attempt-<n>.complete` once complete.
-
-    Appends hold an exclusive lock on the file and are fsynced before the ack: an acked line survives
-    a conductor crash, and two processes serving one state dir (a deploy's hand-over) don't interleave.
-    """
-
-    def __init__(self, root: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
-        self.root = root
-        self.max_bytes = max_bytes
-        # (job, attempt) -> (seq, byte offset after it): `conductor logs --follow` reads on from there.
-        self._cursors: dict[tuple[str, int], tuple[int, int]] = {}
-
-    def path(self, job_id: str, attempt: int) -> Path:
-        return self.root / safe_name(job_id) / f"attempt-{attempt}.jsonl"
-
-    def _complete_path(self, job_id: str, attempt: int) -> Path:
-        return self.path(job_id, attempt).with_suffix(".complete")
-
-    def _dropped_path(self, job_id: str, attempt: int) -> Path:
-        return self.path(job_id, attempt).with_suffix(".dropped")
-
-    def dropped(self, job_id: str, attempt: int) -> Dropped:
-        try:
-            return Dropped.model_validate_json(self._dropped_path(job_id, attempt).read_bytes())
-        except FileNotFoundError:
-            return Dropped()
-
-    def append(
-        self, job_id: str, attempt: int, lines: Sequence[LogLine] | LogBlock, final: bool = False
-    ) -> int:
-        return self.append_group(job_id, attempt, [(lines, final)])[0]
-
-    def append_group(
-        self, job_id: str, attempt: int, group: Sequence[tuple[Sequence[LogLine] | LogBlock, bool]]
-    ) -> list[int]:
-        """Several appends in order under one lock and one fsync (a group commit): the blocks an agent
-        keeps in flight cost one disk flush, not one each. Every ack is returned after the fsync."""
-        path = self.path(job_id, attempt)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        acks: list[int] = []
-        complete = 0
-        with path.open("a+b") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            before = dropped = self.dropped(job_id, attempt)
-            stored = max(_last_seq(f), dropped.through_seq)
-            written = False
-            for lines, final in group:
-                new = block_to_store(lines, stored)
-                data, kept, dropped = split_at_limit(new, f.seek(0, os.SEEK_END), self.max_bytes, dropped)
-                if kept:
-                    f.write(data)
-                    written = True
-                if len(new):
-                    stored = new.last_seq
-                acks.append(stored)
-                if final and len(lines) and stored >= _highest_seq(lines):
-                    complete = stored
-            if written:
-                f.flush()
-                os.fsync(f.fileno())
-            if dropped != before:
-                write_atomic(self._dropped_path(job_id, attempt), dropped.model_dump_json().encode())
-        if complete:
-            self._complete_path(job_id, attempt).write_text(f"{complete}\n")
-        return acks
-
-    def read(self, job_id: str, attempt: int, after_seq: int = 0) -> list[LogLine]:
-        path = self.path(job_id, attempt)
-        key = (job_id, attempt)
-        seq, offset = self._cursors.get(key, (0, 0))
-        if seq != after_seq:
-            seq, offset = 0, 0
-        out: list[LogLine] = []
-        try:
-            f = path.open("rb")
-        except FileNotFoundError:
-            return out
-        with f:
-            f.seek(offset)
-            for raw in f:
-                if not raw.endswith(b"\n"):
-                    break  # being written right now; the next read gets it whole
-                offset += len(raw)
-                line = LogLine.model_validate_json(raw)
-                if line.seq > after_seq:
-                    out.append(line)
-        self._cursors[key] = (out[-1].seq if out else after_seq, offset)
-        return out
-
-    def is_complete(self, job_id: str, attempt: int) -> bool:
-        return self._complete_path(job_id, attempt).exists()
-
-    def attempts(self, job_id: str) -> list[int]:
-        found = self.root.joinpath(safe_name(job_id)).glob("attempt-*.jsonl")
-        return sorted(int(p.stem.removeprefix("attempt-")) for p in found)
-
-    def _last_lines(self, job_id: str, attempt: int, n: int) -> list[LogLine]:
-        try:
-            f = self.path(job_id, attempt).open("rb")
-        except FileNotFoundError:
-            return []
-        with f:
-            raw = _last_raw_lines(f, n)
-        return [LogLine.model_validate_json(line) for line in raw]
-
-
-def _last_raw_lines(f: IO[bytes], n: int) -> list[bytes]:
-    """The last `n` complete lines of the file, read backwards (a log may be gigabytes)."""
-    pos = f.seek(0, os.SEEK_END)
-    blocks: list[bytes] = []
-    newlines = 0
-    while pos > 0 and newlines <= n:
-        step = min(_BLOCK, pos)
-        pos -= step
-        f.seek(pos)
-        blocks.append(f.read(step))
-        newlines += blocks[-1].count(b"\n")
-    data = b"".join(reversed(blocks))
-    lines = data[: data.rfind(b"\n") + 1].splitlines()  # a torn last line was never acked
-    if pos > 0:
-        lines = lines[1:]  # it may have started before the first block we read
-    return lines[-n:]
-
-
-def _last_seq(f: IO[bytes]) -> int:
-    """The seq of the file's last line, after cutting off a torn one (a crash mid-write: never acked)."""
-    size = f.seek(0, os.SEEK_END)
-    if size:
-        f.seek(size - 1)
-        if f.read(1) != b"\n":
-            f.truncate(_end_of_last_line(f, size))
-    last = _last_raw_lines(f, 1)
-    return json.loads(last[0])["seq"] if last else 0
-
-
-def _end_of_last_line(f: IO[bytes], size: int) -> int:
-    pos = size
-    while pos > 0:
-        step = min(_BLOCK, pos)
-        pos -= step
-        f.seek(pos)
-        newline = f.read(step).rfind(b"\n")
-        if newline >= 0:
-            return pos + newline + 1
-    return 0
-
-
-class S3LogStore(LogStore):
-    """`<prefix><job id as a file name>/attempt-<n>/<first seq>-<last seq>.jsonl`, one object per append.
-
-    Objects can't be appended to, so each stored batch is its own object, named by its seq range; the
-    store's position is the highest `last seq` among them (cached, re-listed when a batch doesn't start
-    right after it). Reads merge the objects by seq and skip seqs already read, so even two gateways
-    racing on one attempt (an agent that switched conductors while a call was in flight) never show a
-    line twice.
-    """
-
-    def __init__(self, s3, bucket: str, prefix: str = "logs/", max_bytes: int = DEFAULT_MAX_BYTES) -> None:
-        self._s3 = s3
-        self._bucket = bucket
-        self._prefix = prefix
-        self.max_bytes = max_bytes
-        self._stored: dict[tuple[str, int], int] = {}
-        # (job, attempt) -> bytes stored and lines dropped; re-read whenever the position is re-listed.
-        self._bytes: dict[tuple[str, int], int] = {}
-        self._dropped: dict[tuple[str, int], Dropped] = {}
-        self._locks: dict[tuple[str, int], threading.Lock] = {}
-        self._locks_lock = threading.Lock()
-
-    def _attempt_prefix(self, job_id: str, attempt: int) -> str:
-        return f"{self._prefix}{safe_name(job_id)}/attempt-{attempt}/"
-
-    def _chunks(self, job_id: str, attempt: int) -> list[tuple[int, int, str]]:
-        """(first seq, last seq, key) of every stored batch, in seq order."""
-        return [chunk[:3] for chunk in self._sized_chunks(job_id, attempt)]
-
-    def _sized_chunks(self, job_id: str, attempt: int) -> list[tuple[int, int, str, int]]:
-        prefix = self._attempt_prefix(job_id, attempt)
-        chunks = []
-        for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self._bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                name = item["Key"][len(prefix) :]
-                if name.endswith(".jsonl"):
-                    first, _, last = name.removesuffix(".jsonl").partition("-")
-                    chunks.append((int(first), int(last), item["Key"], int(item["Size"])))
-        return sorted(chunks)
-
-    def dropped(self, job_id: str, attempt: int) -> Dropped:
-        key = self._attempt_prefix(job_id, attempt) + "dropped.json"
-        try:
-            return Dropped.model_validate_json(
-                self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
-            )
-        except self._s3.exceptions.NoSuchKey:
-            return Dropped()
-
-    def append(
-        self, job_id: str, attempt: int, lines: Sequence[LogLine] | LogBlock, final: bool = False
-    ) -> int:
-        key = (job_id, attempt)
-        with self._locks_lock:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
-            stored = self._stored.get(key)
-            if stored is None or (len(lines) and _lowest_seq(lines) != stored + 1):
-                chunks = self._sized_chunks(job_id, attempt)
-                self._bytes[key] = sum(size for *_, size in chunks)
-                self._dropped[key] = self.dropped(job_id, attempt)
-                stored = max(max((c[1] for c in chunks), default=0), self._dropped[key].through_seq)
-            new = block_to_store(lines, stored)
-            dropped = self._dropped.get(key, Dropped())
-            data, kept, now_dropped = split_at_limit(new, self._bytes.get(key, 0), self.max_bytes, dropped)
-            if kept:
-                name = f"{new.first_seq:012d}-{kept:012d}.jsonl"
-                self._s3.put_object(
-                    Bucket=self._bucket, Key=self._attempt_prefix(job_id, attempt) + name, Body=data
-                )
-                self._bytes[key] = self._bytes.get(key, 0) + len(data)
-            if now_dropped != dropped:
-                self._s3.put_object(
-                    Bucket=self._bucket,
-                    Key=self._attempt_prefix(job_id, attempt) + "dropped.json",
-                    Body=now_dropped.model_dump_json().encode(),
-                )
-                self._dropped[key] = now_dropped
-            if len(new):
-                stored = new.last_seq
-            self._stored[key] = stored
-        if final and len(lines) and stored >= _highest_seq(lines):
-            self._s3.put_object(
-                Bucket=self._bucket, Key=self._attempt_prefix(job_id, attempt) + "complete", Body=b""
-            )
-        return stored
-
-    def _read_chunks(self, chunks: list[tuple[int, int, str]], after_seq: int) -> list[LogLine]:
-        out: list[LogLine] = []
-        for _, last, key in chunks:
-            if last <= after_seq:
-                continue
-            body = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
-            for raw in body.splitlines():
-                line = LogLine.model_validate_json(raw)
-                if line.seq > after_seq:
-                    out.append(line)
-                    after_seq = line.seq
-        return out
-
-    def read(self, job_id: str, attempt: int, after_seq: int = 0) -> list[LogLine]:
-        return self._read_chunks(self._chunks(job_id, attempt), after_seq)
-
-    def is_complete(self, job_id: str, attempt: int) -> bool:
-        key = self._attempt_prefix(job_id, attempt) + "complete"
-        return "Contents" in self._s3.list_objects_v2(Bucket=self._bucket, Prefix=key, MaxKeys=1)
-
-    def attempts(self, job_id: str) -> list[int]:
-        prefix = f"{self._prefix}{safe_name(job_id)}/"
-        found = []
-        pages = self._s3.get_paginator("list_objects_v2").paginate(
-            Bucket=self._bucket, Prefix=prefix, Delimiter="/"
-        )
-        for page in pages:
-            for common in page.get("CommonPrefixes", []):
-                name = common["Prefix"][len(prefix) :].rstrip("/")
-                if name.startswith("attempt-"):
-                    found.append(int(name.removeprefix("attempt-")))
-        return sorted(found)
-
-    def _last_lines(self, job_id: str, attempt: int, n: int) -> list[LogLine]:
-        chunks = self._chunks(job_id, attempt)
-        # Enough of the newest objects to hold n lines, then read them in order.
-        start, count = len(chunks), 0
-        while start > 0 and count < n:
-            start -= 1
-            count += chunks[start][1] - chunks[start][0] + 1
-        return self._read_chunks(chunks[start:], 0)[-n:]
-
-
 def open_log_store(settings: Settings) -> LogStore:
     """The store the settings name: the local directory by default, or an S3 bucket."""
+    # Imported here: each store's module imports this one (LogStore).
+    from conductor_worker.gateway.local_log_store import LocalLogStore
+
     if settings.log_store == "s3":
         import boto3
+
+        from conductor_worker.gateway.s3_log_store import S3LogStore
 
         if not settings.logs_s3_bucket:
             raise ValueError("CONDUCTOR_LOG_STORE=s3 needs CONDUCTOR_LOGS_S3_BUCKET")

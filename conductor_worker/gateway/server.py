@@ -31,7 +31,13 @@ from temporalio.service import RPCError
 from conductor_worker.config import Settings
 from conductor_worker.gateway.agent_channel import AgentChannel, AttemptEnded
 from conductor_worker.gateway.agent_spans import AgentSpans
-from conductor_worker.gateway.log_calls import LogCalls, decode_block, decode_lines
+from conductor_worker.gateway.log_calls import (
+    KeepLogBlockBytes,
+    LogCalls,
+    ReceivedLogBlock,
+    decode_block,
+    decode_lines,
+)
 from conductor_worker.gateway.log_store import LogStore, open_log_store
 from conductor_worker.metrics import GatewayMetrics, client_meter
 from conductor_worker.tls import grpc_server_credentials, tls_enabled
@@ -188,8 +194,8 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
     async def AppendLogs(self, request, context):
         return await self._log_calls.store(context, decode_lines(request), request.final)
 
-    async def AppendLogBlock(self, request, context):
-        return await self._log_calls.store(context, decode_block(request), request.final)
+    async def AppendLogBlock(self, request: ReceivedLogBlock, context):  # see KeepLogBlockBytes
+        return await self._log_calls.store(context, decode_block(request), request.message.final)
 
     async def UploadResult(self, request_iterator, context):
         access = await self._access(context)
@@ -360,7 +366,9 @@ async def start_gateway(
     With `tracer`, the agents' steps become spans of their jobs' traces (conductor_worker/gateway/agent_spans.py)."""
     # Past this a message is refused with RESOURCE_EXHAUSTED before it is parsed (bundles come in chunks).
     limit = settings.grpc_max_receive_bytes
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit)])
+    server = grpc.aio.server(
+        options=[("grpc.max_receive_message_length", limit)], interceptors=[KeepLogBlockBytes()]
+    )
     agent_pb2_grpc.add_AgentServiceServicer_to_server(
         AgentGateway(settings, client=client, tracer=tracer), server
     )

@@ -178,7 +178,7 @@ class ConductorService(Construct):
 def _conductor_statements(
     cluster: aws_ecs.Cluster, intake: Intake, storage: Storage, agent: AgentTask
 ) -> list[aws_iam.PolicyStatement]:
-    """The calls conductor_worker/intake/sqs.py, conductor_worker/gateway/log_store.py, stores/blob_store.py and
+    """The calls conductor_worker/intake/sqs.py, conductor_worker/gateway/s3_log_store.py, stores/blob_store.py and
     activities/launch_fargate.py make (the agents' presigned GET and POST act with this role, each on its one
     key)."""
     stack = Stack.of(cluster)

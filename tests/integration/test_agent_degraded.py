@@ -17,7 +17,7 @@ import pytest
 
 from agent_runtime.job import EXIT_RESULT_KEPT
 from conductor_worker.config import Settings
-from conductor_worker.gateway.log_store import LocalLogStore
+from conductor_worker.gateway.local_log_store import LocalLogStore
 from conductor_worker.gateway.server import start_gateway
 from contracts.jobs import AgentResult, AgentStatus
 from tests.agent_helpers import stage_job, start_agent

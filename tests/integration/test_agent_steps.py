@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from conductor_worker.config import Settings
-from conductor_worker.gateway.log_store import LocalLogStore
+from conductor_worker.gateway.local_log_store import LocalLogStore
 from conductor_worker.gateway.server import start_gateway
 from contracts.jobs import AgentStatus, FailureClass
 from tests.agent_helpers import stage_job, start_agent

@@ -19,7 +19,8 @@ import pytest
 from pydantic import SecretStr
 
 from activities.git_push import BundleError, push_bundle_branch
-from conductor_worker.gateway.log_store import LocalLogStore
+from conductor_worker.gateway.local_log_store import LocalLogStore
+from conductor_worker.gateway.log_records import FRAMING
 from conductor_worker.gateway.server import start_gateway
 from contracts.jobs import AgentStatus, TaskFile
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
@@ -108,7 +109,11 @@ async def test_a_log_block_that_contradicts_itself_is_refused_with_the_reason_an
     one_run = [agent_pb2.LogRun(step="code", stream="stdout", count=2)]
     good = agent_pb2.LogBlock(first_seq=1, text=["a", "b"], ts=[1.0, 2.0], runs=one_run)
     assert (await stub.AppendLogBlock(good, metadata=metadata)).acked_through_seq == 2
-    assert [line.text for line in LocalLogStore(settings.logs_path).read(JOB, 1)] == ["a", "b"]
+    store = LocalLogStore(settings.logs_path)
+    assert [line.text for line in store.read(JOB, 1)] == ["a", "b"]
+    # Stored as the bytes it came in (KeepLogBlockBytes), framed as one record.
+    stored, sent = store.path(JOB, 1).read_bytes(), good.SerializeToString()
+    assert sent in stored and len(stored) == len(sent) + FRAMING
 
 
 async def test_result_texts_are_cut_to_the_limit_saying_so(client, small_gateway):

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conductor_worker.gateway.log_store import LocalLogStore
+from conductor_worker.gateway.local_log_store import LocalLogStore
 from contracts.ids import ticket_job_id
 from contracts.jobs import JobState
 from tests.helpers import fresh_key, install_fake_codex, ticket_result

@@ -6,7 +6,7 @@ import pytest
 from pydantic import SecretStr
 from temporalio.client import WorkflowFailureError
 
-from conductor_worker.gateway.log_store import LocalLogStore
+from conductor_worker.gateway.local_log_store import LocalLogStore
 from contracts.claims import RepoClaimState, claim_workflow_id
 from contracts.ids import safe_name, ticket_job_id
 from contracts.jobs import JobState, JobStatus

@@ -441,7 +441,7 @@ S3_CALLS = {
 
 def test_every_s3_call_of_the_stores_is_granted_and_no_other(template):
     statements = policy_statements(template, conductor_task(template)["TaskRoleArn"])
-    sources = [ROOT / "stores" / "blob_store.py", ROOT / "conductor_worker" / "gateway" / "log_store.py"]
+    sources = [ROOT / "stores" / "blob_store.py", ROOT / "conductor_worker" / "gateway" / "s3_log_store.py"]
     calls = set()
     for source in sources:
         text = source.read_text()

@@ -1,12 +1,14 @@
-"""Log blocks (AppendLogBlock): encoded exactly as the store reads lines back, stored once and in order."""
+"""Log blocks (AppendLogBlock): stored as their messages, read back as the same lines, once and in order."""
 
 import math
 
 import pytest
 
+from conductor_worker.gateway.local_log_store import LocalLogStore
 from conductor_worker.gateway.log_blocks import BadLogBlock, LogBlock
-from conductor_worker.gateway.log_store import LocalLogStore, LogStore
-from contracts.logs import LogLine
+from conductor_worker.gateway.log_calls import ReceivedLogBlock, decode_block
+from conductor_worker.gateway.log_store import LogStore
+from proto.conductor.v1 import agent_pb2
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -19,20 +21,39 @@ def block(first: int, texts: list[str], step: str = "code", stream: str = "stdou
     return LogBlock.checked(first, texts, [1.5 + i for i in range(len(texts))], [(step, stream, len(texts))])
 
 
-def test_encoded_lines_read_back_as_the_same_log_lines():
+def test_stored_blocks_read_back_as_the_same_log_lines(tmp_path):
     mixed = LogBlock.checked(
         7,
         HOSTILE,
         [0.0, 1e16, 1795692879.0833678, 2.5, 3.0, 4.0, 5.0],
         [("clone", "stderr", 3), ("", "agent", 4)],
     )
-    raw = mixed.encoded().splitlines(keepends=True)
-    read = [LogLine.model_validate_json(line) for line in raw]
+    store = LocalLogStore(tmp_path / "logs")
+    assert (
+        store.append(JOB, 1, LogBlock.checked(1, [f"{i}" for i in range(6)], [1.0] * 6, [("s", "x", 6)])) == 6
+    )
+    assert store.append(JOB, 1, mixed) == 13
+    read = store.read(JOB, 1, after_seq=6)
     assert [line.seq for line in read] == list(range(7, 14))
     assert [line.text for line in read] == HOSTILE
     assert [(line.step, line.stream) for line in read] == [("clone", "stderr")] * 3 + [("", "agent")] * 4
     assert [line.ts for line in read] == [0.0, 1e16, 1795692879.0833678, 2.5, 3.0, 4.0, 5.0]
-    assert mixed.encoded(4) == b"".join(raw[4:])
+    assert store.read(JOB, 1, after_seq=10) == read[4:]
+    assert store.tail(JOB, 2) == read[-2:]
+
+
+def test_a_received_block_is_stored_as_its_message():
+    message = agent_pb2.LogBlock(
+        first_seq=3,
+        text=["a", "b"],
+        ts=[1.0, 2.0],
+        runs=[agent_pb2.LogRun(step="s", stream="stdout", count=2)],
+    )
+    data = message.SerializeToString()
+    received = decode_block(ReceivedLogBlock.parse(data))()
+    rebuilt = LogBlock.checked(3, ["a", "b"], [1.0, 2.0], [("s", "stdout", 2)])
+    assert received.serialized() is data
+    assert rebuilt.serialized() == data
 
 
 def test_a_block_that_contradicts_itself_is_refused_with_the_reason():

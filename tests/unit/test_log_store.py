@@ -4,7 +4,12 @@ import boto3
 import pytest
 
 from conductor_worker.config import Settings
-from conductor_worker.gateway.log_store import LocalLogStore, LogStore, S3LogStore, open_log_store
+from conductor_worker.gateway.local_log_store import LocalLogStore
+from conductor_worker.gateway.log_blocks import LogBlock
+from conductor_worker.gateway.log_records import encode_record
+from conductor_worker.gateway.log_store import LogStore, open_log_store
+from conductor_worker.gateway.s3_log_store import S3LogStore
+from contracts.ids import safe_name
 from contracts.logs import LogLine
 
 pytestmark = pytest.mark.timeout(60)
@@ -77,15 +82,48 @@ def test_the_log_is_complete_once_the_final_line_is_stored(store: LogStore):
     assert store.is_complete(JOB, 1) and not store.is_complete(JOB, 2)
 
 
-def test_a_line_torn_by_a_crash_is_cut_off_and_stored_again(tmp_path):
+def test_a_record_torn_by_a_crash_is_cut_off_and_stored_again(tmp_path):
     store = LocalLogStore(tmp_path / "logs")
     store.append(JOB, 1, lines(1, 3))
-    path = store.path(JOB, 1)
-    with path.open("ab") as f:
-        f.write(b'{"seq": 4, "text": "half a li')  # the conductor died mid-write, before its ack
+    record = encode_record(LogBlock.from_lines(lines(4, 5)))
+    with store.path(JOB, 1).open("ab") as f:
+        f.write(record[: len(record) // 2])  # the conductor died mid-write, before its ack
     assert [line.seq for line in store.tail(JOB, 2)] == [2, 3]
-    assert store.append(JOB, 1, lines(4, 5)) == 5
-    assert [line.seq for line in store.read(JOB, 1)] == [1, 2, 3, 4, 5]
+    assert seqs(store) == [1, 2, 3]
+    assert LocalLogStore(tmp_path / "logs").append(JOB, 1, lines(4, 5)) == 5  # a restarted conductor
+    assert seqs(store) == [1, 2, 3, 4, 5]
+    assert store.path(JOB, 1).stat().st_size == len(encode_record(LogBlock.from_lines(lines(1, 3)))) + len(
+        record
+    )
+
+
+def store_as_json_lines(store: LogStore, attempt: int, stored: list[LogLine]) -> None:
+    """An attempt's log as a conductor stored it before log records: one JSON `LogLine` a line."""
+    body = b"".join(line.model_dump_json().encode() + b"\n" for line in stored)
+    if isinstance(store, LocalLogStore):
+        path = store.json_lines_path(JOB, attempt)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(body)
+    else:
+        assert isinstance(store, S3LogStore)
+        key = f"logs/{safe_name(JOB)}/attempt-{attempt}/{stored[0].seq:012d}-{stored[-1].seq:012d}.jsonl"
+        store._s3.put_object(Bucket="conductor-logs", Key=key, Body=body)
+
+
+def test_logs_stored_as_json_lines_before_the_upgrade_are_read_and_continued(store: LogStore):
+    store_as_json_lines(store, 1, lines(1, 50))
+    store_as_json_lines(store, 2, lines(1, 5))
+    assert store.attempts(JOB) == [1, 2]
+    assert seqs(store) == list(range(1, 51)) and seqs(store, 1, after=45) == [46, 47, 48, 49, 50]
+    assert [line.text for line in store.read(JOB, 1)][:2] == ["line 1", "line 2"]
+    assert [line.seq for line in store.tail(JOB, 2)] == [4, 5]
+    # The agent re-sends from where its ack stopped: only the new lines are stored, after the old ones.
+    assert store.append(JOB, 1, lines(40, 60)) == 60
+    assert store.append(JOB, 1, lines(62, 70)) == 60  # a gap is still a gap
+    assert store.append(JOB, 2, lines(6, 8), final=True) == 8
+    assert seqs(store) == list(range(1, 61)) and seqs(store, 1, after=48) == list(range(49, 61))
+    assert [line.seq for line in store.tail(JOB, 5)] == [4, 5, 6, 7, 8]  # across both formats
+    assert store.is_complete(JOB, 2)
 
 
 def test_s3_reads_never_show_a_line_twice_even_when_two_gateways_raced(aws):
@@ -115,15 +153,23 @@ def test_lines_past_the_attempts_limit_are_counted_not_stored(store: LogStore):
     store.max_bytes = 10_000
     assert store.append(JOB, 1, lines(1, 60)) == 60
     # Past the limit every line is acknowledged (the agent moves on) but only counted.
-    assert store.append(JOB, 1, lines(61, 500)) == 500
-    assert store.append(JOB, 1, lines(501, 600), final=True) == 600
-    assert store.append(JOB, 1, lines(590, 600)) == 600  # a re-send is neither stored nor counted again
+    assert store.append(JOB, 1, lines(61, 2000)) == 2000
+    assert store.append(JOB, 1, lines(2001, 2100), final=True) == 2100
+    assert store.append(JOB, 1, lines(2090, 2100)) == 2100  # a re-send is neither stored nor counted again
     stored = seqs(store)
     dropped = store.dropped(JOB, 1)
-    assert stored == list(range(1, len(stored) + 1)) and 60 < len(stored) < 200
-    assert dropped.count == 600 - len(stored) and dropped.through_seq == 600
+    assert stored == list(range(1, len(stored) + 1)) and 60 < len(stored) < 2000
+    assert dropped.count == 2100 - len(stored) and dropped.through_seq == 2100
     assert store.is_complete(JOB, 1)
     note = store.tail(JOB, 3)[-1]
     assert note.text.startswith(f"{dropped.count} more line(s) were counted, not stored")
     assert "limit of 10000 bytes (CONDUCTOR_MAX_LOG_BYTES_PER_ATTEMPT)" in note.text
     assert store.dropped(JOB, 2).count == 0
+    if isinstance(store, LocalLogStore):
+        # Stored up to the limit: the next line would not have fitted.
+        size = store.path(JOB, 1).stat().st_size
+        assert (
+            size
+            <= 10_000
+            < size + len(encode_record(LogBlock.from_lines(lines(len(stored) + 1, len(stored) + 1))))
+        )

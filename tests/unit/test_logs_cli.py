@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conductor_worker.commands.cli import app
-from conductor_worker.gateway.log_store import LocalLogStore
+from conductor_worker.gateway.local_log_store import LocalLogStore
 from contracts.logs import LogLine
 
 pytestmark = pytest.mark.timeout(60)
