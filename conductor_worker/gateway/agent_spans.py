@@ -69,10 +69,16 @@ class AgentSpans:
             return 0
         born = staged.staged_at if 0 < staged.staged_at <= now else now
         ids = {"conductor.job_id": staged.job_id, "conductor.attempt": staged.attempt}
+        # `now` is when the result arrived, later than the agent's end by the upload's latency, so
+        # `now - duration` can fall after the first step's start (by 7 ms in a loaded test run): the
+        # attempt starts no later than its first step.
+        step_starts = [
+            _clamped(s.started_at, born, now) for s in result.steps[:MAX_STEP_SPANS] if s.started_at > 0
+        ]
         attempt = self._tracer.start_span(
             "AgentAttempt",
             context=parent,
-            start_time=_ns(_clamped(now - result.duration_seconds, born, now)),
+            start_time=_ns(min([_clamped(now - result.duration_seconds, born, now), *step_starts])),
             attributes={
                 **ids,
                 "conductor.agent_status": _cut(result.status),

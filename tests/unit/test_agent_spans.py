@@ -43,6 +43,18 @@ def by_name(exporter) -> dict:
     return {span.name: span for span in exporter.get_finished_spans()}
 
 
+def test_the_attempt_starts_no_later_than_its_first_step_though_the_result_arrived_late(spans):
+    """The result arrives after the agent's end by the upload's latency: `now - duration` then falls after
+    the first step's start (by 7 ms in a loaded CI run), and the step would start before its parent."""
+    exporter, agent_spans = spans
+    first = step("clone", start=NOW - STAGED_AT - 60.007, end=NOW - STAGED_AT - 30)
+    agent_spans.record(staged(), result(first, duration=60.0), now=NOW)
+    found = by_name(exporter)
+    attempt, clone = found["AgentAttempt"], found["AgentStep:clone"]
+    assert attempt.start_time == clone.start_time < int((NOW - 60) * 1e9)
+    assert attempt.start_time <= clone.start_time <= clone.end_time <= attempt.end_time
+
+
 def test_steps_hang_under_the_attempt_under_the_staged_span(spans):
     exporter, agent_spans = spans
     made = agent_spans.record(
@@ -56,7 +68,8 @@ def test_steps_hang_under_the_attempt_under_the_staged_span(spans):
     assert {span.context.trace_id for span in found.values()} == {int(TRACE_ID, 16)}
     assert attempt.parent.span_id == int(PARENT_ID, 16)
     assert clone.parent.span_id == code.parent.span_id == attempt.context.span_id
-    assert (attempt.start_time, attempt.end_time) == (int((NOW - 60) * 1e9), int(NOW * 1e9))
+    # It reported 60 s, but its first step started 90 s ago: the attempt starts with that step.
+    assert (attempt.start_time, attempt.end_time) == (clone.start_time, int(NOW * 1e9))
     assert (code.start_time, code.end_time) == (int((STAGED_AT + 20) * 1e9), int((STAGED_AT + 50) * 1e9))
     assert dict(code.attributes) == {
         "conductor.job_id": "job/t/1",
