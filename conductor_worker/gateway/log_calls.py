@@ -5,6 +5,7 @@ each call hands the writer a function that decodes its request.
 """
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -21,6 +22,12 @@ from stores.job_store import JobAttemptDir
 
 _LOG_LINES = TypeAdapter(list[LogLine])
 _APPEND_LOG_BLOCK = "/conductor.v1.AgentService/AppendLogBlock"
+# A token's check holds for an agent's log calls this long: a flood of blocks costs one check (and its
+# worker-thread hop) a second, not one per block. An attempt superseded meanwhile may store its own log
+# (under its own attempt) for up to this long more; its other calls are refused at once.
+CHECK_REUSE_SECONDS = 1.0
+# Tokens whose checks are kept at most (one per agent sending logs right now); past it, old ones go.
+_MAX_CHECKED_TOKENS = 1024
 
 
 def decode_lines(request: agent_pb2.LogBatch) -> Callable[[], list[LogLine]]:
@@ -96,6 +103,23 @@ class LogCalls:
         self._authorize = authorize
         # Per token, the turn of its latest log call: see store.
         self._turns: dict[str, asyncio.Future] = {}
+        # Per token, its claims as the last check found them, and until when (monotonic) they hold.
+        self._checked: dict[str, tuple[TokenClaims, float]] = {}
+
+    async def _claims(self, context: grpc.aio.ServicerContext, token: str) -> TokenClaims:
+        """The call's claims: the token's last check while it holds (CHECK_REUSE_SECONDS, and never past
+        the token's expiry), else a new check."""
+        known = self._checked.get(token)
+        if known is not None and known[1] > time.monotonic() and known[0].expires_at > time.time():
+            return known[0]
+        claims, _ = await self._authorize(context)
+        now = time.monotonic()
+        if len(self._checked) >= _MAX_CHECKED_TOKENS:
+            self._checked = {t: c for t, c in self._checked.items() if c[1] > now}
+            if len(self._checked) >= _MAX_CHECKED_TOKENS:
+                self._checked.clear()
+        self._checked[token] = (claims, now + CHECK_REUSE_SECONDS)
+        return claims
 
     async def store(
         self,
@@ -109,12 +133,13 @@ class LogCalls:
         queued. The token checks run in worker threads and may finish in any order; a block queued
         before the one ahead of it leaves a gap, stores nothing and is sent again. So the checks run
         side by side, but each call queues only once the call before it (same token) has queued or failed.
+        A token checked less than CHECK_REUSE_SECONDS ago is not checked again (no worker thread at all).
         """
         token = str(dict(context.invocation_metadata() or ()).get("authorization", ""))
         ahead = self._turns.get(token)
         turn = self._turns[token] = asyncio.get_running_loop().create_future()
         try:
-            claims, _ = await self._authorize(context)
+            claims = await self._claims(context, token)
             if ahead is not None:
                 await asyncio.wait([ahead])
             stored = self._writer.queue((claims.job_id, claims.attempt), decode, final)
