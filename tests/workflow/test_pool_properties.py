@@ -21,6 +21,7 @@ from hypothesis import Phase
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
 from activities.pool_dispatch import submit_script_task
@@ -108,10 +109,19 @@ def pool_machine(harness: Harness, queue: str) -> type[RuleBasedStateMachine]:
         def start(self) -> None:
             self.model = PoolModel()
             self.trace: list[str] = []
-            # A fresh pool per example (the pool's id is its task queue's); it continues as new often.
+            # A fresh pool per example (the pool's id is its task queue's); it continues as new often. A pool
+            # the last example left running is replaced. Seen once in a CI rehearsal: this start failed
+            # "already started" and hypothesis reported the example as flaky. The teardown's terminate goes to
+            # whichever run is current, and a submit still in flight from that example can start the pool
+            # again by update-with-start; the server logged such updates refused "workflow is closing" just
+            # before. Which of the two left it running there was not pinned down.
             harness.run(
                 client.start_workflow(
-                    "AgentPoolWorkflow", PoolState(messages_per_run=3), id=pool.id, task_queue=queue
+                    "AgentPoolWorkflow",
+                    PoolState(messages_per_run=3),
+                    id=pool.id,
+                    task_queue=queue,
+                    id_conflict_policy=WorkflowIDConflictPolicy.TERMINATE_EXISTING,
                 )
             )
 
