@@ -75,8 +75,7 @@ class LogBlock:
         """The block as an `agent_pb2.LogBlock` message, the store's record payload.
 
         A block decoded from an `AppendLogBlock` call is the call's own bytes, with no work at all;
-        another is built from its columns (once: the gateway does it as the call arrives, beside the
-        store's fsync of the blocks ahead of it, and the store then finds it done).
+        another (from `AppendLogs`' lines, or cut at the store's limit) is built from its columns, once.
         """
         data = self.received or self.__dict__.get("_serialized")
         if data is None:

@@ -25,7 +25,7 @@ from conductor_worker.simulation.chain_log import AccountLog, ChainLogs
 from conductor_worker.simulation.report import JobRow, RejectedMessage, SimulationReport, Totals
 from conductor_worker.simulation.scenario import Scenario
 from contracts.alarms import Alarm
-from contracts.ids import incident_job_id, ticket_job_id, ticket_workflow_id
+from contracts.ids import account_workflow_id, incident_job_id, ticket_job_id, ticket_workflow_id
 from workflows.incident_chain import DECISIONS_KEPT
 
 # After the last message, simulated time advances in these steps until every workflow is quiet, at most this
@@ -148,7 +148,9 @@ class SimulationRun:
                 real_deadline = time.monotonic() + SETTLE_REAL_SECONDS
                 unsettled_before = unsettled
             if waited >= SETTLE_LIMIT or time.monotonic() > real_deadline:
-                unsettled = [f"{what}{await self._unanswered_task(what)}" for what in unsettled]
+                for account in self._chains.accounts:
+                    if lost := await self._unanswered_task(account_workflow_id(account)):
+                        unsettled.append(lost)
                 log.warning("simulation not settled after %s simulated: %s", waited, unsettled)
                 return [f"not settled after {waited} of simulated time; still running: {unsettled}"]
             await self._sleep(SETTLE_STEP)
@@ -156,23 +158,20 @@ class SimulationRun:
         self._now = await self._env.get_current_time()
         return []
 
-    async def _unanswered_task(self, unsettled: str) -> str:
-        """For an account that did not place its alarms: a workflow task the server started and the worker
-        never answered, if its history ends with one. Seen under load on the test server: a run whose last
-        events are tasks started while an earlier one was still outstanding, none completed, failed or timed
-        out, and describe listing no pending task; the worker logged nothing."""
-        workflow_id = unsettled.split(":", 1)[0]
-        if not workflow_id.startswith("alarms/"):
-            return ""
+    async def _unanswered_task(self, workflow_id: str) -> str | None:
+        """A workflow task of an account's workflow that the server started and the worker never answered,
+        if its history ends with one. Seen under load on the test server: a run whose last events are
+        tasks started while an earlier one was still outstanding, none completed, failed or timed out, and
+        describe listing no pending task; the worker logged nothing."""
         history = await self._client.get_workflow_handle(workflow_id).fetch_history(
             rpc_timeout=timedelta(seconds=10)
         )
         last = history.events[-1] if history.events else None
         if last is None or not last.HasField("workflow_task_started_event_attributes"):
-            return ""
+            return None
         return (
-            f" (its workflow task started at event {last.event_id}, {last.event_time.ToDatetime():%H:%M:%S} "
-            "real time, was never answered)"
+            f"{workflow_id}: its workflow task started at event {last.event_id} "
+            f"({last.event_time.ToDatetime():%H:%M:%S} real time) was never answered"
         )
 
     async def _status(self, workflow_id: str) -> WorkflowExecutionStatus | None:
