@@ -22,6 +22,7 @@ import grpc
 import agent_runtime
 from agent_runtime import blob_transfer
 from agent_runtime.blob_transfer import BlobTransferError, TaskFileIntegrityError, write_checked
+from agent_runtime.log_buffer import SpilledBlock
 from contracts.jobs import AgentResult
 from contracts.steps import StepResult
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
@@ -124,6 +125,10 @@ class GatewayConnection:
         self._metadata = (("authorization", f"Bearer {token}"),)
         self._channel = _channel(address, tls, _CHANNEL_OPTIONS)
         self._stub = agent_pb2_grpc.AgentServiceStub(self._channel)
+        # AppendLogBlock with the request already serialized: a spilled block is sent as the file holds it.
+        self._append_log_block = self._channel.unary_unary(
+            "/conductor.v1.AgentService/AppendLogBlock", response_deserializer=agent_pb2.LogAck.FromString
+        )
         # Heartbeats get a connection of their own: on the shared one a beat waits behind every log
         # byte already queued (HTTP/2 flow control is per connection too), and a beat late past its
         # deadline is a missed beat. Three missed beats and the conductor relaunches a working agent.
@@ -273,8 +278,9 @@ class GatewayConnection:
 
         Calls started one after another leave in that order, so a sender can keep several in flight.
         """
-        block = log_block(lines, final)
-        call = self._stub.AppendLogBlock.future(block, metadata=self._metadata, timeout=self._call_timeout)
+        call = self._append_log_block.future(
+            encoded_log_block(lines, final), metadata=self._metadata, timeout=self._call_timeout
+        )
         return PendingAck(self, call)
 
     def _transfer_timeout(self, size: int) -> float:
@@ -295,20 +301,15 @@ class GatewayConnection:
             raise GatewayError(f"gateway {what} failed: {code.name}: {details}") from err
 
 
-def log_block(lines: Sequence[LogLineFields], final: bool) -> agent_pb2.LogBlock:
-    """Consecutive lines as one `LogBlock`: columns, and runs of lines from one step and stream.
+def encoded_log_block(lines: Sequence[LogLineFields], final: bool) -> bytes:
+    """Consecutive lines as one serialized `LogBlock`; a `SpilledBlock` is serialized already."""
+    if isinstance(lines, SpilledBlock):
+        return lines.message(final)
+    return log_block(lines, final).SerializeToString()
 
-    Lines that are columns already (the log buffer's `SpilledBlock`: `first_seq`, `texts`, `ts`, `runs`)
-    are taken as they are."""
-    runs_of = getattr(lines, "runs", None)
-    if runs_of is not None:
-        return agent_pb2.LogBlock(
-            first_seq=lines.first_seq,  # type: ignore[attr-defined]
-            text=lines.texts,  # type: ignore[attr-defined]
-            ts=lines.ts,  # type: ignore[attr-defined]
-            runs=[agent_pb2.LogRun(step=step, stream=stream, count=n) for step, stream, n in runs_of],
-            final=final,
-        )
+
+def log_block(lines: Sequence[LogLineFields], final: bool) -> agent_pb2.LogBlock:
+    """Consecutive lines as one `LogBlock`: columns, and runs of lines from one step and stream."""
     # Columns taken with C-level loops (map, itemgetter): no Python code per line.
     sources = list(map(itemgetter(1, 2), lines))
     runs = [

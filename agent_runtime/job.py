@@ -116,7 +116,7 @@ def run_job(
         except GatewayError as err:
             return _gateway_exit(err)
         job_dir = _fresh_job_dir(workdir, hello)
-        logs = LogBuffer(job_dir / "log-spill.pickle", log_memory_bytes, log_spill_bytes)
+        logs = LogBuffer(job_dir / "log-spill.blocks", log_memory_bytes, log_spill_bytes)
         sender = LogSender(logs, conn.start_append_logs)
         sender.start()
         handler = _LogHandler(logs)

@@ -1,19 +1,21 @@
 """The agent's sequenced log: every line numbered, kept until the conductor acks it, sent in order.
 
 `LogBuffer` keeps unacked lines in memory up to a bound and past it in a spill file on disk, so an agent
-cut off from its conductor for a long time keeps every line without growing its memory. Spilled lines
-are sent straight from the file as columns (`SpilledBlock`) and stay in the file until acked: a block in
-flight holds no Python object per line, and one that must be sent again is read again. The spill file
-is bounded too: past it, lines are counted, not kept (and take no seq, so the log has no gap), and
-one line saying how many were dropped is logged as soon as there is room again, or at the end. The thread
-that sends them is `agent_runtime.log_sender.LogSender`; a line leaves the buffer only once the conductor
-acked it.
+cut off from its conductor for a long time keeps every line without growing its memory. The spill file
+holds the lines as the gateway takes them: chunks of serialized `LogBlock` fields (texts, times, runs).
+A spilled block is sent as one read of consecutive chunks behind its first seq (`SpilledBlock`), with no
+decoding and no object per line, and stays in the file until acked: a block that must be sent again is
+read again. The spill file is bounded too: past it, lines are counted, not kept (and take no seq, so the
+log has no gap), and one line saying how many were dropped is logged as soon as there is room again, or
+at the end. The thread that sends them is `agent_runtime.log_sender.LogSender`; a line leaves the buffer
+only once the conductor acked it.
 """
 
 import json
-import pickle
+import os
 import threading
 import time
+from array import array
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -21,6 +23,8 @@ from itertools import accumulate, islice, repeat
 from operator import itemgetter
 from pathlib import Path
 from typing import IO, NamedTuple
+
+from proto.conductor.v1 import agent_pb2
 
 AGENT_STREAM = "agent"
 # 1 MiB: a flood spills to disk almost whole anyway (a step prints faster than the gateway stores), so
@@ -31,11 +35,12 @@ DEFAULT_SPILL_BYTES = 512 * 1024 * 1024
 # Per block: well under gRPC's 4 MiB message limit; four fit in the memory bound, to keep four in flight.
 BATCH_LINES = 5000
 BATCH_BYTES = 256 * 1024
-# Per block read from the spill file: its lines stay on disk while it is in flight (only its encoded
-# message is in memory, about half the lines' cost), so these blocks can be twice as big: four in flight
+# Per block read from the spill file: its lines stay on disk while it is in flight (only its bytes are in
+# memory, less than half the lines' cost as objects), so these blocks can be twice as big: four in flight
 # make the gateway's groups (one fsync each) twice as big for the same memory.
 SPILL_BATCH_BYTES = 512 * 1024
-# Lines per pickled chunk of the spill file (about 30 KiB of 100-byte lines).
+# Lines per chunk of the spill file (about 30 KiB of 100-byte lines): a block is whole chunks, but for
+# the first one when it is sent again from an ack inside it.
 SPILL_CHUNK_LINES = 256
 # What a line costs beyond its text (tuple, strings, deque slot): keeps the memory bound honest.
 _LINE_OVERHEAD = 120
@@ -63,59 +68,76 @@ def _cost_of(step: str, text: str) -> int:
     return len(text) + len(step) + _LINE_OVERHEAD
 
 
+def seq_span(batch: Sequence[Line]) -> tuple[int, int]:
+    """The first and last seq of a batch from `next_batch` (a spilled block's without decoding it)."""
+    if isinstance(batch, SpilledBlock):
+        return batch.first_seq, batch.last_seq
+    return batch[0].seq, batch[-1].seq
+
+
 class SpilledBlock(Sequence[Line]):
-    """Consecutive spilled lines as columns, as the spill file holds them: texts, times, and runs of
-    lines from one step and stream. The sender encodes the columns as they are (no object per line);
-    indexing or iterating makes `Line`s, for the rare reader that wants them."""
+    """Consecutive spilled lines as the spill file holds them: a `LogBlock`'s fields but `first_seq`
+    and `final`, serialized. `message(final)` is the whole block, for the price of a few bytes in front
+    (protobuf appends repeated fields met again, so chunks written one after another read as one
+    block). Indexing or iterating decodes it into `Line`s, for the rare reader that wants them."""
 
-    __slots__ = ("first_seq", "texts", "ts", "runs")
+    __slots__ = ("first_seq", "count", "fields", "_lines")
 
-    def __init__(self, first_seq: int, texts: list[str], ts: list[float], runs: list[list]) -> None:
+    def __init__(self, first_seq: int, count: int, fields: bytes) -> None:
         self.first_seq = first_seq
-        self.texts = texts
-        self.ts = ts
-        self.runs = runs  # [step, stream, how many lines in a row]
+        self.count = count
+        self.fields = fields
+        self._lines: list[Line] | None = None
+
+    @property
+    def last_seq(self) -> int:
+        return self.first_seq + self.count - 1
+
+    def message(self, final: bool) -> bytes:
+        head = agent_pb2.LogBlock(first_seq=self.first_seq, final=final).SerializeToString()
+        return head + self.fields
 
     def __len__(self) -> int:
-        return len(self.texts)
+        return self.count
 
     def __getitem__(self, index):  # type: ignore[override]
-        if isinstance(index, slice):
-            return list(self)[index]
-        j = rest = range(len(self.texts))[index]  # IndexError, negative indexes
-        for step, stream, n in self.runs:
-            if rest < n:
-                return Line(
-                    self.first_seq + j, step, stream, self.texts[j], self.ts[j], _cost_of(step, self.texts[j])
-                )
-            rest -= n
-        raise IndexError(index)  # the runs say fewer lines than the texts: never made so
+        return self._decoded()[index]
 
     def __iter__(self) -> Iterator[Line]:
-        seq, i = self.first_seq, 0
-        for step, stream, n in self.runs:
-            for text, ts in zip(self.texts[i : i + n], self.ts[i : i + n], strict=True):
-                yield Line(seq, step, stream, text, ts, _cost_of(step, text))
-                seq += 1
-            i += n
+        return iter(self._decoded())
 
-    def _extend(self, chunk: "_Chunk", skip: int) -> None:
-        """Add the chunk's lines from index `skip` on."""
-        self.texts.extend(chunk.texts[skip:] if skip else chunk.texts)
-        self.ts.extend(chunk.ts[skip:] if skip else chunk.ts)
-        for step, stream, n in chunk.runs:
-            take = n - min(skip, n)
-            skip -= n - take
-            if not take:
-                continue
-            if self.runs and self.runs[-1][0] == step and self.runs[-1][1] == stream:
-                self.runs[-1][2] += take
-            else:
-                self.runs.append([step, stream, take])
+    def _decoded(self) -> list[Line]:
+        if self._lines is None:
+            block = agent_pb2.LogBlock.FromString(self.fields)
+            lines, seq = [], self.first_seq
+            texts, ts = iter(block.text), iter(block.ts)
+            for run in block.runs:
+                for text, when in zip(islice(texts, run.count), islice(ts, run.count), strict=True):
+                    lines.append(Line(seq, run.step, run.stream, text, when, _cost_of(run.step, text)))
+                    seq += 1
+            self._lines = lines
+        return self._lines
+
+    def rest(self, first: int) -> "SpilledBlock":
+        """Its lines from seq `first` on, as a block of their own (sent again from an ack inside it)."""
+        lines = self._decoded()[first - self.first_seq :]
+        return SpilledBlock(first, len(lines), _fields(lines))
+
+
+def _fields(lines: Sequence[Line]) -> bytes:
+    """Consecutive lines as a `LogBlock`'s fields but first_seq: columns, and runs of one step and stream."""
+    runs: list[agent_pb2.LogRun] = []
+    for line in lines:
+        if runs and runs[-1].step == line.step and runs[-1].stream == line.stream:
+            runs[-1].count += 1
+        else:
+            runs.append(agent_pb2.LogRun(step=line.step, stream=line.stream, count=1))
+    texts, ts = list(map(itemgetter(3), lines)), list(map(itemgetter(4), lines))
+    return agent_pb2.LogBlock(text=texts, ts=ts, runs=runs).SerializeToString()
 
 
 class _Chunk(NamedTuple):
-    """Consecutive spilled lines, pickled as one record of the spill file."""
+    """Consecutive lines being spilled, not in the file yet."""
 
     first_seq: int
     texts: list[str]
@@ -123,9 +145,9 @@ class _Chunk(NamedTuple):
     runs: list[list]  # [step, stream, n]
     cost: int
 
-    @property
-    def last_seq(self) -> int:
-        return self.first_seq + len(self.texts) - 1
+    def fields(self) -> bytes:
+        runs = [agent_pb2.LogRun(step=step, stream=stream, count=n) for step, stream, n in self.runs]
+        return agent_pb2.LogBlock(text=self.texts, ts=self.ts, runs=runs).SerializeToString()
 
 
 class LogBuffer:
@@ -148,17 +170,19 @@ class LogBuffer:
         self.memory_bytes = 0
         self._bound = memory_bytes
         self._spill_path = spill_path
-        # Pickled chunks of columns: ours alone, read back by this same process. A flood that spills
-        # costs a pickle call per SPILL_CHUNK_LINES lines, not per line, and no object per line.
+        # Chunks of serialized columns: a flood that spills costs one encoding per SPILL_CHUNK_LINES
+        # lines, not per line, and no object per line; sending them costs a read.
         self._spill_out: IO[bytes] | None = None
-        self._spill_in: IO[bytes] | None = None
         self._spill_from = 0  # the first spilled line's seq while the file is in use (0: not spilling)
         self._spill_acked = 0  # spilled lines acked through this seq
         self._chunk = _Chunk(0, [], [], [], 0)  # the chunk being filled, not in the file yet
-        # The file's chunks read (sent) and not wholly acked: (first seq, last seq, offset), to read
-        # again from when a block must be sent again; then where the next unread chunk starts.
-        self._read: deque[tuple[int, int, int]] = deque()
-        self._read_pos = 0
+        # The file's chunks not wholly acked, from `_head` on: each one's first seq and offset, as
+        # arrays (16 bytes a chunk, however long the outage); then the file's end, and the last seq in it.
+        self._chunk_seqs = array("q")
+        self._chunk_offsets = array("q")
+        self._head = 0
+        self._spill_end = 0
+        self._written_seq = 0
         self.last_seq = 0
         self.final_seq = 0  # set by close(): the seq of the attempt's last line
         self.spilled_total = 0
@@ -187,8 +211,7 @@ class LogBuffer:
     def _spill_full(self, size: int) -> bool:
         if not self._spill_from and self.memory_bytes + size + _LINE_OVERHEAD <= self._bound:
             return False  # goes to memory
-        written = self._spill_out.tell() if self._spill_out is not None else 0
-        return written + self._chunk.cost + size + _LINE_OVERHEAD > self._spill_bound
+        return self._spill_end + self._chunk.cost + size + _LINE_OVERHEAD > self._spill_bound
 
     def _dropped_text(self) -> str:
         text = (
@@ -242,29 +265,34 @@ class LogBuffer:
             return []
 
     def _spilled_block(self, first: int) -> SpilledBlock:
-        """Spilled lines from seq `first` on, whole chunks read from the file (the one being filled is
-        written first if the reader has caught up with it), up to SPILL_BATCH_BYTES and BATCH_LINES."""
-        block = SpilledBlock(first, [], [], [])
-        cost = 0
-        # Where the chunk holding `first` starts: one read before (a block sent again), or the next.
-        pos = next((offset for lo, hi, offset in self._read if lo <= first <= hi), self._read_pos)
-        while cost < SPILL_BATCH_BYTES and len(block) < BATCH_LINES and first <= self.last_seq:
-            if pos == self._read_pos and (self._spill_out is None or pos == self._spill_out.tell()):
-                self._write_chunk()  # the reader caught up with the writer
-            if self._spill_in is None:
-                assert self._spill_out is not None
-                self._spill_in = self._spill_path.open("rb")
-            self._spill_out.flush()  # type: ignore[union-attr]  # the reader is another handle
-            self._spill_in.seek(pos)
-            chunk = _Chunk._make(pickle.load(self._spill_in))
-            if pos == self._read_pos:
-                self._read.append((chunk.first_seq, chunk.last_seq, pos))
-                self._read_pos = self._spill_in.tell()
-            pos = self._spill_in.tell()
-            block._extend(chunk, first - chunk.first_seq)
-            cost += chunk.cost
-            first = chunk.last_seq + 1
-        return block
+        """Spilled lines from seq `first` on: whole chunks, read from the file at once (the one being
+        filled is written first if the reader has caught up with it), up to SPILL_BATCH_BYTES and
+        BATCH_LINES; or, from an ack inside a chunk, the rest of that chunk."""
+        if first > self._written_seq:
+            self._write_chunk()  # the reader caught up with the writer
+        assert self._spill_out is not None
+        self._spill_out.flush()  # the reads below are of the file, not of the writer's buffer
+        seqs, offsets, count = self._chunk_seqs, self._chunk_offsets, len(self._chunk_seqs)
+        start = bisect_right(seqs, first, self._head, count) - 1
+        end, lines = start + 1, self._next_seq(start + 1) - seqs[start]
+        while (
+            end < count
+            and seqs[start] == first
+            and lines + self._next_seq(end + 1) - seqs[end] <= BATCH_LINES
+            and self._offset(end + 1) - offsets[start] <= SPILL_BATCH_BYTES
+        ):
+            lines += self._next_seq(end + 1) - seqs[end]
+            end += 1
+        size = self._offset(end) - offsets[start]
+        block = SpilledBlock(seqs[start], lines, os.pread(self._spill_out.fileno(), size, offsets[start]))
+        return block if seqs[start] == first else block.rest(first)
+
+    def _next_seq(self, chunk: int) -> int:
+        """The first seq of chunk number `chunk`, or the one after the file's last line."""
+        return self._chunk_seqs[chunk] if chunk < len(self._chunk_seqs) else self._written_seq + 1
+
+    def _offset(self, chunk: int) -> int:
+        return self._chunk_offsets[chunk] if chunk < len(self._chunk_offsets) else self._spill_end
 
     def ack(self, through_seq: int) -> None:
         """The conductor stored every line up to `through_seq`: forget them."""
@@ -277,8 +305,7 @@ class LogBuffer:
                     self._memory.popleft()
             if self._spill_from and through_seq >= self._spill_from:
                 self._spill_acked = max(self._spill_acked, min(through_seq, self.last_seq))
-                while self._read and self._read[0][1] <= self._spill_acked:
-                    self._read.popleft()
+                self._forget_acked_chunks()
                 if self._spill_acked == self.last_seq:
                     self._end_spill()  # every spilled line is stored: new lines go to memory again
             self._cond.notify_all()
@@ -322,22 +349,38 @@ class LogBuffer:
             self._write_chunk()
 
     def _write_chunk(self) -> None:
-        if not self._chunk.texts:
+        chunk = self._chunk
+        if not chunk.texts:
             return
         if self._spill_out is None:
-            self._spill_out = self._spill_path.open("wb")
-        pickle.dump(tuple(self._chunk), self._spill_out, protocol=pickle.HIGHEST_PROTOCOL)
+            self._spill_out = self._spill_path.open("w+b")  # read back with pread
+        fields = chunk.fields()
+        self._spill_out.write(fields)
+        self._chunk_seqs.append(chunk.first_seq)
+        self._chunk_offsets.append(self._spill_end)
+        self._spill_end += len(fields)
+        self._written_seq = chunk.first_seq + len(chunk.texts) - 1
         self._chunk = _Chunk(0, [], [], [], 0)
+
+    def _forget_acked_chunks(self) -> None:
+        """Drop the index entries of chunks acked whole (the arrays shift once half of them are acked)."""
+        count = len(self._chunk_seqs)
+        while self._head < count and self._next_seq(self._head + 1) - 1 <= self._spill_acked:
+            self._head += 1
+        if self._head > 1024 and self._head * 2 > count:
+            del self._chunk_seqs[: self._head]
+            del self._chunk_offsets[: self._head]
+            self._head = 0
 
     def _end_spill(self) -> None:
         """Start over with an empty file next time."""
-        for handle in (self._spill_in, self._spill_out):
-            if handle is not None:
-                handle.close()
-        self._spill_in = self._spill_out = None
+        if self._spill_out is not None:
+            self._spill_out.close()
+        self._spill_out = None
         self._spill_path.unlink(missing_ok=True)
-        self._spill_from = self._spill_acked = self._read_pos = 0
-        self._read.clear()
+        self._spill_from = self._spill_acked = self._spill_end = self._written_seq = self._head = 0
+        del self._chunk_seqs[:]
+        del self._chunk_offsets[:]
         self._chunk = _Chunk(0, [], [], [], 0)
 
 

@@ -7,11 +7,11 @@ the conductor acked them.
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from agent_runtime.connection import GatewayError, GatewayRefused
-from agent_runtime.log_buffer import Line, LogBuffer
+from agent_runtime.log_buffer import Line, LogBuffer, seq_span
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class LogSender:
     def __init__(
         self,
         buffer: LogBuffer,
-        send: Callable[[list[Line], bool], "int | _Pending"],
+        send: Callable[[Sequence[Line], bool], "int | _Pending"],
         *,
         initial_backoff: float = 0.2,
         max_backoff: float = 5.0,
@@ -57,7 +57,7 @@ class LogSender:
         self._stopped.set()
         return self.complete
 
-    def _start(self, batch: list[Line], final: bool) -> "_Pending":
+    def _start(self, batch: Sequence[Line], final: bool) -> "_Pending":
         try:
             sent = self._send(batch, final)
         except GatewayError as err:
@@ -68,27 +68,26 @@ class LogSender:
         backoff, failing = self._initial_backoff, False
         acked = sent = 0  # the conductor stored every line through `acked`; calls carry lines through `sent`
         resent_from = -1  # the ack we last re-sent from: no progress past it twice means the store is behind
-        in_flight: deque[tuple[Line, Line, _Pending]] = deque()
+        in_flight: deque[tuple[int, int, _Pending]] = deque()  # each call's first and last seq
         while not self._stopped.is_set():
             while len(in_flight) < self._in_flight:
                 batch = self._buffer.next_batch(timeout=0 if in_flight else 0.5, after=sent)
                 if not batch:
                     break
-                final = batch[-1].seq == self._buffer.final_seq
-                in_flight.append((batch[0], batch[-1], self._start(batch, final)))
-                sent = batch[-1].seq
+                first_seq, sent = seq_span(batch)
+                in_flight.append((first_seq, sent, self._start(batch, sent == self._buffer.final_seq)))
             if not in_flight:
                 continue
             first, last, call = in_flight.popleft()
             try:
                 acked = max(acked, call.result())
-                if acked < last.seq:
+                if acked < last:
                     # Not all of this batch stored: a call behind it reached the store first, or the
                     # store is behind lines it acked before. Let the others land, then resume from the ack.
                     acked = max(acked, _settle(in_flight))
                     self._buffer.ack(acked)
                     sent = acked
-                    if acked < first.seq and acked <= resent_from:
+                    if acked < first and acked <= resent_from:
                         raise GatewayError(f"the conductor acked {acked}, below the batch's first seq")
                     resent_from = acked
             except GatewayRefused as err:
@@ -136,7 +135,7 @@ class _Done:
         return self._outcome
 
 
-def _settle(in_flight: deque[tuple[Line, Line, _Pending]]) -> int:
+def _settle(in_flight: deque[tuple[int, int, _Pending]]) -> int:
     """Wait for every call still in flight; the highest ack among those that answered (0 if none)."""
     best = 0
     while in_flight:

@@ -35,7 +35,7 @@ def task_spec(commands: list[list[str]], width: int) -> TaskSpec:
 
 
 async def agent_dag(spec: TaskSpec, workdir: Path) -> float:
-    logs = LogBuffer(workdir / "spill.pickle")
+    logs = LogBuffer(workdir / "spill.blocks")
     states: dict[str, StepStatus] = {}
     began = time.perf_counter()
     result = await DagRunner(spec, workdir, on_line=logs.append, on_state=states.__setitem__).run()

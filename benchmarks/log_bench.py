@@ -27,7 +27,7 @@ from typing import Any
 
 import grpc
 
-from agent_runtime.connection import GatewayConnection, log_block
+from agent_runtime.connection import GatewayConnection, encoded_log_block
 from agent_runtime.log_buffer import LogBuffer
 from agent_runtime.log_sender import LogSender
 from benchmarks.results import record
@@ -132,7 +132,7 @@ def through_gateway(serve, state_dir: Path, lines: int, size: int) -> tuple[floa
     settings = _bench_settings(state_dir, f"127.0.0.1:{free_port()}")
     StagedAttempts(settings.open_blob_store()).stage(JOB, 1, [TaskFile(path="job.json", content="{}")])
     token = mint_token(settings.signing_secret(), JOB, 1, ttl_seconds=600)
-    buffer = LogBuffer(state_dir / "spill.pickle")
+    buffer = LogBuffer(state_dir / "spill.blocks")
     for i in range(1, lines + 1):
         buffer.append("spew", "stdout", text_of(i, size))
     final_seq = buffer.close("end")
@@ -151,13 +151,13 @@ def through_gateway(serve, state_dir: Path, lines: int, size: int) -> tuple[floa
 
 def raw_batches(state_dir: Path, lines: int, size: int) -> list[bytes]:
     """The LogBlock messages the sender sends for the same lines (cut by the same buffer), serialized."""
-    buffer = LogBuffer(state_dir / "raw-spill.pickle")
+    buffer = LogBuffer(state_dir / "raw-spill.blocks")
     for i in range(1, lines + 1):
         buffer.append("spew", "stdout", text_of(i, size))
     buffer.close("end")
     batches = []
     while batch := buffer.next_batch(timeout=0):
-        batches.append(log_block(batch, batch[-1].seq == buffer.final_seq).SerializeToString())
+        batches.append(encoded_log_block(batch, batch[-1].seq == buffer.final_seq))
         buffer.ack(batch[-1].seq)
     return batches
 

@@ -8,11 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from agent_runtime.connection import GatewayRefused, GatewayUnavailable
-from agent_runtime.log_buffer import Line, LogBuffer
+from agent_runtime.connection import GatewayRefused, GatewayUnavailable, encoded_log_block
+from agent_runtime.log_buffer import Line, LogBuffer, SpilledBlock
 from agent_runtime.log_sender import LogSender
+from conductor_worker.gateway.log_calls import ReceivedLogBlock, decode_block
 
 pytestmark = pytest.mark.timeout(60)
+
+# Text protobuf must carry as it is: escapes, NUL, separators, non-ASCII.
+HOSTILE = ['a"b\\c', "\n\r\t\x00\x1f", "é 😀 \u2028", "", '{"seq":1}']
 
 
 def drain(buffer: LogBuffer, batch_ack=None) -> list[Line]:
@@ -25,7 +29,7 @@ def drain(buffer: LogBuffer, batch_ack=None) -> list[Line]:
 
 
 def test_lines_are_numbered_from_one_and_come_back_in_order(tmp_path: Path):
-    buffer = LogBuffer(tmp_path / "spill.pickle")
+    buffer = LogBuffer(tmp_path / "spill.blocks")
     for i in range(10):
         assert buffer.append("s", "stdout", f"line {i}") == i + 1
     lines = drain(buffer)
@@ -36,13 +40,13 @@ def test_lines_are_numbered_from_one_and_come_back_in_order(tmp_path: Path):
 
 def test_past_the_memory_bound_lines_spill_to_disk_and_memory_stays_bounded(tmp_path: Path):
     bound = 64 * 1024
-    buffer = LogBuffer(tmp_path / "spill.pickle", memory_bytes=bound)
+    buffer = LogBuffer(tmp_path / "spill.blocks", memory_bytes=bound)
     peak = 0
     for i in range(1, 20_001):
         buffer.append("spew", "stdout", f"{i:08d} " + "x" * 40)
         peak = max(peak, buffer.memory_bytes)
     assert buffer.spilled_total > 19_000, "nearly everything should be on disk"
-    assert (tmp_path / "spill.pickle").stat().st_size > 19_000 * 40
+    assert (tmp_path / "spill.blocks").stat().st_size > 19_000 * 40
 
     got: list[Line] = []
     # Interleave new lines with the drain: they must queue behind the spilled ones.
@@ -59,11 +63,11 @@ def test_past_the_memory_bound_lines_spill_to_disk_and_memory_stays_bounded(tmp_
     assert [line.seq for line in got] == list(range(1, buffer.last_seq + 1))
     assert got[19_999].text.startswith("00020000")
     assert peak <= bound + 200, f"memory grew to {peak} bytes with a bound of {bound}"
-    assert not (tmp_path / "spill.pickle").exists(), "the spill file is removed once drained"
+    assert not (tmp_path / "spill.blocks").exists(), "the spill file is removed once drained"
 
 
 def test_a_partial_ack_keeps_the_rest_for_the_next_batch(tmp_path: Path):
-    buffer = LogBuffer(tmp_path / "spill.pickle")
+    buffer = LogBuffer(tmp_path / "spill.blocks")
     for i in range(5):
         buffer.append("", "agent", str(i))
     first = buffer.next_batch(timeout=0)
@@ -72,7 +76,7 @@ def test_a_partial_ack_keeps_the_rest_for_the_next_batch(tmp_path: Path):
 
 
 def test_unacked_lines_can_be_saved_for_a_person(tmp_path: Path):
-    buffer = LogBuffer(tmp_path / "spill.pickle", memory_bytes=2048)
+    buffer = LogBuffer(tmp_path / "spill.blocks", memory_bytes=2048)
     for i in range(1000):  # in memory, read back from the spill file, in it, waiting to be written
         buffer.append("s", "stdout", f"line {i}")
     buffer.ack(10)
@@ -84,7 +88,7 @@ def test_unacked_lines_can_be_saved_for_a_person(tmp_path: Path):
 
 
 def test_no_line_after_the_final_one(tmp_path: Path):
-    buffer = LogBuffer(tmp_path / "spill.pickle")
+    buffer = LogBuffer(tmp_path / "spill.blocks")
     buffer.append("", "agent", "working")
     assert buffer.close("bye") == 2
     with pytest.raises(RuntimeError):
@@ -116,7 +120,7 @@ class FlakyGateway:
 
 
 def test_sender_rides_out_an_outage_and_a_lost_ack_without_loss_or_duplicates(tmp_path: Path):
-    buffer = LogBuffer(tmp_path / "spill.pickle", memory_bytes=4096)
+    buffer = LogBuffer(tmp_path / "spill.blocks", memory_bytes=4096)
     gateway = FlakyGateway(outage=4)
     sender = LogSender(buffer, gateway.send, initial_backoff=0.01, max_backoff=0.05)
     sender.start()
@@ -149,7 +153,7 @@ def test_a_lost_ack_whose_next_call_stored_the_final_line_completes_the_log(tmp_
     """The calls in flight behind a failed one stored the rest, through the final line: the log is complete.
     (The sender used to resume and wait for lines that would never come: 3 hangs in 55 runs of the test
     above.)"""
-    buffer = LogBuffer(tmp_path / "spill.pickle")
+    buffer = LogBuffer(tmp_path / "spill.blocks")
     for i in range(6000):  # more than one call's worth (BATCH_LINES), so several are in flight
         buffer.append("s", "stdout", f"{i}")
     buffer.close("the end")
@@ -161,7 +165,7 @@ def test_a_lost_ack_whose_next_call_stored_the_final_line_completes_the_log(tmp_
 
 
 def test_sender_stops_when_the_token_is_refused(tmp_path: Path):
-    buffer = LogBuffer(tmp_path / "spill.pickle")
+    buffer = LogBuffer(tmp_path / "spill.blocks")
 
     def refuse(lines, final):
         raise GatewayRefused("superseded attempt")
@@ -174,7 +178,7 @@ def test_sender_stops_when_the_token_is_refused(tmp_path: Path):
 
 
 def test_past_the_spill_bound_lines_are_counted_not_kept_and_the_log_says_so(tmp_path: Path):
-    spill = tmp_path / "spill.pickle"
+    spill = tmp_path / "spill.blocks"
     buffer = LogBuffer(spill, memory_bytes=16 * 1024, spill_bytes=64 * 1024)
     kept = [buffer.append("spew", "stdout", f"{i:08d} " + "x" * 100) for i in range(1, 5001)]
     assert spill.stat().st_size <= 64 * 1024, "the spill file grew past its bound"
@@ -238,7 +242,7 @@ class _Ack:
 @pytest.mark.parametrize("seed", range(5))
 def test_blocks_in_flight_answered_out_of_order_are_stored_once_and_in_order(tmp_path: Path, seed: int):
     # Room in memory for a few blocks in flight (a block in flight stays in memory until acked).
-    buffer = LogBuffer(tmp_path / "spill.pickle", memory_bytes=2 * 1024 * 1024)
+    buffer = LogBuffer(tmp_path / "spill.blocks", memory_bytes=2 * 1024 * 1024)
     gateway = ReorderingGateway(seed)
     for i in range(30_000):  # buffered (mostly spilled) first, so there is always a next block to send
         buffer.append("s", "stdout", f"{i:06d} " + "y" * 30)
@@ -252,7 +256,7 @@ def test_blocks_in_flight_answered_out_of_order_are_stored_once_and_in_order(tmp
 
 
 def test_spilled_lines_are_sent_from_the_file_and_read_again_after_a_partial_ack(tmp_path: Path):
-    spill = tmp_path / "spill.pickle"
+    spill = tmp_path / "spill.blocks"
     buffer = LogBuffer(spill, memory_bytes=4096)
     for i in range(1, 2001):
         buffer.append("s", "stdout" if i % 7 else "stderr", f"line {i}")
@@ -281,3 +285,26 @@ def test_spilled_lines_are_sent_from_the_file_and_read_again_after_a_partial_ack
     assert not spill.exists(), "the spill file is removed once every spilled line is acked"
     buffer.append("s", "stdout", "after the flood")  # memory again
     assert buffer.memory_bytes > 0 and isinstance(buffer.next_batch(timeout=0), list)
+
+
+def test_a_spilled_block_is_sent_as_read_and_the_gateway_takes_it_as_one_block(tmp_path: Path):
+    """A spilled block's message is the file's chunks behind a first seq, as they are: the gateway's own
+    decoding reads it as one block with every line, across chunk boundaries and from an ack inside a chunk."""
+    buffer = LogBuffer(tmp_path / "spill.blocks", memory_bytes=1024)
+    texts = [f"line {i} " + HOSTILE[i % len(HOSTILE)] for i in range(1, 3001)]
+    for i, text in enumerate(texts, start=1):
+        buffer.append("clone" if i % 300 < 150 else "test", "stdout" if i % 7 else "stderr", text)
+    first = buffer.next_batch(timeout=0)
+    buffer.ack(first[-1].seq)
+    for after in (first[-1].seq, first[-1].seq + 1000 + 17):  # a block of whole chunks; then a chunk's rest
+        buffer.ack(after)
+        spilled = buffer.next_batch(timeout=0, after=after)
+        assert isinstance(spilled, SpilledBlock) and spilled.first_seq == after + 1
+        data = encoded_log_block(spilled, final=False)
+        assert data.endswith(spilled.fields), "the chunks are sent as the file holds them"
+        received = decode_block(ReceivedLogBlock.parse(data))()
+        assert (received.first_seq, received.last_seq) == (after + 1, spilled.last_seq)
+        assert list(received.texts) == texts[after : spilled.last_seq] == [line.text for line in spilled]
+        sources = [(step, stream) for step, stream, n in received.runs for _ in range(n)]
+        assert sources == [(line.step, line.stream) for line in spilled]
+        assert len(received.runs) > 2, "runs of several steps and streams"
