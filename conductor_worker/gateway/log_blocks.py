@@ -6,7 +6,6 @@ model and no Python call per line. The store keeps the block as its message
 (conductor_worker/gateway/log_records.py).
 """
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -19,6 +18,26 @@ MAX_SOURCE_CHARS = 255
 
 class BadLogBlock(ValueError):
     """The block contradicts itself (column lengths, runs) or carries a value a log line cannot hold."""
+
+
+# Per byte value: is it all ones where a little-endian double's exponent bits are, in its last byte (the
+# 7 bits below the sign) and in the byte before it (the high 4 bits).
+_EXPONENT_IN_LAST_BYTE = bytes(int(b & 0x7F == 0x7F) for b in range(256))
+_EXPONENT_IN_NEXT_TO_LAST = bytes(int(b & 0xF0 == 0xF0) for b in range(256))
+
+
+def all_finite(ts: Sequence[float]) -> bool:
+    """No time is infinite or NaN: the block's times checked with no Python object per time (iterating a
+    block's times was most of the gateway's CPU per block, about 0.25 ms per 5,000 lines).
+
+    A double is not finite exactly when its 11 exponent bits are all ones. protobuf packs the times as
+    little-endian doubles, so the check is two strided byte slices, two table lookups and an AND.
+    """
+    packed = agent_pb2.LogBlock(ts=ts).SerializeToString()  # a C-level copy: tag, length, the doubles
+    doubles = packed[len(packed) - 8 * len(ts) :]
+    last = doubles[7::8].translate(_EXPONENT_IN_LAST_BYTE)
+    next_to_last = doubles[6::8].translate(_EXPONENT_IN_NEXT_TO_LAST)
+    return not int.from_bytes(last, "little") & int.from_bytes(next_to_last, "little")
 
 
 @dataclass(frozen=True)
@@ -48,7 +67,7 @@ class LogBlock:
         for step, stream, _ in runs:
             if len(step) > MAX_SOURCE_CHARS or len(stream) > MAX_SOURCE_CHARS:
                 raise BadLogBlock(f"a step or stream name is longer than {MAX_SOURCE_CHARS} characters")
-        if not all(map(math.isfinite, ts)):
+        if not all_finite(ts):
             raise BadLogBlock("a line's time is not a finite number")
         return cls(first_seq, texts, ts, runs, received)
 

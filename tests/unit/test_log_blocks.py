@@ -1,11 +1,14 @@
 """Log blocks (AppendLogBlock): stored as their messages, read back as the same lines, once and in order."""
 
 import math
+import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conductor_worker.gateway.local_log_store import LocalLogStore
-from conductor_worker.gateway.log_blocks import BadLogBlock, LogBlock
+from conductor_worker.gateway.log_blocks import BadLogBlock, LogBlock, all_finite
 from conductor_worker.gateway.log_calls import ReceivedLogBlock, decode_block
 from conductor_worker.gateway.log_store import LogStore
 from proto.conductor.v1 import agent_pb2
@@ -96,3 +99,25 @@ def test_a_block_past_the_limit_is_stored_up_to_it_and_the_rest_counted(tmp_path
     assert store.path(JOB, 1).stat().st_size <= 2000
     dropped = store.dropped(JOB, 1)
     assert (dropped.count, dropped.through_seq) == (100 - len(stored), 100)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=True), max_size=40))
+def test_the_finite_check_of_a_blocks_times_agrees_with_math_isfinite(ts):
+    assert all_finite(ts) == all(map(math.isfinite, ts))
+    message = agent_pb2.LogBlock.FromString(
+        agent_pb2.LogBlock(text=["x"] * len(ts), ts=ts).SerializeToString()
+    )
+    assert all_finite(message.ts) == all(map(math.isfinite, ts))  # as a received block holds them
+
+
+@pytest.mark.parametrize(
+    "bad", [math.inf, -math.inf, math.nan, struct.unpack("<d", b"\x01\x00\x00\x00\x00\x00\xf8\xff")[0]]
+)
+def test_a_block_with_one_time_not_finite_among_thousands_is_refused(bad):
+    ts = [1795692879.0 + i / 7 for i in range(5000)]
+    ts[4321] = bad
+    with pytest.raises(BadLogBlock, match="not a finite number"):
+        LogBlock.checked(1, ["x"] * 5000, ts, [("s", "stdout", 5000)])
+    ts[4321] = 1e308
+    assert len(LogBlock.checked(1, ["x"] * 5000, ts, [("s", "stdout", 5000)])) == 5000
