@@ -57,10 +57,6 @@ class Line(NamedTuple):
     cost: int
 
 
-def _line(seq: int, step: str, stream: str, text: str) -> Line:
-    return Line(seq, step, stream, text, time.time(), len(text) + len(step) + _LINE_OVERHEAD)
-
-
 _cost = itemgetter(5)
 
 

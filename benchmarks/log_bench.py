@@ -187,7 +187,7 @@ def raw_unary(address: str, batches: list[bytes]) -> float:
         return time.perf_counter() - began
 
 
-def main(lines: int = 200_000, size: int = 100, rounds: int = 5, one_process: bool = False) -> None:
+def main(lines: int = 200_000, size: int = 100, rounds: int = 11, one_process: bool = False) -> None:
     """`rounds` rounds, each the raw calls and the gateway back to back (which goes first alternates):
     the figure is the median round, so a burst of other work on the machine moves it less."""
     loop = LoopThread() if one_process else None
@@ -242,7 +242,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--lines", type=int, default=200_000)
     parser.add_argument("--size", type=int, default=100, help="bytes of text per line")
-    parser.add_argument("--rounds", type=int, default=5, help="raw and gateway runs, alternated")
+    parser.add_argument("--rounds", type=int, default=11, help="raw and gateway runs, alternated")
     parser.add_argument(
         "--one-process", action="store_true", help="servers in a thread of this process (shared GIL)"
     )

@@ -25,7 +25,7 @@ from conductor_worker.intake.dlq import REASON_ATTRIBUTE, SOURCE_ID_ATTRIBUTE, f
 from conductor_worker.intake.messages import parse_message
 from conductor_worker.intake.outage import Availability, KeptInvisible, is_refusal
 from conductor_worker.intake.poison import PoisonMessage
-from conductor_worker.intake.ticket_start import START_RPC_TIMEOUT, start_ticket
+from conductor_worker.intake.ticket_start import START_RPC_TIMEOUT, TicketStart, start_ticket
 from conductor_worker.metrics import IntakeMetrics, client_meter
 from contracts.alarms import Alarm
 from contracts.ids import account_workflow_id, ticket_workflow_id
@@ -181,7 +181,7 @@ class SqsIntake:
                 await self.deliver_alarm(work)
                 started = True
             else:
-                started = await self.start_ticket(work)
+                started = await self.start_ticket(work) is TicketStart.STARTED
         except Exception as err:
             if is_refusal(err):
                 self._metrics.message(kind, "dead_lettered")
@@ -211,16 +211,17 @@ class SqsIntake:
             rpc_timeout=START_RPC_TIMEOUT,
         )
 
-    async def start_ticket(self, ticket: TicketMessage) -> bool:
-        """True if this started the ticket's workflow; False for a duplicate (already started or done)."""
-        if not await start_ticket(self._client, self._settings.task_queue, ticket, self._blobs):
+    async def start_ticket(self, ticket: TicketMessage) -> TicketStart:
+        """Start the ticket's workflow; a copy of a message already taken is dropped with a log line."""
+        outcome = await start_ticket(self._client, self._settings.task_queue, ticket, self._blobs)
+        if outcome is not TicketStart.STARTED:
             log.info(
-                "ticket %s already handled by %s; duplicate message dropped",
+                "ticket %s %s by %s; duplicate message dropped",
                 ticket.key,
+                "already running" if outcome is TicketStart.ALREADY_RUNNING else "already handled",
                 ticket_workflow_id(ticket.source, ticket.key),
             )
-            return False
-        return True
+        return outcome
 
     async def _delete(self, messages: list[dict]) -> None:
         if not messages:

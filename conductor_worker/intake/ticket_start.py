@@ -6,6 +6,7 @@ is joined, a finished one is not redone.
 
 import asyncio
 from datetime import timedelta
+from enum import StrEnum
 
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -20,11 +21,18 @@ from workflows.ticket import TicketWorkflow
 START_RPC_TIMEOUT = timedelta(seconds=10)
 
 
+class TicketStart(StrEnum):
+    """What a ticket's start did."""
+
+    STARTED = "started"
+    ALREADY_RUNNING = "already running"  # a copy of a message already taken (SQS delivers at least once)
+    ALREADY_HANDLED = "already handled"  # its workflow has finished: nothing redone
+
+
 async def start_ticket(
     client: Client, task_queue: str, ticket: TicketMessage, blobs: BlobStore | None = None
-) -> bool:
-    """True: started, or joined the running workflow. False: the ticket was handled before (its workflow
-    has finished), so nothing was started. Raises what the start raised otherwise.
+) -> TicketStart:
+    """Start the ticket's workflow, or find the one it has; raises what the start raised otherwise.
 
     A description the ticket had to cut (contracts/tickets.py) goes whole to `blobs`; the payload carries
     the cut text and the blob's reference, and the agent's prompt gets all of it."""
@@ -32,7 +40,7 @@ async def start_ticket(
         blob = await asyncio.to_thread(blobs.put_text, ticket.whole_description)
         ticket = ticket.model_copy(update={"description_blob": blob})
     try:
-        await client.start_workflow(
+        handle = await client.start_workflow(
             TicketWorkflow.run,
             ticket,
             id=ticket_workflow_id(ticket.source, ticket.key),
@@ -42,5 +50,10 @@ async def start_ticket(
             rpc_timeout=START_RPC_TIMEOUT,
         )
     except WorkflowAlreadyStartedError:
-        return False
-    return True
+        return TicketStart.ALREADY_HANDLED
+    # The server says whether this call started the run or found it running (USE_EXISTING); the SDK keeps
+    # its answer only on the handle's private response. Without it, count a start (what we asked for).
+    response = getattr(handle, "_start_workflow_response", None)
+    return (
+        TicketStart.ALREADY_RUNNING if response is not None and not response.started else TicketStart.STARTED
+    )

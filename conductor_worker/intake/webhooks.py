@@ -59,7 +59,7 @@ def webhook_router(
 
     async def accepted(ticket: TicketMessage, delivery: str) -> JSONResponse:
         try:
-            started = await start_ticket(client, task_queue, ticket, blobs)
+            outcome = await start_ticket(client, task_queue, ticket, blobs)
         except Exception as err:
             if is_refusal(err):  # a definite no, e.g. over a payload limit: sending it again cannot help
                 log.error("webhook %s: Temporal refused ticket %s: %s", delivery, ticket.key, err)
@@ -68,9 +68,8 @@ def webhook_router(
                 "webhook %s: ticket %s not started, Temporal unavailable: %s", delivery, ticket.key, err
             )
             raise HTTPException(503, f"Temporal unavailable, deliver again: {err}") from err
-        outcome = "started" if started else "already handled"
         log.info("webhook %s: ticket %s %s", delivery, ticket.key, outcome)
-        return JSONResponse({"ticket": ticket.key, "outcome": outcome})
+        return JSONResponse({"ticket": ticket.key, "outcome": str(outcome)})
 
     if github_secret:
 

@@ -140,6 +140,8 @@ async def test_prometheus_counts_the_jobs_and_messages_it_scraped(
     sqs = sqs_client(settings)
     for key in keys:
         sqs.send_message(QueueUrl=settings.sqs_queue_url, MessageBody=ticket_body(key))
+    # A second copy of a ticket, taken while its job runs (as SQS may deliver one message twice): a duplicate.
+    sqs.send_message(QueueUrl=settings.sqs_queue_url, MessageBody=ticket_body(keys[0]))
     sqs.send_message(QueueUrl=settings.sqs_queue_url, MessageBody="not json")
     await start_conductor(settings)
     for key in keys:
@@ -148,13 +150,13 @@ async def test_prometheus_counts_the_jobs_and_messages_it_scraped(
         except TimeoutError:
             pytest.fail(f"ticket {key}: its workflow did not end within {TICKET_SECONDS} s", pytrace=False)
         assert result.state == JobState.SUCCEEDED, (key, result)
-    sqs.send_message(QueueUrl=settings.sqs_queue_url, MessageBody=ticket_body(keys[0]))  # a duplicate
+    sqs.send_message(QueueUrl=settings.sqs_queue_url, MessageBody=ticket_body(keys[0]))  # after it ended
 
     intake = 'sum(conductor_intake_messages_total{{kind="{}", outcome="{}"}})'
     counted = {
         'sum(conductor_jobs_ended_total{kind="ticket", state="SUCCEEDED"})': TICKETS,
         intake.format("ticket", "started"): TICKETS,
-        intake.format("ticket", "duplicate"): 1,
+        intake.format("ticket", "duplicate"): 2,
         intake.format("poison", "dead_lettered"): 1,
         'sum(conductor_job_duration_seconds_count{state="SUCCEEDED"})': TICKETS,
         # Each agent's heartbeats, as the gateway recorded them on its job.

@@ -117,6 +117,7 @@ async def test_a_labelled_issue_delivered_three_times_makes_one_job_and_a_pr_tha
     answers = [await post_github(base_url(settings), body, delivery=delivery) for _ in range(3)]
     assert [a.status_code for a in answers] == [200, 200, 200], [a.text for a in answers]
     assert answers[0].json() == {"ticket": key, "outcome": "started"}
+    assert [a.json()["outcome"] for a in answers[1:]] == ["already running"] * 2
 
     handle = client.get_workflow_handle(ticket_workflow_id("github", key), result_type=JobResult)
     result = await handle.result()
