@@ -8,7 +8,9 @@ P2: tickets sent at 10/s; a ticket's dispatch latency is from just before its SQ
 "running:" log line, which it writes once its task files are on its disk (the line's own timestamp, from
 the log store: same machine, same clock). Raw baseline, same run and conductor: a StartWorkflow RPC (to a
 queue no worker polls) then staging the same task files and spawning the same `conductor-agent` directly,
-measured to the same line; what is left between the two is SQS, the workflows and the activities.
+measured to the same line; what is left between the two is SQS, the workflows and the activities. The raw
+agents talk to a bare gateway (the same code, on its own port and the same state dir) without the agent
+channel: the conductor's gateway rightly refuses an attempt that no job workflow expects.
 
 P8: a burst of tickets sent at once; jobs per minute from the first send to the last job's result.
 Raw baseline, same run: the same work as plain shell scripts, all at once (git clone, the demo edit,
@@ -33,6 +35,7 @@ from moto.server import ThreadedMotoServer
 from benchmarks.results import record
 from conductor_worker.config import Settings
 from conductor_worker.gateway.local_log_store import LocalLogStore
+from conductor_worker.gateway.server import start_gateway
 from conductor_worker.process.app import run_conductor
 from conductor_worker.process.client import connect
 from conductor_worker.process.devserver import DevServer
@@ -179,7 +182,12 @@ async def main(tickets: int, raw_samples: int, burst: int) -> None:
             )
             client = await connect(settings)
             conductor = asyncio.create_task(run_conductor(settings, stop))
-            raw = await p2_raw(client, settings, remote, tmp / "agents", raw_samples)
+            bare = settings.model_copy(update={"gateway_listen": f"127.0.0.1:{free_port()}"})
+            bare_gateway, _ = await start_gateway(bare)  # no Temporal client: no agent channel
+            try:
+                raw = await p2_raw(client, bare, remote, tmp / "agents", raw_samples)
+            finally:
+                await bare_gateway.stop(grace=None)
             dispatch = await p2_conductor(client, settings, sqs, tickets, per_second=10)
             plain = await asyncio.to_thread(p8_plain, remote, tmp / "plain", burst)
             jobs_per_minute = await p8_conductor(client, settings, sqs, burst)
