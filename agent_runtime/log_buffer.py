@@ -19,7 +19,7 @@ from array import array
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterator, Sequence
-from itertools import accumulate, islice, repeat
+from itertools import accumulate, groupby, islice, repeat
 from operator import itemgetter
 from pathlib import Path
 from typing import IO, NamedTuple
@@ -117,23 +117,15 @@ class SpilledBlock(Sequence[Line]):
     def rest(self, first: int) -> "SpilledBlock":
         """Its lines from seq `first` on, as a block of their own (sent again from an ack inside it)."""
         lines = self._decoded()[first - self.first_seq :]
-        return SpilledBlock(first, len(lines), _fields(lines))
-
-
-def _fields(lines: Sequence[Line]) -> bytes:
-    """Consecutive lines as a `LogBlock`'s fields but first_seq: columns, and runs of one step and stream."""
-    runs: list[agent_pb2.LogRun] = []
-    for line in lines:
-        if runs and runs[-1].step == line.step and runs[-1].stream == line.stream:
-            runs[-1].count += 1
-        else:
-            runs.append(agent_pb2.LogRun(step=line.step, stream=line.stream, count=1))
-    texts, ts = list(map(itemgetter(3), lines)), list(map(itemgetter(4), lines))
-    return agent_pb2.LogBlock(text=texts, ts=ts, runs=runs).SerializeToString()
+        runs = [
+            [step, stream, len(list(run))] for (step, stream), run in groupby(map(itemgetter(1, 2), lines))
+        ]
+        chunk = _Chunk(first, list(map(itemgetter(3), lines)), list(map(itemgetter(4), lines)), runs, 0)
+        return SpilledBlock(first, len(lines), chunk.fields())
 
 
 class _Chunk(NamedTuple):
-    """Consecutive lines being spilled, not in the file yet."""
+    """Consecutive lines as columns: the one being spilled (not in the file yet), or a block's rest."""
 
     first_seq: int
     texts: list[str]

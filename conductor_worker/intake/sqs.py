@@ -218,7 +218,7 @@ class SqsIntake:
             log.info(
                 "ticket %s %s by %s; duplicate message dropped",
                 ticket.key,
-                "already running" if outcome is TicketStart.ALREADY_RUNNING else "already handled",
+                outcome,
                 ticket_workflow_id(ticket.source, ticket.key),
             )
         return outcome
