@@ -48,6 +48,7 @@ STOP_GRACE_SECONDS = 5.0
 # An agent that reported its result is still sending its last log lines; it exits by itself once the
 # conductor stored them (or its own flush deadline passed). Within stop_agent's 30 s activity timeout.
 LOG_FLUSH_GRACE_SECONDS = 15.0
+WORKDIR_PREFIX = "workdir-"
 
 
 def agent_environment(agent: AgentEnvironment, token: str, workdir: Path) -> dict[str, str]:
@@ -69,6 +70,31 @@ def _pid_alive(pid: int) -> bool:
         return False
     state = stat.rsplit(")", 1)[1].split()[0]
     return state not in ("Z", "X") and b"agent_runtime" in cmdline
+
+
+def unrecorded_agent(attempt_root: Path) -> int | None:
+    """The live agent spawned in one of this attempt's work directories, found by its cwd; None: there is none.
+
+    The spawned process (bwrap, or the agent itself when unsandboxed) and everything under it share that
+    cwd: the one whose parent is not among them is the process a launch records.
+    """
+    workdirs = {str(path.resolve()) for path in attempt_root.glob(f"{WORKDIR_PREFIX}*")}
+    if not workdirs:
+        return None
+    found: dict[int, int] = {}  # pid -> parent pid
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.readlink(entry / "cwd") not in workdirs:
+                continue
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or not ours to read
+        if _pid_alive(int(entry.name)):
+            found[int(entry.name)] = parent
+    roots = [pid for pid, parent in found.items() if parent not in found]
+    return min(roots) if roots else None
 
 
 class LocalLauncher:
@@ -112,9 +138,16 @@ class LocalLauncher:
                 return self._launched(agent_id, host)
             if self.is_alive(agent_id) or job.result() is not None:
                 return self._launched(agent_id, host)
-        # A directory per spawn: a conductor killed between spawning and writing agent.json leaves an
-        # unrecorded agent behind, and the retried launch's agent must not clone into the same place.
-        workdir = job.root / f"workdir-{uuid.uuid4().hex[:8]}"
+        orphan = await asyncio.to_thread(unrecorded_agent, job.root)
+        if orphan is not None:
+            # The conductor died between spawning and writing agent.json: adopt that agent. A second one
+            # would run the same attempt beside it, and its bundle would replace the reported one.
+            agent_id = f"local:{orphan}"
+            self._record(record, agent_id)
+            log.info("found unrecorded agent %s for %s attempt %d", agent_id, input.job_id, input.attempt)
+            return self._launched(agent_id, self.host_task_queue, sandbox=self.sandbox)
+        # A directory per spawn, the agent's cwd: how a retried launch finds an agent it did not record.
+        workdir = job.root / f"{WORKDIR_PREFIX}{uuid.uuid4().hex[:8]}"
         workdir.mkdir(parents=True)
         workdir = workdir.resolve()  # HOME and the sandbox's paths must not depend on the conductor's cwd
         token = mint_token(self._secret, input.job_id, input.attempt, self._launch_config.token_ttl_seconds)
@@ -136,6 +169,19 @@ class LocalLauncher:
             )
         self._children[child.pid] = child
         agent_id = f"local:{child.pid}"
+        self._record(record, agent_id)
+        level = logging.WARNING if self.sandbox == UNSAFE else logging.INFO
+        log.log(
+            level,
+            "launched agent %s for %s attempt %d (sandbox: %s)",
+            agent_id,
+            input.job_id,
+            input.attempt,
+            self.sandbox,
+        )
+        return self._launched(agent_id, self.host_task_queue, sandbox=self.sandbox)
+
+    def _record(self, record: Path, agent_id: str) -> None:
         write_atomic(
             record,
             json.dumps(
@@ -147,16 +193,6 @@ class LocalLauncher:
                 }
             ).encode(),
         )
-        level = logging.WARNING if self.sandbox == UNSAFE else logging.INFO
-        log.log(
-            level,
-            "launched agent %s for %s attempt %d (sandbox: %s)",
-            agent_id,
-            input.job_id,
-            input.attempt,
-            self.sandbox,
-        )
-        return self._launched(agent_id, self.host_task_queue, sandbox=self.sandbox)
 
     def _launched(self, agent_id: str, host: str, sandbox: str = "") -> LaunchAgentResult:
         return LaunchAgentResult(

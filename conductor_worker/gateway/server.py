@@ -155,8 +155,13 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
 
     async def PrepareBundleUpload(self, request, context):
         access = await self._access(context)
+        existing = access.job.result()
         if request.size > self._settings.max_bundle_bytes:
-            await self._refuse_bundle(context, access.job, access.job.result())
+            await self._refuse_bundle(context, access.job, existing)
+        if existing is not None:
+            # The attempt has reported (this is a second agent of it, or a retry): the reported bundle stays
+            # as it is. Without a URL the agent sends its result through UploadResult, which says duplicate.
+            return agent_pb2.PrepareBundleUploadResponse()
         post = self._blobs.presigned_post(
             bundle_key(access.claims.job_id, access.claims.attempt),
             max_bytes=request.size,

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
+import grpc
 import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
@@ -13,11 +14,12 @@ from temporalio.testing import ActivityEnvironment
 from activities.publish_git import LocalGitPublisher
 from agent_runtime.blob_transfer import TaskFileIntegrityError, download_url, post_file
 from conductor_worker.config import Settings
-from conductor_worker.gateway.server import AgentGateway
+from conductor_worker.gateway.server import AgentGateway, start_gateway
 from contracts.activity_io import PublishInput
 from contracts.jobs import AgentResult, AgentStatus, JobSpec, ticket_work_item
 from contracts.routing import RepoRoute
 from contracts.tickets import TicketMessage
+from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
 from stores.attempts import bundle_key
 from stores.blob_store import BlobIntegrityError, BlobMissing, BlobStore, LocalBlobStore, S3BlobStore
 from stores.mailbox import JobMailbox
@@ -155,6 +157,56 @@ async def test_an_agent_given_presigned_urls_moves_its_files_and_bundle_through_
     assert result.bundle_key == bundle_key(job_id, 1)
     stored = settings.open_blob_store().get_bytes(result.bundle_key, result.bundle_sha256)  # checked
     assert stored.startswith(b"# v2 git bundle")
+
+
+async def test_a_second_agent_of_a_reported_attempt_cannot_replace_its_bundle(
+    client, settings, aws, bucket, sample_remote, tmp_path
+):
+    """CI, stop 20: two agents of one attempt (a launch retried after a conductor died). The second asked for a
+    presigned POST after the first had reported, and its bundle replaced the reported one (InvalidBundle)."""
+    settings = s3_settings(settings, aws, bucket)
+    job_id, token = stage_job(settings, sample_remote)
+    metadata = (("authorization", f"Bearer {token}"),)
+    first, second = tmp_path / "first.bundle", tmp_path / "second.bundle"
+    first.write_bytes(b"# v2 git bundle\nfirst agent\n")
+    second.write_bytes(b"# v2 git bundle\nsecond agent\n")
+    sha = hashlib.sha256(first.read_bytes()).hexdigest()
+
+    async with agent_jobs(client, settings) as jobs:
+        await jobs.start(job_id)
+        server, port = await start_gateway(settings, client)
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = agent_pb2_grpc.AgentServiceStub(channel)
+                size = first.stat().st_size
+                request = agent_pb2.PrepareBundleUploadRequest(size=size, sha256=sha)
+                post = await stub.PrepareBundleUpload(request, metadata=metadata)
+                post_file(post.url, dict(post.fields), first, timeout=10)
+                result = agent_pb2.AgentResult(
+                    status="SUCCEEDED", bundle_sha256=sha, bundle_uploaded=True, bundle_size=size
+                )
+                reply = await stub.UploadResult(
+                    iter([agent_pb2.UploadResultRequest(result=result)]), metadata=metadata
+                )
+                assert reply.accepted and not reply.duplicate
+
+                # The second agent: no URL to the reported bundle's key; through the gateway it is a duplicate.
+                size = second.stat().st_size
+                request = agent_pb2.PrepareBundleUploadRequest(size=size, sha256="0" * 64)
+                assert not (await stub.PrepareBundleUpload(request, metadata=metadata)).url
+                other = agent_pb2.AgentResult(
+                    status="SUCCEEDED", bundle_sha256=hashlib.sha256(second.read_bytes()).hexdigest()
+                )
+                requests = [agent_pb2.UploadResultRequest(bundle_chunk=second.read_bytes())]
+                requests.append(agent_pb2.UploadResultRequest(result=other))
+                again = await stub.UploadResult(iter(requests), metadata=metadata)
+                assert again.accepted and again.duplicate
+        finally:
+            await server.stop(grace=None)
+        accepted = await accepted_result(client, job_id)
+
+    assert accepted.bundle_sha256 == sha
+    assert settings.open_blob_store().get_bytes(accepted.bundle_key, sha) == first.read_bytes()  # checked
 
 
 async def test_a_bundle_whose_bytes_do_not_match_its_sha256_is_not_published(tmp_path):

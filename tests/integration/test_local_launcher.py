@@ -70,3 +70,26 @@ async def test_a_retried_launch_returns_another_replicas_agent_with_that_replica
     )
     assert (launched.agent_id, launched.host_task_queue) == ("local:1", theirs)
     assert not list(record.parent.glob("workdir-*"))  # nothing was spawned
+
+
+async def test_a_launch_retried_after_a_death_before_the_record_adopts_the_agent_it_spawned(settings):
+    """CI, stop 20: a conductor SIGKILLed between spawning an agent and writing agent.json; the retried launch
+    started a second agent for the same attempt, whose bundle replaced the reported one (InvalidBundle)."""
+    job = LaunchAgentInput(job_id="job/t/ENG-2", attempt=1)
+    env = ActivityEnvironment()
+    launched = await env.run(build_launcher(settings).launch_agent, job)
+    record = JobAttemptDir(settings.jobs_dir, job.job_id, job.attempt).root / "agent.json"
+    try:
+        record.unlink()  # as if the conductor had died right after spawning
+        # A new conductor process: it holds no children of the dead one.
+        again = await env.run(build_launcher(settings).launch_agent, job)
+        assert again.agent_id == launched.agent_id
+        assert len(list(record.parent.glob("workdir-*"))) == 1  # nothing else was spawned
+        assert json.loads(record.read_text())["agent_id"] == launched.agent_id
+    finally:
+        await env.run(
+            build_launcher(settings).stop_agent,
+            StopAgentInput(job_id=job.job_id, attempt=job.attempt, agent_id=launched.agent_id),
+        )
+    pid = int(launched.agent_id.removeprefix("local:"))
+    assert not os.path.exists(f"/proc/{pid}") or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
