@@ -68,7 +68,7 @@ def task_file_round(blobs: S3BlobStore, text: str, sha256: str, work: Path) -> t
 
 
 def bundle_round(blobs: S3BlobStore, bundle: Path, sha256: str, work: Path) -> tuple[float, float]:
-    key = bundle_key(JOB, 1)
+    key = bundle_key(JOB, 1, sha256)
     size = bundle.stat().st_size
     post = blobs.presigned_post(key, max_bytes=size, expires_seconds=600)
     put = timed(blob_transfer.post_file, post.url, post.fields, bundle, 600)

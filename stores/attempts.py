@@ -2,7 +2,11 @@
 
     jobs/<job id as a file name>/attempt-<n>/files/<path>   the task files
     jobs/<job id as a file name>/attempt-<n>/attempt.json   this record (StagedAttempt), written last
-    jobs/<job id as a file name>/attempt-<n>/work.bundle    the agent's git bundle, once it reports
+    jobs/<job id as a file name>/attempt-<n>/bundles/<sha256>.bundle
+                                                            an agent's git bundle, named by its sha256
+
+A bundle is named by its content: should two agents of one attempt run (a launch retried after its
+conductor died), neither can replace the bundle of the result the job accepted, on whichever replica.
 
 Any conductor sharing the blob store serves any attempt: the record is the proof an attempt was staged
 (an agent's token opens nothing else), and a staged next attempt supersedes it. A record never changes
@@ -11,6 +15,7 @@ is cached; "superseded" is for good, and "not superseded" is re-checked at every
 few seconds on a remote one (S3: a request each).
 """
 
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -27,6 +32,9 @@ RECORD = "attempt.json"
 # refused (its result is refused by the job anyway: conductor_worker/gateway/agent_channel.py).
 SUPERSEDED_RECHECK_SECONDS = 5.0
 CACHED_RECORDS = 4096
+_SHA256_HEX = re.compile("[0-9a-f]{64}")
+# Different bundles one attempt may store: one agent's, a second agent's (a retried launch), retries.
+BUNDLES_PER_ATTEMPT = 4
 
 
 class StagedFile(BaseModel):
@@ -64,8 +72,15 @@ def file_key(job_id: str, attempt: int, path: str) -> str:
     return attempt_prefix(job_id, attempt) + "files/" + check_relative_path(path).as_posix()
 
 
-def bundle_key(job_id: str, attempt: int) -> str:
-    return attempt_prefix(job_id, attempt) + "work.bundle"
+def bundles_prefix(job_id: str, attempt: int) -> str:
+    return attempt_prefix(job_id, attempt) + "bundles/"
+
+
+def bundle_key(job_id: str, attempt: int, sha256: str) -> str:
+    """Where the bundle whose sha256 (hex) is `sha256` goes; ValueError for anything else."""
+    if not _SHA256_HEX.fullmatch(sha256):
+        raise ValueError(f"not a sha256 in hex: {sha256[:80]!r}")
+    return bundles_prefix(job_id, attempt) + sha256 + ".bundle"
 
 
 class StagedAttempts:

@@ -1,9 +1,12 @@
 """Small git tools for tests: bare repositories and agent-style branch bundles, via the git CLI."""
 
+import hashlib
 import os
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
+
+from stores.attempts import bundle_key
 
 # Hermetic git: no user or system config (signing, hooks, default branch) leaks into tests.
 GIT_ENV = {
@@ -101,8 +104,9 @@ def _write(root: Path, files: Mapping[str, str]) -> None:
         path.write_text(text)
 
 
-def stored_bundle(blobs, bundle: Path | None, key: str = "jobs/test/attempt-1/work.bundle") -> dict:
+def stored_bundle(blobs, bundle: Path | None, job_id: str = "job/test") -> dict:
     """An agent result's bundle fields once `bundle` is in the blob store, as the gateway leaves them."""
     if bundle is None:
         return {}
+    key = bundle_key(job_id, 1, hashlib.sha256(bundle.read_bytes()).hexdigest())
     return {"bundle_key": key, "bundle_sha256": blobs.put_file(key, bundle)}

@@ -46,7 +46,7 @@ from contracts.usage import ModelUsage
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
 from security.job_access import JobAccess, open_job_attempt
 from security.tokens import TokenClaims, TokenError
-from stores.attempts import StagedAttempts, bundle_key, file_key
+from stores.attempts import BUNDLES_PER_ATTEMPT, StagedAttempts, bundle_key, bundles_prefix, file_key
 from stores.blob_store import BlobMissing
 from stores.job_store import JobAttemptDir
 from stores.mailbox import JobMailbox
@@ -163,7 +163,7 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
             # as it is. Without a URL the agent sends its result through UploadResult, which says duplicate.
             return agent_pb2.PrepareBundleUploadResponse()
         post = self._blobs.presigned_post(
-            bundle_key(access.claims.job_id, access.claims.attempt),
+            await self._new_bundle_key(context, access.claims, request.sha256),
             max_bytes=request.size,
             expires_seconds=self._settings.blob_url_expiry_seconds,
         )
@@ -208,8 +208,7 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         existing = job.result()
         job.root.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=job.root, prefix=".upload-")
-        digest, size, result_msg = hashlib.sha256(), 0, None
-        key = bundle_key(claims.job_id, claims.attempt)
+        digest, size, result_msg, key = hashlib.sha256(), 0, None, ""
         try:
             with os.fdopen(fd, "wb") as tmp:
                 async for message in request_iterator:
@@ -229,10 +228,12 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
                 # A retried upload of the same attempt: the first report stands.
                 return agent_pb2.UploadResultResponse(accepted=True, bundle_size=size, duplicate=True)
             if result_msg.bundle_uploaded:
+                key = await self._key_of_bundle(context, claims, result_msg.bundle_sha256)
                 size = await self._check_uploaded_bundle(context, job, key, result_msg)
             elif size:
                 if digest.hexdigest() != result_msg.bundle_sha256:
                     await context.abort(grpc.StatusCode.DATA_LOSS, "bundle sha256 does not match")
+                key = await self._new_bundle_key(context, claims, result_msg.bundle_sha256)
                 await asyncio.to_thread(self._blobs.put_file, key, Path(tmp_name))
             result = _result_from_proto(
                 result_msg,
@@ -273,9 +274,25 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
                 grpc.StatusCode.DATA_LOSS,
                 f"stored bundle has {stored} bytes, the result says {msg.bundle_size}",
             )
-        if not msg.bundle_sha256:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "bundle_uploaded without its sha256")
         return stored
+
+    async def _key_of_bundle(self, context, claims: TokenClaims, sha256: str) -> str:
+        try:
+            return bundle_key(claims.job_id, claims.attempt, sha256)
+        except ValueError as err:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bundle: {err}")
+
+    async def _new_bundle_key(self, context, claims: TokenClaims, sha256: str) -> str:
+        """Where a bundle of this sha256 goes: each its own key, so no agent replaces a bundle another one
+        reported; an attempt's bundles are bounded in number (each by CONDUCTOR_MAX_BUNDLE_BYTES)."""
+        key = await self._key_of_bundle(context, claims, sha256)
+        stored = await asyncio.to_thread(self._blobs.keys, bundles_prefix(claims.job_id, claims.attempt))
+        if key not in stored and len(stored) >= BUNDLES_PER_ATTEMPT:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"bundle refused: attempt {claims.attempt} holds {len(stored)} bundles already, the most it may",
+            )
+        return key
 
     async def _report(
         self, context, job: JobAttemptDir, result: AgentResult, steps: dict[str, str] | None = None

@@ -1,6 +1,7 @@
 """The blob store, `local` and `s3` (moto's server over HTTP), and agents that use S3 with presigned URLs:
 task files and bundles never pass through the conductor, and every byte is checked against its sha256."""
 
+import asyncio
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from contracts.jobs import AgentResult, AgentStatus, JobSpec, ticket_work_item
 from contracts.routing import RepoRoute
 from contracts.tickets import TicketMessage
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
-from stores.attempts import bundle_key
+from stores.attempts import BUNDLES_PER_ATTEMPT, bundle_key, bundles_prefix
 from stores.blob_store import BlobIntegrityError, BlobMissing, BlobStore, LocalBlobStore, S3BlobStore
 from stores.mailbox import JobMailbox
 from tests.agent_helpers import stage_job
@@ -154,67 +155,97 @@ async def test_an_agent_given_presigned_urls_moves_its_files_and_bundle_through_
         result = await accepted_result(client, job_id)  # the result the job accepted
 
     assert result.status is AgentStatus.SUCCEEDED and through_the_gateway == []
-    assert result.bundle_key == bundle_key(job_id, 1)
+    assert result.bundle_key == bundle_key(job_id, 1, result.bundle_sha256)
     stored = settings.open_blob_store().get_bytes(result.bundle_key, result.bundle_sha256)  # checked
     assert stored.startswith(b"# v2 git bundle")
 
 
-async def test_a_second_agent_of_a_reported_attempt_cannot_replace_its_bundle(
-    client, settings, aws, bucket, sample_remote, tmp_path
-):
-    """CI, stop 20: two agents of one attempt (a launch retried after a conductor died). The second asked for a
-    presigned POST after the first had reported, and its bundle replaced the reported one (InvalidBundle)."""
+@pytest.fixture
+async def bundle_gateway(client, settings, aws, bucket, sample_remote):
+    """A gateway on S3 stores and a staged job awaiting its agent: (stub, the agent's metadata, settings, job id)."""
     settings = s3_settings(settings, aws, bucket)
     job_id, token = stage_job(settings, sample_remote)
-    metadata = (("authorization", f"Bearer {token}"),)
-    first, second = tmp_path / "first.bundle", tmp_path / "second.bundle"
-    first.write_bytes(b"# v2 git bundle\nfirst agent\n")
-    second.write_bytes(b"# v2 git bundle\nsecond agent\n")
-    sha = hashlib.sha256(first.read_bytes()).hexdigest()
-
     async with agent_jobs(client, settings) as jobs:
         await jobs.start(job_id)
         server, port = await start_gateway(settings, client)
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                stub = agent_pb2_grpc.AgentServiceStub(channel)
-                size = first.stat().st_size
-                request = agent_pb2.PrepareBundleUploadRequest(size=size, sha256=sha)
-                post = await stub.PrepareBundleUpload(request, metadata=metadata)
-                post_file(post.url, dict(post.fields), first, timeout=10)
-                result = agent_pb2.AgentResult(
-                    status="SUCCEEDED", bundle_sha256=sha, bundle_uploaded=True, bundle_size=size
-                )
-                reply = await stub.UploadResult(
-                    iter([agent_pb2.UploadResultRequest(result=result)]), metadata=metadata
-                )
-                assert reply.accepted and not reply.duplicate
-
-                # The second agent: no URL to the reported bundle's key; through the gateway it is a duplicate.
-                size = second.stat().st_size
-                request = agent_pb2.PrepareBundleUploadRequest(size=size, sha256="0" * 64)
-                assert not (await stub.PrepareBundleUpload(request, metadata=metadata)).url
-                other = agent_pb2.AgentResult(
-                    status="SUCCEEDED", bundle_sha256=hashlib.sha256(second.read_bytes()).hexdigest()
-                )
-                requests = [agent_pb2.UploadResultRequest(bundle_chunk=second.read_bytes())]
-                requests.append(agent_pb2.UploadResultRequest(result=other))
-                again = await stub.UploadResult(iter(requests), metadata=metadata)
-                assert again.accepted and again.duplicate
+                metadata = (("authorization", f"Bearer {token}"),)
+                yield agent_pb2_grpc.AgentServiceStub(channel), metadata, settings, job_id
         finally:
             await server.stop(grace=None)
-        accepted = await accepted_result(client, job_id)
 
-    assert accepted.bundle_sha256 == sha
-    assert settings.open_blob_store().get_bytes(accepted.bundle_key, sha) == first.read_bytes()  # checked
+
+async def presigned_upload(stub, metadata, data: bytes, tmp_path: Path) -> agent_pb2.AgentResult:
+    """What an agent does with S3: the presigned POST, then the result that names the uploaded bundle."""
+    sha = hashlib.sha256(data).hexdigest()
+    request = agent_pb2.PrepareBundleUploadRequest(size=len(data), sha256=sha)
+    post = await stub.PrepareBundleUpload(request, metadata=metadata)
+    bundle = tmp_path / f"{sha}.bundle"
+    bundle.write_bytes(data)
+    await asyncio.to_thread(post_file, post.url, dict(post.fields), bundle, 10)
+    return agent_pb2.AgentResult(
+        status="SUCCEEDED", bundle_sha256=sha, bundle_uploaded=True, bundle_size=len(data)
+    )
+
+
+async def test_a_second_agent_of_an_attempt_cannot_replace_the_reported_bundle(
+    client, bundle_gateway, tmp_path
+):
+    """CI, stop 20: two agents of one attempt (a launch retried after its conductor died). The second one's
+    presigned upload went to the same key as the first's and replaced the reported bundle (InvalidBundle)."""
+    stub, metadata, settings, job_id = bundle_gateway
+    first, second = b"# v2 git bundle\nfirst agent\n", b"# v2 git bundle\nsecond agent\n"
+    # Both upload before either reports (a result stored first would stop the second at its request).
+    first_result = await presigned_upload(stub, metadata, first, tmp_path)
+    second_result = await presigned_upload(stub, metadata, second, tmp_path)
+    reply = await stub.UploadResult(
+        iter([agent_pb2.UploadResultRequest(result=first_result)]), metadata=metadata
+    )
+    assert reply.accepted and not reply.duplicate
+    again = await stub.UploadResult(
+        iter([agent_pb2.UploadResultRequest(result=second_result)]), metadata=metadata
+    )
+    assert again.accepted and again.duplicate
+    # After the report, no more upload URLs for the attempt.
+    late = agent_pb2.PrepareBundleUploadRequest(size=len(second), sha256=second_result.bundle_sha256)
+    assert not (await stub.PrepareBundleUpload(late, metadata=metadata)).url
+
+    accepted = await accepted_result(client, job_id)
+    assert accepted.bundle_sha256 == first_result.bundle_sha256
+    assert (
+        settings.open_blob_store().get_bytes(accepted.bundle_key, accepted.bundle_sha256) == first
+    )  # checked
+
+
+async def test_an_attempt_stores_a_bounded_number_of_bundles_each_named_by_a_real_sha256(
+    bundle_gateway, tmp_path
+):
+    stub, metadata, settings, job_id = bundle_gateway
+    for n in range(BUNDLES_PER_ATTEMPT):
+        await presigned_upload(stub, metadata, f"bundle {n}".encode(), tmp_path)
+    # The same bytes again go where they went: no new bundle.
+    await presigned_upload(stub, metadata, b"bundle 0", tmp_path)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await presigned_upload(stub, metadata, b"one more", tmp_path)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert f"holds {BUNDLES_PER_ATTEMPT} bundles already" in refused.value.details()
+    assert len(settings.open_blob_store().keys(bundles_prefix(job_id, 1))) == BUNDLES_PER_ATTEMPT
+    for sha in ("", "../attempt.json", "A" * 64):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.PrepareBundleUpload(
+                agent_pb2.PrepareBundleUploadRequest(size=8, sha256=sha), metadata=metadata
+            )
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, sha
 
 
 async def test_a_bundle_whose_bytes_do_not_match_its_sha256_is_not_published(tmp_path):
     bare = make_bare_repo_from({"README.md": "hello\n"}, tmp_path / "origin.git")
     bundle, sha = make_branch_bundle(bare, tmp_path / "agent", "conductor/ENG-1", {"fix.txt": "fixed\n"})
     blobs = LocalBlobStore(tmp_path / "blobs")
-    key = bundle_key("job/ticket/jira/ENG-1", 1)
-    reported = blobs.put_file(key, bundle)
+    reported = hashlib.sha256(bundle.read_bytes()).hexdigest()
+    key = bundle_key("job/ticket/jira/ENG-1", 1, reported)
+    blobs.put_file(key, bundle)
     blobs.put_bytes(key, bundle.read_bytes() + b"\n")  # changed in the store after the agent reported
     spec = JobSpec(
         job_id="job/ticket/jira/ENG-1",

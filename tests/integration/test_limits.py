@@ -25,7 +25,7 @@ from conductor_worker.gateway.server import start_gateway
 from contracts.jobs import AgentStatus, TaskFile
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
 from security.tokens import mint_token
-from stores.attempts import bundle_key
+from stores.attempts import bundles_prefix
 from stores.job_store import JobAttemptDir
 from tests.agent_job_harness import agent_jobs
 from tests.helpers import free_port, stage_attempt, wait_for
@@ -82,7 +82,7 @@ async def test_a_bundle_over_the_limit_is_refused_and_fails_the_attempt(client, 
     again = await stub.UploadResult(upload(1000), metadata=metadata)
     assert again.accepted and again.duplicate
     assert (await accepted_results(client, [JOB]))[JOB] == [result]
-    assert settings.open_blob_store().size(bundle_key(JOB, 1)) is None and not list(
+    assert settings.open_blob_store().keys(bundles_prefix(JOB, 1)) == [] and not list(
         JobAttemptDir(settings.jobs_dir, JOB, 1).root.glob(".upload-*")  # no partial upload left behind
     )
 
