@@ -290,7 +290,8 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         if key not in stored and len(stored) >= BUNDLES_PER_ATTEMPT:
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"bundle refused: attempt {claims.attempt} holds {len(stored)} bundles already, the most it may",
+                f"bundle refused: attempt {claims.attempt} holds {len(stored)} bundles already "
+                f"(at most {BUNDLES_PER_ATTEMPT} an attempt)",
             )
         return key
 
