@@ -22,12 +22,13 @@ async def attempt_for_model_call(attempts: StagedAttempts, jobs_dir, secret: byt
     """The attempt, or TokenError; an attempt whose result is in has ended and spends nothing more."""
     if not token:
         raise TokenError("missing bearer token")
-    # In a thread: with the s3 blob store, an attempt not seen for a while costs a request.
+    # In a thread: with the s3 blob store, an attempt not seen for a while costs a request (each check).
     access = await asyncio.to_thread(open_job_attempt, attempts, jobs_dir, secret, token)
-    if _ended(access.job):
+    if await asyncio.to_thread(_ended, attempts, access.job):
         raise TokenError("token is for an attempt that has ended")
     return access
 
 
-def _ended(job: JobAttemptDir) -> bool:
-    return job.result_path.exists()
+def _ended(attempts: StagedAttempts, job: JobAttemptDir) -> bool:
+    """Its result is in: on this replica (its own record), or on any (the marker in the shared blob store)."""
+    return job.result_path.exists() or attempts.ended(job.job_id, job.attempt)

@@ -2,6 +2,7 @@
 
     jobs/<job id as a file name>/attempt-<n>/files/<path>   the task files
     jobs/<job id as a file name>/attempt-<n>/attempt.json   this record (StagedAttempt), written last
+    jobs/<job id as a file name>/attempt-<n>/ended          there once the attempt's result is in
     jobs/<job id as a file name>/attempt-<n>/bundles/<sha256>.bundle
                                                             an agent's git bundle, named by its sha256
 
@@ -19,6 +20,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 from pydantic import BaseModel
 
@@ -28,6 +30,7 @@ from contracts.task_paths import check_relative_path
 from stores.blob_store import BlobMissing, BlobStore
 
 RECORD = "attempt.json"
+ENDED = "ended"  # empty; there once the attempt's result is in
 # With a remote store, an agent of a superseded attempt may go on for this long before its calls are
 # refused (its result is refused by the job anyway: conductor_worker/gateway/agent_channel.py).
 SUPERSEDED_RECHECK_SECONDS = 5.0
@@ -87,9 +90,10 @@ class StagedAttempts:
     def __init__(self, blobs: BlobStore) -> None:
         self.blobs = blobs
         self._records: OrderedDict[tuple[str, int], StagedAttempt] = OrderedDict()
-        self._current_until: dict[tuple[str, int], float] = {}
-        self._superseded: set[tuple[str, int]] = set()
         self._lock = threading.Lock()
+        recheck = SUPERSEDED_RECHECK_SECONDS if blobs.remote else 0.0
+        self._superseded = _FactForGood(recheck)
+        self._ended = _FactForGood(recheck)
 
     def stage(
         self,
@@ -141,24 +145,51 @@ class StagedAttempts:
 
     def superseded(self, job_id: str, attempt: int) -> bool:
         """True once a later attempt of the job has been staged."""
-        key, now = (job_id, attempt), time.monotonic()
+        later = attempt_prefix(job_id, attempt + 1) + RECORD
+        return self._superseded.holds((job_id, attempt), lambda: self.blobs.size(later) is not None)
+
+    def mark_ended(self, job_id: str, attempt: int) -> None:
+        """The attempt's result is in (on this replica): every replica's model gateway refuses its token."""
+        self.blobs.put_bytes(attempt_prefix(job_id, attempt) + ENDED, b"")
+        self._ended.learn((job_id, attempt))
+
+    def ended(self, job_id: str, attempt: int) -> bool:
+        marker = attempt_prefix(job_id, attempt) + ENDED
+        return self._ended.holds((job_id, attempt), lambda: self.blobs.size(marker) is not None)
+
+
+class _FactForGood:
+    """A per-attempt fact that, once true, stays true (superseded, ended): a true answer is cached for good,
+    a false one for `recheck` seconds (0: asked again every time, as on a local store)."""
+
+    def __init__(self, recheck: float) -> None:
+        self._recheck = recheck
+        self._true: set[tuple[str, int]] = set()
+        self._false_until: dict[tuple[str, int], float] = {}
+        self._lock = threading.Lock()
+
+    def holds(self, key: tuple[str, int], probe: Callable[[], bool]) -> bool:
+        now = time.monotonic()
         with self._lock:
-            if key in self._superseded:
+            if key in self._true:
                 return True
-            if self._current_until.get(key, 0.0) > now:
+            if self._false_until.get(key, 0.0) > now:
                 return False
-        recheck = SUPERSEDED_RECHECK_SECONDS if self.blobs.remote else 0.0
-        later = self.blobs.size(attempt_prefix(job_id, attempt + 1) + RECORD) is not None
-        with self._lock:
-            if later:
-                if len(self._superseded) >= CACHED_RECORDS:
-                    self._superseded.clear()  # only a cache: a superseded attempt is found again
-                self._superseded.add(key)
-                self._current_until.pop(key, None)
-            elif recheck:
-                self._current_until[key] = now + recheck
-                if len(self._current_until) > CACHED_RECORDS:
+        if probe():
+            self.learn(key)
+            return True
+        if self._recheck:
+            with self._lock:
+                self._false_until[key] = now + self._recheck
+                if len(self._false_until) > CACHED_RECORDS:
                     # Past entries are only a cache: drop the expired ones, or all when none has expired.
-                    live = {k: t for k, t in self._current_until.items() if t > now}
-                    self._current_until = live if len(live) < CACHED_RECORDS else {}
-        return later
+                    live = {k: t for k, t in self._false_until.items() if t > now}
+                    self._false_until = live if len(live) < CACHED_RECORDS else {}
+        return False
+
+    def learn(self, key: tuple[str, int]) -> None:
+        with self._lock:
+            if len(self._true) >= CACHED_RECORDS:
+                self._true.clear()  # only a cache: a true fact is found again
+            self._true.add(key)
+            self._false_until.pop(key, None)

@@ -249,6 +249,7 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         if self._spans is not None:  # accepted: the only report of this attempt that gets here
             self._spans.record(access.staged, result_msg, now=time.time())
         job.store_result(result)
+        await asyncio.to_thread(self._attempts.mark_ended, claims.job_id, claims.attempt)
         log.info(
             "agent result: %s attempt %d %s (%d bundle bytes)",
             claims.job_id,
@@ -322,6 +323,7 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
                 except (AttemptEnded, RPCError, TimeoutError) as err:
                     log.warning("%s attempt %d: refusal not recorded: %s", job.job_id, job.attempt, err)
             job.store_result(failed)
+            await asyncio.to_thread(self._attempts.mark_ended, job.job_id, job.attempt)
         log.warning("%s attempt %d: %s", job.job_id, job.attempt, reason)
         await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, reason)
 

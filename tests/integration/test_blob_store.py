@@ -21,7 +21,7 @@ from contracts.jobs import AgentResult, AgentStatus, JobSpec, ticket_work_item
 from contracts.routing import RepoRoute
 from contracts.tickets import TicketMessage
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
-from stores.attempts import BUNDLES_PER_ATTEMPT, bundle_key, bundles_prefix
+from stores.attempts import BUNDLES_PER_ATTEMPT, StagedAttempts, bundle_key, bundles_prefix
 from stores.blob_store import BlobIntegrityError, BlobMissing, BlobStore, LocalBlobStore, S3BlobStore
 from stores.mailbox import JobMailbox
 from tests.agent_helpers import stage_job
@@ -213,6 +213,8 @@ async def test_a_second_agent_of_an_attempt_cannot_replace_the_reported_bundle(
 
     accepted = await accepted_result(client, job_id)
     assert accepted.bundle_sha256 == first_result.bundle_sha256
+    # Every replica's model gateway now refuses the attempt's token (tests/integration/test_model_gateway.py).
+    assert StagedAttempts(settings.open_blob_store()).ended(job_id, 1)
     assert (
         settings.open_blob_store().get_bytes(accepted.bundle_key, accepted.bundle_sha256) == first
     )  # checked

@@ -11,11 +11,13 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
 
+from contracts.jobs import AgentResult, AgentStatus
 from contracts.usage import ModelPrice, ModelUsage
 from model_gateway.routes import router_from_settings
 from model_gateway.upstream import retry_after_seconds
 from model_gateway.usage import read_usage
 from security.tokens import mint_token
+from stores.attempts import StagedAttempts
 from stores.job_store import JobAttemptDir
 from stores.usage_store import AttemptUsageStore
 from tests.helpers import stage_attempt
@@ -188,6 +190,44 @@ def test_two_replicas_count_one_attempts_usage_once(settings, gateway, model, me
         second.stop()
 
 
+@pytest.mark.parametrize("marker", ["on", "off"])
+def test_an_attempt_ended_on_one_replica_spends_nothing_on_another(
+    settings, gateway, model, meter, tmp_path, marker
+):
+    """Replicas share only Temporal and the blob store: the replica that took the result marks the attempt
+    ended there; without the marker, another replica (no result in its own state dir) forwards and spends."""
+    base, token, job = gateway
+    other = gateway_settings(settings, model).model_copy(
+        update={
+            "state_dir": tmp_path / "replica-b",
+            "blob_dir": str(settings.blobs_dir),
+            "token_secret": SecretStr(settings.signing_secret().decode()),
+        }
+    )
+    second = serve(other, meter)
+    try:
+        model.script_messages(claude_message_turn("ok", input_tokens=10, output_tokens=1))
+        # Replica B has seen the attempt live (a cached answer must not outlive the marker).
+        assert (
+            post(second.base_url, "/v1/messages", token, {"stream": True, "messages": []}).status_code == 200
+        )
+        job.store_result(AgentResult(status=AgentStatus.SUCCEEDED))  # replica A took the result
+        if marker == "on":  # what the gRPC gateway does with it (conductor_worker/gateway/server.py)
+            StagedAttempts(settings.open_blob_store()).mark_ended(job.job_id, job.attempt)
+        model.script_messages(claude_message_turn("more", input_tokens=10, output_tokens=1))
+
+        response = post(second.base_url, "/v1/messages", token, {"stream": True, "messages": []})
+
+        if marker == "on":
+            assert response.status_code == 401 and "ended" in response.json()["error"]["message"]
+            assert len(model.requests) == 1
+        else:  # the marker is what stops it: replica B alone cannot know
+            assert response.status_code == 200 and len(model.requests) == 2
+        assert post(base, "/v1/messages", token, {"stream": True, "messages": []}).status_code == 401
+    finally:
+        second.stop()
+
+
 def test_a_request_without_a_valid_token_costs_nothing(gateway, model):
     base, token, _ = gateway
     for headers in ({}, {"authorization": "Bearer nonsense"}, {"authorization": f"Bearer {token}x"}):
@@ -210,7 +250,7 @@ def test_an_ended_attempts_token_spends_nothing(settings, gateway, model, monkey
     job.result_path.parent.mkdir(parents=True, exist_ok=True)
     job.result_path.write_text("{}")  # the attempt's result is in: it has ended
     if check == "off":
-        monkeypatch.setattr("model_gateway.access._ended", lambda job: False)
+        monkeypatch.setattr("model_gateway.access._ended", lambda attempts, job: False)
 
     response = post(base, "/v1/responses", token, {"stream": True})
 
