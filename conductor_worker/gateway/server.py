@@ -30,6 +30,7 @@ from temporalio.service import RPCError
 
 from conductor_worker.config import Settings
 from conductor_worker.gateway.agent_channel import AgentChannel, AttemptEnded
+from conductor_worker.gateway.agent_results import result_from_proto
 from conductor_worker.gateway.agent_spans import AgentSpans
 from conductor_worker.gateway.log_calls import (
     KeepLogBlockBytes,
@@ -42,7 +43,6 @@ from conductor_worker.gateway.log_store import LogStore, open_log_store
 from conductor_worker.metrics import GatewayMetrics, client_meter
 from conductor_worker.tls import grpc_server_credentials, tls_enabled
 from contracts.jobs import AgentResult, AgentStatus, FailureClass
-from contracts.usage import ModelUsage
 from proto.conductor.v1 import agent_pb2, agent_pb2_grpc
 from security.job_access import JobAccess, open_job_attempt
 from security.tokens import TokenClaims, TokenError
@@ -53,9 +53,6 @@ from stores.mailbox import JobMailbox
 from stores.usage_store import AttemptUsageStore
 
 log = logging.getLogger(__name__)
-# A git ref name or object id; anything longer is not one.
-_MAX_NAME_CHARS = 255
-
 CHUNK_SIZE = 256 * 1024
 SERVICE_NAME = "conductor.v1.AgentService"
 
@@ -235,9 +232,8 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
                     await context.abort(grpc.StatusCode.DATA_LOSS, "bundle sha256 does not match")
                 key = await self._new_bundle_key(context, claims, result_msg.bundle_sha256)
                 await asyncio.to_thread(self._blobs.put_file, key, Path(tmp_name))
-            result = _result_from_proto(
+            result = result_from_proto(
                 result_msg,
-                job,
                 key if size else "",
                 max_chars=self._settings.max_result_text_chars,
                 model_usage=await asyncio.to_thread(self._usage.total, job.job_id, job.attempt, True),
@@ -249,7 +245,7 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         if self._spans is not None:  # accepted: the only report of this attempt that gets here
             self._spans.record(access.staged, result_msg, now=time.time())
         job.store_result(result)
-        await asyncio.to_thread(self._attempts.mark_ended, claims.job_id, claims.attempt)
+        await self._mark_ended(job)
         log.info(
             "agent result: %s attempt %d %s (%d bundle bytes)",
             claims.job_id,
@@ -311,6 +307,14 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
         except (RPCError, TimeoutError) as err:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"result not recorded yet, send it again: {err}")
 
+    async def _mark_ended(self, job: JobAttemptDir) -> None:
+        """Tell every replica's model gateway the attempt has ended. The result is recorded already: a store
+        outage costs only the marker (this replica still refuses; the budget bounds the others)."""
+        try:
+            await asyncio.to_thread(self._attempts.mark_ended, job.job_id, job.attempt)
+        except Exception as err:  # boto's or the file system's: the store is the one thing that failed
+            log.warning("%s attempt %d: ended marker not stored: %s", job.job_id, job.attempt, err)
+
     async def _refuse_bundle(self, context, job: JobAttemptDir, existing: AgentResult | None) -> None:
         """Past the limit nothing more is read: the attempt fails with the reason, the agent is told."""
         limit = self._settings.max_bundle_bytes
@@ -323,7 +327,7 @@ class AgentGateway(agent_pb2_grpc.AgentServiceServicer):
                 except (AttemptEnded, RPCError, TimeoutError) as err:
                     log.warning("%s attempt %d: refusal not recorded: %s", job.job_id, job.attempt, err)
             job.store_result(failed)
-            await asyncio.to_thread(self._attempts.mark_ended, job.job_id, job.attempt)
+            await self._mark_ended(job)
         log.warning("%s attempt %d: %s", job.job_id, job.attempt, reason)
         await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, reason)
 
@@ -337,49 +341,6 @@ def _rechunked(chunks: Iterator[bytes]) -> Iterator[bytes]:
 
 def _step_states(steps) -> dict[str, str]:
     return {step.name: step.status for step in steps}
-
-
-def _result_from_proto(
-    msg: agent_pb2.AgentResult,
-    job: JobAttemptDir,
-    bundle_key: str,
-    max_chars: int,
-    model_usage: ModelUsage | None = None,
-) -> AgentResult:
-    """Protobuf stays at this edge: the rest of the conductor sees the contract.
-
-    The texts go into workflow history and pull requests: each is cut to `max_chars`, saying so.
-    """
-    try:
-        status = AgentStatus(msg.status)
-    except ValueError:
-        status = AgentStatus.FAILED
-    try:
-        failure_class = FailureClass(msg.failure_class or "none")
-    except ValueError:
-        failure_class = FailureClass.INFRASTRUCTURE
-    return AgentResult(
-        status=status,
-        exit_code=msg.exit_code,
-        stdout_tail=_cut(msg.stdout_tail, max_chars, keep_end=True),
-        stderr_tail=_cut(msg.stderr_tail, max_chars, keep_end=True),
-        summary=_cut(msg.summary, max_chars),
-        failure_class=failure_class,
-        branch=msg.branch[:_MAX_NAME_CHARS],
-        commit_sha=msg.commit_sha[:_MAX_NAME_CHARS],
-        duration_seconds=msg.duration_seconds,
-        bundle_key=bundle_key,
-        bundle_sha256=msg.bundle_sha256 if bundle_key else "",
-        model_usage=model_usage,
-        no_changes=msg.no_changes,
-    )
-
-
-def _cut(text: str, max_chars: int, keep_end: bool = False) -> str:
-    if len(text) <= max_chars:
-        return text
-    note = f"[cut to {max_chars} characters: CONDUCTOR_MAX_RESULT_TEXT_CHARS]"
-    return f"{note}\n{text[-max_chars:]}" if keep_end else f"{text[:max_chars]}\n{note}"
 
 
 async def start_gateway(

@@ -9,6 +9,7 @@ from pathlib import Path
 import boto3
 import grpc
 import pytest
+from botocore.exceptions import EndpointConnectionError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -287,3 +288,22 @@ def test_a_jobs_mailbox_written_by_one_replica_is_read_by_another(store: BlobSto
     assert reader.steering("job/ticket/jira/OTHER") == [] and reader.delivered("job/ticket/jira/M-1", 1) == 0
     reader.mark_delivered("job/ticket/jira/M-1", 1, 2)
     assert writer.delivered("job/ticket/jira/M-1", 1) == 2 and writer.delivered("job/ticket/jira/M-1", 2) == 0
+
+
+async def test_a_result_is_taken_when_the_ended_marker_cannot_be_stored(
+    client, bundle_gateway, tmp_path, monkeypatch, caplog
+):
+    """The marker only spares other replicas' model budgets: a store outage at that moment costs the marker,
+    not the result the job already has."""
+    stub, metadata, _, job_id = bundle_gateway
+    result = await presigned_upload(stub, metadata, b"# v2 git bundle\nwork\n", tmp_path)
+
+    def outage(self, job_id, attempt):
+        raise EndpointConnectionError(endpoint_url="http://s3.invalid")
+
+    monkeypatch.setattr(StagedAttempts, "mark_ended", outage)
+    reply = await stub.UploadResult(iter([agent_pb2.UploadResultRequest(result=result)]), metadata=metadata)
+
+    assert reply.accepted and not reply.duplicate
+    assert (await accepted_result(client, job_id)).bundle_sha256 == result.bundle_sha256
+    assert "ended marker not stored" in caplog.text
