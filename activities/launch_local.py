@@ -23,6 +23,7 @@ from pathlib import Path
 from temporalio import activity
 
 from activities.agent_env import agent_job_environment
+from activities.agent_processes import WORKDIR_PREFIX, attempt_processes, pid_alive, unrecorded_agent
 from activities.launcher_config import AgentEnvironment, LocalLauncherConfig
 from activities.sandbox import (
     UNSAFE,
@@ -48,7 +49,6 @@ STOP_GRACE_SECONDS = 5.0
 # An agent that reported its result is still sending its last log lines; it exits by itself once the
 # conductor stored them (or its own flush deadline passed). Within stop_agent's 30 s activity timeout.
 LOG_FLUSH_GRACE_SECONDS = 15.0
-WORKDIR_PREFIX = "workdir-"
 
 
 def agent_environment(agent: AgentEnvironment, token: str, workdir: Path) -> dict[str, str]:
@@ -59,42 +59,6 @@ def agent_environment(agent: AgentEnvironment, token: str, workdir: Path) -> dic
 
 def agent_command() -> list[str]:
     return [sys.executable, "-m", "agent_runtime", "run"]
-
-
-def _pid_alive(pid: int) -> bool:
-    """True for a running (not zombie) process whose command line is one of our agents."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    state = stat.rsplit(")", 1)[1].split()[0]
-    return state not in ("Z", "X") and b"agent_runtime" in cmdline
-
-
-def unrecorded_agent(attempt_root: Path) -> int | None:
-    """The live agent spawned in one of this attempt's work directories, found by its cwd; None: there is none.
-
-    The spawned process (bwrap, or the agent itself when unsandboxed) and everything under it share that
-    cwd: the one whose parent is not among them is the process a launch records.
-    """
-    workdirs = {str(path.resolve()) for path in attempt_root.glob(f"{WORKDIR_PREFIX}*")}
-    if not workdirs:
-        return None
-    found: dict[int, int] = {}  # pid -> parent pid
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if os.readlink(entry / "cwd") not in workdirs:
-                continue
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue  # gone meanwhile, or not ours to read
-        if _pid_alive(int(entry.name)):
-            found[int(entry.name)] = parent
-    roots = [pid for pid, parent in found.items() if parent not in found]
-    return min(roots) if roots else None
 
 
 class LocalLauncher:
@@ -121,7 +85,7 @@ class LocalLauncher:
         child = self._children.get(pid)
         if child is not None and child.poll() is not None:
             return False
-        return _pid_alive(pid)
+        return pid_alive(pid)
 
     @activity.defn(name="launch_agent")
     async def launch_agent(self, input: LaunchAgentInput) -> LaunchAgentResult:
@@ -245,7 +209,21 @@ class LocalLauncher:
         agent itself (bwrap would die at once and take the agent with it, unheard), and the SIGKILL to
         the init, whose end kills every process of the namespace, whatever session it moved to.
         Unsandboxed, both go to the agent's process group; what left it (setsid) survives.
+        Last, whatever of the attempt still runs in its work directories is killed (SIGKILL).
         """
+        await self._stop(input)
+        # What the signals did not reach: stopped right after its launch, a sandbox can outlive its holder
+        # (bwrap's child ties itself to its parent, --die-with-parent, only after the clone; seen in CI).
+        attempt = JobAttemptDir(self._launch_config.jobs_dir, input.job_id, input.attempt)
+        leftovers = await asyncio.to_thread(attempt_processes, attempt.root)
+        for pid in leftovers:
+            _signal(pid, signal.SIGKILL)
+        if leftovers:
+            log.warning(
+                "killed %d leftover process(es) of %s attempt %d", len(leftovers), input.job_id, input.attempt
+            )
+
+    async def _stop(self, input: StopAgentInput) -> None:
         pid = int(input.agent_id.removeprefix("local:"))
         if not self.is_alive(input.agent_id):
             self._reap(pid)

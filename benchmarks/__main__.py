@@ -31,7 +31,7 @@ from conductor_worker.intake.sqs import SqsIntake
 from conductor_worker.process.client import connect
 from conductor_worker.process.devserver import DevServer
 from tests.helpers import free_port, ticket_body
-from tests.moto_sqs import speed_up_retention_check
+from tests.moto_sqs import patch_moto_sqs
 
 
 async def raw_start_rate(client, n: int, concurrency: int) -> float:
@@ -79,7 +79,7 @@ async def main(n: int, keys: int) -> None:
     with tempfile.TemporaryDirectory() as state:
         server = DevServer(Path(state), port=free_port(), ui_port=free_port())
         server.start()
-        speed_up_retention_check()  # moto's per-message O(n) attribute scan (tests/moto_sqs.py)
+        patch_moto_sqs()  # moto's per-message O(n) attribute scan (tests/moto_sqs.py)
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         moto.start()
         try:

@@ -45,7 +45,7 @@ from contracts.policies import JobPolicy
 from tests.agent_helpers import stage_job, start_agent
 from tests.git_helpers import make_bare_repo_from
 from tests.helpers import EXAMPLES, free_port, ticket_body, ticket_result
-from tests.moto_sqs import speed_up_retention_check
+from tests.moto_sqs import patch_moto_sqs
 
 RUNNING_LINE = "running: "
 
@@ -153,7 +153,7 @@ async def main(tickets: int, raw_samples: int, burst: int) -> None:
         tmp = Path(tmp_name)
         server = DevServer(tmp / "temporal", port=free_port(), ui_port=free_port())
         server.start()
-        speed_up_retention_check()  # moto's per-message O(n) attribute scan (tests/moto_sqs.py)
+        patch_moto_sqs()  # moto's per-message O(n) attribute scan (tests/moto_sqs.py)
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         moto.start()
         stop = asyncio.Event()

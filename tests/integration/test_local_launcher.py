@@ -2,6 +2,9 @@
 
 import json
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from temporalio.testing import ActivityEnvironment
@@ -20,8 +23,12 @@ CREDENTIALS = {
 
 
 def process_environment(pid: int) -> dict[str, str]:
-    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+    """The process's environment. Read right after its launch it can be empty (CI, stop 21): the kernel sets
+    a new program's arguments and environment after the exec closed the pipe Popen returns on."""
+    deadline = time.monotonic() + 10
+    while not (raw := Path(f"/proc/{pid}/environ").read_bytes()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return dict(item.decode().split("=", 1) for item in raw.split(b"\0") if b"=" in item)
 
 
 async def test_live_agent_environment_holds_no_credentials(settings, monkeypatch):
@@ -93,3 +100,27 @@ async def test_a_launch_retried_after_a_death_before_the_record_adopts_the_agent
         )
     pid = int(launched.agent_id.removeprefix("local:"))
     assert not os.path.exists(f"/proc/{pid}") or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+async def test_a_stop_kills_what_runs_on_in_the_attempts_work_directory(settings):
+    """CI, stop 21: stopped right after its launch, a sandbox outlived its holder (bwrap's child ties itself
+    to its parent only after the clone) and ran on. Here such an orphan is a process of the attempt's own
+    work directory that the recorded agent's signals do not reach (its own session)."""
+    job = LaunchAgentInput(job_id="job/t/ENG-3", attempt=1)
+    env = ActivityEnvironment()
+    launcher = build_launcher(settings)
+    launched = await env.run(launcher.launch_agent, job)
+    (workdir,) = JobAttemptDir(settings.jobs_dir, job.job_id, job.attempt).root.glob("workdir-*")
+    orphan = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)", "agent_runtime"],
+        cwd=workdir,
+        start_new_session=True,
+    )
+    try:
+        await env.run(
+            launcher.stop_agent,
+            StopAgentInput(job_id=job.job_id, attempt=job.attempt, agent_id=launched.agent_id),
+        )
+        assert orphan.wait(timeout=10) == -9  # SIGKILL
+    finally:
+        orphan.kill()
